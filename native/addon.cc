@@ -1,0 +1,15 @@
+// Addon entry: each feature folder registers its exports. Context-aware (one instance per
+// Node environment, so worker threads each get their own); no static JS objects.
+#include <napi.h>
+
+namespace capibara {
+void InitGating(Napi::Env env, Napi::Object exports);
+}  // namespace capibara
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  capibara::InitGating(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+NODE_API_MODULE(capibara, Init)

@@ -1,0 +1,314 @@
+// Node-API bindings of the gating kernels. Inputs are read in place; outputs are typed
+// arrays allocated by the caller (top-k, router logits) or here (dispatch plan, stats).
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+
+#include "common/args.h"
+#include "common/async.h"
+#include "gating/kernels.h"
+
+namespace capibara {
+namespace {
+
+using gating::DropPolicy;
+using gating::GroupScore;
+using gating::Scoring;
+
+constexpr int64_t kMaxExperts = int64_t{1} << 20;
+constexpr int64_t kMaxTokens = (int64_t{1} << 31) - 1;
+
+std::string NonFinite(float v) { return std::isnan(v) ? "NaN" : "Infinity"; }
+
+struct TopkArgs {
+  Napi::Float32Array logits, weights;
+  Napi::Int32Array indices;
+  Napi::Value bias;
+  gating::TopkParams p;
+};
+
+// gatingTopk(logits, tokens, experts, k, scoring, bias|null, renormalize, routeScale,
+//            groups, topkGroups, groupScore, rangeStart, rangeEnd, threads, weightsOut, indicesOut)
+TopkArgs ReadTopk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 16, "gatingTopk");
+  TopkArgs a;
+  a.logits = Float32Arg(info, 0, "logits");
+  auto& p = a.p;
+  p.tokens = IntArg(info, 1, "tokens", 0, kMaxTokens);
+  p.experts = IntArg(info, 2, "experts", 1, kMaxExperts);
+  p.k = static_cast<int32_t>(IntArg(info, 3, "k", 1, p.experts));
+  p.scoring = static_cast<Scoring>(IntArg(info, 4, "scoring", 0, 1));
+  a.bias = info[5];
+  p.renormalize = BoolArg(info, 6, "renormalize");
+  p.route_scale = static_cast<float>(NumberArg(info, 7, "routeScale"));
+  p.groups = static_cast<int32_t>(IntArg(info, 8, "groups", 1, p.experts));
+  p.topk_groups = static_cast<int32_t>(IntArg(info, 9, "topkGroups", 1, p.groups));
+  p.group_score = static_cast<GroupScore>(IntArg(info, 10, "groupScore", 0, 1));
+  p.range_start = static_cast<int32_t>(IntArg(info, 11, "rangeStart", 0, p.experts));
+  p.range_end = static_cast<int32_t>(IntArg(info, 12, "rangeEnd", p.range_start, p.experts));
+  p.threads = static_cast<int>(IntArg(info, 13, "threads", 1, kMaxThreads));
+  a.weights = Float32Arg(info, 14, "weightsOut");
+  a.indices = Int32Arg(info, 15, "indicesOut");
+
+  if (static_cast<int64_t>(a.logits.ElementLength()) != p.tokens * p.experts)
+    ThrowRange(env, "Expected logits of length tokens * experts = " + std::to_string(p.tokens * p.experts) +
+                        " but received " + std::to_string(a.logits.ElementLength()));
+  if (p.experts % p.groups != 0) ThrowRange(env, "Expected groups to divide experts");
+  if (p.groups > 1 && p.k > static_cast<int64_t>(p.topk_groups) * (p.experts / p.groups))
+    ThrowRange(env, "Expected k <= topkGroups * experts / groups");
+  const size_t out_len = static_cast<size_t>(p.tokens * p.k);
+  if (a.weights.ElementLength() != out_len || a.indices.ElementLength() != out_len)
+    ThrowRange(env, "Expected weightsOut and indicesOut of length tokens * k = " + std::to_string(out_len));
+  if (!IsNullish(a.bias)) {
+    Napi::Float32Array b = Float32Arg(info, 5, "bias");
+    if (static_cast<int64_t>(b.ElementLength()) != p.experts)
+      ThrowRange(env, "Expected bias of length experts = " + std::to_string(p.experts));
+    for (size_t e = 0; e < b.ElementLength(); ++e)
+      if (!std::isfinite(b[e])) ThrowRange(env, "Expected finite bias but bias[" + std::to_string(e) + "] is " + NonFinite(b[e]));
+    p.bias = b.Data();
+  }
+  return a;
+}
+
+std::string BadLogit(const gating::TopkParams& p, const float* logits, int64_t flat) {
+  return "Expected finite or -Infinity (masked) logits but token " + std::to_string(flat / p.experts) + ", expert " +
+         std::to_string(flat % p.experts) + " is " + NonFinite(logits[flat]);
+}
+
+Napi::Value GatingTopk(const Napi::CallbackInfo& info) {
+  TopkArgs a = ReadTopk(info);
+  const auto st = gating::TopkGating(a.logits.Data(), a.p, a.weights.Data(), a.indices.Data());
+  if (st.bad_index >= 0) ThrowRange(info.Env(), BadLogit(a.p, a.logits.Data(), st.bad_index));
+  return info.Env().Undefined();
+}
+
+class TopkWorker : public PromiseWorker {
+ public:
+  explicit TopkWorker(const Napi::CallbackInfo& info, TopkArgs a)
+      : PromiseWorker(info.Env(), "gating.topk"),
+        logits_(a.logits.Data()),
+        weights_(a.weights.Data()),
+        indices_(a.indices.Data()),
+        p_(a.p) {
+    Pin(a.logits);
+    Pin(a.weights);
+    Pin(a.indices);
+    Pin(a.bias);
+  }
+
+ protected:
+  void Run() override {
+    const auto st = gating::TopkGating(logits_, p_, weights_, indices_);
+    if (st.bad_index >= 0) Fail(ErrorKind::kRange, BadLogit(p_, logits_, st.bad_index));
+  }
+
+ private:
+  const float* logits_;
+  float* weights_;
+  int32_t* indices_;
+  gating::TopkParams p_;
+};
+
+Napi::Value GatingTopkAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new TopkWorker(info, ReadTopk(info));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// gatingDispatch(indices, tokens, k, experts, capacity (-1 = dropless), blockSize, policy, weights|null)
+Napi::Value GatingDispatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 8, "gatingDispatch");
+  Napi::Int32Array indices = Int32Arg(info, 0, "indices");
+  gating::DispatchParams p;
+  p.tokens = IntArg(info, 1, "tokens", 0, kMaxTokens);
+  p.k = static_cast<int32_t>(IntArg(info, 2, "k", 1, kMaxExperts));
+  p.experts = static_cast<int32_t>(IntArg(info, 3, "experts", 1, kMaxExperts));
+  p.capacity = IntArg(info, 4, "capacity", -1, kMaxTokens);
+  p.block_size = static_cast<int32_t>(IntArg(info, 5, "blockSize", 1, 1 << 16));
+  p.policy = static_cast<DropPolicy>(IntArg(info, 6, "dropPolicy", 0, 1));
+  if (static_cast<int64_t>(indices.ElementLength()) != p.tokens * p.k)
+    ThrowRange(env, "Expected indices of length tokens * k = " + std::to_string(p.tokens * p.k) + " but received " +
+                        std::to_string(indices.ElementLength()));
+  const int64_t slots = p.tokens * p.k;
+  if (slots > kMaxTokens) ThrowRange(env, "Expected tokens * k <= 2147483647");
+  if (!IsNullish(info[7])) {
+    Napi::Float32Array w = Float32Arg(info, 7, "weights");
+    if (static_cast<int64_t>(w.ElementLength()) != slots)
+      ThrowRange(env, "Expected weights of length tokens * k = " + std::to_string(slots));
+    for (int64_t s = 0; s < slots; ++s)
+      if (std::isnan(w.Data()[s])) ThrowRange(env, "Expected weights without NaN but weights[" + std::to_string(s) + "] is NaN");
+    p.weights = w.Data();
+  }
+  if (p.policy == DropPolicy::kProbability && p.capacity >= 0 && p.weights == nullptr)
+    ThrowType(env, "Expected weights for dropPolicy 'probability'");
+
+  gating::DispatchPlanner planner(indices.Data(), p);
+  const int64_t bad = planner.Plan();
+  if (bad >= 0)
+    ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(bad) +
+                        "] is " + std::to_string(indices.Data()[bad]));
+  if (planner.PaddedTotal() > kMaxTokens) ThrowRange(env, "Dispatch plan exceeds 2^31 - 1 padded slots");
+
+  auto loads = Napi::Int32Array::New(env, p.experts);
+  auto counts = Napi::Int32Array::New(env, p.experts);
+  auto offsets = Napi::Int32Array::New(env, p.experts + 1);
+  auto permutation = Napi::Int32Array::New(env, planner.PaddedTotal());
+  auto slot_position = Napi::Int32Array::New(env, slots);
+  auto dropped = Napi::Int32Array::New(env, planner.DroppedCount());
+  gating::DispatchResult r{loads.Data(), counts.Data(), offsets.Data(), permutation.Data(), slot_position.Data(),
+                           dropped.Data()};
+  planner.Fill(r);
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loads", loads);
+  out.Set("counts", counts);
+  out.Set("offsets", offsets);
+  out.Set("permutation", permutation);
+  out.Set("slotPosition", slot_position);
+  out.Set("dropped", dropped);
+  return out;
+}
+
+// gatingStats(logits, indices, tokens, experts, k, scoring)
+Napi::Value GatingStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 6, "gatingStats");
+  Napi::Float32Array logits = Float32Arg(info, 0, "logits");
+  Napi::Int32Array indices = Int32Arg(info, 1, "indices");
+  gating::StatsParams p;
+  p.tokens = IntArg(info, 2, "tokens", 0, kMaxTokens);
+  p.experts = IntArg(info, 3, "experts", 1, kMaxExperts);
+  p.k = static_cast<int32_t>(IntArg(info, 4, "k", 1, p.experts));
+  p.scoring = static_cast<Scoring>(IntArg(info, 5, "scoring", 0, 1));
+  if (static_cast<int64_t>(logits.ElementLength()) != p.tokens * p.experts)
+    ThrowRange(env, "Expected logits of length tokens * experts = " + std::to_string(p.tokens * p.experts) +
+                        " but received " + std::to_string(logits.ElementLength()));
+  if (static_cast<int64_t>(indices.ElementLength()) != p.tokens * p.k)
+    ThrowRange(env, "Expected indices of length tokens * k = " + std::to_string(p.tokens * p.k) + " but received " +
+                        std::to_string(indices.ElementLength()));
+  auto f = Napi::Float64Array::New(env, p.experts);
+  auto prob = Napi::Float64Array::New(env, p.experts);
+  auto loads = Napi::Int32Array::New(env, p.experts);
+  gating::StatsResult r;
+  r.load_fraction = f.Data();
+  r.mean_prob = prob.Data();
+  r.loads = loads.Data();
+  const int64_t bad = gating::RouterStats(logits.Data(), indices.Data(), p, r);
+  if (bad >= 0) {
+    gating::TopkParams tp;
+    tp.experts = p.experts;
+    ThrowRange(env, BadLogit(tp, logits.Data(), bad));
+  }
+  if (bad < -1) {
+    const int64_t s = -(bad + 2);
+    ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(s) + "] is " +
+                        std::to_string(indices.Data()[s]));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loadFraction", f);
+  out.Set("meanProb", prob);
+  out.Set("loads", loads);
+  out.Set("auxLoss", r.aux_loss);
+  out.Set("zLoss", r.z_loss);
+  out.Set("maxVio", r.max_vio);
+  out.Set("cv2", r.cv2);
+  out.Set("entropy", r.entropy);
+  out.Set("countedTokens", static_cast<double>(r.counted_tokens));
+  return out;
+}
+
+struct LogitsArgs {
+  Napi::Float32Array hidden, weight, out;
+  int64_t tokens, hidden_size, experts;
+  int threads;
+};
+
+// gatingRouterLogits(hidden, weight, tokens, hiddenSize, experts, threads, out)
+LogitsArgs ReadLogits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 7, "gatingRouterLogits");
+  LogitsArgs a;
+  a.hidden = Float32Arg(info, 0, "hidden");
+  a.weight = Float32Arg(info, 1, "weight");
+  a.tokens = IntArg(info, 2, "tokens", 0, kMaxTokens);
+  a.hidden_size = IntArg(info, 3, "hiddenSize", 1, int64_t{1} << 20);
+  a.experts = IntArg(info, 4, "experts", 1, kMaxExperts);
+  a.threads = static_cast<int>(IntArg(info, 5, "threads", 1, kMaxThreads));
+  a.out = Float32Arg(info, 6, "out");
+  if (static_cast<int64_t>(a.hidden.ElementLength()) != a.tokens * a.hidden_size)
+    ThrowRange(env, "Expected hidden of length tokens * hiddenSize = " + std::to_string(a.tokens * a.hidden_size));
+  if (static_cast<int64_t>(a.weight.ElementLength()) != a.experts * a.hidden_size)
+    ThrowRange(env, "Expected weight of length experts * hiddenSize = " + std::to_string(a.experts * a.hidden_size));
+  if (static_cast<int64_t>(a.out.ElementLength()) != a.tokens * a.experts)
+    ThrowRange(env, "Expected out of length tokens * experts = " + std::to_string(a.tokens * a.experts));
+  return a;
+}
+
+Napi::Value GatingRouterLogits(const Napi::CallbackInfo& info) {
+  LogitsArgs a = ReadLogits(info);
+  gating::RouterLogits(a.hidden.Data(), a.weight.Data(), a.tokens, a.hidden_size, a.experts, a.out.Data(), a.threads);
+  return info.Env().Undefined();
+}
+
+class LogitsWorker : public PromiseWorker {
+ public:
+  explicit LogitsWorker(const Napi::CallbackInfo& info, LogitsArgs a)
+      : PromiseWorker(info.Env(), "gating.routerLogits"), a_(a) {
+    Pin(a.hidden);
+    Pin(a.weight);
+    Pin(a.out);
+    hidden_ = a.hidden.Data();
+    weight_ = a.weight.Data();
+    out_ = a.out.Data();
+  }
+
+ protected:
+  void Run() override {
+    gating::RouterLogits(hidden_, weight_, a_.tokens, a_.hidden_size, a_.experts, out_, a_.threads);
+  }
+
+ private:
+  LogitsArgs a_;
+  const float* hidden_;
+  const float* weight_;
+  float* out_;
+};
+
+Napi::Value GatingRouterLogitsAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new LogitsWorker(info, ReadLogits(info));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// gatingFloor(logits, tokens, experts, kind): 0 = max + sum, 1 = max + softmax normaliser.
+Napi::Value GatingFloor(const Napi::CallbackInfo& info) {
+  RequireArgs(info, 4, "gatingFloor");
+  Napi::Float32Array logits = Float32Arg(info, 0, "logits");
+  const int64_t tokens = IntArg(info, 1, "tokens", 0, kMaxTokens);
+  const int64_t experts = IntArg(info, 2, "experts", 1, kMaxExperts);
+  const int64_t kind = IntArg(info, 3, "kind", 0, 1);
+  if (static_cast<int64_t>(logits.ElementLength()) != tokens * experts)
+    ThrowRange(info.Env(), "Expected logits of length tokens * experts = " + std::to_string(tokens * experts));
+  const double r = kind == 0 ? gating::FloorMaxSum(logits.Data(), tokens, experts)
+                             : gating::FloorSoftmaxNormaliser(logits.Data(), tokens, experts);
+  return Napi::Number::New(info.Env(), r);
+}
+
+}  // namespace
+
+void InitGating(Napi::Env env, Napi::Object exports) {
+  exports.Set("gatingTopk", Napi::Function::New(env, GatingTopk, "gatingTopk"));
+  exports.Set("gatingTopkAsync", Napi::Function::New(env, GatingTopkAsync, "gatingTopkAsync"));
+  exports.Set("gatingDispatch", Napi::Function::New(env, GatingDispatch, "gatingDispatch"));
+  exports.Set("gatingStats", Napi::Function::New(env, GatingStats, "gatingStats"));
+  exports.Set("gatingRouterLogits", Napi::Function::New(env, GatingRouterLogits, "gatingRouterLogits"));
+  exports.Set("gatingRouterLogitsAsync", Napi::Function::New(env, GatingRouterLogitsAsync, "gatingRouterLogitsAsync"));
+  exports.Set("gatingFloor", Napi::Function::New(env, GatingFloor, "gatingFloor"));
+}
+
+}  // namespace capibara

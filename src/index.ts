@@ -1,0 +1,14 @@
+/**
+ * @capibara/core — inference-time optimizations for LLM services on Node.js.
+ *
+ * Hot paths run in a C++ Node-API addon (runtime-dispatched SIMD) and ONNX Runtime.
+ * This release provides the token-level MoE gating kernels; the other parts land as their issues close.
+ *
+ * @example
+ * ```ts
+ * import { topkGating } from '@capibara/core';
+ * const { weights, indices } = topkGating(new Float32Array([1, 3, 2, 0]), { experts: 4, k: 2 });
+ * ```
+ * @packageDocumentation
+ */
+export * from './experts/gating/index';

@@ -1,0 +1,142 @@
+/**
+ * The only module that loads the C++ addon, and the typed mirror of every raw export.
+ * Order: `CAPIBARA_NATIVE_PATH`, then `build/Release`, then `build/Debug`. Each failure is
+ * kept, and one error lists them all with how to fix it.
+ * @internal
+ * @module
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** Raw result of `gatingDispatch`. */
+export interface NativeDispatch {
+  loads: Int32Array;
+  counts: Int32Array;
+  offsets: Int32Array;
+  permutation: Int32Array;
+  slotPosition: Int32Array;
+  dropped: Int32Array;
+}
+
+/** Raw result of `gatingStats`. */
+export interface NativeStats {
+  loadFraction: Float64Array;
+  meanProb: Float64Array;
+  loads: Int32Array;
+  auxLoss: number;
+  zLoss: number;
+  maxVio: number;
+  cv2: number;
+  entropy: number;
+  countedTokens: number;
+}
+
+type TopkArgs = [
+  logits: Float32Array,
+  tokens: number,
+  experts: number,
+  k: number,
+  scoring: number,
+  bias: Float32Array | null,
+  renormalize: boolean,
+  routeScale: number,
+  groups: number,
+  topkGroups: number,
+  groupScore: number,
+  rangeStart: number,
+  rangeEnd: number,
+  threads: number,
+  weightsOut: Float32Array,
+  indicesOut: Int32Array,
+];
+
+type RouterLogitsArgs = [
+  hidden: Float32Array,
+  weight: Float32Array,
+  tokens: number,
+  hiddenSize: number,
+  experts: number,
+  threads: number,
+  out: Float32Array,
+];
+
+/** Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). */
+export interface NativeBinding {
+  abiVersion: number;
+  gatingTopk(...args: TopkArgs): void;
+  gatingTopkAsync(...args: TopkArgs): Promise<void>;
+  gatingDispatch(
+    indices: Int32Array,
+    tokens: number,
+    k: number,
+    experts: number,
+    capacity: number,
+    blockSize: number,
+    dropPolicy: number,
+    weights: Float32Array | null,
+  ): NativeDispatch;
+  gatingStats(
+    logits: Float32Array,
+    indices: Int32Array,
+    tokens: number,
+    experts: number,
+    k: number,
+    scoring: number,
+  ): NativeStats;
+  gatingRouterLogits(...args: RouterLogitsArgs): void;
+  gatingRouterLogitsAsync(...args: RouterLogitsArgs): Promise<void>;
+  /** Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum. */
+  gatingFloor(logits: Float32Array, tokens: number, experts: number, kind: 0 | 1): number;
+}
+
+/** Bumped with every incompatible change of the binding; checked at load. */
+const ABI_VERSION = 1;
+
+/** Package root: both `src/` (tests) and `lib/` (published) sit one level below it. */
+const ROOT = path.resolve(__dirname, '..');
+
+let cached: NativeBinding | undefined;
+
+function loadFrom(file: string): NativeBinding {
+  if (!fs.existsSync(file)) throw new Error('file not found');
+  const mod = { exports: {} as Record<string, unknown> };
+  process.dlopen(mod, file);
+  const binding = mod.exports as unknown as NativeBinding;
+  if (binding.abiVersion !== ABI_VERSION) {
+    throw new Error(`binding ABI ${String(binding.abiVersion)} does not match ${ABI_VERSION}: rebuild it`);
+  }
+  return binding;
+}
+
+/** Loads (once per thread) and returns the addon, or throws one error naming every path tried. */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const candidates: string[] = [];
+  const override = process.env['CAPIBARA_NATIVE_PATH'];
+  if (override) candidates.push(path.resolve(override));
+  candidates.push(path.join(ROOT, 'build', 'Release', 'capibara.node'));
+  candidates.push(path.join(ROOT, 'build', 'Debug', 'capibara.node'));
+
+  const failures: string[] = [];
+  const errors: unknown[] = [];
+  for (const file of candidates) {
+    try {
+      cached = loadFrom(file);
+      return cached;
+    } catch (err) {
+      errors.push(err);
+      failures.push(`  - ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  const message = [
+    `Could not load the @capibara/core native addon for ${process.platform}-${os.arch()} (Node.js ${process.version}).`,
+    'Tried:',
+    ...failures,
+    'Possible solutions:',
+    '  - Build it: npm run build:native (needs CMake >= 3.15 and a C++17 compiler: g++ 9+, clang 10+ or MSVC 2019+).',
+    '  - Point CAPIBARA_NATIVE_PATH at a built capibara.node.',
+    '  - Run Node.js without --no-addons, on Node.js >= 20.19.',
+  ].join('\n');
+  throw new Error(message, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'load failures') });
+}

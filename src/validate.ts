@@ -1,0 +1,140 @@
+/**
+ * The one validator module: every public function checks its arguments here, so messages
+ * share one shape — "Expected <what> for <name> but received <value>". Wrong kind of value
+ * → `TypeError`; right kind, bad value → `RangeError`.
+ * @internal
+ * @module
+ */
+
+/** Describes a received value for an error message: `1.5 of type number`, `Float64Array of length 3`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  switch (typeof value) {
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${String(value)} of type ${typeof value}`;
+    case 'string': {
+      const s = value.length > 40 ? `${value.slice(0, 40)}…` : value;
+      return `'${s}' of type string`;
+    }
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return `${String(value)} of type symbol`;
+    default:
+      break;
+  }
+  if (ArrayBuffer.isView(value)) {
+    const n = (value as unknown as { length?: number }).length ?? value.byteLength;
+    return `${value.constructor.name} of length ${n}`;
+  }
+  if (Array.isArray(value)) return `Array of length ${value.length}`;
+  const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
+  return ctor && ctor !== 'Object' ? `${ctor} object` : 'object';
+}
+
+export function typeError(name: string, expected: string, value: unknown): TypeError {
+  return new TypeError(`Expected ${expected} for ${name} but received ${describe(value)}`);
+}
+
+export function rangeError(name: string, expected: string, value: unknown): RangeError {
+  return new RangeError(`Expected ${expected} for ${name} but received ${describe(value)}`);
+}
+
+/** An integer in [min, max]. */
+export function integer(name: string, value: unknown, min: number, max: number = Number.MAX_SAFE_INTEGER): number {
+  const expected = max === Number.MAX_SAFE_INTEGER ? `integer >= ${min}` : `integer in [${min}, ${max}]`;
+  if (typeof value !== 'number') throw typeError(name, expected, value);
+  if (!Number.isInteger(value) || value < min || value > max) throw rangeError(name, expected, value);
+  return value;
+}
+
+/** A finite number, optionally bounded (inclusive) or strictly positive. */
+export function finite(name: string, value: unknown, opts: { min?: number; positive?: boolean } = {}): number {
+  const expected = opts.positive ? 'finite number > 0' : opts.min !== undefined ? `finite number >= ${opts.min}` : 'finite number';
+  if (typeof value !== 'number') throw typeError(name, expected, value);
+  if (!Number.isFinite(value) || (opts.positive && value <= 0) || (opts.min !== undefined && value < opts.min)) {
+    throw rangeError(name, expected, value);
+  }
+  return value;
+}
+
+export function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw typeError(name, 'boolean', value);
+  return value;
+}
+
+/** One of a fixed set of string values. */
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  const expected = `one of ${allowed.map((a) => `'${a}'`).join(', ')}`;
+  if (typeof value !== 'string') throw typeError(name, expected, value);
+  if (!(allowed as readonly string[]).includes(value)) throw rangeError(name, expected, value);
+  return value as T;
+}
+
+/** A plain options object (or undefined → {}), with no keys outside `allowed` (catches typos). */
+export function options<T extends object>(name: string, value: unknown, allowed: readonly string[]): Partial<T> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value)) {
+    throw typeError(name, 'an options object', value);
+  }
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new TypeError(`Unknown option '${key}' in ${name} (expected one of: ${allowed.join(', ')})`);
+    }
+  }
+  return value as Partial<T>;
+}
+
+/** A Float32Array (read in place), optionally of an exact length. */
+export function float32Array(name: string, value: unknown, length?: number): Float32Array {
+  if (!(value instanceof Float32Array)) throw typeError(name, 'Float32Array', value);
+  if (length !== undefined && value.length !== length) {
+    throw rangeError(name, `Float32Array of length ${length}`, value);
+  }
+  return value;
+}
+
+/** An Int32Array (read in place), optionally of an exact length. */
+export function int32Array(name: string, value: unknown, length?: number): Int32Array {
+  if (!(value instanceof Int32Array)) throw typeError(name, 'Int32Array', value);
+  if (length !== undefined && value.length !== length) {
+    throw rangeError(name, `Int32Array of length ${length}`, value);
+  }
+  return value;
+}
+
+/**
+ * A vector of finite numbers as a Float32Array: a Float32Array is used in place, a number
+ * array or other numeric typed array is converted.
+ */
+export function finiteVector(name: string, value: unknown, length: number): Float32Array {
+  let v: Float32Array;
+  if (value instanceof Float32Array) v = value;
+  else if (Array.isArray(value) || value instanceof Float64Array) v = Float32Array.from(value as ArrayLike<number>);
+  else throw typeError(name, `Float32Array or number[] of length ${length}`, value);
+  if (v.length !== length) throw rangeError(name, `length ${length}`, value);
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i])) throw new RangeError(`Expected finite numbers for ${name} but ${name}[${i}] is ${v[i]}`);
+  }
+  return v;
+}
+
+/** Default thread count for native kernels: the machine's available parallelism. */
+export function threads(name: string, value: unknown, fallback: number): number {
+  return value === undefined ? fallback : integer(name, value, 1, 256);
+}
+
+/**
+ * Moves the message and kind of an error thrown in native async code onto an error created
+ * at the caller's site, so the stack shows the user's call rather than the event loop.
+ */
+export function rebase(err: unknown, site: Error): Error {
+  if (!(err instanceof Error)) return new Error(String(err));
+  const Ctor = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
+  const out = new Ctor(err.message, { cause: err.cause });
+  out.stack = `${Ctor.name}: ${err.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
+  return out;
+}

@@ -45,24 +45,36 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() final {
-    Napi::HandleScope scope(Env());
-    try {
-      deferred_.Resolve(Result(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
+    Settle([&] { deferred_.Resolve(Result(Env())); });
   }
 
   void OnError(const Napi::Error& e) final {
-    Napi::HandleScope scope(Env());
-    const std::string msg = e.Message();
-    Napi::Error err = kind_ == ErrorKind::kType    ? Napi::TypeError::New(Env(), msg)
-                      : kind_ == ErrorKind::kRange ? static_cast<Napi::Error>(Napi::RangeError::New(Env(), msg))
-                                                   : Napi::Error::New(Env(), msg);
-    deferred_.Reject(err.Value());
+    Settle([&] {
+      const std::string msg = e.Message();
+      Napi::Error err = kind_ == ErrorKind::kType    ? Napi::TypeError::New(Env(), msg)
+                        : kind_ == ErrorKind::kRange ? static_cast<Napi::Error>(Napi::RangeError::New(Env(), msg))
+                                                     : Napi::Error::New(Env(), msg);
+      deferred_.Reject(err.Value());
+    });
   }
 
  private:
+  // Settling can fail when the environment is shutting down (a worker terminated mid-run):
+  // then no JS can run and there is nobody left to tell, so the failure is dropped rather
+  // than escaping as a C++ exception (which would abort the process).
+  template <typename Fn>
+  void Settle(Fn&& fn) {
+    Napi::HandleScope scope(Env());
+    try {
+      fn();
+    } catch (const Napi::Error& e) {
+      try {
+        deferred_.Reject(e.Value());
+      } catch (...) {
+      }
+    }
+  }
+
   const char* name_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> pinned_;

@@ -143,7 +143,8 @@ Napi::Value GatingDispatch(const Napi::CallbackInfo& info) {
       if (std::isnan(w.Data()[s])) ThrowRange(env, "Expected weights without NaN but weights[" + std::to_string(s) + "] is NaN");
     p.weights = w.Data();
   }
-  if (p.policy == DropPolicy::kProbability && p.capacity >= 0 && p.weights == nullptr)
+  // An empty array's Data() may be null: decide by presence, not by pointer.
+  if (p.policy == DropPolicy::kProbability && p.capacity >= 0 && IsNullish(info[7]))
     ThrowType(env, "Expected weights for dropPolicy 'probability'");
 
   gating::DispatchPlanner planner(indices.Data(), p);

@@ -1,0 +1,242 @@
+// Token-level MoE gating, one thread: softmax over experts -> top-k -> weights = the winners'
+// (unrenormalised) probabilities. Contenders run side by side on the same logits:
+//   native       topkGating from lib/ with preallocated outputs
+//   typescript   the same computation in plain JS, written the way one would for production
+//   onnxruntime  a Softmax -> TopK graph on ORT's CPU provider
+//   floor        native one-pass max + softmax normaliser (and max + sum), the bandwidth floor
+// Runs standalone (`node bench/gating.bench.mjs [--quick]`) or under bench/run.mjs.
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+
+import * as ort from 'onnxruntime-node';
+
+import { buildModel } from './onnx-graph.mjs';
+
+const require = createRequire(import.meta.url);
+const { topkGating } = require('../lib/index.js');
+const { native } = require('../lib/native.js');
+
+const QUICK = process.argv.includes('--quick');
+const TOKENS = 4096;
+const EXPERTS = QUICK ? [8, 64] : [8, 64, 256];
+const KS = [2, 8];
+// Per (E, k): warmup calls per contender, then rounds until both the time budget and the
+// minimum round count are met.
+const TIMING = QUICK ? { warmup: 2, timeMs: 150, minRounds: 5 } : { warmup: 10, timeMs: 4000, minRounds: 25 };
+const TARGETS = { tsOverNative: 10, ortOverNative: 3, nativeOverFloor: 2 };
+const WEIGHT_TOL = 1e-5;
+
+// mulberry32: small, seeded, good enough to make reproducible inputs.
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Router logits look roughly normal; Box-Muller over the seeded uniforms.
+function normalLogits(n, seed) {
+  const u = prng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - u()));
+    const th = 2 * Math.PI * u();
+    out[i] = r * Math.cos(th);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(th);
+  }
+  return out;
+}
+
+// Plain JS contender: one pass for the row max and an insertion top-k on the logits (softmax is
+// monotone, so selecting on logits selects on probabilities; strict > keeps ties on the lower
+// index), one pass for the normaliser, then exp only for the k winners. No allocation per call.
+function makeTsGating(tokens, experts, k) {
+  const topV = new Float64Array(k);
+  const topI = new Int32Array(k);
+  return (x, weights, indices) => {
+    for (let t = 0; t < tokens; t++) {
+      const row = t * experts;
+      let max = -Infinity;
+      let filled = 0;
+      for (let e = 0; e < experts; e++) {
+        const v = x[row + e];
+        if (v > max) max = v;
+        if (filled < k || v > topV[k - 1]) {
+          let pos = filled < k ? filled++ : k - 1;
+          while (pos > 0 && topV[pos - 1] < v) {
+            topV[pos] = topV[pos - 1];
+            topI[pos] = topI[pos - 1];
+            pos--;
+          }
+          topV[pos] = v;
+          topI[pos] = e;
+        }
+      }
+      let sum = 0;
+      for (let e = 0; e < experts; e++) sum += Math.exp(x[row + e] - max);
+      const out = t * k;
+      for (let j = 0; j < k; j++) {
+        weights[out + j] = Math.exp(topV[j] - max) / sum;
+        indices[out + j] = topI[j];
+      }
+    }
+  };
+}
+
+function ortModel(experts, k) {
+  return buildModel({
+    name: `softmax_topk_e${experts}_k${k}`,
+    inputs: [{ name: 'logits', type: 'float32', shape: ['tokens', experts] }],
+    outputs: [
+      { name: 'weights', type: 'float32', shape: ['tokens', k] },
+      { name: 'indices', type: 'int64', shape: ['tokens', k] },
+    ],
+    initializers: [{ name: 'k', type: 'int64', dims: [1], data: BigInt64Array.of(BigInt(k)) }],
+    nodes: [
+      { op: 'Softmax', inputs: ['logits'], outputs: ['probs'], attrs: { axis: -1 } },
+      { op: 'TopK', inputs: ['probs', 'k'], outputs: ['weights', 'indices'], attrs: { axis: -1, largest: 1, sorted: 1 } },
+    ],
+  });
+}
+
+// Interleaved rounds, each contender once per round in a rotating order, instead of one
+// contender's whole run after another: on a shared 2-core machine a burst of outside load then
+// hits every contender alike, and the ratios stay honest. Returns median ms per call.
+async function measure(contenders) {
+  const times = contenders.map(() => []);
+  for (const [, fn, isAsync] of contenders) {
+    for (let i = 0; i < TIMING.warmup; i++) if (isAsync) await fn(); else fn();
+  }
+  const start = performance.now();
+  for (let round = 0; round < TIMING.minRounds || performance.now() - start < TIMING.timeMs; round++) {
+    for (let j = 0; j < contenders.length; j++) {
+      const c = (round + j) % contenders.length;
+      const [, fn, isAsync] = contenders[c];
+      const t0 = performance.now();
+      if (isAsync) await fn(); else fn();
+      times[c].push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(contenders.map(([name], c) => {
+    const s = times[c].sort((a, b) => a - b);
+    const mid = s.length >> 1;
+    return [name, { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, samples: s.length }];
+  }));
+}
+
+function fail(msg) {
+  console.error(`gating bench: contenders disagree: ${msg}`);
+  process.exit(2);
+}
+
+// Native must match the JS reference exactly on indices. ORT selects on rounded probabilities,
+// so two nearly equal logits may round to one probability and swap places: that counts as a tie,
+// not a mismatch, when the logits differ by less than float32 rounding of a probability (a logit
+// gap d is a relative probability gap of about d).
+function verify(label, x, experts, k, ref, got, gotIndex) {
+  let ties = 0;
+  for (let i = 0; i < ref.indices.length; i++) {
+    const t = Math.floor(i / k);
+    const want = ref.indices[i];
+    const have = gotIndex(i);
+    if (have !== want) {
+      const a = x[t * experts + want];
+      const b = x[t * experts + have];
+      if (label === 'native' || !(Math.abs(a - b) <= 1e-6)) {
+        fail(`${label} token ${t} slot ${i % k}: expert ${have}, typescript says ${want} (E=${experts}, k=${k})`);
+      }
+      ties++;
+    }
+    if (!(Math.abs(got.weights[i] - ref.weights[i]) <= WEIGHT_TOL)) {
+      fail(`${label} token ${t} slot ${i % k}: weight ${got.weights[i]}, typescript says ${ref.weights[i]} (E=${experts}, k=${k})`);
+    }
+  }
+  return ties;
+}
+
+const ORT_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+const ratio = (r, target, atMost) => ({ value: r, target, met: atMost ? r <= target : r >= target });
+const fmtRatio = ({ value, target, met }, atMost) =>
+  `${value.toFixed(1)}× ${met ? 'met' : 'MISSED'} (${atMost ? '≤' : '≥'}${target})`;
+
+const binding = native();
+const rows = [];
+let sink = 0;
+
+for (const experts of EXPERTS) {
+  const x = normalLogits(TOKENS * experts, 0x9e3779b9 ^ experts);
+  const input = new ort.Tensor('float32', x, [TOKENS, experts]);
+
+  for (const k of KS) {
+    if (k > experts) continue;
+    const nat = { weights: new Float32Array(TOKENS * k), indices: new Int32Array(TOKENS * k) };
+    const ts = { weights: new Float32Array(TOKENS * k), indices: new Int32Array(TOKENS * k) };
+    const opts = { experts, k, scoring: 'softmax', renormalize: false, threads: 1, out: nat };
+    const tsGating = makeTsGating(TOKENS, experts, k);
+    const session = await ort.InferenceSession.create(ortModel(experts, k), ORT_OPTIONS);
+
+    // Agreement first: a fast wrong answer is not a result.
+    topkGating(x, opts);
+    tsGating(x, ts.weights, ts.indices);
+    verify('native', x, experts, k, ts, nat, (i) => nat.indices[i]);
+    const o = await session.run({ logits: input });
+    const ortTies = verify('onnxruntime', x, experts, k, ts, { weights: o.weights.data }, (i) => Number(o.indices.data[i]));
+
+    const timed = await measure([
+      ['native', () => topkGating(x, opts)],
+      ['typescript', () => tsGating(x, ts.weights, ts.indices)],
+      ['onnxruntime', () => session.run({ logits: input }), true],
+      ['floor-normaliser', () => (sink += binding.gatingFloor(x, TOKENS, experts, 1))],
+      ['floor-maxsum', () => (sink += binding.gatingFloor(x, TOKENS, experts, 0))],
+    ]);
+    await session.release();
+
+    const ns = Object.fromEntries(Object.entries(timed).map(([name, t]) => [name, t.median * 1e6 / TOKENS]));
+    const samples = Object.fromEntries(Object.entries(timed).map(([name, t]) => [name, t.samples]));
+    const ratios = {
+      tsOverNative: ratio(ns.typescript / ns.native, TARGETS.tsOverNative, false),
+      ortOverNative: ratio(ns.onnxruntime / ns.native, TARGETS.ortOverNative, false),
+      nativeOverFloor: ratio(ns.native / ns['floor-normaliser'], TARGETS.nativeOverFloor, true),
+    };
+    rows.push({ experts, k, tokens: TOKENS, nsPerToken: ns, ratios, samples, ortTies });
+    console.error(`gating: E=${experts} k=${k} done`);
+  }
+}
+
+const table = rows.map((r) => ({
+  E: r.experts,
+  k: r.k,
+  'native ns/tok': r.nsPerToken.native.toFixed(1),
+  'ts ns/tok': r.nsPerToken.typescript.toFixed(1),
+  'ort ns/tok': r.nsPerToken.onnxruntime.toFixed(1),
+  'floor norm': r.nsPerToken['floor-normaliser'].toFixed(1),
+  'floor max+sum': r.nsPerToken['floor-maxsum'].toFixed(1),
+  'ts/native': fmtRatio(r.ratios.tsOverNative, false),
+  'ort/native': fmtRatio(r.ratios.ortOverNative, false),
+  'native/floor': fmtRatio(r.ratios.nativeOverFloor, true),
+}));
+
+const result = {
+  name: 'gating',
+  title: `MoE top-k gating, softmax, unrenormalised, T=${TOKENS}, 1 thread, median ns/token`,
+  meta: {
+    tokens: TOKENS,
+    threads: 1,
+    quick: QUICK,
+    timing: TIMING,
+    targets: TARGETS,
+    onnxruntime: require('onnxruntime-node/package.json').version,
+    cpu: os.cpus()[0]?.model,
+    checksum: sink,
+  },
+  rows,
+  table,
+};
+
+// Under bench/run.mjs the harness prints the table; standalone, print it here.
+if (process.env.CAPIBARA_BENCH_OUT) writeFileSync(process.env.CAPIBARA_BENCH_OUT, JSON.stringify(result));
+else console.table(table);

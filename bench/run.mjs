@@ -27,7 +27,8 @@ const addon = process.env.CAPIBARA_NATIVE_PATH
   : path.join(ROOT, 'build', 'Release', 'capibara.node');
 const missing = [path.join(ROOT, 'lib', 'index.js'), path.join(ROOT, 'lib', 'native.js'), addon].filter((f) => !existsSync(f));
 if (missing.length > 0) {
-  console.error(`bench: ${missing.map((f) => path.relative(ROOT, f)).join(', ')} missing: run \`npm run build\` first`);
+  const shown = missing.map((f) => (f.startsWith(ROOT + path.sep) ? path.relative(ROOT, f) : f));
+  console.error(`bench: ${shown.join(', ')} missing: run \`npm run build\` first`);
   process.exit(1);
 }
 

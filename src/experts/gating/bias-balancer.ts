@@ -51,6 +51,7 @@ export class BiasBalancer {
   #frozen = false;
   #updates = 0;
 
+  /** Creates a balancer with a zero (or the given initial) bias; throws on bad options. */
   constructor(options: BiasBalancerOptions) {
     const o = v.options<BiasBalancerOptions>('options', options, ['experts', 'rate', 'mode', 'center', 'initialBias']);
     if (options === undefined) throw v.typeError('options', 'an options object', options);
@@ -70,6 +71,7 @@ export class BiasBalancer {
   get frozen(): boolean {
     return this.#frozen;
   }
+  /** Freezes (`true`) or resumes (`false`) updates. */
   set frozen(value: boolean) {
     this.#frozen = v.boolean('frozen', value);
   }

@@ -100,6 +100,7 @@ export class MoEGate {
   readonly #stats: boolean;
   readonly #threads: number | undefined;
 
+  /** Creates the gate; every option is checked here, not on the first batch. */
   constructor(options: MoEGateOptions) {
     if (options === undefined) throw v.typeError('options', 'an options object', options);
     const o = v.options<MoEGateOptions>('options', options, KEYS);

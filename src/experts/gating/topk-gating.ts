@@ -63,7 +63,12 @@ export interface TopkGatingOptions {
   /** Upper bound on kernel threads (only large calls use more than one); default `os.availableParallelism()`. */
   threads?: number;
   /** Preallocated outputs of length `tokens * k`, to route without allocating. */
-  out?: { weights: Float32Array; indices: Int32Array };
+  out?: {
+    /** Receives the weights. */
+    weights: Float32Array;
+    /** Receives the indices. */
+    indices: Int32Array;
+  };
 }
 
 /**

@@ -309,6 +309,7 @@ void InitGating(Napi::Env env, Napi::Object exports) {
   exports.Set("gatingStats", Napi::Function::New(env, GatingStats, "gatingStats"));
   exports.Set("gatingRouterLogits", Napi::Function::New(env, GatingRouterLogits, "gatingRouterLogits"));
   exports.Set("gatingRouterLogitsAsync", Napi::Function::New(env, GatingRouterLogitsAsync, "gatingRouterLogitsAsync"));
+  exports.Set("kernelIsa", Napi::String::New(env, gating::KernelIsa()));
   exports.Set("gatingFloor", Napi::Function::New(env, GatingFloor, "gatingFloor"));
 }
 

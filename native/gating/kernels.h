@@ -45,6 +45,9 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
 double FloorMaxSum(const float* logits, int64_t tokens, int64_t experts);
 double FloorSoftmaxNormaliser(const float* logits, int64_t tokens, int64_t experts);
 
+// The instruction set the kernels run with: "avx512", "avx2" or "generic".
+const char* KernelIsa();
+
 struct DispatchParams {
   int64_t tokens = 0;
   int32_t k = 1;

@@ -6,7 +6,6 @@
 #include <limits>
 #include <vector>
 
-#include "common/fastmath.h"
 #include "gating/kernels.h"
 
 namespace capibara {

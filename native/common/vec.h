@@ -1,0 +1,110 @@
+// Vector helpers for kernels, written once over GCC/Clang vector-extension types. Each ISA
+// namespace (common/isa.h) instantiates them at its native width — 16 floats for AVX-512,
+// 8 for AVX2, 4 for SSE2/NEON — so no operation is split or scalarized by the compiler.
+// Needs GCC or Clang (on Windows, clang-cl).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "common/dispatch.h"
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "@capibara/core kernels need GCC or Clang vector extensions (on Windows, build with clang-cl)"
+#endif
+
+namespace capibara {
+
+// The int32 vector a comparison of two float vectors V yields (lanes are 0 or -1).
+template <typename V>
+using MaskOf = decltype(V{} > V{});
+
+template <typename V>
+CAPIBARA_INLINE V Load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename V>
+CAPIBARA_INLINE void Store(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <typename V>
+CAPIBARA_INLINE V Splat(float x) {
+  return V{} + x;
+}
+
+template <typename V>
+CAPIBARA_INLINE V Max(V a, V b) {
+  return a > b ? a : b;
+}
+
+template <typename V>
+CAPIBARA_INLINE V Min(V a, V b) {
+  return a < b ? a : b;
+}
+
+// Lanes that are NaN or +Infinity (values logits may not hold; -Infinity means "masked").
+template <typename V>
+CAPIBARA_INLINE MaskOf<V> NotFiniteOrNegInf(V a) {
+  return !(a <= Splat<V>(3.40282347e+38f));
+}
+
+template <typename V>
+CAPIBARA_INLINE float ReduceMax(V v) {
+  constexpr int n = sizeof(V) / sizeof(float);
+  float a[n];
+  std::memcpy(a, &v, sizeof a);
+  float m = a[0];
+  for (int l = 1; l < n; ++l) m = a[l] > m ? a[l] : m;
+  return m;
+}
+
+template <typename V>
+CAPIBARA_INLINE float ReduceSum(V v) {
+  constexpr int n = sizeof(V) / sizeof(float);
+  float a[n];
+  std::memcpy(a, &v, sizeof a);
+  for (int w = n / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) a[l] += a[l + w];
+  return a[0];
+}
+
+// exp(x) lane-wise, relative error < 2e-7; exactly 0 below -87.3 (so -Infinity, a masked
+// expert, contributes nothing). Cephes-style: x = n·ln2 + r, |r| <= ln2/2, a degree-6
+// polynomial for e^r, then 2^n through the exponent bits (split in two so it never overflows).
+template <typename V>
+CAPIBARA_INLINE V Exp(V x) {
+  using I = MaskOf<V>;
+  const V lo = Splat<V>(-87.3365447f);
+  const I underflow = x < lo;
+  const V cx = Min(Max(x, lo), Splat<V>(88.3762626f));
+  // Round to nearest by adding and subtracting 1.5·2^23: no branch, no rounding-mode dependence.
+  const V magic = Splat<V>(12582912.0f);
+  const V fn = (cx * 1.44269504088896341f + magic) - magic;
+  V r = cx - fn * 0.693359375f;
+  r = r + fn * 2.12194440e-4f;
+  V p = Splat<V>(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const I n = __builtin_convertvector(fn, I);
+  const I n1 = n >> 1;
+  const I e1 = (n1 + 127) << 23;
+  const I e2 = ((n - n1) + 127) << 23;
+  V s1, s2;
+  std::memcpy(&s1, &e1, sizeof s1);
+  std::memcpy(&s2, &e2, sizeof s2);
+  return underflow ? Splat<V>(0.f) : p * s1 * s2;
+}
+
+template <typename V>
+CAPIBARA_INLINE V Sigmoid(V x) {
+  return Splat<V>(1.f) / (Splat<V>(1.f) + Exp(Splat<V>(0.f) - x));
+}
+
+}  // namespace capibara

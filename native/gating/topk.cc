@@ -19,6 +19,9 @@ namespace gating {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Token-per-lane tiles pay k compare-and-blend steps per expert: a win for the usual MoE
+// shapes, not for thousands of experts. Chosen from bench/gating.bench.mjs.
+int64_t kTileMaxExperts = 1024;
 
 // The k best (value, expert) pairs seen so far, best first. Strictly greater values win,
 // so among equal values the lower expert index (seen first) stays ahead.
@@ -41,7 +44,7 @@ struct TopK {
 };
 
 struct Scratch {
-  std::vector<float> top_v, score, select, group_v, cand_v;
+  std::vector<float> top_v, score, select, group_v, cand_v, tile;
   std::vector<int32_t> top_i, group_i, cand_i, rank;
   std::vector<uint8_t> group_on;
 };
@@ -82,7 +85,10 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
   std::mutex mu;
   int64_t first_bad = -1;
   const int threads = ThreadsFor(p.tokens * p.experts, p.threads);
-  ParallelFor(p.tokens, threads, [&](int64_t begin, int64_t end) {
+  // Threads take whole 16-token tiles, so a token takes the same path (and rounding) whatever the thread count.
+  const int64_t tiles = (p.tokens + kLanes - 1) / kLanes;
+  ParallelFor(tiles, threads, [&](int64_t tile_begin, int64_t tile_end) {
+    const int64_t begin = tile_begin * kLanes, end = std::min(p.tokens, tile_end * kLanes);
     Scratch s;
     s.top_v.resize(static_cast<size_t>(p.k));
     s.top_i.resize(static_cast<size_t>(p.k));
@@ -91,6 +97,7 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     s.cand_v.resize(cand);
     s.cand_i.resize(cand);
     s.rank.resize(cand);
+    if (!general && p.experts <= kTileMaxExperts && p.k <= 8) s.tile.resize(static_cast<size_t>(p.experts * kLanes));
     if (general) {
       s.score.resize(static_cast<size_t>(p.experts));
       s.select.resize(static_cast<size_t>(p.experts));

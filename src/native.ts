@@ -51,6 +51,8 @@ type TopkArgs = [
   indicesOut: Int32Array,
 ];
 
+type TopkAsyncArgs = TopkArgs extends [...infer Head, Float32Array, Int32Array] ? Head : never;
+
 type RouterLogitsArgs = [
   hidden: Float32Array,
   weight: Float32Array,
@@ -61,11 +63,14 @@ type RouterLogitsArgs = [
   out: Float32Array,
 ];
 
+type RouterLogitsAsyncArgs = RouterLogitsArgs extends [...infer Head, Float32Array] ? Head : never;
+
 /** Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). */
 export interface NativeBinding {
   abiVersion: number;
   gatingTopk(...args: TopkArgs): void;
-  gatingTopkAsync(...args: TopkArgs): Promise<void>;
+  /** Copies its inputs and allocates its outputs: the caller's arrays may change while it runs. */
+  gatingTopkAsync(...args: TopkAsyncArgs): Promise<{ weights: Float32Array; indices: Int32Array }>;
   gatingDispatch(
     indices: Int32Array,
     tokens: number,
@@ -85,13 +90,15 @@ export interface NativeBinding {
     scoring: number,
   ): NativeStats;
   gatingRouterLogits(...args: RouterLogitsArgs): void;
-  gatingRouterLogitsAsync(...args: RouterLogitsArgs): Promise<void>;
+  gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;
+  /** The instruction set the kernels were dispatched to: 'avx512', 'avx2' or 'generic'. */
+  kernelIsa: 'avx512' | 'avx2' | 'generic';
   /** Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum. */
   gatingFloor(logits: Float32Array, tokens: number, experts: number, kind: 0 | 1): number;
 }
 
 /** Bumped with every incompatible change of the binding; checked at load. */
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 
 /** Package root: both `src/` (tests) and `lib/` (published) sit one level below it. */
 const ROOT = path.resolve(__dirname, '..');

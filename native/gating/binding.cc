@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "common/args.h"
 #include "common/async.h"
@@ -18,6 +19,7 @@ using gating::Scoring;
 
 constexpr int64_t kMaxExperts = int64_t{1} << 20;
 constexpr int64_t kMaxTokens = (int64_t{1} << 31) - 1;
+constexpr int64_t kMaxPlanEntries = int64_t{1} << 28;
 
 std::string NonFinite(float v) { return std::isnan(v) ? "NaN" : "Infinity"; }
 
@@ -30,9 +32,9 @@ struct TopkArgs {
 
 // gatingTopk(logits, tokens, experts, k, scoring, bias|null, renormalize, routeScale,
 //            groups, topkGroups, groupScore, rangeStart, rangeEnd, threads, weightsOut, indicesOut)
-TopkArgs ReadTopk(const Napi::CallbackInfo& info) {
+TopkArgs ReadTopk(const Napi::CallbackInfo& info, bool outputs = true) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 16, "gatingTopk");
+  RequireArgs(info, outputs ? 16 : 14, outputs ? "gatingTopk" : "gatingTopkAsync");
   TopkArgs a;
   a.logits = Float32Arg(info, 0, "logits");
   auto& p = a.p;
@@ -49,8 +51,10 @@ TopkArgs ReadTopk(const Napi::CallbackInfo& info) {
   p.range_start = static_cast<int32_t>(IntArg(info, 11, "rangeStart", 0, p.experts));
   p.range_end = static_cast<int32_t>(IntArg(info, 12, "rangeEnd", p.range_start, p.experts));
   p.threads = static_cast<int>(IntArg(info, 13, "threads", 1, kMaxThreads));
-  a.weights = Float32Arg(info, 14, "weightsOut");
-  a.indices = Int32Arg(info, 15, "indicesOut");
+  if (outputs) {
+    a.weights = Float32Arg(info, 14, "weightsOut");
+    a.indices = Int32Arg(info, 15, "indicesOut");
+  }
 
   if (static_cast<int64_t>(a.logits.ElementLength()) != p.tokens * p.experts)
     ThrowRange(env, "Expected logits of length tokens * experts = " + std::to_string(p.tokens * p.experts) +
@@ -59,7 +63,7 @@ TopkArgs ReadTopk(const Napi::CallbackInfo& info) {
   if (p.groups > 1 && p.k > static_cast<int64_t>(p.topk_groups) * (p.experts / p.groups))
     ThrowRange(env, "Expected k <= topkGroups * experts / groups");
   const size_t out_len = static_cast<size_t>(p.tokens * p.k);
-  if (a.weights.ElementLength() != out_len || a.indices.ElementLength() != out_len)
+  if (outputs && (a.weights.ElementLength() != out_len || a.indices.ElementLength() != out_len))
     ThrowRange(env, "Expected weightsOut and indicesOut of length tokens * k = " + std::to_string(out_len));
   if (!IsNullish(a.bias)) {
     Napi::Float32Array b = Float32Arg(info, 5, "bias");
@@ -84,35 +88,50 @@ Napi::Value GatingTopk(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The async form owns everything it touches: inputs are copied on the JS thread and outputs
+// are allocated here and handed to JS only when the promise resolves. A caller can then
+// detach, transfer or shrink its arrays mid-run without the worker reading freed memory.
 class TopkWorker : public PromiseWorker {
  public:
-  explicit TopkWorker(const Napi::CallbackInfo& info, TopkArgs a)
-      : PromiseWorker(info.Env(), "gating.topk"),
-        logits_(a.logits.Data()),
-        weights_(a.weights.Data()),
-        indices_(a.indices.Data()),
-        p_(a.p) {
-    Pin(a.logits);
-    Pin(a.weights);
-    Pin(a.indices);
-    Pin(a.bias);
+  TopkWorker(Napi::Env env, const TopkArgs& a)
+      : PromiseWorker(env, "gating.topk"),
+        logits_(a.logits.Data(), a.logits.Data() + a.logits.ElementLength()),
+        p_(a.p),
+        weights_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
+        indices_(Napi::Persistent(Napi::Int32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
+        w_(weights_.Value().Data()),
+        i_(indices_.Value().Data()) {
+    if (p_.bias != nullptr) {
+      bias_.assign(p_.bias, p_.bias + p_.experts);
+      p_.bias = bias_.data();
+    }
   }
 
  protected:
   void Run() override {
-    const auto st = gating::TopkGating(logits_, p_, weights_, indices_);
-    if (st.bad_index >= 0) Fail(ErrorKind::kRange, BadLogit(p_, logits_, st.bad_index));
+    const auto st = gating::TopkGating(logits_.data(), p_, w_, i_);
+    if (st.bad_index >= 0) Fail(ErrorKind::kRange, BadLogit(p_, logits_.data(), st.bad_index));
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("weights", weights_.Value());
+    out.Set("indices", indices_.Value());
+    return out;
   }
 
  private:
-  const float* logits_;
-  float* weights_;
-  int32_t* indices_;
+  std::vector<float> logits_, bias_;
   gating::TopkParams p_;
+  Napi::Reference<Napi::Float32Array> weights_;
+  Napi::Reference<Napi::Int32Array> indices_;
+  float* w_;
+  int32_t* i_;
 };
 
+// gatingTopkAsync(same arguments as gatingTopk without the two outputs) -> Promise<{ weights, indices }>
 Napi::Value GatingTopkAsync(const Napi::CallbackInfo& info) {
-  auto* worker = new TopkWorker(info, ReadTopk(info));
+  const TopkArgs a = ReadTopk(info, false);
+  auto* worker = new TopkWorker(info.Env(), a);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -152,7 +171,11 @@ Napi::Value GatingDispatch(const Napi::CallbackInfo& info) {
   if (bad >= 0)
     ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(bad) +
                         "] is " + std::to_string(indices.Data()[bad]));
-  if (planner.PaddedTotal() > kMaxTokens) ThrowRange(env, "Dispatch plan exceeds 2^31 - 1 padded slots");
+  // Padding can amplify a small input enormously (experts x blockSize); V8 aborts rather than
+  // throws when a huge array cannot be allocated, so refuse plans beyond 2^28 entries here.
+  if (planner.PaddedTotal() > kMaxPlanEntries)
+    ThrowRange(env, "Expected a dispatch plan of at most 268435456 padded slots but blockSize " +
+                        std::to_string(p.block_size) + " pads it to " + std::to_string(planner.PaddedTotal()));
 
   auto loads = Napi::Int32Array::New(env, p.experts);
   auto counts = Napi::Int32Array::New(env, p.experts);
@@ -229,9 +252,9 @@ struct LogitsArgs {
 };
 
 // gatingRouterLogits(hidden, weight, tokens, hiddenSize, experts, threads, out)
-LogitsArgs ReadLogits(const Napi::CallbackInfo& info) {
+LogitsArgs ReadLogits(const Napi::CallbackInfo& info, bool output = true) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 7, "gatingRouterLogits");
+  RequireArgs(info, output ? 7 : 6, output ? "gatingRouterLogits" : "gatingRouterLogitsAsync");
   LogitsArgs a;
   a.hidden = Float32Arg(info, 0, "hidden");
   a.weight = Float32Arg(info, 1, "weight");
@@ -239,12 +262,12 @@ LogitsArgs ReadLogits(const Napi::CallbackInfo& info) {
   a.hidden_size = IntArg(info, 3, "hiddenSize", 1, int64_t{1} << 20);
   a.experts = IntArg(info, 4, "experts", 1, kMaxExperts);
   a.threads = static_cast<int>(IntArg(info, 5, "threads", 1, kMaxThreads));
-  a.out = Float32Arg(info, 6, "out");
+  if (output) a.out = Float32Arg(info, 6, "out");
   if (static_cast<int64_t>(a.hidden.ElementLength()) != a.tokens * a.hidden_size)
     ThrowRange(env, "Expected hidden of length tokens * hiddenSize = " + std::to_string(a.tokens * a.hidden_size));
   if (static_cast<int64_t>(a.weight.ElementLength()) != a.experts * a.hidden_size)
     ThrowRange(env, "Expected weight of length experts * hiddenSize = " + std::to_string(a.experts * a.hidden_size));
-  if (static_cast<int64_t>(a.out.ElementLength()) != a.tokens * a.experts)
+  if (output && static_cast<int64_t>(a.out.ElementLength()) != a.tokens * a.experts)
     ThrowRange(env, "Expected out of length tokens * experts = " + std::to_string(a.tokens * a.experts));
   return a;
 }
@@ -255,32 +278,36 @@ Napi::Value GatingRouterLogits(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Like TopkWorker: inputs copied, output owned until the promise resolves.
 class LogitsWorker : public PromiseWorker {
  public:
-  explicit LogitsWorker(const Napi::CallbackInfo& info, LogitsArgs a)
-      : PromiseWorker(info.Env(), "gating.routerLogits"), a_(a) {
-    Pin(a.hidden);
-    Pin(a.weight);
-    Pin(a.out);
-    hidden_ = a.hidden.Data();
-    weight_ = a.weight.Data();
-    out_ = a.out.Data();
-  }
+  LogitsWorker(Napi::Env env, const LogitsArgs& a)
+      : PromiseWorker(env, "gating.routerLogits"),
+        hidden_(a.hidden.Data(), a.hidden.Data() + a.hidden.ElementLength()),
+        weight_(a.weight.Data(), a.weight.Data() + a.weight.ElementLength()),
+        tokens_(a.tokens),
+        hidden_size_(a.hidden_size),
+        experts_(a.experts),
+        threads_(a.threads),
+        out_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(a.tokens * a.experts)))),
+        o_(out_.Value().Data()) {}
 
  protected:
-  void Run() override {
-    gating::RouterLogits(hidden_, weight_, a_.tokens, a_.hidden_size, a_.experts, out_, a_.threads);
-  }
+  void Run() override { gating::RouterLogits(hidden_.data(), weight_.data(), tokens_, hidden_size_, experts_, o_, threads_); }
+  Napi::Value Result(Napi::Env env) override { return out_.Value(); }
 
  private:
-  LogitsArgs a_;
-  const float* hidden_;
-  const float* weight_;
-  float* out_;
+  std::vector<float> hidden_, weight_;
+  int64_t tokens_, hidden_size_, experts_;
+  int threads_;
+  Napi::Reference<Napi::Float32Array> out_;
+  float* o_;
 };
 
+// gatingRouterLogitsAsync(hidden, weight, tokens, hiddenSize, experts, threads) -> Promise<Float32Array>
 Napi::Value GatingRouterLogitsAsync(const Napi::CallbackInfo& info) {
-  auto* worker = new LogitsWorker(info, ReadLogits(info));
+  const LogitsArgs a = ReadLogits(info, false);
+  auto* worker = new LogitsWorker(info.Env(), a);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

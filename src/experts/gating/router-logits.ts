@@ -21,7 +21,7 @@ export interface RouterLogitsOptions {
   out?: Float32Array;
 }
 
-function prepare(hidden: unknown, weight: unknown, options: unknown) {
+function prepare(hidden: unknown, weight: unknown, options: unknown, allocate = true) {
   const o = v.options<RouterLogitsOptions>('options', options, ['hiddenSize', 'threads', 'out']);
   const h = resolveMatrix('hidden', hidden, o.hiddenSize, 'hiddenSize');
   const w = v.float32Array('weight', weight);
@@ -30,8 +30,9 @@ function prepare(hidden: unknown, weight: unknown, options: unknown) {
   }
   const experts = w.length / h.experts;
   const threads = v.threads('threads', o.threads, availableParallelism());
-  const out = o.out === undefined ? new Float32Array(h.tokens * experts) : v.float32Array('out', o.out, h.tokens * experts);
-  return { args: [h.data, w, h.tokens, h.experts, experts, threads, out] as const, out };
+  const given = o.out !== undefined;
+  const out = given ? v.float32Array('out', o.out, h.tokens * experts) : new Float32Array(allocate ? h.tokens * experts : 0);
+  return { args: [h.data, w, h.tokens, h.experts, experts, threads, out] as const, out, given };
 }
 
 /**
@@ -51,7 +52,8 @@ export function routerLogits(hidden: LogitsInput, weight: Float32Array, options:
 }
 
 /**
- * {@link routerLogits} on a worker thread (large batches). Do not modify the arrays until it settles.
+ * {@link routerLogits} on a worker thread (large batches). Inputs are copied when the call is
+ * made, so the caller may reuse its arrays at once; with `out`, the result is copied there at the end.
  *
  * @example
  * ```ts
@@ -60,11 +62,14 @@ export function routerLogits(hidden: LogitsInput, weight: Float32Array, options:
  */
 export async function routerLogitsAsync(hidden: LogitsInput, weight: Float32Array, options: RouterLogitsOptions = {}): Promise<Float32Array> {
   const site = new Error();
-  const { args, out } = prepare(hidden, weight, options);
+  const { args, out, given } = prepare(hidden, weight, options, false);
+  let r: Float32Array;
   try {
-    await native().gatingRouterLogitsAsync(...args);
+    r = await native().gatingRouterLogitsAsync(args[0], args[1], args[2], args[3], args[4], args[5]);
   } catch (err) {
     throw v.rebase(err, site);
   }
+  if (!given) return r;
+  out.set(r);
   return out;
 }

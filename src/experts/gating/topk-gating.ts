@@ -102,9 +102,11 @@ const KEYS = ['k', 'experts', 'scoring', 'bias', 'renormalize', 'routeScale', 'g
 type Prepared = {
   args: Parameters<ReturnType<typeof native>['gatingTopk']>;
   result: TopkGatingResult;
+  /** Whether the caller supplied the output arrays. */
+  out: boolean;
 };
 
-function prepare(logits: unknown, options: unknown): Prepared {
+function prepare(logits: unknown, options: unknown, allocate = true): Prepared {
   const o = v.options<TopkGatingOptions>('options', options, KEYS);
   const { data, tokens, experts } = resolveLogits('logits', logits, o.experts);
   const k = v.integer('k', o.k, 1, experts);
@@ -147,10 +149,12 @@ function prepare(logits: unknown, options: unknown): Prepared {
     weights = v.float32Array('out.weights', out.weights, tokens * k);
     indices = v.int32Array('out.indices', out.indices, tokens * k);
   } else {
-    weights = new Float32Array(tokens * k);
-    indices = new Int32Array(tokens * k);
+    // The async form gets its outputs from the worker; empty placeholders keep one code path.
+    weights = new Float32Array(allocate ? tokens * k : 0);
+    indices = new Int32Array(allocate ? tokens * k : 0);
   }
   return {
+    out: o.out !== undefined,
     args: [data, tokens, experts, k, SCORING[scoring], bias, renormalize, routeScale, groups, topkGroups,
       GROUP_SCORE[groupScore], start, end, threads, weights, indices],
     result: { weights, indices, tokens, experts, k },
@@ -183,8 +187,10 @@ export function topkGating(logits: LogitsInput, options: TopkGatingOptions): Top
 
 /**
  * {@link topkGating} on a worker thread, for large batches (tens of thousands of tokens) that
- * would block the event loop for more than a millisecond. Do not modify the input or output
- * arrays until the promise settles.
+ * would block the event loop for more than a millisecond. The inputs are copied when the call
+ * is made (a memcpy on the calling thread) and the worker writes into arrays of its own, so
+ * the caller may reuse or transfer its arrays at once; with `out`, results are copied there
+ * when the promise resolves.
  *
  * @example
  * ```ts
@@ -193,11 +199,17 @@ export function topkGating(logits: LogitsInput, options: TopkGatingOptions): Top
  */
 export async function topkGatingAsync(logits: LogitsInput, options: TopkGatingOptions): Promise<TopkGatingResult> {
   const site = new Error();
-  const { args, result } = prepare(logits, options);
+  const { args, result, out } = prepare(logits, options, false);
+  const [logitsData, tokens, experts, k, scoring, bias, renormalize, routeScale, groups, topkGroups, groupScore, start, end, threads] = args;
+  let r: { weights: Float32Array; indices: Int32Array };
   try {
-    await native().gatingTopkAsync(...args);
+    r = await native().gatingTopkAsync(logitsData, tokens, experts, k, scoring, bias, renormalize, routeScale, groups,
+      topkGroups, groupScore, start, end, threads);
   } catch (err) {
     throw v.rebase(err, site);
   }
+  if (!out) return { ...result, weights: r.weights, indices: r.indices };
+  result.weights.set(r.weights);
+  result.indices.set(r.indices);
   return result;
 }

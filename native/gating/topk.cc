@@ -21,7 +21,9 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Token-per-lane tiles pay k compare-and-blend steps per expert: a win for the usual MoE
 // shapes, not for thousands of experts. Chosen from bench/gating.bench.mjs.
-int64_t kTileMaxExperts = 1024;
+constexpr int64_t kTileMaxExperts = 1024;
+// Per-lane group bookkeeping lives in stack arrays of this size.
+constexpr int kTileMaxGroups = 64;
 
 // The k best (value, expert) pairs seen so far, best first. Strictly greater values win,
 // so among equal values the lower expert index (seen first) stays ahead.
@@ -97,7 +99,8 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     s.cand_v.resize(cand);
     s.cand_i.resize(cand);
     s.rank.resize(cand);
-    if (!general && p.experts <= kTileMaxExperts && p.k <= 8) s.tile.resize(static_cast<size_t>(p.experts * kLanes));
+    // Logits tile, plus a score tile for the general path.
+    if (p.experts <= kTileMaxExperts && p.k <= 8) s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
     if (general) {
       s.score.resize(static_cast<size_t>(p.experts));
       s.select.resize(static_cast<size_t>(p.experts));

@@ -2,7 +2,7 @@
 # Runs the native tests against the AddressSanitizer + UndefinedBehaviorSanitizer build of
 # the addon (CMake option CAPIBARA_SANITIZE, see CMakeLists.txt).
 #
-#   npm run test:sanitize                              # build, then every test/*.test.ts
+#   npm run test:sanitize                              # build, then every test file
 #   npm run test:sanitize -- test/native-fuzz.test.ts  # build, then only these files
 #   npm run test:sanitize -- test/native-fuzz.test.ts -t 'known crashes'   (any vitest args)
 #   CAPIBARA_SANITIZE_NO_BUILD=1 npm run test:sanitize # reuse build-sanitize/ and lib/
@@ -58,15 +58,10 @@ say "runtime: $LIBASAN"
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 
-# vitest arguments: the script's (files, -t filters), else every test file (all of them load
-# the addon, directly or through the public API).
-if [[ $# -gt 0 ]]; then
-  ARGS=("$@")
-else
-  ARGS=()
-  for f in test/*.test.ts; do ARGS+=("$f"); done
-  [[ ${#ARGS[@]} -gt 0 ]] || die "no test/*.test.ts files"
-fi
+# vitest arguments: the script's (files, -t filters), else none: vitest then runs every file
+# its config includes (test/**/*.test.ts), as `npm test` does; all of them load the addon,
+# directly or through the public API.
+ARGS=("$@")
 
 # detect_leaks=0: V8 keeps memory until exit by design, LeakSanitizer would report all of it.
 # allow_user_segv_handler=0: Node installs its own SIGSEGV handler (WebAssembly traps) that
@@ -84,7 +79,7 @@ export CAPIBARA_NATIVE_PATH="$ADDON"
 export CAPIBARA_EXPECT_SANITIZER=1
 export CAPIBARA_FUZZ_TRACE="$LOG_DIR/fuzz-trace.txt"
 
-say "vitest run ${ARGS[*]} under ASan + UBSan (timeout ${TIMEOUT_S}s)"
+say "vitest run ${ARGS[*]:-(all test files)} under ASan + UBSan (timeout ${TIMEOUT_S}s)"
 set +e
 timeout --kill-after=30 "$TIMEOUT_S" "$ROOT/node_modules/.bin/vitest" run --pool=forks "${ARGS[@]}" 2>&1 \
   | tee "$LOG_DIR/vitest.log"

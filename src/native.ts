@@ -93,7 +93,10 @@ export interface NativeBinding {
   gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;
   /** The instruction set the kernels were dispatched to: 'avx512', 'avx2' or 'generic'. */
   kernelIsa: 'avx512' | 'avx2' | 'generic';
-  /** Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum. */
+  /**
+   * Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum;
+   * inputs are not validated (finite logits assumed), as the pass must cost only what it measures.
+   */
   gatingFloor(logits: Float32Array, tokens: number, experts: number, kind: 0 | 1): number;
 }
 

@@ -193,6 +193,8 @@ describe('topkGating input errors', () => {
       'Expected integer in [3, 4] for expertRange[1] but received 2 of type number'],
     ['routeScale', () => topkGating(logits, { experts: 4, k: 1, routeScale: 0 }), RangeError,
       'Expected finite number > 0 for routeScale but received 0 of type number'],
+    ['routeScale beyond float32', () => topkGating(logits, { experts: 4, k: 1, routeScale: 1e39 }), RangeError,
+      'Expected number within float32 range for routeScale but received 1e+39 of type number'],
     ['threads', () => topkGating(logits, { experts: 4, k: 1, threads: 0 }), RangeError,
       'Expected integer in [1, 256] for threads but received 0 of type number'],
     ['unknown option', () => topkGating(logits, { experts: 4, k: 1, topK: 2 } as never), TypeError,

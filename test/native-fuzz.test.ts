@@ -1,15 +1,21 @@
 /**
  * Randomized bad-input test of the raw binding: every export of `native()` is called with
  * wrong types, wrong typed-array kinds, wrong lengths, non-finite and out-of-range numbers,
- * odd buffer layouts and too few arguments. The contract (DESIGN.md, convention 1): a call
- * returns normally or throws a TypeError/RangeError; an async export returns a promise that
- * settles, rejecting only with a TypeError/RangeError; nothing crashes, hangs or writes
- * outside its output arrays (each typed array sits between canary bytes that are checked).
+ * odd buffer layouts (shared, resizable, detached, offset views) and too few arguments, and
+ * with valid argument lists changed one argument at a time. The contract (DESIGN.md,
+ * convention 1): a call returns normally or throws a TypeError/RangeError; an async export
+ * returns a promise that settles, rejecting only with a TypeError/RangeError (a synchronous
+ * TypeError/RangeError from argument checks is accepted too); nothing crashes, hangs, or
+ * writes outside its arrays (each typed array sits between canary bytes, checked after the
+ * call; under ASan the arrays are exact-size so its redzones catch reads as well).
  *
  * Reproducible: `CAPIBARA_FUZZ_SEED=<n>` picks the seed (the default is fixed), and
- * `CAPIBARA_FUZZ_TRACE=<file>` writes every call to <file> before it runs, so the last
- * line names the call that took the process down. `npm run test:sanitize` runs this file
- * against the AddressSanitizer + UBSan build.
+ * `CAPIBARA_FUZZ_TRACE=<file>` appends every call to <file>, as a line of JavaScript against
+ * the binding `b`, before it runs: after a crash the last line is the call to replay.
+ * `npm run test:sanitize` runs this file against the AddressSanitizer + UBSan build.
+ *
+ * Crashes it found are replayed at the end in child processes: fixed ones as regression tests,
+ * open ones as `it.fails` until the binding is fixed.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -181,7 +187,7 @@ function validTopk(r: Rng): unknown[] {
     r.int(0, 1),
     bias,
     r.bool(),
-    r.pick([1, 2.5, 0.5, 0, -1]),
+    r.pick([1, 2.5, 0.5, 1e-3]), // routeScale must be > 0
     groups,
     topkGroups,
     r.int(0, 1),
@@ -193,12 +199,26 @@ function validTopk(r: Rng): unknown[] {
   ];
 }
 
+function checkIndices(idx: Int32Array, args: unknown[]): string | null {
+  const E = Number(args[2]);
+  if (idx.length !== Number(args[1]) * Number(args[3])) return `indices of length ${idx.length}, not tokens * k`;
+  for (let i = 0; i < idx.length; i++) if (!(idx[i]! >= -1 && idx[i]! <= E)) return `indices[${i}] = ${idx[i]} outside [-1, ${E}]`;
+  return null;
+}
+
 function checkTopk(args: unknown[], result: unknown): string | null {
   if (result !== undefined) return `returned ${show(result)} instead of undefined`;
-  const E = Number(args[2]);
-  const idx = args[15] as Int32Array;
-  for (let i = 0; i < idx.length; i++) if (!(idx[i]! >= -1 && idx[i]! <= E)) return `indicesOut[${i}] = ${idx[i]} outside [-1, ${E}]`;
-  return null;
+  return checkIndices(args[15] as Int32Array, args);
+}
+
+/** gatingTopkAsync takes no outputs: it resolves with arrays it allocated. */
+const validTopkAsync = (r: Rng) => validTopk(r).slice(0, 14);
+
+function checkTopkAsync(args: unknown[], result: unknown): string | null {
+  const o = result as { weights?: unknown; indices?: unknown } | null;
+  if (!o || !(o.weights instanceof Float32Array) || !(o.indices instanceof Int32Array)) return `resolved with ${show(result)}`;
+  if (o.weights.length !== o.indices.length) return 'weights and indices differ in length';
+  return checkIndices(o.indices, args);
 }
 
 function validDispatch(r: Rng): unknown[] {
@@ -254,6 +274,15 @@ function validRouterLogits(r: Rng): unknown[] {
   return [f32(rand(T * H), 'hidden'), f32(rand(E * H), 'weight'), T, H, E, r.int(1, 3), guarded(Float32Array, T * E, 'out')];
 }
 
+/** gatingRouterLogitsAsync takes no output: it resolves with a Float32Array it allocated. */
+const validRouterLogitsAsync = (r: Rng) => validRouterLogits(r).slice(0, 6);
+
+function checkRouterLogitsAsync(args: unknown[], result: unknown): string | null {
+  if (!(result instanceof Float32Array)) return `resolved with ${show(result)}`;
+  const want = Number(args[2]) * Number(args[4]);
+  return result.length === want ? null : `resolved with ${result.length} logits, not tokens * experts = ${want}`;
+}
+
 function validFloor(r: Rng): unknown[] {
   const E = r.pick(EXPERT_CHOICES);
   const T = r.int(0, 5);
@@ -291,7 +320,7 @@ const ROUTER_LOGITS_PARAMS = [
 
 const SPECS: readonly Spec[] = [
   { name: 'gatingTopk', async: false, params: TOPK_PARAMS, valid: validTopk, check: checkTopk },
-  { name: 'gatingTopkAsync', async: true, params: TOPK_PARAMS, valid: validTopk, check: checkTopk },
+  { name: 'gatingTopkAsync', async: true, params: TOPK_PARAMS.slice(0, 14), valid: validTopkAsync, check: checkTopkAsync },
   {
     name: 'gatingDispatch',
     async: false,
@@ -323,7 +352,13 @@ const SPECS: readonly Spec[] = [
     check: checkStats,
   },
   { name: 'gatingRouterLogits', async: false, params: ROUTER_LOGITS_PARAMS, valid: validRouterLogits },
-  { name: 'gatingRouterLogitsAsync', async: true, params: ROUTER_LOGITS_PARAMS, valid: validRouterLogits },
+  {
+    name: 'gatingRouterLogitsAsync',
+    async: true,
+    params: ROUTER_LOGITS_PARAMS.slice(0, 6),
+    valid: validRouterLogitsAsync,
+    check: checkRouterLogitsAsync,
+  },
   {
     name: 'gatingFloor',
     async: false,
@@ -841,10 +876,10 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
 });
 
 // ---------------------------------------------------------------------------------------
-// Known crashes (reproductions run in a child process so the crash does not take this
-// worker with it). `it.fails`: each passes while the bug is there; when the binding is
-// fixed it starts failing, and `.fails` must be removed. CAPIBARA_FUZZ_KNOWN=run runs them
-// as plain tests, to see each child's output.
+// Reproductions that need a child process: ones that crashed the process once (regression
+// tests now) and ones that still do (`knownCrash`, i.e. `it.fails`: each passes while the bug
+// is there; when the binding is fixed it starts failing, and must become a plain `it`).
+// CAPIBARA_FUZZ_KNOWN=run runs the known crashes as plain tests, to see each child's output.
 const knownCrash = process.env['CAPIBARA_FUZZ_KNOWN'] === 'run' ? it : it.fails;
 
 function loadedSharedObjects(): string[] {
@@ -863,87 +898,137 @@ function addonPath(): string {
   return candidates.find((f) => f && fs.existsSync(f)) ?? '';
 }
 
+interface ChildOptions {
+  node?: string[];
+  /** Extra ASAN_OPTIONS (sanitizer run only). */
+  asan?: string;
+  /** Address-space cap (`ulimit -v`, KiB) when not under ASan, whose shadow memory needs more. */
+  ulimitKb?: number;
+  timeoutMs?: number;
+}
+
 /** Runs `body` in a fresh node with the addon bound to `b`; sanitizer reports go to its stderr. */
-function child(body: string, opts: { node?: string[]; asan?: string; ulimitKb?: number; timeoutMs?: number } = {}) {
+function child(body: string, opts: ChildOptions = {}) {
   const script = `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(addonPath())}); const b = m.exports;\n${body}`;
   const env = { ...process.env };
   // Sanitizer reports from these children belong to the test, not to the test:sanitize log dir.
   env['ASAN_OPTIONS'] = `${env['ASAN_OPTIONS'] ?? ''}:log_path=stderr${opts.asan ? `:${opts.asan}` : ''}`;
   env['UBSAN_OPTIONS'] = `${env['UBSAN_OPTIONS'] ?? ''}:log_path=stderr`;
   const argv = [...(opts.node ?? []), '-e', script];
+  const spawnOpts = { env, encoding: 'utf8' as const, timeout: opts.timeoutMs ?? 20_000 };
   const res =
     opts.ulimitKb && !underAsan
-      ? spawnSync('/bin/sh', ['-c', `ulimit -v ${opts.ulimitKb} && exec "$0" "$@"`, process.execPath, ...argv], {
-          env,
-          encoding: 'utf8',
-          timeout: opts.timeoutMs ?? 60_000,
-        })
-      : spawnSync(process.execPath, argv, { env, encoding: 'utf8', timeout: opts.timeoutMs ?? 60_000 });
+      ? spawnSync('/bin/sh', ['-c', `ulimit -v ${opts.ulimitKb} && exec "$0" "$@"`, process.execPath, ...argv], spawnOpts)
+      : spawnSync(process.execPath, argv, spawnOpts);
   const summary = `status ${res.status}, signal ${res.signal}\n--- stdout\n${res.stdout}\n--- stderr\n${(res.stderr ?? '').slice(0, 4000)}`;
   return { ...res, summary };
 }
 
-/** Child body (after `fn` and `sabotage` are defined): start an async call, sabotage one of its arrays right away, await the outcome. */
+/** A machine that cannot allocate many GiB: 3 GB of address space, or ASan's allocation cap. */
+const MEMORY_CAPPED: ChildOptions = { ulimitKb: 3_000_000, asan: 'allocator_may_return_null=1:max_allocation_size_mb=2048' };
+
+/**
+ * Child body (after `fn` and `sabotage` are defined): start an async call on large inputs,
+ * sabotage one input right away (transfer its buffer and collect it, or shrink its resizable
+ * buffer to 0) while the worker runs, and await the outcome.
+ */
 const RACE_SCRIPT = String.raw`
-const resizable = (n) => new Float32Array(new ArrayBuffer(n * 4, { maxByteLength: n * 4 }));
-const plain = (n) => new Float32Array(n);
 function build(target) {
-  const mk = (name, n, Ctor = Float32Array) =>
-    name === target && sabotage === 'resize' ? (Ctor === Float32Array ? resizable(n) : new Int32Array(new ArrayBuffer(n * 4, { maxByteLength: n * 4 }))) : new Ctor(n);
+  const mk = (name, n) =>
+    name === target && sabotage === 'resize' ? new Float32Array(new ArrayBuffer(n * 4, { maxByteLength: n * 4 })) : new Float32Array(n);
   if (fn === 'gatingRouterLogitsAsync') {
     const T = 2048, H = 1024, E = 64;
-    const a = { hidden: mk('hidden', T * H), weight: mk('weight', E * H), out: mk('out', T * E) };
+    const a = { hidden: mk('hidden', T * H), weight: mk('weight', E * H) };
     a.hidden.fill(0.5); a.weight.fill(0.25);
-    return [a, [a.hidden, a.weight, T, H, E, 1, a.out]];
+    return [a, [a.hidden, a.weight, T, H, E, 1], T * E];
   }
-  const T = 32768, E = 256, k = 8;
-  const a = { logits: mk('logits', T * E), bias: mk('bias', E), weightsOut: mk('weightsOut', T * k), indicesOut: mk('indicesOut', T * k, Int32Array) };
+  const T = 16384, E = 256, k = 8;
+  const a = { logits: mk('logits', T * E), bias: mk('bias', E) };
   for (let i = 0; i < a.logits.length; i++) a.logits[i] = (i * 7919) % 1000 / 100;
   // bias + groups take the general path, slow enough for the sabotage to land mid-run.
-  return [a, [a.logits, T, E, k, 0, a.bias, true, 1, 8, 4, 0, 0, E, 1, a.weightsOut, a.indicesOut]];
+  return [a, [a.logits, T, E, k, 0, a.bias, true, 1, 8, 4, 0, 0, E, 1], T * k];
 }
-const targets = fn === 'gatingRouterLogitsAsync' ? ['out', 'hidden', 'weight'] : ['weightsOut', 'logits', 'indicesOut'];
+const targets = fn === 'gatingRouterLogitsAsync' ? ['hidden', 'weight'] : ['logits', 'bias'];
 (async () => {
   for (const target of targets) {
-    const [arrays, args] = build(target);
+    const [arrays, args, outLength] = build(target);
     const p = b[fn](...args);
     const buf = arrays[target].buffer;
     if (sabotage === 'resize') buf.resize(0);
-    else { structuredClone(buf, { transfer: [buf] }); gc(); gc(); }
-    try { await p; console.log(target, 'resolved'); }
-    catch (e) { console.log(target, 'rejected', e && e.name, e && e.message); }
+    else if (sabotage === 'detach') { structuredClone(buf, { transfer: [buf] }); gc(); gc(); }
+    try {
+      const r = await p;
+      const out = r instanceof Float32Array ? r : r.indices;
+      console.log(target, 'resolved', out.length === outLength ? 'full' : 'length ' + out.length);
+    } catch (e) { console.log(target, 'rejected', e && e.name, e && e.message); }
   }
   console.log('SURVIVED');
 })();
 `;
 
-describe('known crashes (it.fails until the binding is fixed)', () => {
+function expectSurvived(res: ReturnType<typeof child>): void {
+  expect(res.status, res.summary).toBe(0);
+  expect(res.stdout, res.summary).toContain('SURVIVED');
+  expect(res.stdout, res.summary).not.toMatch(/rejected (?!TypeError|RangeError)/);
+}
+
+describe('crashes found by this test, replayed in a child process', () => {
+  it('control: a capped child still runs a modest allocation', () => {
+    const res = child(
+      `const r = b.gatingDispatch(new Int32Array([0, 1, 2, 3, 4, 5, 6, 7]), 8, 1, 8, -1, 65536, 0, null);
+       console.log('returned', r.permutation.length); console.log('SURVIVED');`,
+      MEMORY_CAPPED,
+    );
+    expectSurvived(res);
+    expect(res.stdout, res.summary).toContain(`returned ${8 * 65536}`);
+  });
+
+  // Fixed (async kernels copy their inputs and own their outputs): inputs detached or shrunk
+  // mid-run used to be a heap-use-after-free / SEGV in the worker thread.
   for (const fn of ['gatingRouterLogitsAsync', 'gatingTopkAsync']) {
-    for (const sabotage of ['detach', 'resize']) {
-      const how = sabotage === 'detach' ? 'transferred away (structuredClone) and collected' : 'shrunk to 0 (resizable ArrayBuffer)';
-      knownCrash(`${fn}: an array ${how} while the call runs does not crash the process`, () => {
-        const res = child(`const [fn, sabotage] = ${JSON.stringify([fn, sabotage])};\n${RACE_SCRIPT}`, {
-          node: ['--expose-gc'],
-          timeoutMs: 60_000,
-        });
-        expect(res.status, res.summary).toBe(0);
-        expect(res.stdout, res.summary).toContain('SURVIVED');
-        expect(res.stdout, res.summary).not.toMatch(/rejected (?!TypeError|RangeError)/);
+    for (const sabotage of ['none', 'detach', 'resize']) {
+      const how = {
+        none: 'with nothing sabotaged (control)',
+        detach: 'with an input transferred away (structuredClone) and collected mid-run',
+        resize: 'with an input on a resizable buffer shrunk to 0 mid-run',
+      }[sabotage];
+      it(`${fn} ${how} resolves with full results`, () => {
+        const res = child(`const [fn, sabotage] = ${JSON.stringify([fn, sabotage])};\n${RACE_SCRIPT}`, { node: ['--expose-gc'] });
+        expectSurvived(res);
+        expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(2);
       });
     }
   }
 
-  knownCrash('gatingDispatch: a plan too large to allocate throws a RangeError instead of aborting', () => {
-    // 32767 one-slot experts padded to blockSize 65536: a 128 KiB input asks for an 8 GiB
-    // permutation. On a machine that cannot allocate it, V8 aborts in napi_create_arraybuffer.
-    const body = `
-      const E = 32767;
-      const idx = new Int32Array(E).map((_, i) => i);
-      try { const r = b.gatingDispatch(idx, E, 1, E, -1, 65536, 0, null); console.log('returned', r.permutation.length); }
-      catch (e) { console.log('threw', e.name, e.message); }
-      console.log('SURVIVED');`;
-    const res = child(body, { ulimitKb: 3_000_000, asan: 'allocator_may_return_null=1:max_allocation_size_mb=2048', timeoutMs: 30_000 });
-    expect(res.status, res.summary).toBe(0);
+  // Fixed (plans capped at 2^28 entries): 32767 one-slot experts padded to blockSize 65536
+  // turned a 128 KiB input into an 8 GiB permutation, and V8 aborts (FatalProcessOutOfMemory
+  // in napi_create_arraybuffer) instead of throwing when it cannot allocate that.
+  it('gatingDispatch: a padded plan too large to allocate throws a RangeError', () => {
+    const res = child(
+      `const E = 32767;
+       try { b.gatingDispatch(new Int32Array(E).map((_, i) => i), E, 1, E, -1, 65536, 0, null); console.log('returned'); }
+       catch (e) { console.log('threw', e.name, e.message); }
+       console.log('SURVIVED');`,
+      MEMORY_CAPPED,
+    );
+    expectSurvived(res);
     expect(res.stdout, res.summary).toMatch(/threw RangeError/);
+  });
+
+  // Fixed (addon-allocated outputs capped at 2^28 entries): the async router projection
+  // allocated its tokens x experts output with no bound, so 8 MiB of input (2^20 tokens and
+  // 2^20 experts, hiddenSize 1) asked for a 4 TiB Float32Array and V8 aborted the process.
+  it('gatingRouterLogitsAsync: an output too large to allocate rejects or throws a RangeError', () => {
+    const res = child(
+      `const n = 2 ** 20;
+       try {
+         b.gatingRouterLogitsAsync(new Float32Array(n), new Float32Array(n), n, 1, n, 1)
+           .then((o) => console.log('resolved', o.length), (e) => console.log('rejected', e.name, e.message))
+           .finally(() => console.log('SURVIVED'));
+       } catch (e) { console.log('threw', e.name, e.message); console.log('SURVIVED'); }`,
+      MEMORY_CAPPED,
+    );
+    expectSurvived(res);
+    expect(res.stdout, res.summary).toMatch(/(threw|rejected) RangeError/);
   });
 });

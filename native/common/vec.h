@@ -94,8 +94,10 @@ CAPIBARA_INLINE V Exp(V x) {
   p = p * r * r + r + 1.0f;
   const I n = __builtin_convertvector(fn, I);
   const I n1 = n >> 1;
-  const I e1 = (n1 + 127) << 23;
-  const I e2 = ((n - n1) + 127) << 23;
+  // Shift as unsigned: for NaN input n is INT_MIN and a signed shift would be undefined.
+  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
+  const U e1 = __builtin_convertvector(n1 + 127, U) << 23;
+  const U e2 = __builtin_convertvector((n - n1) + 127, U) << 23;
   V s1, s2;
   std::memcpy(&s1, &e1, sizeof s1);
   std::memcpy(&s2, &e2, sizeof s2);

@@ -19,6 +19,8 @@ using gating::Scoring;
 
 constexpr int64_t kMaxExperts = int64_t{1} << 20;
 constexpr int64_t kMaxTokens = (int64_t{1} << 31) - 1;
+// Largest array the addon allocates itself (1 GiB of int32/float32): V8 aborts, rather than
+// throws, when an ArrayBuffer cannot be allocated, so requests beyond this are refused first.
 constexpr int64_t kMaxPlanEntries = int64_t{1} << 28;
 
 std::string NonFinite(float v) { return std::isnan(v) ? "NaN" : "Infinity"; }
@@ -44,7 +46,10 @@ TopkArgs ReadTopk(const Napi::CallbackInfo& info, bool outputs = true) {
   p.scoring = static_cast<Scoring>(IntArg(info, 4, "scoring", 0, 1));
   a.bias = info[5];
   p.renormalize = BoolArg(info, 6, "renormalize");
-  p.route_scale = static_cast<float>(NumberArg(info, 7, "routeScale"));
+  const double route_scale = NumberArg(info, 7, "routeScale");
+  if (!(route_scale > 0 && route_scale <= 3.4028234663852886e38))
+    ThrowRange(env, "Expected routeScale in (0, 3.4028234663852886e38]");
+  p.route_scale = static_cast<float>(route_scale);
   p.groups = static_cast<int32_t>(IntArg(info, 8, "groups", 1, p.experts));
   p.topk_groups = static_cast<int32_t>(IntArg(info, 9, "topkGroups", 1, p.groups));
   p.group_score = static_cast<GroupScore>(IntArg(info, 10, "groupScore", 0, 1));
@@ -267,6 +272,9 @@ LogitsArgs ReadLogits(const Napi::CallbackInfo& info, bool output = true) {
     ThrowRange(env, "Expected hidden of length tokens * hiddenSize = " + std::to_string(a.tokens * a.hidden_size));
   if (static_cast<int64_t>(a.weight.ElementLength()) != a.experts * a.hidden_size)
     ThrowRange(env, "Expected weight of length experts * hiddenSize = " + std::to_string(a.experts * a.hidden_size));
+  if (!output && a.tokens * a.experts > kMaxPlanEntries)
+    ThrowRange(env, "Expected tokens * experts <= 268435456 for an output allocated by the addon but received " +
+                        std::to_string(a.tokens * a.experts));
   if (output && static_cast<int64_t>(a.out.ElementLength()) != a.tokens * a.experts)
     ThrowRange(env, "Expected out of length tokens * experts = " + std::to_string(a.tokens * a.experts));
   return a;

@@ -114,6 +114,7 @@ function prepare(logits: unknown, options: unknown, allocate = true): Prepared {
   const bias = o.bias === undefined ? null : v.finiteVector('bias', o.bias, experts);
   const renormalize = o.renormalize === undefined ? true : v.boolean('renormalize', o.renormalize);
   const routeScale = o.routeScale === undefined ? 1 : v.finite('routeScale', o.routeScale, { positive: true });
+  if (!Number.isFinite(Math.fround(routeScale))) throw v.rangeError('routeScale', 'number within float32 range', routeScale);
 
   let groups = 1;
   let topkGroups = 1;

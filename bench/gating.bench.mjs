@@ -11,6 +11,7 @@ import * as os from 'node:os';
 
 import * as ort from 'onnxruntime-node';
 
+import { measure, normalLogits } from './common.mjs';
 import { buildModel } from './onnx-graph.mjs';
 
 const require = createRequire(import.meta.url);
@@ -26,30 +27,6 @@ const KS = [2, 8];
 const TIMING = QUICK ? { warmup: 2, timeMs: 150, minRounds: 5 } : { warmup: 10, timeMs: 4000, minRounds: 25 };
 const TARGETS = { tsOverNative: 10, ortOverNative: 3, nativeOverFloor: 2 };
 const WEIGHT_TOL = 1e-5;
-
-// mulberry32: small, seeded, good enough to make reproducible inputs.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// Router logits look roughly normal; Box-Muller over the seeded uniforms.
-function normalLogits(n, seed) {
-  const u = prng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - u()));
-    const th = 2 * Math.PI * u();
-    out[i] = r * Math.cos(th);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(th);
-  }
-  return out;
-}
 
 // Plain JS contender: one pass for the row max and an insertion top-k on the logits (softmax is
 // monotone, so selecting on logits selects on probabilities; strict > keeps ties on the lower
@@ -101,31 +78,6 @@ function ortModel(experts, k) {
       { op: 'TopK', inputs: ['probs', 'k'], outputs: ['weights', 'indices'], attrs: { axis: -1, largest: 1, sorted: 1 } },
     ],
   });
-}
-
-// Interleaved rounds, each contender once per round in a rotating order, instead of one
-// contender's whole run after another: on a shared 2-core machine a burst of outside load then
-// hits every contender alike, and the ratios stay honest. Returns median ms per call.
-async function measure(contenders) {
-  const times = contenders.map(() => []);
-  for (const [, fn, isAsync] of contenders) {
-    for (let i = 0; i < TIMING.warmup; i++) if (isAsync) await fn(); else fn();
-  }
-  const start = performance.now();
-  for (let round = 0; round < TIMING.minRounds || performance.now() - start < TIMING.timeMs; round++) {
-    for (let j = 0; j < contenders.length; j++) {
-      const c = (round + j) % contenders.length;
-      const [, fn, isAsync] = contenders[c];
-      const t0 = performance.now();
-      if (isAsync) await fn(); else fn();
-      times[c].push(performance.now() - t0);
-    }
-  }
-  return Object.fromEntries(contenders.map(([name], c) => {
-    const s = times[c].sort((a, b) => a - b);
-    const mid = s.length >> 1;
-    return [name, { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, samples: s.length }];
-  }));
 }
 
 function fail(msg) {
@@ -192,7 +144,7 @@ for (const experts of EXPERTS) {
       ['onnxruntime', () => session.run({ logits: input }), true],
       ['floor-normaliser', () => (sink += binding.gatingFloor(x, TOKENS, experts, 1))],
       ['floor-maxsum', () => (sink += binding.gatingFloor(x, TOKENS, experts, 0))],
-    ]);
+    ], TIMING);
     await session.release();
 
     const ns = Object.fromEntries(Object.entries(timed).map(([name, t]) => [name, t.median * 1e6 / TOKENS]));
@@ -222,12 +174,13 @@ const table = rows.map((r) => ({
 
 const result = {
   name: 'gating',
-  title: `MoE top-k gating, softmax, unrenormalised, T=${TOKENS}, 1 thread, median ns/token${QUICK ? ' (quick)' : ''}`,
+  title: `MoE top-k gating, softmax, unrenormalised, T=${TOKENS}, 1 thread, ${binding.kernelIsa} kernels, median ns/token${QUICK ? ' (quick)' : ''}`,
   meta: {
     tokens: TOKENS,
     threads: 1,
     quick: QUICK,
     timing: TIMING,
+    isa: binding.kernelIsa,
     targets: TARGETS,
     onnxruntime: require('onnxruntime-node/package.json').version,
     cpu: os.cpus()[0]?.model,

@@ -1,0 +1,51 @@
+// Shared pieces of the benchmarks: seeded inputs and the interleaved timing loop.
+
+// mulberry32: small, seeded, good enough to make reproducible inputs.
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Router logits look roughly normal; Box-Muller over the seeded uniforms.
+export function normalLogits(n, seed) {
+  const u = prng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - u()));
+    const th = 2 * Math.PI * u();
+    out[i] = r * Math.cos(th);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(th);
+  }
+  return out;
+}
+
+// Interleaved rounds, each contender once per round in a rotating order, instead of one
+// contender's whole run after another: on a shared 2-core machine a burst of outside load then
+// hits every contender alike, and the ratios stay honest. Returns median ms per call.
+export async function measure(contenders, timing) {
+  const times = contenders.map(() => []);
+  for (const [, fn, isAsync] of contenders) {
+    for (let i = 0; i < timing.warmup; i++) if (isAsync) await fn(); else fn();
+  }
+  const start = performance.now();
+  for (let round = 0; round < timing.minRounds || performance.now() - start < timing.timeMs; round++) {
+    for (let j = 0; j < contenders.length; j++) {
+      const c = (round + j) % contenders.length;
+      const [, fn, isAsync] = contenders[c];
+      const t0 = performance.now();
+      if (isAsync) await fn(); else fn();
+      times[c].push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(contenders.map(([name], c) => {
+    const s = times[c].sort((a, b) => a - b);
+    const mid = s.length >> 1;
+    return [name, { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, samples: s.length }];
+  }));
+}
+

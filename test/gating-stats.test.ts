@@ -15,12 +15,15 @@ describe('routerStats against a float64 reference', () => {
         const got = routerStats(logits, routing, { scoring });
         const ref = refStats(logits, routing.indices, experts, k, scoring);
         expect(Array.from(got.loads)).toEqual(ref.loads);
+        // Loads are integers (exact); probabilities come from float32 kernels summed in float64.
         for (let e = 0; e < experts; e++) {
           expect(got.loadFraction[e]).toBeCloseTo(ref.loadFraction[e]!, 12);
-          expect(got.meanProb[e]).toBeCloseTo(ref.meanProb[e]!, 9);
+          expect(Math.abs(got.meanProb[e]! - ref.meanProb[e]!)).toBeLessThan(2e-6 * ref.meanProb[e]! + 1e-9);
         }
-        for (const key of ['auxLoss', 'zLoss', 'maxVio', 'cv2', 'entropy'] as const) {
-          expect(got[key]).toBeCloseTo(ref[key], 8);
+        expect(got.maxVio).toBeCloseTo(ref.maxVio, 12);
+        expect(got.cv2).toBeCloseTo(ref.cv2, 12);
+        for (const key of ['auxLoss', 'zLoss', 'entropy'] as const) {
+          expect(Math.abs(got[key] - ref[key]), key).toBeLessThan(2e-6 * Math.max(1, Math.abs(ref[key])));
         }
         expect(got.countedTokens).toBe(tokens);
       });

@@ -27,6 +27,16 @@
 #define CAPIBARA_END_TARGET _Pragma("GCC pop_options")
 #endif
 
+// Calls fn from the namespace of the ISA in use (each kernel file defines the namespaces).
+#ifdef CAPIBARA_X86_DISPATCH
+#define CAPIBARA_DISPATCH(fn, ...)                                                             \
+  (::capibara::CurrentIsa() == ::capibara::Isa::kAvx512 ? avx512::fn(__VA_ARGS__)              \
+   : ::capibara::CurrentIsa() == ::capibara::Isa::kAvx2 ? avx2::fn(__VA_ARGS__)                \
+                                                        : generic::fn(__VA_ARGS__))
+#else
+#define CAPIBARA_DISPATCH(fn, ...) generic::fn(__VA_ARGS__)
+#endif
+
 namespace capibara {
 
 enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };

@@ -104,6 +104,35 @@ CAPIBARA_INLINE V Exp(V x) {
   return underflow ? Splat<V>(0.f) : p * s1 * s2;
 }
 
+// log(x) lane-wise for finite x > 0, relative error < 3e-7 (Cephes logf): x = 2^e · f with
+// f in [sqrt(1/2), sqrt(2)), then a degree-8 polynomial in f - 1.
+template <typename V>
+CAPIBARA_INLINE V Log(V x) {
+  using I = MaskOf<V>;
+  I bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  I e = ((bits >> 23) & 0xff) - 126;
+  bits = (bits & 0x007fffff) | 0x3f000000;  // mantissa as f in [0.5, 1)
+  V f;
+  std::memcpy(&f, &bits, sizeof f);
+  const I small = f < 0.707106781186547524f;
+  e = e + small;  // small lanes are -1: f <- 2f, e <- e - 1
+  f = (small ? f + f : f) - 1.0f;
+  V p = Splat<V>(7.0376836292e-2f);
+  p = p * f - 1.1514610310e-1f;
+  p = p * f + 1.1676998740e-1f;
+  p = p * f - 1.2420140846e-1f;
+  p = p * f + 1.4249322787e-1f;
+  p = p * f - 1.6668057665e-1f;
+  p = p * f + 2.0000714765e-1f;
+  p = p * f - 2.4999993993e-1f;
+  p = p * f + 3.3333331174e-1f;
+  const V f2 = f * f;
+  const V ef = __builtin_convertvector(e, V);
+  V y = p * f * f2 + ef * -2.12194440e-4f - 0.5f * f2;
+  return f + y + ef * 0.693359375f;
+}
+
 template <typename V>
 CAPIBARA_INLINE V Sigmoid(V x) {
   return Splat<V>(1.f) / (Splat<V>(1.f) + Exp(Splat<V>(0.f) - x));

@@ -11,27 +11,32 @@ namespace capibara {
 namespace gating {
 
 DispatchPlanner::DispatchPlanner(const int32_t* indices, const DispatchParams& p)
-    : indices_(indices), p_(p), keep_(static_cast<size_t>(p.tokens * p.k)), counts_(static_cast<size_t>(p.experts)) {}
+    : indices_(indices),
+      p_(p),
+      keep_(static_cast<size_t>(p.tokens * p.k)),
+      counts_(static_cast<size_t>(p.experts)),
+      loads_(static_cast<size_t>(p.experts)) {}
 
 int64_t DispatchPlanner::Plan() {
   const int64_t slots = p_.tokens * p_.k;
   const int32_t E = p_.experts;
+  std::fill(loads_.begin(), loads_.end(), 0);
   for (int64_t s = 0; s < slots; ++s) {
     const int32_t e = indices_[s];
     if (e < -1 || e > E) return s;
-    keep_[s] = (e >= 0 && e < E) ? 1 : -1;
+    const bool routed = e >= 0 && e < E;
+    keep_[s] = routed ? 1 : -1;
+    if (routed) ++loads_[e];
   }
-  std::fill(counts_.begin(), counts_.end(), 0);
   dropped_count_ = 0;
   if (p_.capacity < 0) {
-    for (int64_t s = 0; s < slots; ++s)
-      if (keep_[s] == 1) ++counts_[indices_[s]];
+    counts_ = loads_;
   } else if (p_.policy == DropPolicy::kPosition) {
     // GShard/DeepSpeed priority: every token's first choice before any second choice,
     // tokens in order within a choice rank.
+    std::fill(counts_.begin(), counts_.end(), 0);
     for (int32_t j = 0; j < p_.k; ++j)
-      for (int64_t t = 0; t < p_.tokens; ++t) {
-        const int64_t s = t * p_.k + j;
+      for (int64_t s = j; s < slots; s += p_.k) {
         if (keep_[s] != 1) continue;
         int32_t& c = counts_[indices_[s]];
         if (c < p_.capacity) {
@@ -43,6 +48,7 @@ int64_t DispatchPlanner::Plan() {
       }
   } else {
     // Highest weight first within each expert; equal weights keep the earlier slot.
+    std::fill(counts_.begin(), counts_.end(), 0);
     std::vector<int64_t> order;
     order.reserve(static_cast<size_t>(slots));
     for (int64_t s = 0; s < slots; ++s)
@@ -72,27 +78,27 @@ int64_t DispatchPlanner::Plan() {
 void DispatchPlanner::Fill(DispatchResult& out) const {
   const int64_t slots = p_.tokens * p_.k;
   const int32_t E = p_.experts;
-  std::fill(out.loads, out.loads + E, 0);
-  for (int64_t s = 0; s < slots; ++s)
-    if (keep_[s] >= 0) ++out.loads[indices_[s]];
   out.offsets[0] = 0;
   for (int32_t e = 0; e < E; ++e) {
+    out.loads[e] = loads_[e];
     out.counts[e] = counts_[e];
     const int32_t padded = (counts_[e] + p_.block_size - 1) / p_.block_size * p_.block_size;
     out.offsets[e + 1] = out.offsets[e] + padded;
+    // Only the padding at the end of each segment needs the sentinel; the rest is written below.
+    std::fill(out.permutation + out.offsets[e] + counts_[e], out.permutation + out.offsets[e + 1], -1);
   }
-  std::fill(out.permutation, out.permutation + out.offsets[E], -1);
   std::vector<int32_t> cursor(out.offsets, out.offsets + E);
   int64_t d = 0;
   for (int64_t s = 0; s < slots; ++s) {
-    out.slot_position[s] = -1;
-    if (keep_[s] == 1) {
-      const int32_t pos = cursor[indices_[s]]++;
+    const int8_t k = keep_[s];
+    int32_t pos = -1;
+    if (k == 1) {
+      pos = cursor[indices_[s]]++;
       out.permutation[pos] = static_cast<int32_t>(s);
-      out.slot_position[s] = pos;
-    } else if (keep_[s] == 0) {
+    } else if (k == 0) {
       out.dropped[d++] = static_cast<int32_t>(s);
     }
+    out.slot_position[s] = pos;
   }
 }
 

@@ -84,7 +84,7 @@ struct DispatchPlanner {
   int64_t dropped_count_ = 0;
   // 1 = kept, 0 = dropped, -1 = not routed here (masked or non-local sentinel).
   std::vector<int8_t> keep_;
-  std::vector<int32_t> counts_;
+  std::vector<int32_t> counts_, loads_;
 };
 
 struct StatsParams {

@@ -1,56 +1,64 @@
 // Router balance statistics over one batch: the quantities the Switch, ST-MoE and
-// DeepSeek-V3 papers use to judge (and train against) load imbalance.
+// DeepSeek-V3 papers use to judge (and train against) load imbalance. The per-row work
+// (exp, log, sums) is gating/stats_rows.inc, vectorized per ISA; totals are float64.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "common/dispatch.h"
+#include "common/isa.h"
+#include "common/vec.h"
 #include "gating/kernels.h"
 
 namespace capibara {
 namespace gating {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Rows summed in float before each flush into the float64 totals.
+constexpr int64_t kFlushRows = 32;
+
+#ifdef CAPIBARA_X86_DISPATCH
+CAPIBARA_BEGIN_AVX512
+namespace avx512 {
+#include "common/isa_avx512.inc"
+#include "gating/stats_rows.inc"
+}  // namespace avx512
+CAPIBARA_END_TARGET
+CAPIBARA_BEGIN_AVX2
+namespace avx2 {
+#include "common/isa_avx2.inc"
+#include "gating/stats_rows.inc"
+}  // namespace avx2
+CAPIBARA_END_TARGET
+#endif
+namespace generic {
+#include "common/isa_generic.inc"
+#include "gating/stats_rows.inc"
+}  // namespace generic
+
+}  // namespace
 
 int64_t RouterStats(const float* logits, const int32_t* indices, const StatsParams& p, StatsResult& out) {
   const int64_t T = p.tokens, E = p.experts;
-  const double inf = std::numeric_limits<double>::infinity();
-  for (int64_t i = 0; i < T * E; ++i)
-    if (!(logits[i] <= FLT_MAX)) return i;
   for (int64_t s = 0; s < T * p.k; ++s)
     if (indices[s] < -1 || indices[s] > E) return -(2 + s);
 
   std::fill(out.mean_prob, out.mean_prob + E, 0.0);
   std::fill(out.loads, out.loads + E, 0);
-  std::vector<double> prob(static_cast<size_t>(E));
+  std::vector<float> row(static_cast<size_t>(E + kLanes)), block(static_cast<size_t>(E + kLanes));
   double z_sum = 0, h_sum = 0;
   int64_t counted = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* x = logits + t * E;
-    double m = -inf;
-    for (int64_t e = 0; e < E; ++e) m = std::max(m, static_cast<double>(x[e]));
-    if (m == -inf) continue;  // every expert masked: no distribution for this token
-    ++counted;
-    double z = 0;
-    for (int64_t e = 0; e < E; ++e) z += std::exp(static_cast<double>(x[e]) - m);
-    const double lse = m + std::log(z);
-    z_sum += lse * lse;
-    double norm = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      double v;
-      if (p.scoring == Scoring::kSigmoid)
-        v = x[e] == -std::numeric_limits<float>::infinity() ? 0.0 : 1.0 / (1.0 + std::exp(-static_cast<double>(x[e])));
-      else
-        v = std::exp(static_cast<double>(x[e]) - m);
-      prob[e] = v;
-      norm += v;
-    }
-    double h = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      const double q = norm > 0 ? prob[e] / norm : 0.0;
-      out.mean_prob[e] += q;
-      if (q > 0) h -= q * std::log(q);
-    }
-    h_sum += h;
+  for (int64_t t0 = 0; t0 < T; t0 += kFlushRows) {
+    const int64_t t1 = std::min(T, t0 + kFlushRows);
+    std::fill(block.begin(), block.end(), 0.f);
+    const int64_t bad = CAPIBARA_DISPATCH(StatsBlock, logits, t0, t1, E, p.scoring, row.data(), block.data(), &z_sum,
+                                          &h_sum, &counted);
+    if (bad >= 0) return bad;
+    for (int64_t e = 0; e < E; ++e) out.mean_prob[e] += block[e];
   }
   for (int64_t s = 0; s < T * p.k; ++s)
     if (indices[s] >= 0 && indices[s] < E) ++out.loads[indices[s]];

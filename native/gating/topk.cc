@@ -71,14 +71,6 @@ namespace generic {
 #include "gating/topk_rows.inc"
 }  // namespace generic
 
-#ifdef CAPIBARA_X86_DISPATCH
-#define CAPIBARA_DISPATCH(fn, ...)                        \
-  (CurrentIsa() == Isa::kAvx512 ? avx512::fn(__VA_ARGS__) \
-   : CurrentIsa() == Isa::kAvx2 ? avx2::fn(__VA_ARGS__)   \
-                                : generic::fn(__VA_ARGS__))
-#else
-#define CAPIBARA_DISPATCH(fn, ...) generic::fn(__VA_ARGS__)
-#endif
 
 }  // namespace
 

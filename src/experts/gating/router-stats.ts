@@ -44,7 +44,8 @@ export interface RouterStats {
 /**
  * Router balance statistics for a batch: load fractions, mean probabilities, the Switch
  * auxiliary loss, the ST-MoE z-loss, MaxVio, CV² of the loads and the routing entropy.
- * Computed natively in float64.
+ * Computed natively: exponentials and logarithms in vectorized float32, sums in float64
+ * (relative error about 1e-6); load counts, MaxVio and CV² are exact.
  *
  * @example
  * ```ts

@@ -133,6 +133,33 @@ CAPIBARA_INLINE V Log(V x) {
   return f + y + ef * 0.693359375f;
 }
 
+// exp(x) for x <= 0 (softmax numerators, x = logit - max): the general Exp without its upper
+// clamp and split scaling, which only large positive x needs. Same accuracy; 0 below -87.3
+// and for -Infinity.
+template <typename V>
+CAPIBARA_INLINE V ExpNonPositive(V x) {
+  using I = MaskOf<V>;
+  const V lo = Splat<V>(-87.3365447f);
+  const I underflow = x < lo;
+  const V cx = Max(x, lo);
+  const V magic = Splat<V>(12582912.0f);
+  const V fn = (cx * 1.44269504088896341f + magic) - magic;
+  V r = cx - fn * 0.693359375f;
+  r = r + fn * 2.12194440e-4f;
+  V p = Splat<V>(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
+  const U bits = __builtin_convertvector(__builtin_convertvector(fn, I) + 127, U) << 23;
+  V scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return underflow ? Splat<V>(0.f) : p * scale;
+}
+
 template <typename V>
 CAPIBARA_INLINE V Sigmoid(V x) {
   return Splat<V>(1.f) / (Splat<V>(1.f) + Exp(Splat<V>(0.f) - x));

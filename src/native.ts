@@ -9,28 +9,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-/** Raw result of `gatingDispatch`. */
-export interface NativeDispatch {
-  loads: Int32Array;
-  counts: Int32Array;
-  offsets: Int32Array;
-  permutation: Int32Array;
-  slotPosition: Int32Array;
-  dropped: Int32Array;
-}
+// Types only: the binding's results are the public result types (no runtime import).
+import type { DispatchPlan } from './experts/gating/dispatch-plan';
+import type { RouterStats } from './experts/gating/router-stats';
 
-/** Raw result of `gatingStats`. */
-export interface NativeStats {
-  loadFraction: Float64Array;
-  meanProb: Float64Array;
-  loads: Int32Array;
-  auxLoss: number;
-  zLoss: number;
-  maxVio: number;
-  cv2: number;
-  entropy: number;
-  countedTokens: number;
-}
+/** Raw result of `gatingDispatch`: the arrays of a {@link DispatchPlan}. */
+export type NativeDispatch = Pick<DispatchPlan, 'loads' | 'counts' | 'offsets' | 'permutation' | 'slotPosition' | 'dropped'>;
+
+/** Raw result of `gatingStats`, returned to users as is. */
+export type NativeStats = RouterStats;
 
 type TopkArgs = [
   logits: Float32Array,

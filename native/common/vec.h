@@ -71,19 +71,14 @@ CAPIBARA_INLINE float ReduceSum(V v) {
   return a[0];
 }
 
-// exp(x) lane-wise, relative error < 2e-7; exactly 0 below -87.3 (so -Infinity, a masked
-// expert, contributes nothing). Cephes-style: x = n·ln2 + r, |r| <= ln2/2, a degree-6
-// polynomial for e^r, then 2^n through the exponent bits (split in two so it never overflows).
+// e^x = 2^n · e^r with n = round(x / ln2) and |r| <= ln2/2 (Cephes expf): returns e^r from a
+// degree-6 polynomial and sets *n. x must lie in [-87.34, 88.38].
 template <typename V>
-CAPIBARA_INLINE V Exp(V x) {
-  using I = MaskOf<V>;
-  const V lo = Splat<V>(-87.3365447f);
-  const I underflow = x < lo;
-  const V cx = Min(Max(x, lo), Splat<V>(88.3762626f));
+CAPIBARA_INLINE V ExpReduced(V x, V* n) {
   // Round to nearest by adding and subtracting 1.5·2^23: no branch, no rounding-mode dependence.
   const V magic = Splat<V>(12582912.0f);
-  const V fn = (cx * 1.44269504088896341f + magic) - magic;
-  V r = cx - fn * 0.693359375f;
+  const V fn = (x * 1.44269504088896341f + magic) - magic;
+  V r = x - fn * 0.693359375f;
   r = r + fn * 2.12194440e-4f;
   V p = Splat<V>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
@@ -91,17 +86,33 @@ CAPIBARA_INLINE V Exp(V x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  *n = fn;
+  return p * r * r + r + 1.0f;
+}
+
+// 2^n for integral n in [-126, 127], through the exponent bits (shifted as unsigned: a NaN
+// input makes n INT_MIN, and a signed shift of it would be undefined).
+template <typename V>
+CAPIBARA_INLINE V Pow2(MaskOf<V> n) {
+  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
+  const U bits = __builtin_convertvector(n + 127, U) << 23;
+  V out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+// exp(x) lane-wise, relative error < 2e-7; exactly 0 below -87.3 (so -Infinity, a masked
+// expert, contributes nothing). The scale 2^n is applied in two halves so it never overflows.
+template <typename V>
+CAPIBARA_INLINE V Exp(V x) {
+  using I = MaskOf<V>;
+  const V lo = Splat<V>(-87.3365447f);
+  const I underflow = x < lo;
+  V fn;
+  const V p = ExpReduced(Min(Max(x, lo), Splat<V>(88.3762626f)), &fn);
   const I n = __builtin_convertvector(fn, I);
   const I n1 = n >> 1;
-  // Shift as unsigned: for NaN input n is INT_MIN and a signed shift would be undefined.
-  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
-  const U e1 = __builtin_convertvector(n1 + 127, U) << 23;
-  const U e2 = __builtin_convertvector((n - n1) + 127, U) << 23;
-  V s1, s2;
-  std::memcpy(&s1, &e1, sizeof s1);
-  std::memcpy(&s2, &e2, sizeof s2);
-  return underflow ? Splat<V>(0.f) : p * s1 * s2;
+  return underflow ? Splat<V>(0.f) : p * Pow2<V>(n1) * Pow2<V>(n - n1);
 }
 
 // log(x) lane-wise for finite x > 0, relative error < 3e-7 (Cephes logf): x = 2^e · f with
@@ -133,31 +144,16 @@ CAPIBARA_INLINE V Log(V x) {
   return f + y + ef * 0.693359375f;
 }
 
-// exp(x) for x <= 0 (softmax numerators, x = logit - max): the general Exp without its upper
-// clamp and split scaling, which only large positive x needs. Same accuracy; 0 below -87.3
-// and for -Infinity.
+// exp(x) for x <= 0 (softmax numerators, x = logit - max): Exp without its upper clamp and
+// split scaling, which only large positive x needs. Same accuracy; 0 below -87.3 and for -Infinity.
 template <typename V>
 CAPIBARA_INLINE V ExpNonPositive(V x) {
   using I = MaskOf<V>;
   const V lo = Splat<V>(-87.3365447f);
   const I underflow = x < lo;
-  const V cx = Max(x, lo);
-  const V magic = Splat<V>(12582912.0f);
-  const V fn = (cx * 1.44269504088896341f + magic) - magic;
-  V r = cx - fn * 0.693359375f;
-  r = r + fn * 2.12194440e-4f;
-  V p = Splat<V>(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
-  const U bits = __builtin_convertvector(__builtin_convertvector(fn, I) + 127, U) << 23;
-  V scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return underflow ? Splat<V>(0.f) : p * scale;
+  V fn;
+  const V p = ExpReduced(Max(x, lo), &fn);
+  return underflow ? Splat<V>(0.f) : p * Pow2<V>(__builtin_convertvector(fn, I));
 }
 
 template <typename V>

@@ -17,6 +17,17 @@ DispatchPlanner::DispatchPlanner(const int32_t* indices, const DispatchParams& p
       counts_(static_cast<size_t>(p.experts)),
       loads_(static_cast<size_t>(p.experts)) {}
 
+// Keeps slot s if its expert still has room, else drops it.
+void DispatchPlanner::Admit(int64_t s) {
+  int32_t& c = counts_[indices_[s]];
+  if (c < p_.capacity) {
+    ++c;
+  } else {
+    keep_[s] = 0;
+    ++dropped_count_;
+  }
+}
+
 int64_t DispatchPlanner::Plan() {
   const int64_t slots = p_.tokens * p_.k;
   const int32_t E = p_.experts;
@@ -36,16 +47,8 @@ int64_t DispatchPlanner::Plan() {
     // tokens in order within a choice rank.
     std::fill(counts_.begin(), counts_.end(), 0);
     for (int32_t j = 0; j < p_.k; ++j)
-      for (int64_t s = j; s < slots; s += p_.k) {
-        if (keep_[s] != 1) continue;
-        int32_t& c = counts_[indices_[s]];
-        if (c < p_.capacity) {
-          ++c;
-        } else {
-          keep_[s] = 0;
-          ++dropped_count_;
-        }
-      }
+      for (int64_t s = j; s < slots; s += p_.k)
+        if (keep_[s] == 1) Admit(s);
   } else {
     // Highest weight first within each expert; equal weights keep the earlier slot.
     std::fill(counts_.begin(), counts_.end(), 0);
@@ -59,15 +62,7 @@ int64_t DispatchPlanner::Plan() {
       if (ea != eb) return ea < eb;
       return w[a] > w[b];
     });
-    for (int64_t s : order) {
-      int32_t& c = counts_[indices_[s]];
-      if (c < p_.capacity) {
-        ++c;
-      } else {
-        keep_[s] = 0;
-        ++dropped_count_;
-      }
-    }
+    for (int64_t s : order) Admit(s);
   }
   padded_total_ = 0;
   for (int32_t e = 0; e < E; ++e)

@@ -83,6 +83,7 @@ struct DispatchPlanner {
   int64_t padded_total_ = 0;
   int64_t dropped_count_ = 0;
   // 1 = kept, 0 = dropped, -1 = not routed here (masked or non-local sentinel).
+  void Admit(int64_t slot);
   std::vector<int8_t> keep_;
   std::vector<int32_t> counts_, loads_;
 };

@@ -21,24 +21,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Rows summed in float before each flush into the float64 totals.
 constexpr int64_t kFlushRows = 32;
 
-#ifdef CAPIBARA_X86_DISPATCH
-CAPIBARA_BEGIN_AVX512
-namespace avx512 {
-#include "common/isa_avx512.inc"
-#include "gating/stats_rows.inc"
-}  // namespace avx512
-CAPIBARA_END_TARGET
-CAPIBARA_BEGIN_AVX2
-namespace avx2 {
-#include "common/isa_avx2.inc"
-#include "gating/stats_rows.inc"
-}  // namespace avx2
-CAPIBARA_END_TARGET
-#endif
-namespace generic {
-#include "common/isa_generic.inc"
-#include "gating/stats_rows.inc"
-}  // namespace generic
+#define CAPIBARA_KERNEL_BODY "gating/stats_rows.inc"
+#include "common/isa_each.inc"
 
 }  // namespace
 

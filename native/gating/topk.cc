@@ -52,24 +52,8 @@ struct Scratch {
 };
 
 // The ISA variants of the kernel body.
-#ifdef CAPIBARA_X86_DISPATCH
-CAPIBARA_BEGIN_AVX512
-namespace avx512 {
-#include "common/isa_avx512.inc"
-#include "gating/topk_rows.inc"
-}  // namespace avx512
-CAPIBARA_END_TARGET
-CAPIBARA_BEGIN_AVX2
-namespace avx2 {
-#include "common/isa_avx2.inc"
-#include "gating/topk_rows.inc"
-}  // namespace avx2
-CAPIBARA_END_TARGET
-#endif
-namespace generic {
-#include "common/isa_generic.inc"
-#include "gating/topk_rows.inc"
-}  // namespace generic
+#define CAPIBARA_KERNEL_BODY "gating/topk_rows.inc"
+#include "common/isa_each.inc"
 
 
 }  // namespace

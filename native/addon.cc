@@ -9,6 +9,7 @@ void InitGating(Napi::Env env, Napi::Object exports);
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   capibara::InitGating(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }
 

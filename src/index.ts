@@ -12,3 +12,4 @@
  * @packageDocumentation
  */
 export * from './experts/gating/index';
+export { type NativeInfo, nativeInfo } from './info';

@@ -80,6 +80,8 @@ export interface NativeBinding {
   gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;
   /** The instruction set the kernels were dispatched to: 'avx512', 'avx2' or 'generic'. */
   kernelIsa: 'avx512' | 'avx2' | 'generic';
+  /** NAPI_VERSION the addon was compiled with. */
+  napiVersion: number;
   /**
    * Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum;
    * inputs are not validated (finite logits assumed), as the pass must cost only what it measures.

@@ -1,0 +1,54 @@
+import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { nativeInfo } from '../src/index';
+
+// The ISA is chosen once per process, so each narrower variant runs in a child process on the
+// same inputs; every variant must agree with the one this process uses.
+const lib = resolve(__dirname, '..', 'lib', 'index.js');
+const SCRIPT = `
+const { topkGating, routerStats, nativeInfo } = require(${JSON.stringify(lib)});
+let a = 12345;
+const rand = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const out = { isa: nativeInfo().isa, runs: [] };
+for (const [E, k, extra] of [[8, 2, {}], [60, 8, {}], [64, 3, { renormalize: false }], [256, 8, { scoring: 'sigmoid', groups: { count: 8, topkGroups: 4 }, bias: 'rand' }], [1000, 12, {}], [33, 5, { scoring: 'sigmoid' }]]) {
+  const T = 37;
+  const x = Float32Array.from({ length: T * E }, () => (rand() < 0.05 ? -Infinity : rand() * 8 - 4));
+  const opts = { experts: E, k, ...extra, ...(extra.bias ? { bias: Array.from({ length: E }, () => rand() * 0.1) } : {}) };
+  const r = topkGating(x, opts);
+  const s = routerStats(x, r, { scoring: opts.scoring ?? 'softmax' });
+  out.runs.push({ indices: Array.from(r.indices), weights: Array.from(r.weights), aux: s.auxLoss, z: s.zLoss, h: s.entropy });
+}
+console.log(JSON.stringify(out));`;
+
+function run(isa?: string) {
+  const env = { ...process.env };
+  if (isa) env['CAPIBARA_ISA'] = isa;
+  else delete env['CAPIBARA_ISA'];
+  return JSON.parse(execFileSync(process.execPath, ['-e', SCRIPT], { env, encoding: 'utf8' })) as {
+    isa: string;
+    runs: Array<{ indices: number[]; weights: number[]; aux: number; z: number; h: number }>;
+  };
+}
+
+describe('ISA variants of the kernels', () => {
+  it('reports the ISA in use', () => {
+    expect(['avx512', 'avx2', 'generic']).toContain(nativeInfo().isa);
+    expect(nativeInfo().napiVersion).toBe(8);
+  });
+
+  it('gives the same routing on every ISA this CPU has', () => {
+    const best = run();
+    for (const isa of ['avx2', 'generic']) {
+      const other = run(isa);
+      if (other.isa !== isa) continue; // the CPU lacks it
+      best.runs.forEach((b, i) => {
+        const o = other.runs[i]!;
+        expect(o.indices, `${isa} run ${i}`).toEqual(b.indices);
+        o.weights.forEach((w, j) => expect(Math.abs(w - b.weights[j]!)).toBeLessThan(1e-6));
+        for (const key of ['aux', 'z', 'h'] as const) expect(Math.abs(o[key] - b[key])).toBeLessThan(1e-5 * Math.max(1, Math.abs(b[key])));
+      });
+    }
+  });
+});

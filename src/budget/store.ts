@@ -1,0 +1,202 @@
+/**
+ * Budget stores: where reservations and commits live. Each operation is atomic over every
+ * budget window it touches, so no interleaving of requests (or processes, for a shared store)
+ * can push committed + reserved past a cap that was checked.
+ * @module
+ */
+
+/** One budget window a reservation is checked against and charged to. */
+export interface WindowCheck {
+  /** Store key of the window (budget id + window). */
+  key: string;
+  /** The reservation is refused if committed + reserved + amount would exceed this (Infinity = never). */
+  cap: number;
+  /** When the window's counters may be forgotten (epoch ms), or null to keep them. */
+  expiresAt: number | null;
+}
+
+/** Committed and reserved totals of one window. */
+export interface WindowUsage {
+  /** Amount charged by commits. */
+  committed: number;
+  /** Amount held by open reservations. */
+  reserved: number;
+}
+
+/** A reservation to place. */
+export interface ReserveOp {
+  /** Unique reservation id. */
+  id: string;
+  /** Amount to hold in every window. */
+  amount: number;
+  /** The windows, all or none. */
+  windows: WindowCheck[];
+  /** Now (epoch ms): reservations whose expiry has passed are released first. */
+  now: number;
+  /** When this reservation expires (epoch ms). */
+  expiresAt: number;
+  /** Opaque data kept with the reservation (requester, resource, justification). */
+  meta: string;
+}
+
+/** Result of a reserve. */
+export interface ReserveResult {
+  /** Whether the reservation was placed. */
+  placed: boolean;
+  /** Usage of every window before this reservation (same order as `windows`). */
+  before: WindowUsage[];
+  /** Index of the first window whose cap refused it, or -1. */
+  refusedBy: number;
+}
+
+/** Result of a commit or release of a reservation. */
+export interface SettleResult {
+  /** Amount that had been reserved. */
+  reserved: number;
+  /** Amount charged (0 for a release). */
+  charged: number;
+  /** Usage of every window of the reservation after settling. */
+  after: Array<WindowUsage & { key: string }>;
+  /** The reservation's meta. */
+  meta: string;
+}
+
+/**
+ * Storage contract of {@link BudgetForcing}. Implementations: {@link MemoryBudgetStore}
+ * (one process) and {@link RedisBudgetStore} (many processes, Lua scripts).
+ *
+ * @example
+ * ```ts
+ * const store: BudgetStore = new MemoryBudgetStore();
+ * ```
+ */
+export interface BudgetStore {
+  /** Places the reservation in all windows if every cap allows it. */
+  reserve(op: ReserveOp): Promise<ReserveResult>;
+  /** Charges `actual` for an open reservation and frees what it held; null if it is unknown or expired. */
+  commit(id: string, actual: number, now: number): Promise<SettleResult | null>;
+  /** Frees an open reservation; null if it is unknown or expired. */
+  release(id: string, now: number): Promise<SettleResult | null>;
+  /**
+   * Releases reservations whose expiry has passed, and returns every reservation released by
+   * expiry since the last call (other operations also release expired ones before they decide).
+   */
+  expire(now: number): Promise<Array<{ id: string; meta: string }>>;
+  /** Current usage of windows (zeros for unknown keys). */
+  usage(keys: string[], now: number): Promise<WindowUsage[]>;
+  /** Frees connections; later calls reject. */
+  close(): Promise<void>;
+}
+
+interface Reservation {
+  amount: number;
+  keys: string[];
+  expiresAt: number;
+  meta: string;
+}
+
+/**
+ * The default, in-process store. Every operation runs synchronously inside one call, so it is
+ * atomic with respect to everything else in the process.
+ *
+ * @example
+ * ```ts
+ * import { BudgetForcing, MemoryBudgetStore } from '@capibara/core';
+ * const budgets = new BudgetForcing({ store: new MemoryBudgetStore() });
+ * ```
+ */
+export class MemoryBudgetStore implements BudgetStore {
+  readonly #windows = new Map<string, WindowUsage & { expiresAt: number | null }>();
+  readonly #reservations = new Map<string, Reservation>();
+  // Reservations released implicitly (by expiry inside another operation), until expire() reports them.
+  #expired: Array<{ id: string; meta: string }> = [];
+  #closed = false;
+
+  #window(key: string, expiresAt: number | null = null): WindowUsage & { expiresAt: number | null } {
+    let w = this.#windows.get(key);
+    if (!w) {
+      w = { committed: 0, reserved: 0, expiresAt };
+      this.#windows.set(key, w);
+    }
+    return w;
+  }
+
+  #check(): void {
+    if (this.#closed) throw new Error('The budget store is closed');
+  }
+
+  #expireSync(now: number): void {
+    for (const [id, r] of this.#reservations) {
+      if (r.expiresAt > now) continue;
+      this.#settle(id, r, 0);
+      this.#expired.push({ id, meta: r.meta });
+    }
+    for (const [key, w] of this.#windows) {
+      if (w.expiresAt !== null && w.expiresAt <= now && w.reserved === 0) this.#windows.delete(key);
+    }
+  }
+
+  #settle(id: string, r: Reservation, actual: number): SettleResult {
+    this.#reservations.delete(id);
+    const after = r.keys.map((key) => {
+      const w = this.#window(key);
+      w.reserved = Math.max(0, w.reserved - r.amount);
+      w.committed += actual;
+      return { key, committed: w.committed, reserved: w.reserved };
+    });
+    return { reserved: r.amount, charged: actual, after, meta: r.meta };
+  }
+
+  /** {@inheritDoc BudgetStore.reserve} */
+  async reserve(op: ReserveOp): Promise<ReserveResult> {
+    this.#check();
+    this.#expireSync(op.now);
+    const windows = op.windows.map((c) => this.#window(c.key, c.expiresAt));
+    const before = windows.map((w) => ({ committed: w.committed, reserved: w.reserved }));
+    const refusedBy = op.windows.findIndex((c, i) => before[i]!.committed + before[i]!.reserved + op.amount > c.cap);
+    if (refusedBy >= 0) return { placed: false, before, refusedBy };
+    for (const w of windows) w.reserved += op.amount;
+    this.#reservations.set(op.id, { amount: op.amount, keys: op.windows.map((c) => c.key), expiresAt: op.expiresAt, meta: op.meta });
+    return { placed: true, before, refusedBy: -1 };
+  }
+
+  /** {@inheritDoc BudgetStore.commit} */
+  async commit(id: string, actual: number, now: number): Promise<SettleResult | null> {
+    this.#check();
+    this.#expireSync(now);
+    const r = this.#reservations.get(id);
+    return r ? this.#settle(id, r, actual) : null;
+  }
+
+  /** {@inheritDoc BudgetStore.release} */
+  async release(id: string, now: number): Promise<SettleResult | null> {
+    this.#check();
+    this.#expireSync(now);
+    const r = this.#reservations.get(id);
+    return r ? this.#settle(id, r, 0) : null;
+  }
+
+  /** {@inheritDoc BudgetStore.expire} */
+  async expire(now: number): Promise<Array<{ id: string; meta: string }>> {
+    this.#check();
+    this.#expireSync(now);
+    const out = this.#expired;
+    this.#expired = [];
+    return out;
+  }
+
+  /** {@inheritDoc BudgetStore.usage} */
+  async usage(keys: string[], now: number): Promise<WindowUsage[]> {
+    this.#check();
+    this.#expireSync(now);
+    return keys.map((k) => {
+      const w = this.#windows.get(k);
+      return { committed: w?.committed ?? 0, reserved: w?.reserved ?? 0 };
+    });
+  }
+
+  /** {@inheritDoc BudgetStore.close} */
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

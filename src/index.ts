@@ -12,4 +12,5 @@
  * @packageDocumentation
  */
 export * from './experts/gating/index';
+export * from './budget/index';
 export { type NativeInfo, nativeInfo } from './info';

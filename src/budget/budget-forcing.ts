@@ -1,0 +1,573 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+
+import * as v from '../validate';
+import { calendarWindow, checkTimeZone } from './periods';
+import { type BudgetStore, MemoryBudgetStore, type SettleResult, type WindowCheck } from './store';
+import { type BudgetDecision, type BudgetDefinition, type BudgetRequest, type BudgetScope, EnforcementLevel, ResourceType } from './types';
+
+/**
+ * Options of {@link BudgetForcing}.
+ *
+ * @example
+ * ```ts
+ * const opts: BudgetForcingOptions = { enforcementLevel: EnforcementLevel.MEDIUM, overdraft: { ratio: 0.2, minPriority: 5 } };
+ * ```
+ */
+export interface BudgetForcingOptions {
+  /** How requests past a limit are treated; default `HARD`. */
+  enforcementLevel?: EnforcementLevel;
+  /** Where reservations live; default a {@link MemoryBudgetStore} (this process only). */
+  store?: BudgetStore;
+  /**
+   * When the store cannot be reached: `'fail-closed'` (default) denies the request;
+   * `'fail-open'` approves it without a reservation (`unbacked: true`) and emits `storeError`.
+   */
+  onStoreError?: 'fail-open' | 'fail-closed';
+  /** MEDIUM only: requests with priority >= `minPriority` may take a window up to `limit × (1 + ratio)`. Default `{ ratio: 0.1, minPriority: 5 }`. */
+  overdraft?: { ratio: number; minPriority: number };
+  /** Budgets to start with (more with {@link BudgetForcing.setBudget}). */
+  budgets?: BudgetDefinition[];
+  /** How often expired reservations are swept and reported (ms, unref'd timer); default 1000. */
+  sweepIntervalMs?: number;
+  /** How long a `session` window lives after its first reservation (ms); default 24 h. */
+  sessionTtlMs?: number;
+  /** Called with every violation (also emitted as `violation`). */
+  onViolation?: (v: BudgetViolation) => void;
+  /** Called with every soft-threshold alert (also emitted as `alert`). */
+  onAlert?: (a: BudgetAlert) => void;
+  /** Clock (epoch ms), for tests; default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * A budget exceeded: by an approved request (SOFT, or a MEDIUM overdraft) or by a commit of
+ * more than was reserved.
+ *
+ * @example
+ * ```ts
+ * budgets.on('violation', (v: BudgetViolation) => log.warn(`${v.requesterId} is over ${v.budgetId}: ${v.used} / ${v.limit}`));
+ * ```
+ */
+export interface BudgetViolation {
+  /** Id of the budget exceeded. */
+  budgetId: string;
+  /** The budget's definition (null if it was removed before a late commit). */
+  budget: BudgetDefinition | null;
+  /** Whose request or commit exceeded it. */
+  requesterId: string;
+  /** `'request'` (approved past the limit) or `'commit'` (charged more than the window had left). */
+  cause: 'request' | 'commit';
+  /** The window's committed + reserved after the event. */
+  used: number;
+  /** The budget's limit. */
+  limit: number;
+  /** The allocation involved. */
+  allocationId: string;
+}
+
+/**
+ * A window crossed its budget's soft threshold.
+ *
+ * @example
+ * ```ts
+ * budgets.on('alert', (a: BudgetAlert) => notify(`${a.budgetId} at ${(a.fraction * 100).toFixed(0)} %`));
+ * ```
+ */
+export interface BudgetAlert {
+  /** Id of the budget. */
+  budgetId: string;
+  /** The budget's definition. */
+  budget: BudgetDefinition;
+  /** The requester whose request crossed it. */
+  requesterId: string;
+  /** (committed + reserved) / limit after the crossing. */
+  fraction: number;
+}
+
+/**
+ * Counters of one {@link BudgetForcing} instance (this process's decisions).
+ *
+ * @example
+ * ```ts
+ * const m = await budgets.getMetrics();
+ * console.log(m.approved, m.denied, m.preventionRate);
+ * ```
+ */
+export interface BudgetMetrics {
+  /** Requests approved (including over-limit approvals and fail-open ones). */
+  approved: number;
+  /** Requests denied. */
+  denied: number;
+  /** Violations recorded (see {@link BudgetViolation}). */
+  violations: number;
+  /**
+   * Would-be overspends: requests that would take some window past its limit, plus commits
+   * that took a window past its limit.
+   */
+  wouldOverspend: number;
+  /** Of those, the requests denied. */
+  prevented: number;
+  /** prevented / wouldOverspend; null before any would-be overspend. HARD gives 1, SOFT 0. */
+  preventionRate: number | null;
+  /** Mean wall time of `requestBudget` (ms), store round trip included; null before any. */
+  meanDecisionMs: number | null;
+  /**
+   * Per resource: Σ (committed + reserved) / Σ limit over the current windows this instance has
+   * reserved in (request-scope budgets excluded); null for resources without such windows.
+   */
+  utilisation: Partial<Record<ResourceType, number | null>>;
+}
+
+/**
+ * Usage of one budget window.
+ *
+ * @example
+ * ```ts
+ * for (const s of await budgets.status('user_001')) console.log(s.budgetId, s.committed, s.limit, new Date(s.resetsAt ?? 0));
+ * ```
+ */
+export interface BudgetStatus {
+  /** Budget id. */
+  budgetId: string;
+  /** Its definition. */
+  budget: BudgetDefinition;
+  /** Window key (e.g. `2026-11-25`, `2026-W48`, `2026-11`, a session id). */
+  window: string;
+  /** Charged so far in the window. */
+  committed: number;
+  /** Held by open reservations. */
+  reserved: number;
+  /** The limit. */
+  limit: number;
+  /** When the window resets (epoch ms), or null for session windows. */
+  resetsAt: number | null;
+}
+
+/**
+ * Result of {@link BudgetForcing.commit}.
+ *
+ * @example
+ * ```ts
+ * const { charged, returned } = await budgets.commit(id, 812);
+ * ```
+ */
+export interface CommitResult {
+  /** Amount charged (the actual use). */
+  charged: number;
+  /** Reserved amount given back (reserved − charged, at least 0). */
+  returned: number;
+  /** Whether the charge took some window past its limit (a violation was recorded). */
+  overLimit: boolean;
+}
+
+interface Meta {
+  requesterId: string;
+  resourceType: ResourceType;
+  windows: Array<{ budgetId: string; key: string; limit: number }>;
+}
+
+const KEYS = ['enforcementLevel', 'store', 'onStoreError', 'overdraft', 'budgets', 'sweepIntervalMs', 'sessionTtlMs', 'onViolation', 'onAlert', 'now'];
+const SCOPES: readonly BudgetScope[] = ['request', 'session', 'daily', 'weekly', 'monthly'];
+const RESOURCES = Object.values(ResourceType) as ResourceType[];
+const LEVELS = Object.values(EnforcementLevel) as EnforcementLevel[];
+const UNBACKED = 'unbacked:';
+
+function checkDefinition(d: unknown): BudgetDefinition {
+  const o = v.options<BudgetDefinition>('budget', d, ['resourceType', 'scope', 'limit', 'requesterId', 'shared', 'softThreshold', 'timeZone']);
+  if (d === undefined) throw v.typeError('budget', 'a budget definition', d);
+  const def: BudgetDefinition = {
+    resourceType: v.oneOf('budget.resourceType', o.resourceType, RESOURCES),
+    scope: v.oneOf('budget.scope', o.scope, SCOPES),
+    limit: v.finite('budget.limit', o.limit, { min: 0 }),
+  };
+  if (o.requesterId !== undefined) {
+    if (typeof o.requesterId !== 'string' || o.requesterId === '') throw v.typeError('budget.requesterId', 'non-empty string', o.requesterId);
+    def.requesterId = o.requesterId;
+  }
+  if (o.shared !== undefined) def.shared = v.boolean('budget.shared', o.shared);
+  if (o.softThreshold !== undefined) {
+    const t = v.finite('budget.softThreshold', o.softThreshold, { positive: true });
+    if (t > 1) throw v.rangeError('budget.softThreshold', 'fraction in (0, 1]', t);
+    def.softThreshold = t;
+  }
+  if (o.timeZone !== undefined) {
+    if (typeof o.timeZone !== 'string') throw v.typeError('budget.timeZone', 'IANA time zone string', o.timeZone);
+    def.timeZone = checkTimeZone('budget.timeZone', o.timeZone);
+  }
+  return def;
+}
+
+function checkRequest(r: unknown): BudgetRequest {
+  const o = v.options<BudgetRequest>('request', r, ['resourceType', 'requestedAmount', 'priority', 'estimatedDuration', 'requesterId', 'justification', 'sessionId']);
+  if (r === undefined) throw v.typeError('request', 'a budget request', r);
+  const req: BudgetRequest = {
+    resourceType: v.oneOf('request.resourceType', o.resourceType, RESOURCES),
+    requestedAmount: v.finite('request.requestedAmount', o.requestedAmount, { positive: true }),
+    priority: v.integer('request.priority', o.priority, 0, 10),
+    estimatedDuration: v.finite('request.estimatedDuration', o.estimatedDuration, { positive: true }),
+    requesterId: '',
+  };
+  if (typeof o.requesterId !== 'string' || o.requesterId === '') throw v.typeError('request.requesterId', 'non-empty string', o.requesterId);
+  req.requesterId = o.requesterId;
+  if (o.justification !== undefined) {
+    if (typeof o.justification !== 'string') throw v.typeError('request.justification', 'string', o.justification);
+    req.justification = o.justification;
+  }
+  if (o.sessionId !== undefined) {
+    if (typeof o.sessionId !== 'string' || o.sessionId === '') throw v.typeError('request.sessionId', 'non-empty string', o.sessionId);
+    req.sessionId = o.sessionId;
+  }
+  return req;
+}
+
+const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toPrecision(6));
+
+/**
+ * Resource budgets that never overspend (the seed's BudgetForcing, made atomic): a request
+ * *reserves* its amount in every budget window it falls in — per request, per session,
+ * daily, weekly, monthly, per requester or shared — and is approved only if every window can
+ * hold it under the enforcement level; the caller then `commit`s what it really used (the rest
+ * returns) or `release`s it; reservations left open expire after `estimatedDuration`.
+ * Reservations are all-or-nothing inside the store, so concurrent requests — or processes,
+ * with {@link RedisBudgetStore} — cannot push committed + reserved past a HARD limit.
+ *
+ * Events: `approved`, `denied` (the decision), `violation` ({@link BudgetViolation}), `alert`
+ * ({@link BudgetAlert}), `expired` (`{ allocationId, requesterId, resourceType }`), `storeError` (the error).
+ *
+ * @example
+ * ```ts
+ * import { BudgetForcing, EnforcementLevel, ResourceType } from '@capibara/core';
+ * const budgets = new BudgetForcing({ enforcementLevel: EnforcementLevel.HARD, budgets: [
+ *   { resourceType: ResourceType.TOKENS, scope: 'daily', limit: 100_000, softThreshold: 0.8 },
+ * ] });
+ * const d = await budgets.requestBudget({ resourceType: ResourceType.TOKENS, requestedAmount: 2_000,
+ *   priority: 1, estimatedDuration: 60, requesterId: 'user_001', justification: 'chat' });
+ * if (d.approved) await budgets.commit(d.allocationId!, 1_234);
+ * budgets.close();
+ * ```
+ */
+export class BudgetForcing extends EventEmitter {
+  /** The enforcement level. */
+  readonly enforcementLevel: EnforcementLevel;
+  readonly #store: BudgetStore;
+  readonly #onStoreError: 'fail-open' | 'fail-closed';
+  readonly #overdraft: { ratio: number; minPriority: number };
+  readonly #sessionTtl: number;
+  readonly #now: () => number;
+  readonly #budgets = new Map<string, BudgetDefinition>();
+  readonly #timer: NodeJS.Timeout;
+  // Windows this instance reserved in, for utilisation: key -> (resource, limit, window end).
+  readonly #touched = new Map<string, { resourceType: ResourceType; limit: number; end: number | null }>();
+  readonly #m = { approved: 0, denied: 0, violations: 0, wouldOverspend: 0, prevented: 0, decisions: 0, decisionMs: 0 };
+  #closed = false;
+
+  /** Creates the controller; checks every option and budget. */
+  constructor(options: BudgetForcingOptions = {}) {
+    super();
+    const o = v.options<BudgetForcingOptions>('options', options, KEYS);
+    this.enforcementLevel = o.enforcementLevel === undefined ? EnforcementLevel.HARD : v.oneOf('enforcementLevel', o.enforcementLevel, LEVELS);
+    this.#store = o.store ?? new MemoryBudgetStore();
+    for (const m of ['reserve', 'commit', 'release', 'expire', 'usage', 'close'] as const) {
+      if (typeof (this.#store as unknown as Record<string, unknown>)[m] !== 'function') throw v.typeError('store', 'a BudgetStore', o.store);
+    }
+    this.#onStoreError = o.onStoreError === undefined ? 'fail-closed' : v.oneOf('onStoreError', o.onStoreError, ['fail-open', 'fail-closed'] as const);
+    const od = v.options<{ ratio: number; minPriority: number }>('overdraft', o.overdraft, ['ratio', 'minPriority']);
+    this.#overdraft = {
+      ratio: od.ratio === undefined ? 0.1 : v.finite('overdraft.ratio', od.ratio, { min: 0 }),
+      minPriority: od.minPriority === undefined ? 5 : v.integer('overdraft.minPriority', od.minPriority, 0, 10),
+    };
+    this.#sessionTtl = o.sessionTtlMs === undefined ? 86_400_000 : v.finite('sessionTtlMs', o.sessionTtlMs, { positive: true });
+    const sweep = o.sweepIntervalMs === undefined ? 1000 : v.finite('sweepIntervalMs', o.sweepIntervalMs, { positive: true });
+    if (o.now !== undefined && typeof o.now !== 'function') throw v.typeError('now', 'a function returning epoch ms', o.now);
+    this.#now = o.now ?? Date.now;
+    if (o.onViolation !== undefined) {
+      if (typeof o.onViolation !== 'function') throw v.typeError('onViolation', 'a function', o.onViolation);
+      this.on('violation', o.onViolation);
+    }
+    if (o.onAlert !== undefined) {
+      if (typeof o.onAlert !== 'function') throw v.typeError('onAlert', 'a function', o.onAlert);
+      this.on('alert', o.onAlert);
+    }
+    if (o.budgets !== undefined) {
+      if (!Array.isArray(o.budgets)) throw v.typeError('budgets', 'an array of budget definitions', o.budgets);
+      for (const b of o.budgets) this.setBudget(b);
+    }
+    this.#timer = setInterval(() => void this.sweep().catch(() => undefined), sweep);
+    this.#timer.unref();
+  }
+
+  /** Whether {@link BudgetForcing.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new Error('BudgetForcing is closed');
+  }
+
+  /**
+   * Adds a budget (or replaces the one with the same `id`) and returns its id. Usage already
+   * recorded under that id is kept, so a limit can be changed in place.
+   */
+  setBudget(definition: BudgetDefinition, id?: string): string {
+    this.#ensureOpen();
+    const def = checkDefinition(definition);
+    const key = id ?? `${def.resourceType}:${def.scope}:${def.requesterId ?? (def.shared ? '*shared' : '*each')}`;
+    if (typeof key !== 'string' || key === '' || key.includes('|')) throw v.typeError('id', "non-empty string without '|'", id);
+    this.#budgets.set(key, def);
+    return key;
+  }
+
+  /** Removes a budget; returns whether it existed. Open reservations keep what they hold until settled. */
+  removeBudget(id: string): boolean {
+    return this.#budgets.delete(id);
+  }
+
+  /** The budgets by id. */
+  budgets(): Map<string, BudgetDefinition> {
+    return new Map(this.#budgets);
+  }
+
+  /** The windows a request by `requesterId` (in `sessionId`) falls in, for every matching budget. */
+  #windows(resourceType: ResourceType, requesterId: string, sessionId: string | undefined, now: number) {
+    const out: Array<{ budgetId: string; def: BudgetDefinition; key: string; window: string; end: number | null }> = [];
+    for (const [budgetId, def] of this.#budgets) {
+      if (def.resourceType !== resourceType) continue;
+      if (def.requesterId !== undefined && def.requesterId !== requesterId) continue;
+      const owner = def.requesterId !== undefined || def.shared ? '*' : requesterId;
+      let window: string;
+      let end: number | null;
+      if (def.scope === 'request') {
+        window = 'request';
+        end = null;
+      } else if (def.scope === 'session') {
+        if (sessionId === undefined) continue;
+        window = `session:${sessionId}`;
+        end = null;
+      } else {
+        const w = calendarWindow(def.scope, now, def.timeZone ?? 'UTC');
+        window = w.key;
+        end = w.end;
+      }
+      out.push({ budgetId, def, key: `${budgetId}|${owner}|${window}`, window, end });
+    }
+    return out;
+  }
+
+  #cap(limit: number, priority: number): number {
+    if (this.enforcementLevel === EnforcementLevel.SOFT) return Infinity;
+    if (this.enforcementLevel === EnforcementLevel.MEDIUM && priority >= this.#overdraft.minPriority) return limit * (1 + this.#overdraft.ratio);
+    return limit;
+  }
+
+  /**
+   * Decides a request: reserves `requestedAmount` in every matching budget window if the
+   * enforcement level allows it. Bad requests throw (TypeError / RangeError naming the field);
+   * store failures follow `onStoreError`.
+   */
+  async requestBudget(request: BudgetRequest): Promise<BudgetDecision> {
+    this.#ensureOpen();
+    const req = checkRequest(request);
+    const start = performance.now();
+    try {
+      return await this.#decide(req);
+    } finally {
+      this.#m.decisions++;
+      this.#m.decisionMs += performance.now() - start;
+    }
+  }
+
+  async #decide(req: BudgetRequest): Promise<BudgetDecision> {
+    const now = this.#now();
+    const amount = req.requestedAmount;
+    const all = this.#windows(req.resourceType, req.requesterId, req.sessionId, now);
+    const perRequest = all.filter((w) => w.def.scope === 'request');
+    const windows = all.filter((w) => w.def.scope !== 'request');
+
+    // Per-request budgets need no store: the amount alone decides.
+    const overRequest = perRequest.filter((w) => amount > w.def.limit);
+    const refusedRequest = overRequest.find((w) => amount > this.#cap(w.def.limit, req.priority));
+    if (refusedRequest) {
+      this.#m.wouldOverspend++;
+      return this.#deny(req, `Denied: ${req.requesterId} asked for ${fmt(amount)} ${req.resourceType} but budget '${refusedRequest.budgetId}' allows ${fmt(refusedRequest.def.limit)} per request`, true);
+    }
+
+    const id = randomUUID();
+    const meta: Meta = { requesterId: req.requesterId, resourceType: req.resourceType, windows: windows.map((w) => ({ budgetId: w.budgetId, key: w.key, limit: w.def.limit })) };
+    const checks: WindowCheck[] = windows.map((w) => ({
+      key: w.key,
+      cap: this.#cap(w.def.limit, req.priority),
+      expiresAt: w.def.scope === 'session' ? now + this.#sessionTtl : w.end,
+    }));
+    let result;
+    try {
+      result = await this.#store.reserve({ id, amount, windows: checks, now, expiresAt: now + req.estimatedDuration * 1000, meta: JSON.stringify(meta) });
+    } catch (err) {
+      this.emit('storeError', err);
+      if (this.#onStoreError === 'fail-closed') {
+        return this.#deny(req, `Denied: the budget store is unavailable (${err instanceof Error ? err.message : String(err)}); onStoreError is 'fail-closed'`, false);
+      }
+      this.#m.approved++;
+      const decision: BudgetDecision = { approved: true, allocationId: `${UNBACKED}${id}`, message: 'Approved without a reservation: the budget store is unavailable and onStoreError is \'fail-open\'', overLimit: false, unbacked: true };
+      this.emit('approved', decision, req);
+      return decision;
+    }
+
+    const over = windows.filter((w, i) => result.before[i]!.committed + result.before[i]!.reserved + amount > w.def.limit);
+    if (over.length > 0 || overRequest.length > 0) this.#m.wouldOverspend++;
+    if (!result.placed) {
+      const w = windows[result.refusedBy]!;
+      const b = result.before[result.refusedBy]!;
+      const left = Math.max(0, w.def.limit - b.committed - b.reserved);
+      return this.#deny(req, `Denied: budget '${w.budgetId}' (${w.def.scope} ${req.resourceType}, window ${w.window}) has ${fmt(left)} of ${fmt(w.def.limit)} left; ${req.requesterId} asked for ${fmt(amount)}`, true);
+    }
+
+    for (const w of windows) this.#touched.set(w.key, { resourceType: req.resourceType, limit: w.def.limit, end: w.end });
+    windows.forEach((w, i) => {
+      const before = result.before[i]!.committed + result.before[i]!.reserved;
+      const t = w.def.softThreshold;
+      if (t !== undefined && before < t * w.def.limit && before + amount >= t * w.def.limit) {
+        this.emit('alert', { budgetId: w.budgetId, budget: w.def, requesterId: req.requesterId, fraction: w.def.limit > 0 ? (before + amount) / w.def.limit : Infinity } satisfies BudgetAlert);
+      }
+    });
+    const overLimit = over.length > 0 || overRequest.length > 0;
+    for (const w of over) {
+      const i = windows.indexOf(w);
+      this.#violation({ budgetId: w.budgetId, budget: w.def, requesterId: req.requesterId, cause: 'request', used: result.before[i]!.committed + result.before[i]!.reserved + amount, limit: w.def.limit, allocationId: id });
+    }
+    for (const w of overRequest) {
+      this.#violation({ budgetId: w.budgetId, budget: w.def, requesterId: req.requesterId, cause: 'request', used: amount, limit: w.def.limit, allocationId: id });
+    }
+    this.#m.approved++;
+    const decision: BudgetDecision = {
+      approved: true,
+      allocationId: id,
+      message: overLimit
+        ? `Approved over the limit (${this.enforcementLevel}) for ${req.requesterId}: ${over.concat(overRequest).map((w) => `'${w.budgetId}'`).join(', ')}`
+        : `Approved: ${fmt(amount)} ${req.resourceType} reserved for ${req.requesterId} in ${windows.length} budget window(s)`,
+      overLimit,
+      unbacked: false,
+    };
+    this.emit('approved', decision, req);
+    return decision;
+  }
+
+  #deny(req: BudgetRequest, message: string, prevented: boolean): BudgetDecision {
+    this.#m.denied++;
+    if (prevented) this.#m.prevented++;
+    const decision: BudgetDecision = { approved: false, allocationId: null, message, overLimit: false, unbacked: false };
+    this.emit('denied', decision, req);
+    return decision;
+  }
+
+  #violation(violation: BudgetViolation): void {
+    this.#m.violations++;
+    this.emit('violation', violation);
+  }
+
+  #checkAllocation(allocationId: unknown): string {
+    if (typeof allocationId !== 'string' || allocationId === '') throw v.typeError('allocationId', 'an allocation id string', allocationId);
+    return allocationId;
+  }
+
+  /**
+   * Charges what the allocation really used and returns the rest of its reservation. Charging
+   * more than reserved is allowed (usage is a fact) and is a violation if it takes a window past
+   * its limit. Throws a RangeError for an unknown, settled or expired allocation.
+   */
+  async commit(allocationId: string, actualAmount: number): Promise<CommitResult> {
+    this.#ensureOpen();
+    const id = this.#checkAllocation(allocationId);
+    const actual = v.finite('actualAmount', actualAmount, { min: 0 });
+    if (id.startsWith(UNBACKED)) return { charged: actual, returned: 0, overLimit: false };
+    const r = await this.#store.commit(id, actual, this.#now());
+    if (!r) throw new RangeError(`Unknown allocation '${id}': it was never approved, is already settled, or expired`);
+    return this.#settled(id, r);
+  }
+
+  #settled(id: string, r: SettleResult): CommitResult {
+    const meta = JSON.parse(r.meta) as Meta;
+    let overLimit = false;
+    meta.windows.forEach((w, i) => {
+      const after = r.after[i]!;
+      const used = after.committed + after.reserved;
+      // Past the limit now, and not already past it before this charge's excess.
+      if (r.charged > r.reserved && used > w.limit && used - (r.charged - r.reserved) <= w.limit) {
+        overLimit = true;
+        this.#violation({ budgetId: w.budgetId, budget: this.#budgets.get(w.budgetId) ?? null, requesterId: meta.requesterId, cause: 'commit', used, limit: w.limit, allocationId: id });
+      }
+    });
+    if (overLimit) this.#m.wouldOverspend++;
+    return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit };
+  }
+
+  /** Frees an allocation's whole reservation; returns false if it was unknown, settled or expired. */
+  async release(allocationId: string): Promise<boolean> {
+    this.#ensureOpen();
+    const id = this.#checkAllocation(allocationId);
+    if (id.startsWith(UNBACKED)) return true;
+    return (await this.#store.release(id, this.#now())) !== null;
+  }
+
+  /** Releases expired reservations now and emits `expired` for each (the timer calls this). */
+  async sweep(): Promise<number> {
+    if (this.#closed) return 0;
+    const expired = await this.#store.expire(this.#now());
+    for (const e of expired) {
+      const meta = JSON.parse(e.meta) as Meta;
+      this.emit('expired', { allocationId: e.id, requesterId: meta.requesterId, resourceType: meta.resourceType });
+    }
+    return expired.length;
+  }
+
+  /** Usage of every budget window that applies to `requesterId` now (and to `sessionId`, if given). */
+  async status(requesterId: string, sessionId?: string): Promise<BudgetStatus[]> {
+    this.#ensureOpen();
+    if (typeof requesterId !== 'string' || requesterId === '') throw v.typeError('requesterId', 'non-empty string', requesterId);
+    const now = this.#now();
+    const windows = RESOURCES.flatMap((r) => this.#windows(r, requesterId, sessionId, now)).filter((w) => w.def.scope !== 'request');
+    const usage = await this.#store.usage(windows.map((w) => w.key), now);
+    return windows.map((w, i) => ({ budgetId: w.budgetId, budget: w.def, window: w.window, committed: usage[i]!.committed, reserved: usage[i]!.reserved, limit: w.def.limit, resetsAt: w.end }));
+  }
+
+  /** The counters and, from the store, utilisation per resource. */
+  async getMetrics(): Promise<BudgetMetrics> {
+    const now = this.#now();
+    for (const [key, t] of this.#touched) if (t.end !== null && t.end <= now) this.#touched.delete(key);
+    const keys = [...this.#touched.keys()];
+    const usage = keys.length > 0 && !this.#closed ? await this.#store.usage(keys, now) : [];
+    const sums = new Map<ResourceType, { used: number; limit: number }>();
+    keys.forEach((k, i) => {
+      const t = this.#touched.get(k)!;
+      const s = sums.get(t.resourceType) ?? { used: 0, limit: 0 };
+      s.used += (usage[i]?.committed ?? 0) + (usage[i]?.reserved ?? 0);
+      s.limit += t.limit;
+      sums.set(t.resourceType, s);
+    });
+    const utilisation: Partial<Record<ResourceType, number | null>> = {};
+    for (const r of RESOURCES) {
+      const s = sums.get(r);
+      utilisation[r] = s && s.limit > 0 ? s.used / s.limit : null;
+    }
+    const m = this.#m;
+    return {
+      approved: m.approved,
+      denied: m.denied,
+      violations: m.violations,
+      wouldOverspend: m.wouldOverspend,
+      prevented: m.prevented,
+      preventionRate: m.wouldOverspend > 0 ? m.prevented / m.wouldOverspend : null,
+      meanDecisionMs: m.decisions > 0 ? m.decisionMs / m.decisions : null,
+      utilisation,
+    };
+  }
+
+  /** Stops the sweep timer and closes the store. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#store.close();
+  }
+}

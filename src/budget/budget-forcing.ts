@@ -24,8 +24,8 @@ export interface BudgetForcingOptions {
    * `'fail-open'` approves it without a reservation (`unbacked: true`) and emits `storeError`.
    */
   onStoreError?: 'fail-open' | 'fail-closed';
-  /** MEDIUM only: requests with priority >= `minPriority` may take a window up to `limit × (1 + ratio)`. Default `{ ratio: 0.1, minPriority: 5 }`. */
-  overdraft?: { ratio: number; minPriority: number };
+  /** MEDIUM only: the overdraft high-priority requests may use. Default `{ ratio: 0.1, minPriority: 5 }`. */
+  overdraft?: Overdraft;
   /** Budgets to start with (more with {@link BudgetForcing.setBudget}). */
   budgets?: BudgetDefinition[];
   /** How often expired reservations are swept and reported (ms, unref'd timer); default 1000. */
@@ -38,6 +38,22 @@ export interface BudgetForcingOptions {
   onAlert?: (a: BudgetAlert) => void;
   /** Clock (epoch ms), for tests; default `Date.now`. */
   now?: () => number;
+}
+
+/**
+ * MEDIUM enforcement's allowance: requests with priority >= `minPriority` may take a window up
+ * to `limit × (1 + ratio)`.
+ *
+ * @example
+ * ```ts
+ * const od: Overdraft = { ratio: 0.2, minPriority: 5 };
+ * ```
+ */
+export interface Overdraft {
+  /** Fraction of the limit that may be overdrawn (>= 0). */
+  ratio: number;
+  /** Lowest request priority (0-10) allowed into the overdraft. */
+  minPriority: number;
 }
 
 /**
@@ -252,7 +268,7 @@ export class BudgetForcing extends EventEmitter {
   readonly enforcementLevel: EnforcementLevel;
   readonly #store: BudgetStore;
   readonly #onStoreError: 'fail-open' | 'fail-closed';
-  readonly #overdraft: { ratio: number; minPriority: number };
+  readonly #overdraft: Overdraft;
   readonly #sessionTtl: number;
   readonly #now: () => number;
   readonly #budgets = new Map<string, BudgetDefinition>();
@@ -272,7 +288,7 @@ export class BudgetForcing extends EventEmitter {
       if (typeof (this.#store as unknown as Record<string, unknown>)[m] !== 'function') throw v.typeError('store', 'a BudgetStore', o.store);
     }
     this.#onStoreError = o.onStoreError === undefined ? 'fail-closed' : v.oneOf('onStoreError', o.onStoreError, ['fail-open', 'fail-closed'] as const);
-    const od = v.options<{ ratio: number; minPriority: number }>('overdraft', o.overdraft, ['ratio', 'minPriority']);
+    const od = v.options<Overdraft>('overdraft', o.overdraft, ['ratio', 'minPriority']);
     this.#overdraft = {
       ratio: od.ratio === undefined ? 0.1 : v.finite('overdraft.ratio', od.ratio, { min: 0 }),
       minPriority: od.minPriority === undefined ? 5 : v.integer('overdraft.minPriority', od.minPriority, 0, 10),

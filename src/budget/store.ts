@@ -49,6 +49,20 @@ export interface ReserveResult {
   refusedBy: number;
 }
 
+/** A reservation released because it expired. */
+export interface ExpiredReservation {
+  /** Reservation id. */
+  id: string;
+  /** The reservation's meta. */
+  meta: string;
+}
+
+/** Usage of one window, with its key. */
+export interface KeyedUsage extends WindowUsage {
+  /** Store key of the window. */
+  key: string;
+}
+
 /** Result of a commit or release of a reservation. */
 export interface SettleResult {
   /** Amount that had been reserved. */
@@ -56,7 +70,7 @@ export interface SettleResult {
   /** Amount charged (0 for a release). */
   charged: number;
   /** Usage of every window of the reservation after settling. */
-  after: Array<WindowUsage & { key: string }>;
+  after: KeyedUsage[];
   /** The reservation's meta. */
   meta: string;
 }
@@ -81,7 +95,7 @@ export interface BudgetStore {
    * Releases reservations whose expiry has passed, and returns every reservation released by
    * expiry since the last call (other operations also release expired ones before they decide).
    */
-  expire(now: number): Promise<Array<{ id: string; meta: string }>>;
+  expire(now: number): Promise<ExpiredReservation[]>;
   /** Current usage of windows (zeros for unknown keys). */
   usage(keys: string[], now: number): Promise<WindowUsage[]>;
   /** Frees connections; later calls reject. */
@@ -109,7 +123,7 @@ export class MemoryBudgetStore implements BudgetStore {
   readonly #windows = new Map<string, WindowUsage & { expiresAt: number | null }>();
   readonly #reservations = new Map<string, Reservation>();
   // Reservations released implicitly (by expiry inside another operation), until expire() reports them.
-  #expired: Array<{ id: string; meta: string }> = [];
+  #expired: ExpiredReservation[] = [];
   #closed = false;
 
   #window(key: string, expiresAt: number | null = null): WindowUsage & { expiresAt: number | null } {
@@ -177,7 +191,7 @@ export class MemoryBudgetStore implements BudgetStore {
   }
 
   /** {@inheritDoc BudgetStore.expire} */
-  async expire(now: number): Promise<Array<{ id: string; meta: string }>> {
+  async expire(now: number): Promise<ExpiredReservation[]> {
     this.#check();
     this.#expireSync(now);
     const out = this.#expired;

@@ -14,3 +14,5 @@
 export * from './experts/gating/index';
 export * from './budget/index';
 export { type NativeInfo, nativeInfo } from './info';
+export * from './llm/index';
+export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';

@@ -1,0 +1,1 @@
+export type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';

@@ -66,6 +66,25 @@ export function boolean(name: string, value: unknown): boolean {
   return value;
 }
 
+/** A string (any, including empty). */
+export function string(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw typeError(name, 'string', value);
+  return value;
+}
+
+/** A non-empty string: wrong kind → TypeError, empty → RangeError. */
+export function nonEmptyString(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw typeError(name, 'non-empty string', value);
+  if (value === '') throw rangeError(name, 'non-empty string', value);
+  return value;
+}
+
+/** An optional function. */
+export function optionalFunction<T>(name: string, value: unknown): T | undefined {
+  if (value !== undefined && typeof value !== 'function') throw typeError(name, 'function', value);
+  return value as T | undefined;
+}
+
 /** One of a fixed set of string values. */
 export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   const expected = `one of ${allowed.map((a) => `'${a}'`).join(', ')}`;

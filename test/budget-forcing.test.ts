@@ -236,7 +236,8 @@ describe('BudgetForcing: bad input', () => {
     ['requestedAmount string', { requestedAmount: '5' }, TypeError, "Expected finite number > 0 for request.requestedAmount but received '5' of type string"],
     ['priority', { priority: 11 }, RangeError, 'Expected integer in [0, 10] for request.priority but received 11 of type number'],
     ['estimatedDuration', { estimatedDuration: -1 }, RangeError, 'Expected finite number > 0 for request.estimatedDuration but received -1 of type number'],
-    ['requesterId', { requesterId: '' }, TypeError, "Expected non-empty string for request.requesterId but received '' of type string"],
+    ['requesterId', { requesterId: '' }, RangeError, "Expected non-empty string for request.requesterId but received '' of type string"],
+    ['requesterId kind', { requesterId: 7 }, TypeError, 'Expected non-empty string for request.requesterId but received 7 of type number'],
     ['justification', { justification: 5 }, TypeError, 'Expected string for request.justification but received 5 of type number'],
     ['sessionId', { sessionId: null }, TypeError, 'Expected non-empty string for request.sessionId but received null'],
   ];

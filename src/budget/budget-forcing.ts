@@ -197,10 +197,7 @@ function checkDefinition(d: unknown): BudgetDefinition {
     scope: v.oneOf('budget.scope', o.scope, SCOPES),
     limit: v.finite('budget.limit', o.limit, { min: 0 }),
   };
-  if (o.requesterId !== undefined) {
-    if (typeof o.requesterId !== 'string' || o.requesterId === '') throw v.typeError('budget.requesterId', 'non-empty string', o.requesterId);
-    def.requesterId = o.requesterId;
-  }
+  if (o.requesterId !== undefined) def.requesterId = v.nonEmptyString('budget.requesterId', o.requesterId);
   if (o.shared !== undefined) def.shared = v.boolean('budget.shared', o.shared);
   if (o.softThreshold !== undefined) {
     const t = v.finite('budget.softThreshold', o.softThreshold, { positive: true });
@@ -222,18 +219,10 @@ function checkRequest(r: unknown): BudgetRequest {
     requestedAmount: v.finite('request.requestedAmount', o.requestedAmount, { positive: true }),
     priority: v.integer('request.priority', o.priority, 0, 10),
     estimatedDuration: v.finite('request.estimatedDuration', o.estimatedDuration, { positive: true }),
-    requesterId: '',
+    requesterId: v.nonEmptyString('request.requesterId', o.requesterId),
   };
-  if (typeof o.requesterId !== 'string' || o.requesterId === '') throw v.typeError('request.requesterId', 'non-empty string', o.requesterId);
-  req.requesterId = o.requesterId;
-  if (o.justification !== undefined) {
-    if (typeof o.justification !== 'string') throw v.typeError('request.justification', 'string', o.justification);
-    req.justification = o.justification;
-  }
-  if (o.sessionId !== undefined) {
-    if (typeof o.sessionId !== 'string' || o.sessionId === '') throw v.typeError('request.sessionId', 'non-empty string', o.sessionId);
-    req.sessionId = o.sessionId;
-  }
+  if (o.justification !== undefined) req.justification = v.string('request.justification', o.justification);
+  if (o.sessionId !== undefined) req.sessionId = v.nonEmptyString('request.sessionId', o.sessionId);
   return req;
 }
 
@@ -540,7 +529,7 @@ export class BudgetForcing extends EventEmitter {
   /** Usage of every budget window that applies to `requesterId` now (and to `sessionId`, if given). */
   async status(requesterId: string, sessionId?: string): Promise<BudgetStatus[]> {
     this.#ensureOpen();
-    if (typeof requesterId !== 'string' || requesterId === '') throw v.typeError('requesterId', 'non-empty string', requesterId);
+    v.nonEmptyString('requesterId', requesterId);
     const now = this.#now();
     const windows = RESOURCES.flatMap((r) => this.#windows(r, requesterId, sessionId, now)).filter((w) => w.def.scope !== 'request');
     const usage = await this.#store.usage(windows.map((w) => w.key), now);

@@ -153,51 +153,35 @@ const KEYS = [
 ];
 const FINISH: readonly FinishReason[] = ['stop', 'length', 'eos', 'abort'];
 
-function nonEmptyString(name: string, value: unknown): string {
-  if (typeof value !== 'string') throw v.typeError(name, 'non-empty string', value);
-  if (value === '') throw v.rangeError(name, 'non-empty string', value);
-  return value;
-}
-
-function string(name: string, value: unknown): string {
-  if (typeof value !== 'string') throw v.typeError(name, 'string', value);
-  return value;
-}
-
-function fn<T>(name: string, value: unknown): T | undefined {
-  if (value !== undefined && typeof value !== 'function') throw v.typeError(name, 'function', value);
-  return value as T | undefined;
-}
-
 function settings(generator: unknown, prompt: unknown, options: unknown) {
   const g = generator as Partial<Generator> | null;
   if (g === null || (typeof g !== 'object' && typeof g !== 'function') || typeof g.generate !== 'function' || typeof g.countTokens !== 'function') {
     throw v.typeError('generator', 'a Generator with generate and countTokens functions', generator);
   }
-  string('prompt', prompt);
+  v.string('prompt', prompt);
   const o = v.options<ThinkingBudgetOptions>('options', options, KEYS);
   const max = v.integer('maxThinkingTokens', o.maxThinkingTokens, 1);
   const continuations = o.continuations ?? ['Wait'];
   if (!Array.isArray(continuations)) throw v.typeError('continuations', 'non-empty array of non-empty strings', continuations);
   if (continuations.length === 0) throw v.rangeError('continuations', 'non-empty array of non-empty strings', continuations);
-  continuations.forEach((c: unknown, i) => nonEmptyString(`continuations[${i}]`, c));
+  continuations.forEach((c: unknown, i) => v.nonEmptyString(`continuations[${i}]`, c));
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw v.typeError('signal', 'AbortSignal', o.signal);
   return {
     generator: g as Generator,
     prompt: prompt as string,
     max,
     min: o.minThinkingTokens === undefined ? 0 : v.integer('minThinkingTokens', o.minThinkingTokens, 0, max),
-    thinkStart: o.thinkStart === undefined ? '<think>' : string('thinkStart', o.thinkStart),
-    thinkEnd: o.thinkEnd === undefined ? '</think>' : nonEmptyString('thinkEnd', o.thinkEnd),
+    thinkStart: o.thinkStart === undefined ? '<think>' : v.string('thinkStart', o.thinkStart),
+    thinkEnd: o.thinkEnd === undefined ? '</think>' : v.nonEmptyString('thinkEnd', o.thinkEnd),
     continuations: continuations as readonly string[],
     maxContinuations: o.maxContinuations === undefined ? 8 : v.integer('maxContinuations', o.maxContinuations, 0),
-    finalAnswerPrefix: o.finalAnswerPrefix === undefined ? 'Final Answer:' : string('finalAnswerPrefix', o.finalAnswerPrefix),
+    finalAnswerPrefix: o.finalAnswerPrefix === undefined ? 'Final Answer:' : v.string('finalAnswerPrefix', o.finalAnswerPrefix),
     answerMaxTokens: v.integer('answerMaxTokens', o.answerMaxTokens, 1),
     temperature: o.temperature === undefined ? undefined : v.finite('temperature', o.temperature, { min: 0 }),
     seed: o.seed === undefined ? undefined : v.integer('seed', o.seed, 0),
     signal: o.signal,
-    onRound: fn<ThinkingBudgetOptions['onRound']>('onRound', o.onRound),
-    charge: fn<ThinkingBudgetOptions['charge']>('charge', o.charge),
+    onRound: v.optionalFunction<ThinkingBudgetOptions['onRound']>('onRound', o.onRound),
+    charge: v.optionalFunction<ThinkingBudgetOptions['charge']>('charge', o.charge),
   };
 }
 
@@ -205,7 +189,7 @@ function settings(generator: unknown, prompt: unknown, options: unknown) {
 function checkResult(r: unknown, maxTokens: number): GenerateResult {
   if (r === null || typeof r !== 'object') throw v.typeError('the result of generator.generate()', 'a GenerateResult object', r);
   const { text, tokens, finishReason } = r as Partial<GenerateResult>;
-  string('generator.generate() result.text', text);
+  v.string('generator.generate() result.text', text);
   v.integer('generator.generate() result.tokens', tokens, 0, maxTokens);
   v.oneOf('generator.generate() result.finishReason', finishReason, FINISH);
   return r as GenerateResult;

@@ -68,8 +68,21 @@ export interface CalendarWindow {
   end: number;
 }
 
+// Last window computed per scope and zone: Intl formatting costs microseconds, and nearly every
+// call falls in the same window as the previous one.
+const recent = new Map<string, CalendarWindow>();
+
 /** The daily / weekly (ISO, Monday first) / monthly window containing `now` in `timeZone`. */
 export function calendarWindow(scope: Extract<BudgetScope, 'daily' | 'weekly' | 'monthly'>, now: number, timeZone: string): CalendarWindow {
+  const id = `${scope}|${timeZone}`;
+  const last = recent.get(id);
+  if (last && now >= last.start && now < last.end) return last;
+  const w = computeWindow(scope, now, timeZone);
+  recent.set(id, w);
+  return w;
+}
+
+function computeWindow(scope: Extract<BudgetScope, 'daily' | 'weekly' | 'monthly'>, now: number, timeZone: string): CalendarWindow {
   const d = local(now, timeZone);
   if (scope === 'daily') {
     return { key: `${d.year}-${pad(d.month)}-${pad(d.day)}`, start: midnight(d, timeZone), end: midnight(addDays(d, 1), timeZone) };

@@ -1,5 +1,6 @@
-// Budget stores: reserve + commit pairs (two windows each, the shape BudgetForcing uses), in
-// process (MemoryBudgetStore) and in a local Redis (RedisBudgetStore: one Lua script per call,
+// Budgets: BudgetForcing decisions (requestBudget + commit, validation, windows and events
+// included) and the bare store operations under them (reserve + commit pairs, two windows each),
+// in process (MemoryBudgetStore) and in a local Redis (RedisBudgetStore: one Lua script per call,
 // over loopback), one pair at a time (latency) and 64 pairs in flight (throughput). The floor
 // row is two PINGs per pair on a plain ioredis client: the round trips alone, without scripts.
 // Starts its own redis-server on a free loopback port; without one, only the in-process rows run.
@@ -14,7 +15,7 @@ import * as path from 'node:path';
 import { measure } from './common.mjs';
 
 const require = createRequire(import.meta.url);
-for (const f of ['../lib/budget/store.js', '../lib/budget/redis-store.js']) {
+for (const f of ['../lib/budget/store.js', '../lib/budget/redis-store.js', '../lib/index.js']) {
   if (!existsSync(new URL(f, import.meta.url))) {
     console.error(`budget-store: ${f.slice(3)} missing: run \`npm run build\` first`);
     process.exit(1);
@@ -22,6 +23,7 @@ for (const f of ['../lib/budget/store.js', '../lib/budget/redis-store.js']) {
 }
 const { MemoryBudgetStore } = require('../lib/budget/store.js');
 const { RedisBudgetStore } = require('../lib/budget/redis-store.js');
+const { BudgetForcing, ResourceType } = require('../lib/index.js');
 
 const QUICK = process.argv.includes('--quick');
 const BATCH = 200;
@@ -90,7 +92,29 @@ function pairs(store) {
   return batches(one);
 }
 
+// One decision: reserve 1,000 tokens for one of 50 users (a per-user daily and a shared monthly
+// window, plus a per-request cap), then commit 800.
+function decisions(store) {
+  const budgets = new BudgetForcing({
+    store,
+    budgets: [
+      { resourceType: ResourceType.TOKENS, scope: 'daily', limit: 1e15 },
+      { resourceType: ResourceType.TOKENS, scope: 'monthly', limit: 1e15, shared: true },
+      { resourceType: ResourceType.TOKENS, scope: 'request', limit: 4000 },
+    ],
+  });
+  let n = 0;
+  const one = async () => {
+    const d = await budgets.requestBudget({ resourceType: ResourceType.TOKENS, requestedAmount: 1000, priority: 1, estimatedDuration: 60, requesterId: `user_${n++ % 50}` });
+    if (!d.approved) throw new Error(`budget: a decision was refused: ${d.message}`);
+    await budgets.commit(d.allocationId, 800);
+  };
+  opened.push(budgets);
+  return batches(one);
+}
+
 const memory = new MemoryBudgetStore();
+const opened = []; // BudgetForcing instances to close at the end
 const redis = await startRedis();
 const red = redis ? new RedisBudgetStore({ url: redis.url, prefix: '{bench}:budget:' }) : null;
 const { Redis } = require('ioredis');
@@ -98,9 +122,20 @@ const plain = redis ? new Redis(redis.url) : null;
 const rows = [];
 try {
   const mem = pairs(memory);
-  const contenders = [['memory, 1 at a time', mem.sequential, true], [`memory, ${IN_FLIGHT} in flight`, mem.concurrent, true]];
+  const memDecisions = decisions(new MemoryBudgetStore());
+  const contenders = [
+    ['BudgetForcing, memory, 1 at a time', memDecisions.sequential, true],
+    [`BudgetForcing, memory, ${IN_FLIGHT} in flight`, memDecisions.concurrent, true],
+    ['memory, 1 at a time', mem.sequential, true],
+    [`memory, ${IN_FLIGHT} in flight`, mem.concurrent, true],
+  ];
   if (red) {
     const r = pairs(red);
+    const redDecisions = decisions(new RedisBudgetStore({ url: redis.url, prefix: '{bench-decisions}:budget:' }));
+    contenders.push(
+      ['BudgetForcing, redis, 1 at a time', redDecisions.sequential, true],
+      [`BudgetForcing, redis, ${IN_FLIGHT} in flight`, redDecisions.concurrent, true],
+    );
     const floor = batches(async () => {
       await plain.ping();
       await plain.ping();
@@ -114,13 +149,19 @@ try {
   }
   const t = await measure(contenders, TIMING);
   const base = t['memory, 1 at a time'].median;
-  const floorOf = { 'redis, 1 at a time': 'floor: 2 PINGs, 1 at a time', [`redis, ${IN_FLIGHT} in flight`]: `floor: 2 PINGs, ${IN_FLIGHT} in flight` };
+  const floorOf = {
+    'redis, 1 at a time': 'floor: 2 PINGs, 1 at a time',
+    [`redis, ${IN_FLIGHT} in flight`]: `floor: 2 PINGs, ${IN_FLIGHT} in flight`,
+    'BudgetForcing, redis, 1 at a time': 'floor: 2 PINGs, 1 at a time',
+    [`BudgetForcing, redis, ${IN_FLIGHT} in flight`]: `floor: 2 PINGs, ${IN_FLIGHT} in flight`,
+  };
   for (const [name] of contenders) {
     const ms = t[name].median;
     const vsFloor = floorOf[name] ? ms / t[floorOf[name]].median : null;
     rows.push({ store: name, pairsPerSecond: (BATCH * 1000) / ms, usPerPair: (ms * 1000) / BATCH, vsMemory: ms / base, vsFloor, samples: t[name].samples });
   }
 } finally {
+  for (const b of opened) await b.close();
   await red?.close();
   await plain?.quit();
   await memory.close();
@@ -128,12 +169,12 @@ try {
 }
 
 const result = {
-  name: 'budget-store',
-  title: `Budget stores: reserve + commit pairs (2 windows), batches of ${BATCH}, median${redis ? '' : ' (redis-server not found: Redis rows skipped; apt-get install redis-server)'}${QUICK ? ' (quick)' : ''}`,
+  name: 'budget',
+  title: `Budgets: requestBudget + commit decisions, and the store's reserve + commit pairs (2 windows), batches of ${BATCH}, median${redis ? '' : ' (redis-server not found: Redis rows skipped; apt-get install redis-server)'}${QUICK ? ' (quick)' : ''}`,
   meta: { batch: BATCH, inFlight: IN_FLIGHT, redis: Boolean(redis) },
   rows,
   table: rows.map((r) => ({
-    store: r.store,
+    what: r.store,
     'pairs/s': Math.round(r.pairsPerSecond).toLocaleString('en-US'),
     'µs/pair': r.usPerPair.toFixed(1),
     'time vs memory 1-at-a-time': `${r.vsMemory.toFixed(1)}×`,

@@ -38,7 +38,7 @@ describe('BudgetForcing: reservations', () => {
     const d = await b.requestBudget(req({ requestedAmount: 60 }));
     expect(d).toMatchObject({ approved: true, overLimit: false, unbacked: false });
     expect((await b.status('u1'))[0]).toMatchObject({ committed: 0, reserved: 60, limit: 100 });
-    expect(await b.commit(d.allocationId!, 25)).toEqual({ charged: 25, returned: 35, overLimit: false });
+    expect(await b.commit(d.allocationId!, 25)).toEqual({ charged: 25, returned: 35, overLimit: false, unbacked: false });
     expect((await b.status('u1'))[0]).toMatchObject({ committed: 25, reserved: 0 });
     await expect(b.commit(d.allocationId!, 1)).rejects.toThrow(new RangeError(`Unknown allocation '${d.allocationId}': it was never approved, is already settled, or expired`));
     await b.close();
@@ -48,7 +48,7 @@ describe('BudgetForcing: reservations', () => {
     const violations: BudgetViolation[] = [];
     const b = make({ budgets: [{ resourceType: T, scope: 'daily', limit: 100 }], onViolation: (x) => violations.push(x) });
     const d = await b.requestBudget(req({ requestedAmount: 50 }));
-    expect(await b.commit(d.allocationId!, 130)).toEqual({ charged: 130, returned: 0, overLimit: true });
+    expect(await b.commit(d.allocationId!, 130)).toEqual({ charged: 130, returned: 0, overLimit: true, unbacked: false });
     expect(violations).toHaveLength(1);
     expect(violations[0]).toMatchObject({ cause: 'commit', used: 130, limit: 100, requesterId: 'u1' });
     expect((await b.requestBudget(req({ requestedAmount: 1 }))).approved).toBe(false);
@@ -92,6 +92,13 @@ describe('BudgetForcing: reservations', () => {
     const st = await b.status('u2');
     expect(st.find((s) => s.budget.scope === 'daily')).toMatchObject({ reserved: 0 }); // nothing held after the refusal
     expect((await b.requestBudget(req({ requestedAmount: 70, requesterId: 'u2' }))).approved).toBe(true);
+    await b.close();
+  });
+
+  it('keeps requesters apart whatever their ids contain', async () => {
+    const b = make({ budgets: [{ resourceType: T, scope: 'session', limit: 10 }] });
+    expect((await b.requestBudget(req({ requesterId: 'u|session:x', sessionId: 'y', requestedAmount: 10 }))).approved).toBe(true);
+    expect((await b.requestBudget(req({ requesterId: 'u', sessionId: 'x|session:y', requestedAmount: 10 }))).approved).toBe(true);
     await b.close();
   });
 
@@ -151,6 +158,19 @@ describe('BudgetForcing: enforcement levels', () => {
     expect(alerts[0]!.fraction).toBeCloseTo(0.85, 12);
     await b.close();
   });
+
+  it('alerts when a commit reaches the threshold, and only once per window', async () => {
+    const alerts: BudgetAlert[] = [];
+    const b = make({ enforcementLevel: EnforcementLevel.SOFT, budgets: [{ resourceType: T, scope: 'daily', limit: 100, softThreshold: 0.8 }], onAlert: (a) => alerts.push(a) });
+    const d = await b.requestBudget(req({ requestedAmount: 10 }));
+    await b.commit(d.allocationId!, 90);
+    expect(alerts.map((a) => a.fraction)).toEqual([0.9]);
+    const again = await b.requestBudget(req({ requestedAmount: 5 }));
+    await b.release(again.allocationId!);
+    await b.requestBudget(req({ requestedAmount: 5 }));
+    expect(alerts).toHaveLength(1);
+    await b.close();
+  });
 });
 
 describe('BudgetForcing: calendar windows', () => {
@@ -165,6 +185,19 @@ describe('BudgetForcing: calendar windows', () => {
     expect((await b.requestBudget(req({ requestedAmount: 10 }))).approved).toBe(true);
     // The next midnight comes 23 hours later: clocks move forward that night.
     expect((await b.status('u1'))[0]).toMatchObject({ window: '2026-03-29', resetsAt: Date.UTC(2026, 2, 29, 22) });
+    await b.close();
+  });
+
+  it('starts a day at its first instant where clocks skip midnight (America/Santiago)', async () => {
+    // 2024-09-08: clocks jump from 00:00 to 01:00 local, so the 7th ends at 04:00Z, not 03:00Z.
+    const c = clock(Date.UTC(2024, 8, 8, 1)); // Sep 7, 22:00 local
+    const b = make({ now: c.now, budgets: [{ resourceType: T, scope: 'daily', limit: 100, timeZone: 'America/Santiago' }] });
+    await b.commit((await b.requestBudget(req({ requestedAmount: 100 }))).allocationId!, 100);
+    c.set(Date.UTC(2024, 8, 8, 3, 30)); // still Sep 7, 23:30 local
+    expect((await b.status('u1'))[0]).toMatchObject({ window: '2024-09-07', committed: 100, resetsAt: Date.UTC(2024, 8, 8, 4) });
+    expect((await b.requestBudget(req({ requestedAmount: 1 }))).approved).toBe(false);
+    c.set(Date.UTC(2024, 8, 8, 4)); // Sep 8, 01:00 local: a new day
+    expect((await b.requestBudget(req({ requestedAmount: 100 }))).approved).toBe(true);
     await b.close();
   });
 
@@ -222,7 +255,16 @@ describe('BudgetForcing: store failures', () => {
     const b = make({ store: broken, onStoreError: 'fail-open', budgets: [{ resourceType: T, scope: 'daily', limit: 10 }] });
     const d = await b.requestBudget(req());
     expect(d).toMatchObject({ approved: true, unbacked: true });
-    expect(await b.commit(d.allocationId!, 3)).toEqual({ charged: 3, returned: 0, overLimit: false });
+    expect(await b.commit(d.allocationId!, 3)).toEqual({ charged: 0, returned: 0, overLimit: false, unbacked: true });
+    await expect(b.commit(d.allocationId!, 3)).rejects.toThrow(RangeError); // settles once
+    await expect(b.release('unbacked:made-up')).resolves.toBe(false);
+    await b.close();
+  });
+
+  it('needs no store for per-request budgets alone', async () => {
+    const b = make({ store: broken, budgets: [{ resourceType: T, scope: 'request', limit: 10 }] });
+    expect((await b.requestBudget(req({ requestedAmount: 10 }))).approved).toBe(true);
+    expect((await b.requestBudget(req({ requestedAmount: 11 }))).approved).toBe(false);
     await b.close();
   });
 });
@@ -285,6 +327,6 @@ describe('ResourceMonitor', () => {
     expect(m.latest).toBe(s);
     m.close();
     expect(m.closed).toBe(true);
-    expect(() => new ResourceMonitor({ intervalMs: 0 })).toThrow(new RangeError('Expected finite number > 0 for intervalMs but received 0 of type number'));
+    expect(() => new ResourceMonitor({ intervalMs: 0 })).toThrow(new RangeError('Expected integer in [1, 2147483647] for intervalMs but received 0 of type number'));
   });
 });

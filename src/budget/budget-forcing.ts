@@ -72,7 +72,7 @@ export interface BudgetViolation {
   budget: BudgetDefinition | null;
   /** Whose request or commit exceeded it. */
   requesterId: string;
-  /** `'request'` (approved past the limit) or `'commit'` (charged more than the window had left). */
+  /** `'request'` (approved past the limit) or `'commit'` (a charge of more than was reserved took the window past its limit). */
   cause: 'request' | 'commit';
   /** The window's committed + reserved after the event. */
   used: number;
@@ -83,7 +83,8 @@ export interface BudgetViolation {
 }
 
 /**
- * A window crossed its budget's soft threshold.
+ * A window's committed + reserved reached its budget's soft threshold — by a request or a
+ * commit. Emitted once per window by each BudgetForcing instance.
  *
  * @example
  * ```ts
@@ -124,9 +125,12 @@ export interface BudgetMetrics {
   wouldOverspend: number;
   /** Of those, the requests denied. */
   prevented: number;
-  /** prevented / wouldOverspend; null before any would-be overspend. HARD gives 1, SOFT 0. */
+  /**
+   * prevented / wouldOverspend; null before any would-be overspend. Only requests can be
+   * stopped, so with no over-limit commits HARD gives 1 and SOFT 0; commits past a limit lower it.
+   */
   preventionRate: number | null;
-  /** Mean wall time of `requestBudget` (ms), store round trip included; null before any. */
+  /** Mean wall time of `requestBudget` (ms), store round trip and synchronous event listeners included; null before any. */
   meanDecisionMs: number | null;
   /**
    * Per resource: Σ (committed + reserved) / Σ limit over the current windows this instance has
@@ -175,6 +179,11 @@ export interface CommitResult {
   returned: number;
   /** Whether the charge took some window past its limit (a violation was recorded). */
   overLimit: boolean;
+  /**
+   * True for a fail-open allocation: the store was unreachable when it was approved, nothing was
+   * reserved, and nothing is charged (`charged` is 0) — the use is not recorded anywhere.
+   */
+  unbacked: boolean;
 }
 
 interface Meta {
@@ -226,6 +235,9 @@ function checkRequest(r: unknown): BudgetRequest {
   return req;
 }
 
+const unknownAllocation = (id: string) =>
+  new RangeError(`Unknown allocation '${id}': it was never approved, is already settled, or expired`);
+
 const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toPrecision(6));
 
 /**
@@ -263,7 +275,11 @@ export class BudgetForcing extends EventEmitter {
   readonly #budgets = new Map<string, BudgetDefinition>();
   readonly #timer: NodeJS.Timeout;
   // Windows this instance reserved in, for utilisation: key -> (resource, limit, window end).
-  readonly #touched = new Map<string, { resourceType: ResourceType; limit: number; end: number | null }>();
+  readonly #touched = new Map<string, { resourceType: ResourceType; limit: number; end: number }>();
+  // Fail-open allocations (no reservation in the store): id -> expiry, so each settles once.
+  readonly #unbacked = new Map<string, number>();
+  // Windows whose soft threshold has alerted (in this process), until the window is pruned.
+  readonly #alerted = new Set<string>();
   readonly #m = { approved: 0, denied: 0, violations: 0, wouldOverspend: 0, prevented: 0, decisions: 0, decisionMs: 0 };
   #closed = false;
 
@@ -283,7 +299,7 @@ export class BudgetForcing extends EventEmitter {
       minPriority: od.minPriority === undefined ? 5 : v.integer('overdraft.minPriority', od.minPriority, 0, 10),
     };
     this.#sessionTtl = o.sessionTtlMs === undefined ? 86_400_000 : v.finite('sessionTtlMs', o.sessionTtlMs, { positive: true });
-    const sweep = o.sweepIntervalMs === undefined ? 1000 : v.finite('sweepIntervalMs', o.sweepIntervalMs, { positive: true });
+    const sweep = o.sweepIntervalMs === undefined ? 1000 : v.integer('sweepIntervalMs', o.sweepIntervalMs, 1, 2 ** 31 - 1);
     if (o.now !== undefined && typeof o.now !== 'function') throw v.typeError('now', 'a function returning epoch ms', o.now);
     this.#now = o.now ?? Date.now;
     if (o.onViolation !== undefined) {
@@ -318,8 +334,8 @@ export class BudgetForcing extends EventEmitter {
   setBudget(definition: BudgetDefinition, id?: string): string {
     this.#ensureOpen();
     const def = checkDefinition(definition);
-    const key = id ?? `${def.resourceType}:${def.scope}:${def.requesterId ?? (def.shared ? '*shared' : '*each')}`;
-    if (typeof key !== 'string' || key === '' || key.includes('|')) throw v.typeError('id', "non-empty string without '|'", id);
+    if (id !== undefined && (v.nonEmptyString('id', id).includes('|'))) throw v.rangeError('id', "string without '|'", id);
+    const key = id ?? `${def.resourceType}:${def.scope}:${encodeURIComponent(def.requesterId ?? (def.shared ? '*shared' : '*each'))}`;
     this.#budgets.set(key, def);
     return key;
   }
@@ -355,7 +371,8 @@ export class BudgetForcing extends EventEmitter {
         window = w.key;
         end = w.end;
       }
-      out.push({ budgetId, def, key: `${budgetId}|${owner}|${window}`, window, end });
+      // Ids are caller text: encode them so no requester or session can name another's window.
+      out.push({ budgetId, def, key: `${budgetId}|${encodeURIComponent(owner)}|${encodeURIComponent(window)}`, window, end });
     }
     return out;
   }
@@ -407,13 +424,15 @@ export class BudgetForcing extends EventEmitter {
     }));
     let result;
     try {
-      result = await this.#store.reserve({ id, amount, windows: checks, now, expiresAt: now + req.estimatedDuration * 1000, meta: JSON.stringify(meta) });
+      // With only per-request budgets there is nothing to hold: no store round trip.
+      result = checks.length === 0 ? { placed: true, before: [], refusedBy: -1 } : await this.#store.reserve({ id, amount, windows: checks, now, expiresAt: now + req.estimatedDuration * 1000, meta: JSON.stringify(meta) });
     } catch (err) {
       this.emit('storeError', err);
       if (this.#onStoreError === 'fail-closed') {
         return this.#deny(req, `Denied: the budget store is unavailable (${err instanceof Error ? err.message : String(err)}); onStoreError is 'fail-closed'`, false);
       }
       this.#m.approved++;
+      this.#unbacked.set(`${UNBACKED}${id}`, now + req.estimatedDuration * 1000);
       const decision: BudgetDecision = { approved: true, allocationId: `${UNBACKED}${id}`, message: 'Approved without a reservation: the budget store is unavailable and onStoreError is \'fail-open\'', overLimit: false, unbacked: true };
       this.emit('approved', decision, req);
       return decision;
@@ -428,13 +447,10 @@ export class BudgetForcing extends EventEmitter {
       return this.#deny(req, `Denied: budget '${w.budgetId}' (${w.def.scope} ${req.resourceType}, window ${w.window}) has ${fmt(left)} of ${fmt(w.def.limit)} left; ${req.requesterId} asked for ${fmt(amount)}`, true);
     }
 
-    for (const w of windows) this.#touched.set(w.key, { resourceType: req.resourceType, limit: w.def.limit, end: w.end });
+    this.#prune(now);
     windows.forEach((w, i) => {
-      const before = result.before[i]!.committed + result.before[i]!.reserved;
-      const t = w.def.softThreshold;
-      if (t !== undefined && before < t * w.def.limit && before + amount >= t * w.def.limit) {
-        this.emit('alert', { budgetId: w.budgetId, budget: w.def, requesterId: req.requesterId, fraction: w.def.limit > 0 ? (before + amount) / w.def.limit : Infinity } satisfies BudgetAlert);
-      }
+      if (!this.#touched.has(w.key)) this.#touched.set(w.key, { resourceType: req.resourceType, limit: w.def.limit, end: checks[i]!.expiresAt ?? now + this.#sessionTtl });
+      this.#maybeAlert(w.key, w.budgetId, req.requesterId, result.before[i]!.committed + result.before[i]!.reserved + amount);
     });
     const overLimit = over.length > 0 || overRequest.length > 0;
     for (const w of over) {
@@ -456,6 +472,15 @@ export class BudgetForcing extends EventEmitter {
     };
     this.emit('approved', decision, req);
     return decision;
+  }
+
+  /** Emits `alert` the first time (in this process) a window's use reaches its soft threshold. */
+  #maybeAlert(key: string, budgetId: string, requesterId: string, used: number): void {
+    const def = this.#budgets.get(budgetId);
+    const t = def?.softThreshold;
+    if (def === undefined || t === undefined || used < t * def.limit || this.#alerted.has(key)) return;
+    this.#alerted.add(key);
+    this.emit('alert', { budgetId, budget: def, requesterId, fraction: def.limit > 0 ? used / def.limit : Infinity } satisfies BudgetAlert);
   }
 
   #deny(req: BudgetRequest, message: string, prevented: boolean): BudgetDecision {
@@ -485,9 +510,13 @@ export class BudgetForcing extends EventEmitter {
     this.#ensureOpen();
     const id = this.#checkAllocation(allocationId);
     const actual = v.finite('actualAmount', actualAmount, { min: 0 });
-    if (id.startsWith(UNBACKED)) return { charged: actual, returned: 0, overLimit: false };
+    if (id.startsWith(UNBACKED)) {
+      // Nothing was reserved, so nothing can be charged: the store was down when it was approved.
+      if (!this.#settleUnbacked(id)) throw unknownAllocation(id);
+      return { charged: 0, returned: 0, overLimit: false, unbacked: true };
+    }
     const r = await this.#store.commit(id, actual, this.#now());
-    if (!r) throw new RangeError(`Unknown allocation '${id}': it was never approved, is already settled, or expired`);
+    if (!r) throw unknownAllocation(id);
     return this.#settled(id, r);
   }
 
@@ -497,6 +526,7 @@ export class BudgetForcing extends EventEmitter {
     meta.windows.forEach((w, i) => {
       const after = r.after[i]!;
       const used = after.committed + after.reserved;
+      this.#maybeAlert(w.key, w.budgetId, meta.requesterId, used);
       // Past the limit now, and not already past it before this charge's excess.
       if (r.charged > r.reserved && used > w.limit && used - (r.charged - r.reserved) <= w.limit) {
         overLimit = true;
@@ -504,21 +534,29 @@ export class BudgetForcing extends EventEmitter {
       }
     });
     if (overLimit) this.#m.wouldOverspend++;
-    return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit };
+    return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit, unbacked: false };
   }
 
   /** Frees an allocation's whole reservation; returns false if it was unknown, settled or expired. */
   async release(allocationId: string): Promise<boolean> {
     this.#ensureOpen();
     const id = this.#checkAllocation(allocationId);
-    if (id.startsWith(UNBACKED)) return true;
+    if (id.startsWith(UNBACKED)) return this.#settleUnbacked(id);
     return (await this.#store.release(id, this.#now())) !== null;
+  }
+
+  #settleUnbacked(id: string): boolean {
+    const expiresAt = this.#unbacked.get(id);
+    this.#unbacked.delete(id);
+    return expiresAt !== undefined && expiresAt > this.#now();
   }
 
   /** Releases expired reservations now and emits `expired` for each (the timer calls this). */
   async sweep(): Promise<number> {
     if (this.#closed) return 0;
-    const expired = await this.#store.expire(this.#now());
+    const now = this.#now();
+    for (const [id, expiresAt] of this.#unbacked) if (expiresAt <= now) this.#unbacked.delete(id);
+    const expired = await this.#store.expire(now);
     for (const e of expired) {
       const meta = JSON.parse(e.meta) as Meta;
       this.emit('expired', { allocationId: e.id, requesterId: meta.requesterId, resourceType: meta.resourceType });
@@ -530,21 +568,32 @@ export class BudgetForcing extends EventEmitter {
   async status(requesterId: string, sessionId?: string): Promise<BudgetStatus[]> {
     this.#ensureOpen();
     v.nonEmptyString('requesterId', requesterId);
+    if (sessionId !== undefined) v.nonEmptyString('sessionId', sessionId);
     const now = this.#now();
     const windows = RESOURCES.flatMap((r) => this.#windows(r, requesterId, sessionId, now)).filter((w) => w.def.scope !== 'request');
     const usage = await this.#store.usage(windows.map((w) => w.key), now);
     return windows.map((w, i) => ({ budgetId: w.budgetId, budget: w.def, window: w.window, committed: usage[i]!.committed, reserved: usage[i]!.reserved, limit: w.def.limit, resetsAt: w.end }));
   }
 
+  /** Forgets windows that have ended (and their alert state). */
+  #prune(now: number): void {
+    for (const [key, t] of this.#touched) {
+      if (t.end <= now) {
+        this.#touched.delete(key);
+        this.#alerted.delete(key);
+      }
+    }
+  }
+
   /** The counters and, from the store, utilisation per resource. */
   async getMetrics(): Promise<BudgetMetrics> {
+    this.#ensureOpen();
     const now = this.#now();
-    for (const [key, t] of this.#touched) if (t.end !== null && t.end <= now) this.#touched.delete(key);
-    const keys = [...this.#touched.keys()];
-    const usage = keys.length > 0 && !this.#closed ? await this.#store.usage(keys, now) : [];
+    this.#prune(now);
+    const touched = [...this.#touched]; // a snapshot: a concurrent call may prune while we await
+    const usage = touched.length > 0 ? await this.#store.usage(touched.map(([k]) => k), now) : [];
     const sums = new Map<ResourceType, { used: number; limit: number }>();
-    keys.forEach((k, i) => {
-      const t = this.#touched.get(k)!;
+    touched.forEach(([, t], i) => {
       const s = sums.get(t.resourceType) ?? { used: 0, limit: 0 };
       s.used += (usage[i]?.committed ?? 0) + (usage[i]?.reserved ?? 0);
       s.limit += t.limit;

@@ -45,13 +45,30 @@ function local(t: number, timeZone: string): Local & { offset: number } {
   return { year: parts['year']!, month: parts['month']!, day: parts['day']!, offset: asUtc - (t - (t % 1000 + 1000) % 1000) };
 }
 
-/** The instant of local midnight starting the given local date in `timeZone` (DST-aware). */
+/**
+ * The instant local date `d` starts in `timeZone`: its midnight, or — where clocks skip
+ * midnight (e.g. America/Santiago) — the first instant that exists on that date.
+ */
 function midnight(d: Local, timeZone: string): number {
   const guess = Date.UTC(d.year, d.month - 1, d.day);
-  let t = guess - local(guess, timeZone).offset;
-  const offset = local(t, timeZone).offset;
-  t = guess - offset; // the offset at the guess may differ from the one at midnight itself
-  return t;
+  // Offsets around the date give at most two candidates; the day starts at the earliest
+  // one that falls on the date itself.
+  const candidates = [guess - local(guess, timeZone).offset, guess - local(guess - DAY / 2, timeZone).offset, guess - local(guess + DAY / 2, timeZone).offset];
+  let best = Infinity;
+  for (const t of candidates) {
+    const l = local(t, timeZone);
+    if (l.year === d.year && l.month === d.month && l.day === d.day && t < best) best = t;
+  }
+  if (best === Infinity) best = Math.min(...candidates);
+  // A skipped midnight: step back to the first instant of the date (an hour or less earlier).
+  for (let step = 3_600_000; step >= 60_000; step /= 60) {
+    while (true) {
+      const l = local(best - step, timeZone);
+      if (l.year === d.year && l.month === d.month && l.day === d.day) best -= step;
+      else break;
+    }
+  }
+  return best;
 }
 
 function addDays(d: Local, n: number): Local {
@@ -78,7 +95,7 @@ export function calendarWindow(scope: Extract<BudgetScope, 'daily' | 'weekly' | 
   const last = recent.get(id);
   if (last && now >= last.start && now < last.end) return last;
   const w = computeWindow(scope, now, timeZone);
-  recent.set(id, w);
+  if (now >= w.start && now < w.end) recent.set(id, w);
   return w;
 }
 

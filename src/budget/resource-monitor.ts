@@ -15,7 +15,7 @@ import * as v from '../validate';
 export interface GpuSample {
   /** Device index. */
   index: number;
-  /** Fraction of the last sample period the GPU was busy (0-1), as nvidia-smi reports it. */
+  /** Fraction of the last sample period the GPU was busy (0-1), as nvidia-smi reports it; NaN when it reports N/A. */
   utilization: number;
   /** Device memory in use (bytes). */
   memoryUsedBytes: number;
@@ -63,22 +63,24 @@ export interface ResourceMonitorOptions {
   gpu?: 'auto' | false;
 }
 
-function queryGpus(): Promise<GpuSample[] | null> {
+// nvidia-smi's GPUs, or null (not installed, or it failed this time: `missing` says which).
+function queryGpus(): Promise<{ gpus: GpuSample[] | null; missing: boolean }> {
   return new Promise((resolve) => {
     execFile(
       'nvidia-smi',
       ['--query-gpu=index,utilization.gpu,memory.used,memory.total', '--format=csv,noheader,nounits'],
       { timeout: 2000 },
       (err, stdout) => {
-        if (err) return resolve(null);
+        if (err) return resolve({ gpus: null, missing: (err as NodeJS.ErrnoException).code === 'ENOENT' });
         const gpus = stdout
           .trim()
           .split('\n')
           .filter(Boolean)
+          // '[N/A]' fields (e.g. MIG devices) become NaN rather than hiding the GPU.
           .map((line) => line.split(',').map((f) => Number(f.trim())))
-          .filter((f) => f.length === 4 && f.every(Number.isFinite))
+          .filter((f) => f.length === 4 && Number.isInteger(f[0]))
           .map(([index, util, used, total]) => ({ index: index!, utilization: util! / 100, memoryUsedBytes: used! * 2 ** 20, memoryTotalBytes: total! * 2 ** 20 }));
-        resolve(gpus);
+        resolve({ gpus, missing: false });
       },
     );
   });
@@ -111,10 +113,16 @@ export class ResourceMonitor extends EventEmitter {
   constructor(options: ResourceMonitorOptions = {}) {
     super();
     const o = v.options<ResourceMonitorOptions>('options', options, ['intervalMs', 'gpu']);
-    this.intervalMs = o.intervalMs === undefined ? 1000 : v.finite('intervalMs', o.intervalMs, { positive: true });
+    this.intervalMs = o.intervalMs === undefined ? 1000 : v.integer('intervalMs', o.intervalMs, 1, 2 ** 31 - 1);
     if (o.gpu !== undefined && o.gpu !== 'auto' && o.gpu !== false) throw v.typeError('gpu', "'auto' or false", o.gpu);
     this.#gpu = o.gpu !== false;
-    this.#timer = setInterval(() => void this.sample().then((s) => this.emit('sample', s), (e) => this.emit('error', e)), this.intervalMs);
+    // An 'error' with no listener would throw from the timer and end the process: only emit it when heard.
+    this.#timer = setInterval(() => {
+      this.sample().then(
+        (s) => !this.#closed && this.emit('sample', s),
+        (e) => this.listenerCount('error') > 0 && this.emit('error', e),
+      );
+    }, this.intervalMs);
     this.#timer.unref();
   }
 
@@ -130,6 +138,7 @@ export class ResourceMonitor extends EventEmitter {
 
   /** Takes a sample now (CPU use is measured since the previous sample). */
   async sample(): Promise<ResourceSample> {
+    const at = Date.now();
     const wall = performance.now();
     const cpu = process.cpuUsage();
     const seconds = Math.max(1e-9, (wall - this.#last.wall) / 1000);
@@ -138,11 +147,12 @@ export class ResourceMonitor extends EventEmitter {
     const mem = process.memoryUsage();
     let gpus: GpuSample[] | null = null;
     if (this.#gpu) {
-      gpus = await queryGpus();
-      if (gpus === null) this.#gpu = false; // not present: stop spawning it every period
+      const q = await queryGpus();
+      gpus = q.gpus;
+      if (q.missing) this.#gpu = false; // not installed: stop spawning it every period
     }
     const s: ResourceSample = {
-      at: Date.now(),
+      at,
       cpuCores,
       cpuFraction: cpuCores / availableParallelism(),
       rssBytes: mem.rss,
@@ -150,7 +160,7 @@ export class ResourceMonitor extends EventEmitter {
       externalBytes: mem.external,
       gpus,
     };
-    this.#latest = s;
+    if (this.#latest === null || this.#latest.at <= s.at) this.#latest = s;
     return s;
   }
 

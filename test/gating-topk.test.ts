@@ -137,6 +137,27 @@ describe('topkGating against a float64 reference', () => {
     expect(Buffer.compare(Buffer.from(many.weights.buffer), Buffer.from(one.weights.buffer))).toBe(0);
   });
 
+  it('routes a token the same wherever it sits in the batch (tile or tail), to the last bit', () => {
+    // 16-token tiles take one path, the tail another: both must add in the same order.
+    for (const [experts, opts] of [
+      [64, { k: 8, renormalize: false }],
+      [64, { k: 2 }],
+      [60, { k: 6, scoring: 'sigmoid' as const }],
+      [256, { k: 8, scoring: 'sigmoid' as const, bias: normal(rand, 256, 0.3), groups: { count: 8, topkGroups: 4 }, routeScale: 2.5 }],
+      [64, { k: 4, bias: normal(rand, 64, 0.3), renormalize: false }],
+    ] as const) {
+      const rows = normal(rand, 4 * experts, 2);
+      const logits = new Float32Array(20 * experts);
+      logits.set(rows, 0); // tokens 0-3: inside the first tile
+      logits.set(normal(rand, 12 * experts, 2), 4 * experts);
+      logits.set(rows, 16 * experts); // tokens 16-19: the tail
+      const r = topkGating(logits, { experts, ...opts } as TopkGatingOptions);
+      const k = opts.k;
+      expect(Array.from(r.indices.subarray(16 * k))).toEqual(Array.from(r.indices.subarray(0, 4 * k)));
+      expect(Array.from(r.weights.subarray(16 * k))).toEqual(Array.from(r.weights.subarray(0, 4 * k)));
+    }
+  });
+
   it('accepts an onnxruntime-node float32 Tensor and fills preallocated outputs', () => {
     const data = normal(rand, 6 * 8);
     const tensor = new Tensor('float32', data, [2, 3, 8]);

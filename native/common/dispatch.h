@@ -1,7 +1,6 @@
-// Runtime SIMD dispatch. Kernels are written as loops over independent lanes that the
-// compiler vectorizes; on x86-64 Linux each hot function is cloned for AVX-512, AVX2+FMA
-// and baseline SSE2, and the loader picks the widest the CPU supports (GCC/Clang ifunc).
-// Builds stay portable: no -march=native anywhere.
+// Function multiversioning for simple loop kernels (router_logits.cc): the compiler clones a
+// function for AVX-512, AVX2+FMA and baseline and picks one at load (GCC/Clang ifunc). Kernels
+// with ISA-specific primitives use common/isa.h instead. No -march=native anywhere.
 #pragma once
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \

@@ -16,14 +16,17 @@
 #if defined(CAPIBARA_X86_DISPATCH) && defined(__clang__)
 #define CAPIBARA_BEGIN_AVX512                                                                                        \
   _Pragma(                                                                                                           \
-      "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c\"))), " \
+      "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), " \
       "apply_to = function)")
 #define CAPIBARA_BEGIN_AVX2 \
-  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,bmi,bmi2,f16c\"))), apply_to = function)")
+  _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define CAPIBARA_END_TARGET _Pragma("clang attribute pop")
 #elif defined(CAPIBARA_X86_DISPATCH)
-#define CAPIBARA_BEGIN_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v4\")")
-#define CAPIBARA_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"arch=x86-64-v3\")")
+// Exactly the features DetectIsa() checks: an arch level would also enable BMI, LZCNT, MOVBE…
+// which some virtual CPUs mask while offering AVX2.
+#define CAPIBARA_BEGIN_AVX512 \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
+#define CAPIBARA_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define CAPIBARA_END_TARGET _Pragma("GCC pop_options")
 #endif
 

@@ -47,7 +47,7 @@ CAPIBARA_INLINE V Min(V a, V b) {
 
 // Lanes that are NaN or +Infinity (values logits may not hold; -Infinity means "masked").
 template <typename V>
-CAPIBARA_INLINE MaskOf<V> NotFiniteOrNegInf(V a) {
+CAPIBARA_INLINE MaskOf<V> NanOrPosInf(V a) {
   return !(a <= Splat<V>(3.40282347e+38f));
 }
 

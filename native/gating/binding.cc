@@ -136,6 +136,9 @@ class TopkWorker : public PromiseWorker {
 // gatingTopkAsync(same arguments as gatingTopk without the two outputs) -> Promise<{ weights, indices }>
 Napi::Value GatingTopkAsync(const Napi::CallbackInfo& info) {
   const TopkArgs a = ReadTopk(info, false);
+  if (a.p.tokens * a.p.k > kMaxPlanEntries)
+    ThrowRange(info.Env(), "Expected tokens * k <= 268435456 for outputs allocated by the addon but received " +
+                               std::to_string(a.p.tokens * a.p.k));
   auto* worker = new TopkWorker(info.Env(), a);
   Napi::Promise promise = worker->Promise();
   worker->Queue();

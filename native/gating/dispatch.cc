@@ -66,7 +66,7 @@ int64_t DispatchPlanner::Plan() {
   }
   padded_total_ = 0;
   for (int32_t e = 0; e < E; ++e)
-    padded_total_ += (counts_[e] + p_.block_size - 1) / p_.block_size * static_cast<int64_t>(p_.block_size);
+    padded_total_ += (static_cast<int64_t>(counts_[e]) + p_.block_size - 1) / p_.block_size * p_.block_size;
   return -1;
 }
 

@@ -22,6 +22,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Token-per-lane tiles pay k compare-and-blend steps per expert: a win for the usual MoE
 // shapes, not for thousands of experts. Chosen from bench/gating.bench.mjs.
 constexpr int64_t kTileMaxExperts = 1024;
+// Tiles are instantiated for k = 1..kTileMaxK; larger k takes the row path.
+constexpr int kTileMaxK = 8;
 // Per-lane group bookkeeping lives in stack arrays of this size.
 constexpr int kTileMaxGroups = 64;
 
@@ -76,9 +78,9 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     s.cand_i.resize(cand);
     s.rank.resize(cand);
     // Logits tile, plus a score tile for the general path.
-    if (p.experts <= kTileMaxExperts && p.k <= 8) s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
+    if (p.experts <= kTileMaxExperts && p.k <= kTileMaxK) s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
+    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // scores, or the row path's exps
     if (general) {
-      s.score.resize(static_cast<size_t>(p.experts));
       s.select.resize(static_cast<size_t>(p.experts));
       s.group_v.resize(static_cast<size_t>(p.topk_groups));
       s.group_i.resize(static_cast<size_t>(p.topk_groups));

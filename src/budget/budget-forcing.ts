@@ -504,7 +504,9 @@ export class BudgetForcing extends EventEmitter {
   /**
    * Charges what the allocation really used and returns the rest of its reservation. Charging
    * more than reserved is allowed (usage is a fact) and is a violation if it takes a window past
-   * its limit. Throws a RangeError for an unknown, settled or expired allocation.
+   * its limit. Throws a RangeError for an unknown, settled or expired allocation: once a
+   * reservation expires its hold is gone and nothing is charged, so give `estimatedDuration`
+   * room for the slowest call.
    */
   async commit(allocationId: string, actualAmount: number): Promise<CommitResult> {
     this.#ensureOpen();

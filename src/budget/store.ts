@@ -124,6 +124,8 @@ export class MemoryBudgetStore implements BudgetStore {
   readonly #reservations = new Map<string, Reservation>();
   // Reservations released implicitly (by expiry inside another operation), until expire() reports them.
   #expired: ExpiredReservation[] = [];
+  // Earliest expiry among reservations and windows: until then nothing needs scanning.
+  #nextExpiry = Infinity;
   #closed = false;
 
   #window(key: string, expiresAt: number | null = null): WindowUsage & { expiresAt: number | null } {
@@ -131,6 +133,7 @@ export class MemoryBudgetStore implements BudgetStore {
     if (!w) {
       w = { committed: 0, reserved: 0, expiresAt };
       this.#windows.set(key, w);
+      if (expiresAt !== null) this.#nextExpiry = Math.min(this.#nextExpiry, expiresAt);
     }
     return w;
   }
@@ -140,14 +143,22 @@ export class MemoryBudgetStore implements BudgetStore {
   }
 
   #expireSync(now: number): void {
+    if (now < this.#nextExpiry) return;
+    let next = Infinity;
     for (const [id, r] of this.#reservations) {
-      if (r.expiresAt > now) continue;
+      if (r.expiresAt > now) {
+        next = Math.min(next, r.expiresAt);
+        continue;
+      }
       this.#settle(id, r, 0);
       this.#expired.push({ id, meta: r.meta });
     }
     for (const [key, w] of this.#windows) {
-      if (w.expiresAt !== null && w.expiresAt <= now && w.reserved === 0) this.#windows.delete(key);
+      if (w.expiresAt === null) continue;
+      if (w.expiresAt <= now && w.reserved === 0) this.#windows.delete(key);
+      else next = Math.min(next, w.expiresAt);
     }
+    this.#nextExpiry = next;
   }
 
   #settle(id: string, r: Reservation, actual: number): SettleResult {
@@ -170,6 +181,7 @@ export class MemoryBudgetStore implements BudgetStore {
     const refusedBy = op.windows.findIndex((c, i) => before[i]!.committed + before[i]!.reserved + op.amount > c.cap);
     if (refusedBy >= 0) return { placed: false, before, refusedBy };
     for (const w of windows) w.reserved += op.amount;
+    this.#nextExpiry = Math.min(this.#nextExpiry, op.expiresAt);
     this.#reservations.set(op.id, { amount: op.amount, keys: op.windows.map((c) => c.key), expiresAt: op.expiresAt, meta: op.meta });
     return { placed: true, before, refusedBy: -1 };
   }

@@ -1,6 +1,6 @@
 // Function multiversioning for simple loop kernels (router_logits.cc): the compiler clones a
 // function for AVX-512, AVX2+FMA and baseline and picks one at load (GCC/Clang ifunc). Kernels
-// with ISA-specific primitives use common/isa.h instead. No -march=native anywhere.
+// with ISA-specific primitives use common/isa.h instead. No host-specific -march flags anywhere.
 #pragma once
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \

@@ -1,7 +1,7 @@
 // Runtime ISA dispatch. A kernel body lives in a `.inc` file that is compiled once per
 // instruction set inside a namespace (avx512, avx2, generic) under a target pragma, next to
 // that ISA's few primitive ops (masks, partial loads); the loader picks the widest namespace
-// the CPU supports. Builds stay portable: no -march=native anywhere.
+// the CPU supports. Builds stay portable: no host-specific -march flags anywhere.
 // CAPIBARA_ISA=generic|avx2|avx512 in the environment forces a narrower one (for tests).
 #pragma once
 #include <cstdlib>

@@ -318,7 +318,15 @@ export class BudgetForcing extends EventEmitter {
     this.#timer.unref();
   }
 
-  /** Whether {@link BudgetForcing.close} was called. */
+  /**
+   * Whether {@link BudgetForcing.close} was called.
+   *
+   * @example
+   * ```ts
+   * await budgets.close();
+   * console.log(budgets.closed); // true
+   * ```
+   */
   get closed(): boolean {
     return this.#closed;
   }
@@ -330,6 +338,12 @@ export class BudgetForcing extends EventEmitter {
   /**
    * Adds a budget (or replaces the one with the same `id`) and returns its id. Usage already
    * recorded under that id is kept, so a limit can be changed in place.
+   *
+   * @example
+   * ```ts
+   * const id = budgets.setBudget({ resourceType: ResourceType.TOKENS, scope: 'daily', limit: 100_000 }, 'tokens-daily');
+   * budgets.setBudget({ resourceType: ResourceType.TOKENS, scope: 'daily', limit: 150_000 }, id); // raise it in place
+   * ```
    */
   setBudget(definition: BudgetDefinition, id?: string): string {
     this.#ensureOpen();
@@ -340,12 +354,26 @@ export class BudgetForcing extends EventEmitter {
     return key;
   }
 
-  /** Removes a budget; returns whether it existed. Open reservations keep what they hold until settled. */
+  /**
+   * Removes a budget; returns whether it existed. Open reservations keep what they hold until settled.
+   *
+   * @example
+   * ```ts
+   * const existed = budgets.removeBudget('tokens-daily');
+   * ```
+   */
   removeBudget(id: string): boolean {
     return this.#budgets.delete(id);
   }
 
-  /** The budgets by id. */
+  /**
+   * The budgets by id.
+   *
+   * @example
+   * ```ts
+   * for (const [id, def] of budgets.budgets()) console.log(id, def.scope, def.limit);
+   * ```
+   */
   budgets(): Map<string, BudgetDefinition> {
     return new Map(this.#budgets);
   }
@@ -387,6 +415,13 @@ export class BudgetForcing extends EventEmitter {
    * Decides a request: reserves `requestedAmount` in every matching budget window if the
    * enforcement level allows it. Bad requests throw (TypeError / RangeError naming the field);
    * store failures follow `onStoreError`.
+   *
+   * @example
+   * ```ts
+   * const d = await budgets.requestBudget({ resourceType: ResourceType.TOKENS, requestedAmount: 2_000,
+   *   priority: 1, estimatedDuration: 60, requesterId: 'user_001', sessionId: 'session-42' });
+   * if (!d.approved) console.warn(d.message);
+   * ```
    */
   async requestBudget(request: BudgetRequest): Promise<BudgetDecision> {
     this.#ensureOpen();
@@ -507,6 +542,11 @@ export class BudgetForcing extends EventEmitter {
    * its limit. Throws a RangeError for an unknown, settled or expired allocation: once a
    * reservation expires its hold is gone and nothing is charged, so give `estimatedDuration`
    * room for the slowest call.
+   *
+   * @example
+   * ```ts
+   * const { charged, returned, overLimit } = await budgets.commit(d.allocationId!, 1_234);
+   * ```
    */
   async commit(allocationId: string, actualAmount: number): Promise<CommitResult> {
     this.#ensureOpen();
@@ -539,7 +579,14 @@ export class BudgetForcing extends EventEmitter {
     return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit, unbacked: false };
   }
 
-  /** Frees an allocation's whole reservation; returns false if it was unknown, settled or expired. */
+  /**
+   * Frees an allocation's whole reservation; returns false if it was unknown, settled or expired.
+   *
+   * @example
+   * ```ts
+   * if (d.approved) await budgets.release(d.allocationId!); // the call was cancelled: nothing is charged
+   * ```
+   */
   async release(allocationId: string): Promise<boolean> {
     this.#ensureOpen();
     const id = this.#checkAllocation(allocationId);
@@ -553,7 +600,14 @@ export class BudgetForcing extends EventEmitter {
     return expiresAt !== undefined && expiresAt > this.#now();
   }
 
-  /** Releases expired reservations now and emits `expired` for each (the timer calls this). */
+  /**
+   * Releases expired reservations now and emits `expired` for each (the timer calls this).
+   *
+   * @example
+   * ```ts
+   * const expired = await budgets.sweep(); // how many reservations it reported expired
+   * ```
+   */
   async sweep(): Promise<number> {
     if (this.#closed) return 0;
     const now = this.#now();
@@ -566,7 +620,14 @@ export class BudgetForcing extends EventEmitter {
     return expired.length;
   }
 
-  /** Usage of every budget window that applies to `requesterId` now (and to `sessionId`, if given). */
+  /**
+   * Usage of every budget window that applies to `requesterId` now (and to `sessionId`, if given).
+   *
+   * @example
+   * ```ts
+   * for (const s of await budgets.status('user_001', 'session-42')) console.log(s.budgetId, s.window, s.committed + s.reserved, '/', s.limit);
+   * ```
+   */
   async status(requesterId: string, sessionId?: string): Promise<BudgetStatus[]> {
     this.#ensureOpen();
     v.nonEmptyString('requesterId', requesterId);
@@ -587,7 +648,15 @@ export class BudgetForcing extends EventEmitter {
     }
   }
 
-  /** The counters and, from the store, utilisation per resource. */
+  /**
+   * The counters and, from the store, utilisation per resource.
+   *
+   * @example
+   * ```ts
+   * const { approved, denied, utilisation } = await budgets.getMetrics();
+   * console.log(approved, denied, utilisation[ResourceType.TOKENS]);
+   * ```
+   */
   async getMetrics(): Promise<BudgetMetrics> {
     this.#ensureOpen();
     const now = this.#now();
@@ -619,7 +688,14 @@ export class BudgetForcing extends EventEmitter {
     };
   }
 
-  /** Stops the sweep timer and closes the store. Idempotent. */
+  /**
+   * Stops the sweep timer and closes the store. Idempotent.
+   *
+   * @example
+   * ```ts
+   * process.once('SIGTERM', () => void budgets.close());
+   * ```
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

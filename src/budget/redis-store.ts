@@ -330,7 +330,17 @@ export class RedisBudgetStore implements BudgetStore {
     this.#client.on('ready', () => (this.#lastError = null));
   }
 
-  /** {@inheritDoc BudgetStore.reserve} */
+  /**
+   * {@inheritDoc BudgetStore.reserve}
+   *
+   * @example
+   * ```ts
+   * const store = new RedisBudgetStore({ url: 'redis://127.0.0.1:6379' });
+   * const now = Date.now();
+   * const r = await store.reserve({ id: 'a1', amount: 500, windows: [{ key: 'tokens:daily', cap: 10_000, expiresAt: now + 86_400_000 }], now, expiresAt: now + 60_000, meta: '{}' });
+   * // one Lua script: no other process's reserve lands between its check and its write
+   * ```
+   */
   async reserve(op: ReserveOp): Promise<ReserveResult> {
     const P = this.#prefix;
     const keys = [...this.#namespaceKeys, `${P}r:${op.id}`, ...op.windows.map((w) => `${P}w:${w.key}`)];
@@ -345,17 +355,38 @@ export class RedisBudgetStore implements BudgetStore {
     return { placed: r[0] === 1, before, refusedBy: Number(r[1]) };
   }
 
-  /** {@inheritDoc BudgetStore.commit} */
+  /**
+   * {@inheritDoc BudgetStore.commit}
+   *
+   * @example
+   * ```ts
+   * const s = await store.commit('a1', 420, Date.now()); // null if 'a1' is unknown or expired
+   * ```
+   */
   async commit(id: string, actual: number, now: number): Promise<SettleResult | null> {
     return this.#settle('commit', id, actual, now);
   }
 
-  /** {@inheritDoc BudgetStore.release} */
+  /**
+   * {@inheritDoc BudgetStore.release}
+   *
+   * @example
+   * ```ts
+   * const s = await store.release('a1', Date.now()); // s?.charged === 0
+   * ```
+   */
   async release(id: string, now: number): Promise<SettleResult | null> {
     return this.#settle('release', id, 0, now);
   }
 
-  /** {@inheritDoc BudgetStore.expire} */
+  /**
+   * {@inheritDoc BudgetStore.expire}
+   *
+   * @example
+   * ```ts
+   * const expired = await store.expire(Date.now()); // with several processes, each expiry is reported to one of them
+   * ```
+   */
   async expire(now: number): Promise<ExpiredReservation[]> {
     const r = (await this.#call('expire', SCRIPTS.expire, this.#namespaceKeys, [this.#prefix, enc(now)])) as string[];
     const out: Array<{ id: string; meta: string }> = [];
@@ -363,7 +394,14 @@ export class RedisBudgetStore implements BudgetStore {
     return out;
   }
 
-  /** {@inheritDoc BudgetStore.usage} */
+  /**
+   * {@inheritDoc BudgetStore.usage}
+   *
+   * @example
+   * ```ts
+   * const [daily] = await store.usage(['tokens:daily'], Date.now()); // exact doubles; zeros for an unknown key
+   * ```
+   */
   async usage(keys: string[], now: number): Promise<WindowUsage[]> {
     const redisKeys = [...this.#namespaceKeys, ...keys.map((k) => `${this.#prefix}w:${k}`)];
     const r = (await this.#call('usage', SCRIPTS.usage, redisKeys, [this.#prefix, enc(now)])) as string[];

@@ -126,17 +126,41 @@ export class ResourceMonitor extends EventEmitter {
     this.#timer.unref();
   }
 
-  /** The most recent sample, or null before the first. */
+  /**
+   * The most recent sample, or null before the first.
+   *
+   * @example
+   * ```ts
+   * const s = monitor.latest;
+   * if (s) console.log((s.rssBytes / 2 ** 20).toFixed(0), 'MiB at', new Date(s.at));
+   * ```
+   */
   get latest(): ResourceSample | null {
     return this.#latest;
   }
 
-  /** Whether {@link ResourceMonitor.close} was called. */
+  /**
+   * Whether {@link ResourceMonitor.close} was called.
+   *
+   * @example
+   * ```ts
+   * monitor.close();
+   * console.log(monitor.closed); // true
+   * ```
+   */
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** Takes a sample now (CPU use is measured since the previous sample). */
+  /**
+   * Takes a sample now (CPU use is measured since the previous sample).
+   *
+   * @example
+   * ```ts
+   * const s = await monitor.sample();
+   * console.log(s.cpuCores.toFixed(2), 'cores', s.gpus?.map((g) => g.utilization) ?? 'no GPU');
+   * ```
+   */
   async sample(): Promise<ResourceSample> {
     const at = Date.now();
     const wall = performance.now();
@@ -164,7 +188,14 @@ export class ResourceMonitor extends EventEmitter {
     return s;
   }
 
-  /** Stops the timer. Idempotent. */
+  /**
+   * Stops the timer. Idempotent.
+   *
+   * @example
+   * ```ts
+   * process.once('SIGTERM', () => monitor.close());
+   * ```
+   */
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);

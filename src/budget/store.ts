@@ -85,20 +85,64 @@ export interface SettleResult {
  * ```
  */
 export interface BudgetStore {
-  /** Places the reservation in all windows if every cap allows it. */
+  /**
+   * Places the reservation in all windows if every cap allows it.
+   *
+   * @example
+   * ```ts
+   * const now = Date.now();
+   * const r = await store.reserve({ id: 'a1', amount: 500, windows: [{ key: 'tokens|user_001|2026-11-25', cap: 10_000, expiresAt: null }], now, expiresAt: now + 60_000, meta: '{}' });
+   * if (!r.placed) console.log('refused by window', r.refusedBy, r.before[r.refusedBy]);
+   * ```
+   */
   reserve(op: ReserveOp): Promise<ReserveResult>;
-  /** Charges `actual` for an open reservation and frees what it held; null if it is unknown or expired. */
+  /**
+   * Charges `actual` for an open reservation and frees what it held; null if it is unknown or expired.
+   *
+   * @example
+   * ```ts
+   * const s = await store.commit('a1', 420, Date.now());
+   * if (s) console.log(s.reserved, s.charged, s.after); // 500 420 [{ key, committed, reserved }]
+   * ```
+   */
   commit(id: string, actual: number, now: number): Promise<SettleResult | null>;
-  /** Frees an open reservation; null if it is unknown or expired. */
+  /**
+   * Frees an open reservation; null if it is unknown or expired.
+   *
+   * @example
+   * ```ts
+   * const freed = (await store.release('a1', Date.now())) !== null;
+   * ```
+   */
   release(id: string, now: number): Promise<SettleResult | null>;
   /**
    * Releases reservations whose expiry has passed, and returns every reservation released by
    * expiry since the last call (other operations also release expired ones before they decide).
+   *
+   * @example
+   * ```ts
+   * for (const { id, meta } of await store.expire(Date.now())) console.log('expired', id, meta);
+   * ```
    */
   expire(now: number): Promise<ExpiredReservation[]>;
-  /** Current usage of windows (zeros for unknown keys). */
+  /**
+   * Current usage of windows (zeros for unknown keys).
+   *
+   * @example
+   * ```ts
+   * const [daily] = await store.usage(['tokens|user_001|2026-11-25'], Date.now());
+   * console.log(daily!.committed, daily!.reserved);
+   * ```
+   */
   usage(keys: string[], now: number): Promise<WindowUsage[]>;
-  /** Frees connections; later calls reject. */
+  /**
+   * Frees connections; later calls reject.
+   *
+   * @example
+   * ```ts
+   * await store.close();
+   * ```
+   */
   close(): Promise<void>;
 }
 
@@ -172,7 +216,16 @@ export class MemoryBudgetStore implements BudgetStore {
     return { reserved: r.amount, charged: actual, after, meta: r.meta };
   }
 
-  /** {@inheritDoc BudgetStore.reserve} */
+  /**
+   * {@inheritDoc BudgetStore.reserve}
+   *
+   * @example
+   * ```ts
+   * const store = new MemoryBudgetStore();
+   * const r = await store.reserve({ id: 'a1', amount: 5, windows: [{ key: 'w', cap: 10, expiresAt: null }], now: 0, expiresAt: 60_000, meta: '' });
+   * // r: { placed: true, before: [{ committed: 0, reserved: 0 }], refusedBy: -1 }
+   * ```
+   */
   async reserve(op: ReserveOp): Promise<ReserveResult> {
     this.#check();
     this.#expireSync(op.now);
@@ -186,7 +239,15 @@ export class MemoryBudgetStore implements BudgetStore {
     return { placed: true, before, refusedBy: -1 };
   }
 
-  /** {@inheritDoc BudgetStore.commit} */
+  /**
+   * {@inheritDoc BudgetStore.commit}
+   *
+   * @example
+   * ```ts
+   * const s = await store.commit('a1', 4, 1_000);
+   * // s: { reserved: 5, charged: 4, after: [{ key: 'w', committed: 4, reserved: 0 }], meta: '' }
+   * ```
+   */
   async commit(id: string, actual: number, now: number): Promise<SettleResult | null> {
     this.#check();
     this.#expireSync(now);
@@ -194,7 +255,14 @@ export class MemoryBudgetStore implements BudgetStore {
     return r ? this.#settle(id, r, actual) : null;
   }
 
-  /** {@inheritDoc BudgetStore.release} */
+  /**
+   * {@inheritDoc BudgetStore.release}
+   *
+   * @example
+   * ```ts
+   * const s = await store.release('a1', 1_000); // { reserved: 5, charged: 0, … }, or null if 'a1' is not open
+   * ```
+   */
   async release(id: string, now: number): Promise<SettleResult | null> {
     this.#check();
     this.#expireSync(now);
@@ -202,7 +270,14 @@ export class MemoryBudgetStore implements BudgetStore {
     return r ? this.#settle(id, r, 0) : null;
   }
 
-  /** {@inheritDoc BudgetStore.expire} */
+  /**
+   * {@inheritDoc BudgetStore.expire}
+   *
+   * @example
+   * ```ts
+   * const expired = await store.expire(Date.now()); // [{ id, meta }] released by expiry since the last call
+   * ```
+   */
   async expire(now: number): Promise<ExpiredReservation[]> {
     this.#check();
     this.#expireSync(now);
@@ -211,7 +286,14 @@ export class MemoryBudgetStore implements BudgetStore {
     return out;
   }
 
-  /** {@inheritDoc BudgetStore.usage} */
+  /**
+   * {@inheritDoc BudgetStore.usage}
+   *
+   * @example
+   * ```ts
+   * const [w, unknown] = await store.usage(['w', 'nope'], 1_000); // unknown: { committed: 0, reserved: 0 }
+   * ```
+   */
   async usage(keys: string[], now: number): Promise<WindowUsage[]> {
     this.#check();
     this.#expireSync(now);
@@ -221,7 +303,14 @@ export class MemoryBudgetStore implements BudgetStore {
     });
   }
 
-  /** {@inheritDoc BudgetStore.close} */
+  /**
+   * {@inheritDoc BudgetStore.close}
+   *
+   * @example
+   * ```ts
+   * await store.close(); // later calls reject with 'The budget store is closed'
+   * ```
+   */
   async close(): Promise<void> {
     this.#closed = true;
   }

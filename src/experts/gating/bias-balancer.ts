@@ -62,21 +62,53 @@ export class BiasBalancer {
     this.#bias = o.initialBias === undefined ? new Float32Array(this.experts) : Float32Array.from(v.finiteVector('initialBias', o.initialBias, this.experts));
   }
 
-  /** A copy of the current bias (length `experts`), ready to pass as `topkGating`'s `bias`. */
+  /**
+   * A copy of the current bias (length `experts`), ready to pass as `topkGating`'s `bias`.
+   *
+   * @example
+   * ```ts
+   * const routing = topkGating(logits, { experts: 64, k: 8, scoring: 'sigmoid', bias: balancer.bias });
+   * ```
+   */
   get bias(): Float32Array {
     return this.#bias.slice();
   }
 
-  /** Whether updates are ignored (e.g. during evaluation). */
+  /**
+   * Whether updates are ignored (e.g. during evaluation).
+   *
+   * @example
+   * ```ts
+   * if (balancer.frozen) console.log('bias fixed at', balancer.bias);
+   * ```
+   */
   get frozen(): boolean {
     return this.#frozen;
   }
-  /** Freezes (`true`) or resumes (`false`) updates. */
+  /**
+   * Freezes (`true`) or resumes (`false`) updates.
+   *
+   * @example
+   * ```ts
+   * balancer.frozen = true; // evaluation: update() now returns false and leaves the bias alone
+   * // … evaluate …
+   * balancer.frozen = false;
+   * ```
+   */
   set frozen(value: boolean) {
     this.#frozen = v.boolean('frozen', value);
   }
 
-  /** Updates applied so far (ignored ones while frozen, or with zero total load, are not counted). */
+  /**
+   * Updates applied so far (ignored ones while frozen, or with zero total load, are not counted).
+   *
+   * @example
+   * ```ts
+   * const balancer = new BiasBalancer({ experts: 4 });
+   * balancer.update([3, 1, 2, 2]);
+   * console.log(balancer.updates); // 1
+   * ```
+   */
   get updates(): number {
     return this.#updates;
   }
@@ -84,6 +116,12 @@ export class BiasBalancer {
   /**
    * Applies one batch's per-expert loads (slots routed to each expert, e.g. `DispatchPlan.loads`).
    * Returns whether the bias changed.
+   *
+   * @example
+   * ```ts
+   * const balancer = new BiasBalancer({ experts: 4, rate: 0.01 });
+   * balancer.update([5, 1, 1, 1]); // true: mean load 2, so the bias becomes ≈ [-0.01, 0.01, 0.01, 0.01]
+   * ```
    */
   update(loads: Int32Array | Float32Array | Float64Array | readonly number[]): boolean {
     const isNumeric = loads instanceof Int32Array || loads instanceof Float32Array || loads instanceof Float64Array || Array.isArray(loads);
@@ -114,7 +152,14 @@ export class BiasBalancer {
     return true;
   }
 
-  /** Sets the bias back to zeros. */
+  /**
+   * Sets the bias back to zeros.
+   *
+   * @example
+   * ```ts
+   * balancer.reset(); // bias all zeros, updates back to 0
+   * ```
+   */
   reset(): void {
     this.#bias.fill(0);
     this.#updates = 0;

@@ -132,6 +132,12 @@ export class MoEGate {
   /**
    * Routes one batch. Input: hidden states `[tokens, hiddenSize]` when the gate has a
    * `weight`, else router logits `[tokens, experts]`.
+   *
+   * @example
+   * ```ts
+   * const gate = new MoEGate({ experts: 64, k: 8, weight: routerWeight }); // routerWeight: Float32Array [64, 4096]
+   * const { indices, weights, loads } = gate.route(hidden); // hidden: Float32Array [tokens, 4096]
+   * ```
    */
   route(input: LogitsInput): MoERouting {
     const logits = this.#weight ? routerLogits(input, this.#weight, { hiddenSize: this.hiddenSize ?? undefined, threads: this.#threads }) : input;
@@ -140,7 +146,14 @@ export class MoEGate {
     return this.#finish(logits, routing, bias);
   }
 
-  /** {@link MoEGate.route} with the projection and gating on worker threads. */
+  /**
+   * {@link MoEGate.route} with the projection and gating on worker threads.
+   *
+   * @example
+   * ```ts
+   * const { indices, weights, plan } = await gate.routeAsync(logits); // logits: Float32Array [tokens, experts]
+   * ```
+   */
   async routeAsync(input: LogitsInput): Promise<MoERouting> {
     const logits = this.#weight ? await routerLogitsAsync(input, this.#weight, { hiddenSize: this.hiddenSize ?? undefined, threads: this.#threads }) : input;
     const bias = this.balancer?.bias ?? null;

@@ -1,1 +1,2 @@
 export type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';
+export { CompletionsHTTPError, type CompletionsTokenizer, OpenAICompatibleGenerator, type OpenAICompatibleGeneratorOptions } from './openai-compatible';

@@ -51,26 +51,6 @@ CAPIBARA_INLINE MaskOf<V> NanOrPosInf(V a) {
   return !(a <= Splat<V>(3.40282347e+38f));
 }
 
-template <typename V>
-CAPIBARA_INLINE float ReduceMax(V v) {
-  constexpr int n = sizeof(V) / sizeof(float);
-  float a[n];
-  std::memcpy(a, &v, sizeof a);
-  float m = a[0];
-  for (int l = 1; l < n; ++l) m = a[l] > m ? a[l] : m;
-  return m;
-}
-
-template <typename V>
-CAPIBARA_INLINE float ReduceSum(V v) {
-  constexpr int n = sizeof(V) / sizeof(float);
-  float a[n];
-  std::memcpy(a, &v, sizeof a);
-  for (int w = n / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) a[l] += a[l + w];
-  return a[0];
-}
-
 // e^x = 2^n · e^r with n = round(x / ln2) and |r| <= ln2/2 (Cephes expf): returns e^r from a
 // degree-6 polynomial and sets *n. x must lie in [-87.34, 88.38].
 template <typename V>

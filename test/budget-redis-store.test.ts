@@ -440,9 +440,11 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
       expect((await reserve(s, 'before', 1, [win('a', 1000)], t)).placed).toBe(true);
       // Calls in flight when the server goes: each settles, as a result or a clear error.
       const inFlight = Array.from({ length: 200 }, (_, i) => reserve(s, `f${i}`, 1, [win('a', 1000)], t));
+      // Observe them before stopping: those that fail while the server goes are handled, not unhandled rejections.
+      const settling = Promise.allSettled(inFlight);
       const stopped = performance.now();
       await own.stop();
-      const settled = await Promise.allSettled(inFlight);
+      const settled = await settling;
       for (const r of settled) {
         if (r.status === 'rejected') expect((r.reason as Error).message).toMatch(/^RedisBudgetStore\.reserve: /);
       }

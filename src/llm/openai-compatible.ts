@@ -6,6 +6,8 @@
  */
 import type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';
 import * as v from '../validate';
+import { checkGenerateOptions, checkPrompt } from './generate-options';
+import { earliestStop, StopStream } from './stop-stream';
 
 /**
  * A local tokenizer for {@link OpenAICompatibleGenerator}: counts tokens without a request,
@@ -133,7 +135,6 @@ export class CompletionsHTTPError extends Error {
 }
 
 const OPTION_KEYS = ['baseURL', 'model', 'apiKey', 'headers', 'timeoutMs', 'maxRetries', 'tokenizer'] as const;
-const GENERATE_KEYS = ['maxTokens', 'stop', 'temperature', 'topP', 'seed', 'signal', 'onToken'] as const;
 /** Backoff before retry `n` (0-based) when the server gives no Retry-After: 500 ms · 2ⁿ. */
 const BACKOFF_MS = 500;
 
@@ -304,30 +305,13 @@ export class OpenAICompatibleGenerator implements Generator {
    * ```
    */
   async generate(prompt: GeneratorPrompt, options: GenerateOptions): Promise<GenerateResult> {
-    if (typeof prompt !== 'string') {
-      if (!Array.isArray(prompt)) throw v.typeError('prompt', 'string or array of token ids', prompt);
-      prompt.forEach((id: unknown, i) => v.integer(`prompt[${i}]`, id, 0));
-    }
-    if (options === undefined) throw v.typeError('options', 'an options object', options);
-    const o = v.options<GenerateOptions>('options', options, GENERATE_KEYS);
-    const maxTokens = v.integer('options.maxTokens', o.maxTokens, 0);
-    const stops: string[] = [];
-    if (o.stop !== undefined) {
-      if (!Array.isArray(o.stop)) throw v.typeError('options.stop', 'array of non-empty strings', o.stop);
-      o.stop.forEach((s: unknown, i) => stops.push(v.nonEmptyString(`options.stop[${i}]`, s)));
-    }
+    checkPrompt(prompt);
+    const { maxTokens, stop: stops, temperature, topP, seed, signal, onToken } = checkGenerateOptions(options);
     const body: Record<string, unknown> = { model: this.model, prompt: typeof prompt === 'string' ? prompt : [...prompt], max_tokens: maxTokens };
     if (stops.length > 0) body['stop'] = stops;
-    if (o.temperature !== undefined) body['temperature'] = v.finite('options.temperature', o.temperature, { min: 0 });
-    if (o.topP !== undefined) {
-      const p = v.finite('options.topP', o.topP, { positive: true });
-      if (p > 1) throw v.rangeError('options.topP', 'finite number in (0, 1]', p);
-      body['top_p'] = p;
-    }
-    if (o.seed !== undefined) body['seed'] = v.integer('options.seed', o.seed, 0);
-    const signal = o.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw v.typeError('options.signal', 'AbortSignal', signal);
-    const onToken = v.optionalFunction<NonNullable<GenerateOptions['onToken']>>('options.onToken', o.onToken);
+    if (temperature !== undefined) body['temperature'] = temperature;
+    if (topP !== undefined) body['top_p'] = topP;
+    if (seed !== undefined) body['seed'] = seed;
 
     if (signal?.aborted) return { text: '', tokens: 0, finishReason: 'abort' };
     if (maxTokens === 0) return { text: '', tokens: 0, finishReason: 'length' };
@@ -602,66 +586,6 @@ async function readEvents(
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
-}
-
-/** Passes streamed text to onToken, holding back what may begin a stop sequence. */
-class StopStream {
-  raw = '';
-  #emitted = 0;
-  #stopped = false;
-  constructor(
-    private readonly stops: string[],
-    private readonly onToken: (piece: string) => void,
-  ) {}
-
-  push(piece: string): void {
-    this.raw += piece;
-    if (this.#stopped) return;
-    const hit = earliestStop(this.raw, this.stops);
-    if (hit) {
-      this.#release(hit.index);
-      this.#stopped = true;
-      return;
-    }
-    let hold = 0;
-    for (const s of this.stops) {
-      for (let k = Math.min(s.length - 1, this.raw.length); k > hold; k--) {
-        if (this.raw.endsWith(s.slice(0, k))) {
-          hold = k;
-          break;
-        }
-      }
-    }
-    this.#release(this.raw.length - hold);
-  }
-
-  /** The final text is `raw.slice(0, textEnd)`: release what is left of it. */
-  end(textEnd: number): void {
-    this.#release(textEnd);
-    this.#stopped = true;
-  }
-
-  /** On abort: the text so far is what was already passed on (held-back text may begin a stop). */
-  flushOnAbort(): string {
-    this.#stopped = true;
-    return this.raw.slice(0, this.#emitted);
-  }
-
-  #release(end: number): void {
-    if (end <= this.#emitted) return;
-    const piece = this.raw.slice(this.#emitted, end);
-    this.#emitted = end;
-    this.onToken(piece);
-  }
-}
-
-function earliestStop(text: string, stops: readonly string[]): { index: number; stop: string } | undefined {
-  let best: { index: number; stop: string } | undefined;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (best === undefined || i < best.index)) best = { index: i, stop: s };
-  }
-  return best;
 }
 
 /** Retry-After as milliseconds: delay-seconds or an HTTP date; undefined when absent or unreadable. */

@@ -1,2 +1,3 @@
 export type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';
 export { CompletionsHTTPError, type CompletionsTokenizer, OpenAICompatibleGenerator, type OpenAICompatibleGeneratorOptions } from './openai-compatible';
+export * from './onnx/index';

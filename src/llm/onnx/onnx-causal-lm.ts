@@ -1,0 +1,525 @@
+/**
+ * A local decoder-only language model run by ONNX Runtime, as a {@link Generator}.
+ * @module
+ */
+import type * as Ort from 'onnxruntime-node';
+import type { Tokenizer as HFTokenizer } from '@huggingface/tokenizers' with { 'resolution-mode': 'require' };
+import type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from '../generator';
+import { checkGenerateOptions, checkPrompt } from '../generate-options';
+import { StopStream } from '../stop-stream';
+import * as v from '../../validate';
+import { configInt, type ModelDir, readModelDir, tokenIds } from './model-dir';
+import { KVCache, type PastSlot } from './kv-cache';
+import { Detokenizer } from './detokenizer';
+import { Sampler } from './sampler';
+
+/**
+ * Options of {@link OnnxCausalLM.load}.
+ *
+ * @example
+ * ```ts
+ * const opts: OnnxCausalLMOptions = { executionProviders: ['cuda', 'cpu'], threads: 4 };
+ * ```
+ */
+export interface OnnxCausalLMOptions {
+  /**
+   * ONNX Runtime execution providers in order of preference, such as `['cuda', 'cpu']`.
+   * Default `['cpu']`. When the session cannot be created with them (the CUDA provider is
+   * not installed: this package sets `onnxruntime-node-install=skip`, so CUDA needs
+   * onnxruntime-node installed with its CUDA binaries), a warning is emitted and the model
+   * runs on the CPU; {@link OnnxCausalLM.executionProviders} tells which ran.
+   */
+  executionProviders?: string[];
+  /** Intra-op threads of the session, an integer in [1, 256]. Default: ONNX Runtime's (one per core). */
+  threads?: number;
+  /**
+   * The ONNX file, relative to the folder, such as `'onnx/model_q4.onnx'`. Default: the
+   * first of `model.onnx` and `onnx/model.onnx` that exists.
+   */
+  modelFile?: string;
+}
+
+/**
+ * Result of {@link OnnxCausalLM.generate}: the {@link GenerateResult} plus what the call cost.
+ *
+ * @example
+ * ```ts
+ * const r = await model.generate(prompt, { maxTokens: 64 });
+ * console.log(`${r.cachedTokens}/${r.promptTokens} prompt tokens from the cache; ` +
+ *   `${(r.tokens / (r.decodeMs / 1000)).toFixed(0)} tokens/s decoding`);
+ * ```
+ */
+export interface OnnxGenerateResult extends GenerateResult {
+  /** Ids of the generated tokens (always present for this backend), the end-of-sequence token included when generated. */
+  tokenIds: number[];
+  /** Length of the prompt in tokens (after the tokenizer added its special tokens, such as BOS). */
+  promptTokens: number;
+  /** Prompt tokens whose keys and values came from the KV cache of earlier calls, so were not run. */
+  cachedTokens: number;
+  /** Wall time of the model runs over the prompt (the prefill), in milliseconds. */
+  prefillMs: number;
+  /** Wall time of the one-token model runs and sampling after the prefill, in milliseconds. */
+  decodeMs: number;
+}
+
+/**
+ * Options of {@link OnnxCausalLM.logits}.
+ *
+ * @example
+ * ```ts
+ * const full = await model.logits(ids, { reuseCache: false }); // recompute every position
+ * ```
+ */
+export interface LogitsOptions {
+  /**
+   * Reuse the KV cache for the longest prefix of `tokenIds` it holds, running only the
+   * rest (default `true`). `false` runs every token from an empty cache (the result still
+   * becomes the cache).
+   */
+  reuseCache?: boolean;
+}
+
+/** The model's shape, read from the ONNX graph and `config.json`. */
+export interface OnnxCausalLMInfo {
+  /** Number of logits per position. */
+  vocabSize: number;
+  /** Decoder layers (pairs of past key/value inputs). */
+  layers: number;
+  /** Tokens the model may see at once (`max_position_embeddings`); generation stops with `'length'` there. */
+  contextLength: number;
+  /** Ids that end generation (`eos_token_id` of generation_config.json, else of config.json). */
+  eosTokenIds: number[];
+  /** Whether the graph takes `position_ids`. */
+  positionIds: boolean;
+}
+
+const LOAD_KEYS = ['executionProviders', 'threads', 'modelFile'] as const;
+const LOGITS_KEYS = ['reuseCache'] as const;
+const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
+const NO_CONTEXT_LENGTH = 1 << 20;
+
+/**
+ * A decoder-only causal language model in the standard ONNX export layout (Optimum,
+ * transformers.js / onnx-community), decoded by ONNX Runtime with a KV cache.
+ *
+ * **Model folder.** `model.onnx` (or `onnx/model.onnx`, or `modelFile`) taking `input_ids`,
+ * `attention_mask`, optionally `position_ids`, and `past_key_values.N.key` / `.value`
+ * (float32 or float16, `[batch, kv_heads, past, head_dim]`), returning `logits` and
+ * `present.N.key` / `.value`; `tokenizer.json` (read by `@huggingface/tokenizers`);
+ * `config.json`; optionally `tokenizer_config.json` and `generation_config.json`.
+ *
+ * **Decoding.** Text prompts are encoded with the tokenizer's special tokens (BOS where it
+ * adds one); id prompts are used as given. Greedy when `temperature` is 0, else softmax
+ * sampling at that temperature with nucleus `topP`, from a xoshiro128** generator seeded by
+ * `seed` (the same seed, prompt and options give the same tokens). Unset sampling options
+ * follow `generation_config.json` (`do_sample`, `temperature`, `top_p`); top-k and repetition
+ * penalties are not applied. Generation ends at `maxTokens`, the context length, an
+ * end-of-sequence id (counted in `tokens`), a stop string (its tokens counted, its text
+ * dropped), or abort (checked before every model run, so at most one more token runs).
+ *
+ * **KV cache.** The keys and values of the last call's prompt and output are kept. A call
+ * whose prompt begins with cached tokens — a continuation of the previous prompt + output,
+ * or the same system prompt — runs only the tokens after that prefix
+ * ({@link OnnxGenerateResult.cachedTokens}). Calls run one at a time, in call order.
+ *
+ * @example
+ * ```ts
+ * import { OnnxCausalLM } from '@capibara/core';
+ * const model = await OnnxCausalLM.load('./models/tiny', { threads: 2 });
+ * const r = await model.generate('Once upon a time', { maxTokens: 32, temperature: 0.7, seed: 1 });
+ * console.log(r.text, r.tokens, r.finishReason);
+ * await model.close();
+ * ```
+ */
+export class OnnxCausalLM implements Generator {
+  /** The model's shape. */
+  readonly info: OnnxCausalLMInfo;
+  /** The execution providers the session was created with (`['cpu']` after a fallback). */
+  readonly executionProviders: readonly string[];
+
+  readonly #ort: typeof Ort;
+  readonly #session: Ort.InferenceSession;
+  readonly #tokenizer: HFTokenizer;
+  readonly #cache: KVCache;
+  readonly #defaults: { temperature: number; topP: number };
+  readonly #prefillChunk: number;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(ort: typeof Ort, session: Ort.InferenceSession, providers: string[], tokenizer: HFTokenizer, files: ModelDir, slots: PastSlot[], positionIds: boolean, vocabSize: number) {
+    this.#ort = ort;
+    this.#session = session;
+    this.#tokenizer = tokenizer;
+    this.executionProviders = providers;
+    this.#cache = new KVCache(slots, ort.Tensor as never);
+    const sample = files.generation['do_sample'] === true;
+    const t = files.generation['temperature'];
+    const p = files.generation['top_p'];
+    this.#defaults = {
+      temperature: sample ? (typeof t === 'number' && t >= 0 ? t : 1) : 0,
+      topP: sample && typeof p === 'number' && p > 0 && p <= 1 ? p : 1,
+    };
+    this.info = {
+      vocabSize,
+      layers: slots.length / 2,
+      contextLength: configInt(files, 'max_position_embeddings') ?? NO_CONTEXT_LENGTH,
+      eosTokenIds: tokenIds(files, 'eos_token_id').filter((id) => id < vocabSize),
+      positionIds,
+    };
+    // Prefill logits are [chunk, vocab] floats: keep them near 64 MiB for large vocabularies.
+    this.#prefillChunk = Math.max(16, Math.min(512, Math.floor(2 ** 24 / vocabSize)));
+  }
+
+  /**
+   * Loads a model folder (see the class description for its layout).
+   *
+   * @param dir The folder.
+   * @param options Execution providers, threads and which ONNX file.
+   * @returns The model, ready to generate.
+   * @throws Error naming the missing file, the unreadable JSON, or the graph's inputs and
+   * outputs when it is not a decoder with a KV cache; TypeError / RangeError for bad options.
+   *
+   * @example
+   * ```ts
+   * const model = await OnnxCausalLM.load('./models/tiny');
+   * console.log(model.info.vocabSize, model.info.layers, model.executionProviders);
+   * ```
+   */
+  static async load(dir: string, options: OnnxCausalLMOptions = {}): Promise<OnnxCausalLM> {
+    v.nonEmptyString('dir', dir);
+    const o = v.options<OnnxCausalLMOptions>('options', options, LOAD_KEYS);
+    let providers = ['cpu'];
+    if (o.executionProviders !== undefined) {
+      if (!Array.isArray(o.executionProviders) || o.executionProviders.length === 0) {
+        throw v.typeError('options.executionProviders', 'non-empty array of provider names', o.executionProviders);
+      }
+      providers = o.executionProviders.map((p: unknown, i) => v.nonEmptyString(`options.executionProviders[${i}]`, p));
+    }
+    const threads = o.threads === undefined ? undefined : v.integer('options.threads', o.threads, 1, 256);
+    const modelFile = o.modelFile === undefined ? undefined : v.nonEmptyString('options.modelFile', o.modelFile);
+
+    const files = readModelDir(dir, modelFile);
+    // Loaded on first use: importing the package stays cheap for callers that never run a model.
+    const ort = require('onnxruntime-node') as typeof Ort;
+    const { Tokenizer } = require('@huggingface/tokenizers') as { Tokenizer: typeof HFTokenizer };
+    let tokenizer: HFTokenizer;
+    try {
+      tokenizer = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
+    } catch (err) {
+      throw new Error(`OnnxCausalLM.load: ${dir}/tokenizer.json could not be read by @huggingface/tokenizers: ${(err as Error).message}`);
+    }
+    const sessionOptions = (eps: string[]): Ort.InferenceSession.SessionOptions => ({
+      executionProviders: eps,
+
+      graphOptimizationLevel: 'all',
+      ...(threads === undefined ? {} : { intraOpNumThreads: threads, interOpNumThreads: 1 }),
+    });
+    let session: Ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(files.modelPath, sessionOptions(providers));
+    } catch (err) {
+      if (providers.length === 1 && providers[0] === 'cpu') throw new Error(`OnnxCausalLM.load: ONNX Runtime could not load ${files.modelPath}: ${(err as Error).message}`);
+      process.emitWarning(`execution providers [${providers.join(', ')}] are not available (${(err as Error).message.split('\n')[0]}); running ${files.modelPath} on the CPU`, {
+        code: 'CAPIBARA_ORT_PROVIDER',
+        type: 'OnnxCausalLMWarning',
+      });
+      providers = ['cpu'];
+      session = await ort.InferenceSession.create(files.modelPath, sessionOptions(providers));
+    }
+    try {
+      const { slots, positionIds, vocabSize } = inspectGraph(session, files);
+      return new OnnxCausalLM(ort, session, providers, tokenizer, files, slots, positionIds, vocabSize);
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Continues `prompt` (see the class description for decoding, stops and the KV cache).
+   *
+   * @param prompt Text (encoded with the tokenizer's special tokens) or token ids.
+   * @param options Cap, stop strings, sampling, abort and streaming.
+   * @returns The text, its token ids and count, why it ended, and the call's costs.
+   *
+   * @example
+   * ```ts
+   * const r = await model.generate('Q: 2+2?\nA:', { maxTokens: 8, stop: ['\n'], temperature: 0 });
+   * const next = await model.generate(prompt + r.text, { maxTokens: 8 }); // runs only the new tokens
+   * ```
+   */
+  async generate(prompt: GeneratorPrompt, options: GenerateOptions): Promise<OnnxGenerateResult> {
+    checkPrompt(prompt, this.info.vocabSize);
+    const o = checkGenerateOptions(options);
+    return this.#serial(() => this.#generate(prompt, o));
+  }
+
+  /**
+   * Next-token logits after `tokenIds` (the last position's row), through the KV cache.
+   * For inspection, tests and custom decoding loops.
+   *
+   * @param tokenIds A non-empty sequence of token ids.
+   * @param options Whether to reuse the cache.
+   * @returns A copy of the `vocabSize` logits.
+   *
+   * @example
+   * ```ts
+   * const ids = model.encode('The sky is');
+   * const logits = await model.logits(ids);
+   * ```
+   */
+  async logits(tokenIds: readonly number[], options: LogitsOptions = {}): Promise<Float32Array> {
+    checkPrompt(tokenIds, this.info.vocabSize);
+    if (tokenIds.length === 0) throw v.rangeError('tokenIds', 'non-empty array of token ids', tokenIds);
+    const o = v.options<LogitsOptions>('options', options, LOGITS_KEYS);
+    const reuse = o.reuseCache === undefined ? true : v.boolean('options.reuseCache', o.reuseCache);
+    return this.#serial(async () => {
+      if (!reuse) this.#cache.clear();
+      return Float32Array.from((await this.#extend([...tokenIds]))!);
+    });
+  }
+
+  /**
+   * Token count of `text` on its own (no special tokens added).
+   *
+   * @param text Any text.
+   * @returns The number of tokens.
+   *
+   * @example
+   * ```ts
+   * model.countTokens('</think>'); // 1 for a tokenizer with that added token
+   * ```
+   */
+  countTokens(text: string): number {
+    return this.encode(text).length;
+  }
+
+  /**
+   * Token ids of `text` on its own (no special tokens added).
+   *
+   * @param text Any text.
+   * @returns The ids.
+   *
+   * @example
+   * ```ts
+   * const ids = model.encode('hello');
+   * ```
+   */
+  encode(text: string): number[] {
+    v.string('text', text);
+    return this.#tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * Text of token ids, special tokens included.
+   *
+   * @param ids Token ids of this model's vocabulary.
+   * @returns The text.
+   *
+   * @example
+   * ```ts
+   * model.decode(model.encode('hello')); // 'hello'
+   * ```
+   */
+  decode(ids: readonly number[]): string {
+    checkPrompt(ids, this.info.vocabSize);
+    if (ids.length === 0) return '';
+    return this.#tokenizer.decode([...ids], { skip_special_tokens: false });
+  }
+
+  /**
+   * Drops the KV cache (its memory goes at the next garbage collection).
+   *
+   * @example
+   * ```ts
+   * model.clearCache();
+   * ```
+   */
+  clearCache(): void {
+    this.#cache.clear();
+  }
+
+  /**
+   * Waits for calls in progress, then releases the session. Later calls reject.
+   *
+   * @example
+   * ```ts
+   * await model.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#queue.catch(() => undefined);
+    this.#cache.clear();
+    await this.#session.release();
+  }
+
+  // One call at a time: the KV cache is shared state.
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error('OnnxCausalLM is closed'));
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #generate(prompt: GeneratorPrompt, o: ReturnType<typeof checkGenerateOptions>): Promise<OnnxGenerateResult> {
+    const ids = typeof prompt === 'string' ? this.#tokenizer.encode(prompt).ids : [...prompt];
+    if (ids.length === 0) throw v.rangeError('prompt', 'prompt of at least one token', prompt);
+    const context = this.info.contextLength;
+    if (ids.length > context) throw v.rangeError('prompt', `prompt of at most ${context} tokens (the model's context length)`, `${ids.length} tokens`);
+    const out: OnnxGenerateResult = { text: '', tokenIds: [], tokens: 0, finishReason: 'length', promptTokens: ids.length, cachedTokens: 0, prefillMs: 0, decodeMs: 0 };
+    if (o.signal?.aborted) return { ...out, finishReason: 'abort' };
+    if (o.maxTokens === 0) return out;
+
+    const sampler = new Sampler(o.temperature ?? this.#defaults.temperature, o.topP ?? this.#defaults.topP, o.seed);
+    const stream = new StopStream(o.stop, o.onToken);
+    const detok = new Detokenizer((x) => this.#tokenizer.decode(x, { skip_special_tokens: true }), ids);
+    const eos = new Set(this.info.eosTokenIds);
+    const finish = (reason: FinishReason, textEnd = stream.raw.length, stop?: string): OnnxGenerateResult => {
+      out.finishReason = reason;
+      out.tokens = out.tokenIds.length;
+      if (reason === 'abort') {
+        out.text = stream.flushOnAbort();
+        return out;
+      }
+      stream.end(textEnd);
+      out.text = stream.raw.slice(0, textEnd);
+      if (stop !== undefined) out.stopSequence = stop;
+      return out;
+    };
+
+    out.cachedTokens = this.#cache.reusable(ids);
+    let t0 = performance.now();
+    let logits = await this.#extend(ids, o.signal);
+    out.prefillMs = performance.now() - t0;
+    if (logits === null) return finish('abort');
+    t0 = performance.now();
+    try {
+      for (;;) {
+        const id = sampler.pick(logits);
+        out.tokenIds.push(id);
+        if (eos.has(id)) {
+          const tail = stream.push(detok.flush());
+          return tail ? finish('stop', tail.index, tail.stop) : finish('eos');
+        }
+        const piece = detok.push(id);
+        const hit = stream.push(piece, detok.lastSpan === 1 ? id : undefined);
+        if (hit) return finish('stop', hit.index, hit.stop);
+        if (out.tokenIds.length === o.maxTokens || ids.length + out.tokenIds.length >= context) {
+          const tail = stream.push(detok.flush());
+          return tail ? finish('stop', tail.index, tail.stop) : finish('length');
+        }
+        logits = await this.#extend([...this.#cache.ids, id], o.signal);
+        if (logits === null) return finish('abort');
+      }
+    } finally {
+      out.decodeMs = performance.now() - t0;
+    }
+  }
+
+  /**
+   * Runs the tokens of `ids` the cache lacks (in chunks), making the cache cover `ids`.
+   * Returns the last position's logits (a view), or null when `signal` aborted first.
+   */
+  async #extend(ids: number[], signal?: AbortSignal): Promise<Float32Array | null> {
+    let done = this.#cache.reusable(ids);
+    let logits: Float32Array | null = null;
+    while (done < ids.length) {
+      if (signal?.aborted) return null;
+      const end = Math.min(ids.length, done + this.#prefillChunk);
+      logits = await this.#run(ids, done, end);
+      done = end;
+    }
+    return logits;
+  }
+
+  // One model run over ids[start, end) with the cache holding ids[0, start).
+  async #run(ids: number[], start: number, end: number): Promise<Float32Array> {
+    const { Tensor } = this.#ort;
+    const n = end - start;
+    const feeds: Record<string, Ort.Tensor> = this.#cache.feeds(start);
+    feeds['input_ids'] = new Tensor('int64', BigInt64Array.from(ids.slice(start, end), BigInt), [1, n]);
+    feeds['attention_mask'] = new Tensor('int64', new BigInt64Array(end).fill(1n), [1, end]);
+    if (this.info.positionIds) {
+      const pos = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) pos[i] = BigInt(start + i);
+      feeds['position_ids'] = new Tensor('int64', pos, [1, n]);
+    }
+    let outputs: Ort.InferenceSession.ReturnType;
+    try {
+      outputs = await this.#session.run(feeds);
+    } catch (err) {
+      this.#cache.clear();
+      throw new Error(`OnnxCausalLM: ONNX Runtime failed running ${n} tokens after ${start}: ${(err as Error).message}`);
+    }
+    this.#cache.update(ids.slice(0, end), outputs);
+    const logits = outputs['logits']!;
+    const V = this.info.vocabSize;
+    const row = (n - 1) * V;
+    if (logits.type === 'float16') return halfToFloat(logits.data as Uint16Array, row, V);
+    return (logits.data as Float32Array).subarray(row, row + V);
+  }
+}
+
+/** Checks the graph is a decoder with a KV cache, and reads its past layout. */
+function inspectGraph(session: Ort.InferenceSession, files: ModelDir): { slots: PastSlot[]; positionIds: boolean; vocabSize: number } {
+  const ins = session.inputNames;
+  const outs = session.outputNames;
+  const where = `${files.modelPath} (inputs: ${ins.join(', ')}; outputs: ${outs.join(', ')})`;
+  if (!ins.includes('input_ids') || !outs.includes('logits')) {
+    throw new Error(`OnnxCausalLM.load: not a causal language model: expected an input 'input_ids' and an output 'logits' in ${where}`);
+  }
+  const past = ins.filter((n) => PAST.test(n));
+  if (past.length === 0) {
+    throw new Error(`OnnxCausalLM.load: the model has no past_key_values inputs, so no KV cache: export it as a decoder with past (Optimum task 'text-generation-with-past'): ${where}`);
+  }
+  const other = ins.filter((n) => !PAST.test(n) && n !== 'input_ids' && n !== 'attention_mask' && n !== 'position_ids');
+  if (other.length > 0 || !ins.includes('attention_mask')) {
+    throw new Error(`OnnxCausalLM.load: unsupported inputs ${other.length > 0 ? other.map((n) => `'${n}'`).join(', ') : "(no 'attention_mask')"}: expected input_ids, attention_mask, optional position_ids and past_key_values.N.key/value in ${where}`);
+  }
+  const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
+  const layers = past.length / 2;
+  const slots: PastSlot[] = [];
+  const heads = configInt(files, 'num_key_value_heads') ?? configInt(files, 'num_attention_heads');
+  const attnHeads = configInt(files, 'num_attention_heads');
+  const hidden = configInt(files, 'hidden_size');
+  const headDimCfg = configInt(files, 'head_dim') ?? (hidden !== undefined && attnHeads !== undefined ? hidden / attnHeads : undefined);
+  for (let i = 0; i < layers; i++) {
+    for (const kind of ['key', 'value']) {
+      const input = `past_key_values.${i}.${kind}`;
+      const output = `present.${i}.${kind}`;
+      if (!ins.includes(input)) throw new Error(`OnnxCausalLM.load: missing input '${input}' (past inputs must be numbered 0..${layers - 1}) in ${where}`);
+      if (!outs.includes(output)) throw new Error(`OnnxCausalLM.load: missing output '${output}' for input '${input}' in ${where}`);
+      const m = meta.get(input);
+      const type = m?.isTensor ? m.type : undefined;
+      if (type !== 'float32' && type !== 'float16') throw new Error(`OnnxCausalLM.load: input '${input}' is ${type ?? 'not a tensor'}; float32 or float16 past keys/values are supported`);
+      const shape = m?.isTensor ? m.shape : [];
+      const h = typeof shape[1] === 'number' ? shape[1] : heads;
+      const d = typeof shape[3] === 'number' ? shape[3] : headDimCfg;
+      if (h === undefined || d === undefined || !Number.isInteger(d)) {
+        throw new Error(`OnnxCausalLM.load: cannot tell the shape of '${input}': neither the graph nor config.json (num_key_value_heads, head_dim or hidden_size / num_attention_heads) gives it`);
+      }
+      slots.push({ input, output, type, heads: h, headDim: d });
+    }
+  }
+  const logitsMeta = session.outputMetadata.find((m) => m.name === 'logits');
+  const vShape = logitsMeta?.isTensor ? logitsMeta.shape[2] : undefined;
+  const vocabSize = typeof vShape === 'number' ? vShape : configInt(files, 'vocab_size');
+  if (vocabSize === undefined) throw new Error(`OnnxCausalLM.load: cannot tell the vocabulary size: neither the graph's logits shape nor config.json vocab_size gives it`);
+  return { slots, positionIds: ins.includes('position_ids'), vocabSize };
+}
+
+/** IEEE half → float32 for `n` values from `offset`. */
+function halfToFloat(src: Uint16Array, offset: number, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = src[offset + i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}
+

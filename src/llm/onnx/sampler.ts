@@ -1,0 +1,117 @@
+/**
+ * Next-token choice from logits: greedy, or temperature + nucleus (top-p) sampling from a
+ * seeded generator, so a seeded run repeats exactly.
+ * @module
+ * @internal
+ */
+import { randomInt } from 'node:crypto';
+
+/** xoshiro128** (32-bit state words): fast, seedable, and good enough for sampling. */
+class Xoshiro128 {
+  #s = new Uint32Array(4);
+  constructor(seed: number) {
+    // SplitMix32 spreads the seed (any integer up to 2^53) over the four state words.
+    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      this.#s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
+  }
+
+  /** Uniform in [0, 1) with 32 random bits. */
+  next(): number {
+    const s = this.#s;
+    const r = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
+    const t = (s[1]! << 9) >>> 0;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return r / 2 ** 32;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/** Index of the largest logit; ties go to the lowest index. NaN never wins. */
+export function argmax(logits: ArrayLike<number>): number {
+  let best = 0;
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i]! > max) {
+      max = logits[i]!;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Picks tokens for one generate call. */
+export class Sampler {
+  readonly #rng: Xoshiro128 | undefined;
+  #probs = new Float64Array(0);
+  #order = new Uint32Array(0);
+
+  /** `temperature` 0 is greedy (no randomness); `seed` undefined draws one from the OS. */
+  constructor(
+    readonly temperature: number,
+    readonly topP: number,
+    seed: number | undefined,
+  ) {
+    if (temperature > 0) this.#rng = new Xoshiro128(seed ?? randomInt(2 ** 48));
+  }
+
+  /** The next token id from the logits of the last position. */
+  pick(logits: Float32Array): number {
+    if (this.#rng === undefined) return argmax(logits);
+    const n = logits.length;
+    if (this.#probs.length !== n) {
+      this.#probs = new Float64Array(n);
+      this.#order = new Uint32Array(n);
+    }
+    const p = this.#probs;
+    // Softmax of logits / T in float64, shifted by the max so exp never overflows.
+    const max = logits[argmax(logits)]!;
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const e = Math.exp((logits[i]! - max) / this.temperature);
+      p[i] = Number.isNaN(e) ? 0 : e;
+      sum += p[i]!;
+    }
+    const u = this.#rng.next();
+    if (this.topP >= 1) return draw(p, sum, u, n);
+    // Nucleus: the most probable tokens whose mass first reaches topP (ties by lower id).
+    const order = this.#order;
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => p[b]! - p[a]! || a - b);
+    const target = this.topP * sum;
+    let kept = 0;
+    let mass = 0;
+    while (kept < n && mass < target) mass += p[order[kept++]!]!;
+    let r = u * mass;
+    for (let i = 0; i < kept; i++) {
+      r -= p[order[i]!]!;
+      if (r < 0) return order[i]!;
+    }
+    return order[kept - 1]!;
+  }
+}
+
+/** Inverse-CDF draw over unnormalised weights `p[0..n)` with total `sum`. */
+function draw(p: Float64Array, sum: number, u: number, n: number): number {
+  let r = u * sum;
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    if (p[i]! > 0) last = i;
+    r -= p[i]!;
+    if (r < 0) return i;
+  }
+  return last; // rounding left r >= 0: the last token with any mass
+}

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 
 import { measure, normalLogits } from './common.mjs';
-import { buildModel } from './onnx-graph.mjs';
+import { buildModel } from '../scripts/onnx-graph.mjs';
 
 const require = createRequire(import.meta.url);
 const { topkGating } = require('../lib/index.js');

@@ -1,5 +1,5 @@
-// Builds small ONNX models in memory, so benchmarks can race ONNX Runtime's own operators
-// without shipping or downloading .onnx files. Bytes go straight to InferenceSession.create.
+// Builds small ONNX models in memory, so benchmarks and test fixtures need no shipped or
+// downloaded .onnx files. Bytes go straight to InferenceSession.create or to a file.
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
@@ -62,12 +62,14 @@ function initializer({ name, type, dims, data }) {
  * @param {{ op: string, inputs: string[], outputs: string[], attrs?: object, name?: string }[]} spec.nodes
  * @param {{ name: string, type: string, dims: number[], data: ArrayBufferView }[]} [spec.initializers]
  * @param {number} [spec.opset] ai.onnx opset; 13 is the first where Softmax works on one axis only.
+ * @param {string} [spec.name] graph name
+ * @param {string} [spec.producer] producer_name recorded in the model
  * @returns {Uint8Array} model bytes for `InferenceSession.create`
  */
-export function buildModel({ inputs, outputs, nodes, initializers = [], opset = 13, name = 'bench' }) {
+export function buildModel({ inputs, outputs, nodes, initializers = [], opset = 13, name = 'bench', producer = '@capibara/core bench' }) {
   const model = {
     irVersion: 8,
-    producerName: '@capibara/core bench',
+    producerName: producer,
     opsetImport: [{ domain: '', version: opset }],
     graph: {
       name,

@@ -133,6 +133,13 @@ describe('OnnxCausalLM logits', () => {
     }
   });
 
+  it('of a prompt longer than one prefill chunk (512 tokens) match the reference', async () => {
+    const ids = Array.from({ length: 700 }, (_, i) => (i * 31 + 7) % model.info.vocabSize);
+    const ref = referenceLogits(tiny, ids);
+    expect(maxAbsDiff(await model.logits(ids, { reuseCache: false }), ref[699]!)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(await model.logits(ids.slice(0, 600)), ref[599]!)).toBeLessThan(1e-4);
+  });
+
   it('after a cache truncated to a shared prefix equal a full recompute', async () => {
     const a = model.encode('The capybara is calm and it seems to get on');
     const b = [...a.slice(0, 6), ...model.encode(' with every other animal')];

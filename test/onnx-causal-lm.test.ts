@@ -260,6 +260,8 @@ describe('OnnxCausalLM.generate', () => {
     model.clearCache();
     const r1 = await model.generate(prompt, { maxTokens: 10, temperature: 0 });
     expect(r1.cachedTokens).toBe(0);
+    expect(r1.promptTokenIds).toEqual(prompt);
+    expect((await model.generate(PROMPT, { maxTokens: 1 })).promptTokenIds).toEqual(prompt); // text: BOS added
     const next = [...prompt, ...r1.tokenIds, ...model.encode(' Then')];
     const r2 = await model.generate(next, { maxTokens: 10, temperature: 0 });
     // Everything but the last sampled token (never run) came from the cache.

@@ -54,6 +54,11 @@ export interface OnnxGenerateResult extends GenerateResult {
   tokenIds: number[];
   /** Length of the prompt in tokens (after the tokenizer added its special tokens, such as BOS). */
   promptTokens: number;
+  /**
+   * The prompt's token ids as run. `[...promptTokenIds, ...tokenIds, ...more]` continues this
+   * call exactly, from the cache; a text continuation is re-tokenized and may split differently.
+   */
+  promptTokenIds: number[];
   /** Prompt tokens whose keys and values came from the KV cache of earlier calls, so were not run. */
   cachedTokens: number;
   /** Wall time of the model runs over the prompt (the prefill), in milliseconds. */
@@ -368,7 +373,7 @@ export class OnnxCausalLM implements Generator {
     if (ids.length === 0) throw v.rangeError('prompt', 'prompt of at least one token', prompt);
     const context = this.info.contextLength;
     if (ids.length > context) throw v.rangeError('prompt', `prompt of at most ${context} tokens (the model's context length)`, `${ids.length} tokens`);
-    const out: OnnxGenerateResult = { text: '', tokenIds: [], tokens: 0, finishReason: 'length', promptTokens: ids.length, cachedTokens: 0, prefillMs: 0, decodeMs: 0 };
+    const out: OnnxGenerateResult = { text: '', tokenIds: [], tokens: 0, finishReason: 'length', promptTokens: ids.length, promptTokenIds: ids, cachedTokens: 0, prefillMs: 0, decodeMs: 0 };
     if (o.signal?.aborted) return { ...out, finishReason: 'abort' };
     if (o.maxTokens === 0) return out;
 

@@ -16,3 +16,4 @@ export * from './budget/index';
 export { type NativeInfo, nativeInfo } from './info';
 export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';
+export * from './serve/index';

@@ -13,8 +13,12 @@ export interface ScriptedCall {
 }
 
 export interface ScriptedGeneratorOptions {
-  /** Called before each token (0-based index within the call); tests abort mid-call from here. */
-  beforeToken?: (call: number, token: number) => void;
+  /**
+   * Called before each token (0-based index within the call); tests abort mid-call from here.
+   * A returned promise is awaited first, so a test can hold a generation at a token (a
+   * hook that returns nothing keeps the call synchronous between tokens, as before).
+   */
+  beforeToken?: (call: number, token: number) => void | Promise<void>;
   /** On abort, reject with `signal.reason` (as fetch-based clients do) instead of resolving with `'abort'`. */
   rejectOnAbort?: boolean;
 }
@@ -65,7 +69,8 @@ export class ScriptedGenerator implements Generator {
     };
 
     for (;;) {
-      this.opts.beforeToken?.(call, ids.length);
+      const pause = this.opts.beforeToken?.(call, ids.length);
+      if (pause) await pause;
       if (options.signal?.aborted) {
         if (this.opts.rejectOnAbort) throw options.signal.reason;
         return finish('abort');

@@ -1,0 +1,1 @@
+export { type CompletionsServer, type CompletionsServerOptions, createCompletionsServer } from './completions-server';

@@ -1,0 +1,383 @@
+import * as v from '../validate';
+
+// A small English stopword list: function words that carry no topic. Negations ('no', 'not') are
+// kept on purpose, so that a query saying "not" favours texts that say it too.
+const STOPWORDS = new Set([
+  'a', 'an', 'and', 'are', 'as', 'at', 'be', 'been', 'but', 'by', 'for', 'from', 'had', 'has', 'have',
+  'he', 'her', 'his', 'i', 'if', 'in', 'into', 'is', 'it', 'its', 'me', 'my', 'of', 'on', 'or', 'our',
+  'she', 'so', 'such', 'than', 'that', 'the', 'their', 'them', 'then', 'there', 'these', 'they', 'this',
+  'those', 'to', 'us', 'was', 'we', 'were', 'which', 'will', 'with', 'you', 'your',
+]);
+
+// Han and Hiragana are written without spaces: each character becomes its own token (as Lucene's
+// StandardTokenizer does), otherwise a whole sentence would be one token. Other words start with a
+// letter or digit and go on through letters, digits and marks (\p{M}), so that Devanagari or Bengali
+// words are not cut apart at their vowel signs while an emoji's lone variation selector is no word.
+const WORD = /[\p{sc=Han}\p{sc=Hiragana}]|(?![\p{sc=Han}\p{sc=Hiragana}])[\p{L}\p{N}](?:(?![\p{sc=Han}\p{sc=Hiragana}])[\p{L}\p{M}\p{N}])*/gu;
+// An apostrophe inside a word is dropped ("don't" → "dont", "user's" → "users" → "user").
+const APOSTROPHE = /(?<=\p{L})['\u2019](?=\p{L})/gu;
+const ASCII_WORD = /^[a-z]+$/;
+const VOWEL = /[aeiouy]/;
+
+/**
+ * Splits text into the terms that {@link Bm25Index} indexes: NFKC-normalised, lower-cased,
+ * split into words (a letter or digit, then letters, digits and combining marks; apostrophes
+ * inside a word dropped), with each Han or Hiragana character a word of its own; English
+ * stopwords removed, and words of at least three ASCII letters reduced by a light stemmer.
+ * Numbers are kept as terms; emoji and punctuation are not. Other scripts written without
+ * spaces (Thai, Lao, Khmer) are not segmented: a run of them is one term.
+ *
+ * The stemmer only strips what is safe to strip, in order: a plural or third-person `-s`
+ * (`-ies` → `-y`, `-sses` → `-ss`, no change after `-ss`, `-us`, `-is`); then `-ing` or `-ed`
+ * when a vowel stays before it (not `-eed`), undoubling a final double consonant other than
+ * l, s, z; then `-ization`/`-isation` → `-iz`/`-is`; then a final `-e` (not `-ee`). A stem keeps
+ * at least two letters. So "optimize", "optimizes", "optimized", "optimizing" and
+ * "optimization" all become `optimiz`, and "running" becomes `run`; words in other
+ * languages are left as they are.
+ *
+ * @param text - any text.
+ * @returns the terms in order (repeats kept).
+ *
+ * @example
+ * ```ts
+ * tokenize("The caches were optimized, the user's 2 queries!"); // ['cach', 'optimiz', 'user', '2', 'query']
+ * ```
+ */
+export function tokenize(text: string): string[] {
+  v.string('text', text);
+  const words = text.normalize('NFKC').toLowerCase().replace(APOSTROPHE, '').match(WORD);
+  if (words === null) return [];
+  const out: string[] = [];
+  for (const w of words) {
+    if (STOPWORDS.has(w)) continue;
+    out.push(w.length >= 3 && ASCII_WORD.test(w) ? stem(w) : w);
+  }
+  return out;
+}
+
+/** The light English stemmer described on {@link tokenize}; `w` is lower-case ASCII letters. */
+function stem(w: string): string {
+  // Plural / third person.
+  if (w.endsWith('ies') && w.length >= 5) w = `${w.slice(0, -3)}y`;
+  else if (w.endsWith('sses')) w = w.slice(0, -2);
+  else if (w.endsWith('s') && !/(?:ss|us|is)$/.test(w) && w.length >= 4) w = w.slice(0, -1);
+  // Verb endings: only when what stays still has a vowel ("string", "bring", "red" stay).
+  const suffix = w.endsWith('ing') ? 3 : w.endsWith('ed') && !w.endsWith('eed') ? 2 : 0;
+  if (suffix > 0) {
+    const base = w.slice(0, -suffix);
+    if (base.length >= 2 && VOWEL.test(base)) {
+      w = base;
+      // "running" → "run", "stopped" → "stop"; not "falling", "missed", "buzzed", nor "adding" → "ad".
+      const last = w.charCodeAt(w.length - 1);
+      if (w.length >= 4 && last === w.charCodeAt(w.length - 2) && !/[aeioulsz]/.test(w[w.length - 1] ?? '')) {
+        w = w.slice(0, -1);
+      }
+    }
+  }
+  if (w.endsWith('ization') || w.endsWith('isation')) w = w.slice(0, -5);
+  // Final silent e, so "cache" meets "caches"/"cached"/"caching" at "cach".
+  if (w.endsWith('e') && !w.endsWith('ee') && w.length >= 3) w = w.slice(0, -1);
+  return w;
+}
+
+/**
+ * Options of {@link Bm25Index}.
+ *
+ * @example
+ * ```ts
+ * const opts: Bm25Options = { k1: 1.2, b: 0.75 };
+ * ```
+ */
+export interface Bm25Options {
+  /** Term-frequency saturation, >= 0; default 1.5. 0 scores a term's presence only. */
+  k1?: number;
+  /** Length normalisation in [0, 1]; default 0.75. 0 ignores document length. */
+  b?: number;
+}
+
+/**
+ * An incremental Okapi BM25 inverted index over texts split by {@link tokenize}. Documents are
+ * identified by non-negative integers chosen by the caller; adding an id again replaces its
+ * text, and removing it drops its postings at once (nothing is left behind to compact).
+ *
+ * Score of a document d for a query q (a term repeated in the query counts once per
+ * occurrence):
+ * `Σ_{t ∈ q} IDF(t) · tf(t,d) · (k1 + 1) / (tf(t,d) + k1 · (1 − b + b · |d| / avgdl))`,
+ * with `IDF(t) = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))` (Lucene's form, never negative),
+ * N the number of documents, |d| a document's number of terms and avgdl the mean over the
+ * documents held now.
+ *
+ * @example
+ * ```ts
+ * const index = new Bm25Index();
+ * index.add(1, 'The cache was flushed after the deploy');
+ * index.add(2, 'Deploy notes for the search service');
+ * const scores = index.search('cache flush'); // Map { 1 => 1.386… }: 2 terms × ln 2, at average length
+ * ```
+ */
+export class Bm25Index {
+  readonly #k1: number;
+  readonly #b: number;
+  // Documents live in dense internal slots so that scores accumulate in a flat array.
+  readonly #slotOf = new Map<number, number>();
+  readonly #docOf: number[] = [];
+  readonly #lengthOf: number[] = [];
+  /** Per slot: pairs [termId, index of the pair in that term's postings], sorted by termId. */
+  readonly #termsOf: Array<Int32Array | null> = [];
+  readonly #freeSlots: number[] = [];
+  readonly #termId = new Map<string, number>();
+  readonly #termName: string[] = [];
+  /** Per term id: interleaved pairs [slot, tf, slot, tf, …] (one plain array per term, no per-posting objects). */
+  readonly #postings: number[][] = [];
+  readonly #freeTerms: number[] = [];
+  #totalLength = 0;
+  // Reused between searches; a search started from inside a `candidates` callback allocates its own.
+  #scores = new Float64Array(0);
+  #seen = new Int8Array(0);
+  #searching = false;
+
+  /**
+   * @param options - `k1` (default 1.5) and `b` (default 0.75).
+   * @throws TypeError | RangeError - for an option of the wrong kind or out of range.
+   *
+   * @example
+   * ```ts
+   * const index = new Bm25Index({ k1: 1.2 });
+   * ```
+   */
+  constructor(options: Bm25Options = {}) {
+    const o = v.options<Bm25Options>('options', options, ['k1', 'b']);
+    this.#k1 = o.k1 === undefined ? 1.5 : v.finite('options.k1', o.k1, { min: 0 });
+    const bExpected = 'finite number in [0, 1]';
+    if (o.b !== undefined && typeof o.b !== 'number') throw v.typeError('options.b', bExpected, o.b);
+    if (o.b !== undefined && !(o.b >= 0 && o.b <= 1)) throw v.rangeError('options.b', bExpected, o.b);
+    this.#b = o.b ?? 0.75;
+  }
+
+  /**
+   * Number of documents held.
+   *
+   * @example
+   * ```ts
+   * if (index.size === 0) console.log('empty');
+   * ```
+   */
+  get size(): number {
+    return this.#slotOf.size;
+  }
+
+  /**
+   * Number of distinct terms indexed now (terms of removed documents that no other document
+   * uses are forgotten, so this does not grow with churn).
+   *
+   * @example
+   * ```ts
+   * console.log(`${index.size} documents, ${index.termCount} terms`);
+   * ```
+   */
+  get termCount(): number {
+    return this.#termId.size;
+  }
+
+  /**
+   * Whether a document is held.
+   *
+   * @param doc - a document id.
+   * @returns `true` when `doc` was added and not removed since.
+   *
+   * @example
+   * ```ts
+   * if (!index.has(7)) index.add(7, 'seven');
+   * ```
+   */
+  has(doc: number): boolean {
+    return this.#slotOf.has(doc);
+  }
+
+  /**
+   * Indexes a document, replacing the text of `doc` if it is already held. A text with no
+   * terms (empty, or stopwords only) is held and counts in N and avgdl, but matches nothing.
+   *
+   * @param doc - the document id: an integer >= 0.
+   * @param text - its text.
+   * @throws TypeError | RangeError - for a bad id or a non-string text.
+   *
+   * @example
+   * ```ts
+   * index.add(42, 'User prefers metric units');
+   * ```
+   */
+  add(doc: number, text: string): void {
+    v.integer('doc', doc, 0);
+    const terms = tokenize(text);
+    if (this.#slotOf.has(doc)) this.remove(doc);
+    const tf = new Map<string, number>();
+    for (const t of terms) tf.set(t, (tf.get(t) ?? 0) + 1);
+
+    const slot = this.#freeSlots.pop() ?? this.#docOf.length;
+    this.#slotOf.set(doc, slot);
+    this.#docOf[slot] = doc;
+    this.#lengthOf[slot] = terms.length;
+    this.#totalLength += terms.length;
+
+    const ids = new Int32Array(tf.size);
+    let i = 0;
+    for (const term of tf.keys()) {
+      let id = this.#termId.get(term);
+      if (id === undefined) {
+        id = this.#freeTerms.pop() ?? this.#postings.length;
+        this.#termId.set(term, id);
+        this.#termName[id] = term;
+        this.#postings[id] = [];
+      }
+      ids[i++] = id;
+    }
+    // Pairs sorted by term id (a typed-array sort, no comparator), then each posting's place filled in.
+    const sorted = ids.slice().sort();
+    const pairs = new Int32Array(2 * ids.length);
+    for (let k = 0; k < sorted.length; k++) pairs[2 * k] = sorted[k]!;
+    i = 0;
+    for (const count of tf.values()) {
+      const id = ids[i++]!;
+      const list = this.#postings[id]!;
+      pairs[findTerm(pairs, id) + 1] = list.length;
+      list.push(slot, count);
+    }
+    this.#termsOf[slot] = pairs;
+  }
+
+  /**
+   * Removes a document and its postings; terms no document uses any more are forgotten.
+   * Removing an id that is not held does nothing.
+   *
+   * @param doc - the document id.
+   * @throws TypeError | RangeError - for an id that is not an integer >= 0.
+   *
+   * @example
+   * ```ts
+   * index.remove(42);
+   * ```
+   */
+  remove(doc: number): void {
+    v.integer('doc', doc, 0);
+    const slot = this.#slotOf.get(doc);
+    if (slot === undefined) return;
+    const pairs = this.#termsOf[slot]!;
+    for (let k = 0; k < pairs.length; k += 2) {
+      const id = pairs[k]!;
+      const list = this.#postings[id]!;
+      const at = pairs[k + 1]!;
+      const last = list.length - 2;
+      if (at !== last) {
+        // Swap-remove: move the last posting into the hole and tell its document where it went.
+        const moved = list[last]!;
+        list[at] = moved;
+        list[at + 1] = list[last + 1]!;
+        const movedPairs = this.#termsOf[moved]!;
+        movedPairs[findTerm(movedPairs, id) + 1] = at;
+      }
+      list.length = last;
+      if (last === 0) {
+        // No document uses the term any more: forget it so that churn does not grow the dictionary.
+        this.#termId.delete(this.#termName[id]!);
+        this.#termName[id] = '';
+        this.#freeTerms.push(id);
+      }
+    }
+    this.#totalLength -= this.#lengthOf[slot]!;
+    this.#termsOf[slot] = null;
+    this.#docOf[slot] = -1;
+    this.#lengthOf[slot] = 0;
+    this.#slotOf.delete(doc);
+    this.#freeSlots.push(slot);
+  }
+
+  /**
+   * Scores every document that contains at least one query term and passes `candidates`.
+   *
+   * @param query - the query text, split by {@link tokenize}.
+   * @param candidates - optional: only documents for which it returns `true` are scored (it is
+   *   called at most once per matching document and search, and must not modify the index).
+   *   N, df and avgdl still count every document, so a score does not depend on the filter.
+   * @returns document id → BM25 score (> 0), in no particular order; empty when nothing matches.
+   * @throws TypeError - for a non-string query or a `candidates` that is not a function.
+   *
+   * @example
+   * ```ts
+   * const top = [...index.search('metric units', (doc) => doc < 100)].sort((a, b) => b[1] - a[1]).slice(0, 5);
+   * ```
+   */
+  search(query: string, candidates?: (doc: number) => boolean): Map<number, number> {
+    const terms = tokenize(v.string('query', query));
+    const accept = v.optionalFunction<(doc: number) => boolean>('candidates', candidates);
+    const out = new Map<number, number>();
+    const n = this.#slotOf.size;
+    if (n === 0 || terms.length === 0) return out;
+
+    const qtf = new Map<number, number>();
+    for (const t of terms) {
+      const id = this.#termId.get(t);
+      if (id !== undefined) qtf.set(id, (qtf.get(id) ?? 0) + 1);
+    }
+    if (qtf.size === 0) return out;
+
+    const capacity = this.#docOf.length;
+    const nested = this.#searching;
+    if (!nested && this.#scores.length < capacity) {
+      this.#scores = new Float64Array(capacity);
+      this.#seen = new Int8Array(capacity);
+    }
+    const scores = nested ? new Float64Array(capacity) : this.#scores;
+    const seen = nested ? new Int8Array(capacity) : this.#seen; // 0 not seen, 1 scored, 2 rejected
+    const touched: number[] = [];
+    const k1 = this.#k1;
+    const avgdl = this.#totalLength / n;
+    // Per-slot length factor; avgdl is 0 only when no document has terms, and then nothing matches.
+    const lengthScale = avgdl > 0 ? (k1 * this.#b) / avgdl : 0;
+    const lengthBase = k1 * (1 - this.#b);
+    this.#searching = true;
+    try {
+      for (const [id, count] of qtf) {
+        const list = this.#postings[id]!;
+        const df = list.length / 2;
+        const weight = count * Math.log(1 + (n - df + 0.5) / (df + 0.5)) * (k1 + 1);
+        for (let p = 0; p < list.length; p += 2) {
+          const slot = list[p]!;
+          let state = seen[slot]!;
+          if (state === 0) {
+            state = accept === undefined || accept(this.#docOf[slot]!) === true ? 1 : 2;
+            seen[slot] = state;
+            touched.push(slot);
+          }
+          if (state !== 1) continue;
+          const tf = list[p + 1]!;
+          scores[slot] = scores[slot]! + (weight * tf) / (tf + lengthBase + lengthScale * this.#lengthOf[slot]!);
+        }
+      }
+      for (const slot of touched) {
+        if (seen[slot] === 1) out.set(this.#docOf[slot]!, scores[slot]!);
+      }
+    } finally {
+      for (const slot of touched) {
+        scores[slot] = 0;
+        seen[slot] = 0;
+      }
+      if (!nested) this.#searching = false;
+    }
+    return out;
+  }
+}
+
+/** Index of the pair for `termId` in a pairs array sorted by term id (binary search). */
+function findTerm(pairs: Int32Array, termId: number): number {
+  let lo = 0;
+  let hi = pairs.length / 2 - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const t = pairs[2 * mid]!;
+    if (t === termId) return 2 * mid;
+    if (t < termId) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  throw new Error(`Bm25Index is corrupt: term ${termId} missing from a document`);
+}

@@ -4,10 +4,12 @@
 
 namespace capibara {
 void InitGating(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
 }  // namespace capibara
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   capibara::InitGating(env, exports);
+  capibara::InitMemory(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;

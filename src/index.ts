@@ -17,3 +17,4 @@ export { type NativeInfo, nativeInfo } from './info';
 export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';
 export * from './serve/index';
+export * from './memory/index';

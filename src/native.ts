@@ -2,7 +2,6 @@
  * The only module that loads the C++ addon, and the typed mirror of every raw export.
  * Order: `CAPIBARA_NATIVE_PATH`, then `build/Release`, then `build/Debug`. Each failure is
  * kept, and one error lists them all with how to fix it.
- * @internal
  * @module
  */
 import * as fs from 'node:fs';
@@ -52,6 +51,30 @@ type RouterLogitsArgs = [
 
 type RouterLogitsAsyncArgs = RouterLogitsArgs extends [...infer Head, Float32Array] ? Head : never;
 
+type Int8ScoresArgs = [
+  query: Int8Array,
+  queryScale: number,
+  codes: Int8Array,
+  scales: Float32Array,
+  dims: number,
+  rows: Int32Array | null,
+  threads: number,
+  out: Float32Array,
+];
+
+type Int8ScoresAsyncArgs = Int8ScoresArgs extends [...infer Head, Float32Array] ? Head : never;
+
+type Float32ScoresArgs = [
+  query: Float32Array,
+  matrix: Float32Array,
+  dims: number,
+  rows: Int32Array | null,
+  threads: number,
+  out: Float32Array,
+];
+
+type Float32ScoresAsyncArgs = Float32ScoresArgs extends [...infer Head, Float32Array] ? Head : never;
+
 /** Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). */
 export interface NativeBinding {
   abiVersion: number;
@@ -87,6 +110,18 @@ export interface NativeBinding {
    * inputs are not validated (finite logits assumed), as the pass must cost only what it measures.
    */
   gatingFloor(logits: Float32Array, tokens: number, experts: number, kind: 0 | 1): number;
+  /** out[j] = queryScale · scales[r] · Σ query·codes[r], r = rows ? rows[j] : j (native/memory). */
+  memoryInt8Scores(...args: Int8ScoresArgs): void;
+  /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
+  memoryInt8ScoresAsync(...args: Int8ScoresAsyncArgs): Promise<Float32Array>;
+  /** out[j] = Σ query·matrix[r], r = rows ? rows[j] : j. */
+  memoryFloat32Scores(...args: Float32ScoresArgs): void;
+  /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
+  memoryFloat32ScoresAsync(...args: Float32ScoresAsyncArgs): Promise<Float32Array>;
+  /** Benchmark floor: one XOR pass over the bytes; returns a checksum. */
+  memoryReadFloor(bytes: Int8Array): number;
+  /** The int8 scan variant in use (VNNI is an AVX-512 extension; CAPIBARA_ISA=avx512 turns it off). */
+  memoryInt8Path: 'avx512-vnni' | 'avx512' | 'avx2' | 'generic';
 }
 
 /** Bumped with every incompatible change of the binding; checked at load. */

@@ -2,7 +2,6 @@
  * The one validator module: every public function checks its arguments here, so messages
  * share one shape — "Expected <what> for <name> but received <value>". Wrong kind of value
  * → `TypeError`; right kind, bad value → `RangeError`.
- * @internal
  * @module
  */
 

@@ -2,7 +2,6 @@
  * Calendar windows of budgets: which day, ISO week or month an instant falls in, in a time
  * zone, and when that window ends. Keys change exactly on the local boundary, so a budget
  * resets there without any timer.
- * @internal
  * @module
  */
 import type { BudgetScope } from './types';

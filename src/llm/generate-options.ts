@@ -2,7 +2,6 @@
  * Validation of {@link GenerateOptions} and the prompt, shared by every backend so each
  * rejects bad input with the same message.
  * @module
- * @internal
  */
 import type { GenerateOptions, GeneratorPrompt } from './generator';
 import * as v from '../validate';

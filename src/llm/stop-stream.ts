@@ -1,7 +1,6 @@
 /**
  * Stop-sequence handling on streamed text, shared by the backends and the server.
  * @module
- * @internal
  */
 
 /** The earliest occurrence of any of `stops` in `text` (ties: the first listed). */

@@ -2,7 +2,6 @@
  * Runs a checked completions request on a {@link Generator} and writes OpenAI's answer:
  * one JSON body, or server-sent events.
  * @module
- * @internal
  */
 import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';

@@ -2,7 +2,6 @@
  * Parsing and checking of `POST /v1/completions` and `POST /tokenize` bodies, and the error
  * type every answer other than 2xx is built from.
  * @module
- * @internal
  */
 import type { GeneratorPrompt } from '../llm/generator';
 import * as v from '../validate';

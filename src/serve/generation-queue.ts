@@ -3,7 +3,6 @@
  * requests take turns; past `maxQueue` waiting, the server sheds load instead of queueing
  * without bound.
  * @module
- * @internal
  */
 
 /** Ends a turn; calling it again does nothing. */

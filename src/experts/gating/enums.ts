@@ -1,6 +1,5 @@
 /**
  * Enum tables crossing the native boundary; mirrored and `static_assert`-ed in native/gating/kernels.h.
- * @internal
  * @module
  */
 export const SCORING = { softmax: 0, sigmoid: 1 } as const;

@@ -1,7 +1,6 @@
 /**
  * Normalises a logits input (a flat Float32Array plus an expert count, or an
  * onnxruntime-node float32 Tensor) into one contiguous array and its shape.
- * @internal
  * @module
  */
 import { float32Array, integer, rangeError, typeError } from '../../validate';

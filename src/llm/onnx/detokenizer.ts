@@ -2,7 +2,6 @@
  * Incremental detokenization: the text each new token adds, without decoding the whole
  * output every step, and without emitting half a UTF-8 character.
  * @module
- * @internal
  */
 
 /** Decodes ids to text (special tokens skipped). */

@@ -2,7 +2,6 @@
  * The model's past keys and values between calls, with the token ids they cover, so a call
  * whose prompt shares a prefix with the cached sequence runs only the tokens after it.
  * @module
- * @internal
  */
 import type { Tensor } from 'onnxruntime-node';
 

@@ -2,7 +2,6 @@
  * Reads a model folder in the Optimum / transformers.js export layout: the ONNX file,
  * `config.json`, `generation_config.json` and the tokenizer files.
  * @module
- * @internal
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -2,7 +2,6 @@
  * Next-token choice from logits: greedy, or temperature + nucleus (top-p) sampling from a
  * seeded generator, so a seeded run repeats exactly.
  * @module
- * @internal
  */
 import { randomInt } from 'node:crypto';
 

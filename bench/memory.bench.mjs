@@ -1,5 +1,6 @@
 // MemAgent at 512K tokens of real English prose that this project did not write: the Markdown
-// documentation npm installed under node_modules plus the JSDoc prose of @types/node, split
+// documentation npm installed under node_modules plus the JSDoc prose of @types/node and
+// TypeScript's lib.*.d.ts, split
 // into paragraph chunks. For each codec (lz4, gzip, none): fill a durable store (a SQLite file
 // in a temp folder) and measure storeMemory throughput and the compression ratio; then
 // retrieveMemory latency (p50 / p95, filters + maxTokens 2,000, query cache off) against a
@@ -61,7 +62,7 @@ const files = walk(path.join(ROOT, 'node_modules'), []);
 const sources = [];
 for (const f of files) {
   if (f.endsWith('.md') && !/license/i.test(path.basename(f))) sources.push([f, readFileSync(f, 'utf8')]);
-  else if (f.includes(`${path.sep}@types${path.sep}node${path.sep}`) && f.endsWith('.d.ts')) {
+  else if (f.endsWith('.d.ts') && (f.includes(`${path.sep}@types${path.sep}node${path.sep}`) || /typescript[/\\]lib[/\\]lib\.[a-z0-9.]+\.d\.ts$/.test(f))) {
     const prose = readFileSync(f, 'utf8').split('\n').filter((l) => /^\s*\* /.test(l)).map((l) => l.replace(/^\s*\* ?/, '')).filter((l) => !l.startsWith('@'));
     sources.push([f, prose.join('\n')]);
   }

@@ -1147,7 +1147,9 @@ function normalize(x: Float32Array): Float32Array {
   for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
   if (s === 0) return x;
   const inv = 1 / Math.sqrt(s);
-  return Float32Array.from(x, (y) => y * inv);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! * inv;
+  return out;
 }
 
 function checkVector(vec: unknown, dims: number): Float32Array {

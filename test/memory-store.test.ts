@@ -270,6 +270,78 @@ describe('MemAgent: concurrency', () => {
   });
 });
 
+describe('MemAgent: write order and edge cases', () => {
+  it('applies writes in call order, whatever their async part costs', async () => {
+    const m = open();
+    const id = await m.storeMemory('first text', MemoryType.SEMANTIC, MemoryPriority.LOW, []);
+    const a = m.updateMemory(id, { content: 'second text', pinned: true }); // embeds first
+    const b = m.updateMemory(id, { pinned: false }); // nothing to embed
+    await Promise.all([a, b]);
+    expect(m.getMemory(id)).toMatchObject({ content: 'second text', pinned: false });
+    const c = m.updateMemory(id, { content: 'third text' });
+    const d = m.deleteMemory(id);
+    expect(await c).toMatchObject({ content: 'third text' });
+    expect(await d).toBe(true);
+    await m.close();
+  });
+
+  it('close() waits for every write called before it', async () => {
+    const m = open();
+    const writes = Array.from({ length: 5 }, (_, i) => m.storeMemory(`note ${i} ${'w'.repeat(i)}`, MemoryType.EPISODIC, MemoryPriority.LOW, []));
+    const closing = m.close();
+    const ids = await Promise.all(writes);
+    await closing;
+    expect(ids).toHaveLength(5);
+    await expect(m.storeMemory('late', MemoryType.EPISODIC, MemoryPriority.LOW)).rejects.toThrow('MemAgent is closed');
+  });
+
+  it('keeps exact dedup when an update makes two items equal, and skips expired items', async () => {
+    const c = clock();
+    const m = open({ clock: c.fn, dedupThreshold: 2 });
+    const a = await m.storeMemory('same words', MemoryType.SEMANTIC, MemoryPriority.LOW, []);
+    const b = await m.storeMemory('other words', MemoryType.SEMANTIC, MemoryPriority.LOW, []);
+    await m.updateMemory(b, { content: 'same words' });
+    await m.deleteMemory(b);
+    expect(await m.storeMemory('Same Words', MemoryType.SEMANTIC, MemoryPriority.LOW, [])).toBe(a);
+    const gone = await m.storeMemory('fleeting', MemoryType.SEMANTIC, MemoryPriority.LOW, ['old'], { ttl: 10 });
+    c.now += 10;
+    expect(await m.updateMemory(gone, { pinned: true })).toBeNull();
+    expect(await m.deleteMemory(gone)).toBe(false);
+    const fresh = await m.storeMemory('fleeting', MemoryType.SEMANTIC, MemoryPriority.LOW, ['new']);
+    expect(fresh).not.toBe(gone);
+    expect(m.getMemory(fresh)!.tags).toEqual(['new']);
+    await m.close();
+  });
+
+  it('names the real obstacle when a write cannot fit, and lets changes that add nothing through', async () => {
+    const path = file();
+    const m = open({ path, maxTokens: 10 });
+    await m.storeMemory('c1 c2 c3 c4', MemoryType.SEMANTIC, MemoryPriority.CRITICAL, []);
+    const grow = await m.storeMemory('g1 g2 g3', MemoryType.SEMANTIC, MemoryPriority.LOW, []);
+    await expect(m.updateMemory(grow, { content: 'g1 g2 g3 g4 g5 g6 g7' })).rejects.toThrow(
+      new RangeError('MemAgent: 4 more tokens do not fit in maxTokens 10: 4 tokens are held by CRITICAL or pinned items, which are never evicted'),
+    );
+    await expect(m.storeMemory('a b c d e f g h i j k', MemoryType.SEMANTIC, MemoryPriority.LOW)).rejects.toThrow(
+      new RangeError('MemAgent: an item of 11 tokens cannot fit in maxTokens 10'),
+    );
+    await m.close();
+    const smaller = open({ path, maxTokens: 5 });
+    expect(await smaller.updateMemory(grow, { tags: ['kept'] })).toMatchObject({ tags: ['kept'] });
+    await smaller.close();
+  });
+
+  it('rejects lone surrogates, which would not come back as stored', async () => {
+    const m = open();
+    await expect(m.storeMemory('broken \uD83E text', MemoryType.SEMANTIC, MemoryPriority.LOW)).rejects.toThrow(
+      /^Expected well-formed UTF-16 text \(no lone surrogates\) for content/,
+    );
+    const id = await m.storeMemory('fine 🦫 text', MemoryType.SEMANTIC, MemoryPriority.LOW);
+    expect(m.getMemory(id)!.content).toBe('fine 🦫 text');
+    expect((await m.retrieveMemory({ tags: [], memoryTypes: [] })).chunks).toHaveLength(1); // empty lists filter nothing
+    await m.close();
+  });
+});
+
 describe('MemAgent: expiry and capacity', () => {
   it('hides expired items at once and removes them on sweep', async () => {
     const c = clock();
@@ -385,14 +457,14 @@ describe('MemAgent: durability', () => {
     db.close();
   }, 60_000);
 
-  it('refuses files it cannot trust, with a clear error', () => {
+  it('refuses files it cannot trust, with a clear error', async () => {
     const foreign = file();
     const db = new Database(foreign);
     db.exec('CREATE TABLE users (id INTEGER)');
     db.close();
     expect(() => open({ path: foreign })).toThrow(`MemAgent: ${foreign} is a SQLite database of something else (tables: users); refusing to use it`);
     const newer = file();
-    open({ path: newer }).close();
+    await open({ path: newer }).close();
     const db2 = new Database(newer);
     db2.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
     db2.close();
@@ -401,9 +473,13 @@ describe('MemAgent: durability', () => {
     writeFileSync(garbage, Buffer.alloc(8192, 7));
     expect(() => open({ path: garbage })).toThrow(/^MemAgent: .* (is not a readable SQLite database|cannot open)/);
     const dims = file();
-    open({ path: dims }).close();
+    await open({ path: dims }).close();
     expect(() => open({ path: dims, embedder: constant })).toThrow(
       `MemAgent: ${dims} holds 384-dimensional embeddings but the embedder makes 8: open it with the embedder it was filled with`,
     );
+    const held = open({ path: dims });
+    expect(() => open({ path: dims })).toThrow(`MemAgent: ${dims} is open in another MemAgent (this or another process); one store per file`);
+    await held.close();
+    await open({ path: dims }).close();
   });
 });

@@ -95,8 +95,8 @@ export class ItemIndex {
   readonly byPriority = new Map<MemoryPriority, Set<number>>();
   readonly byTag = new Map<string, Set<number>>();
   readonly byScope = { userId: new Map<string, Set<number>>(), agentId: new Map<string, Set<number>>(), sessionId: new Map<string, Set<number>>() };
-  /** Content hash (with scope) → item, for exact deduplication. */
-  readonly byHash = new Map<string, number>();
+  /** Content hash (with scope) → items, for exact deduplication (an update can make two equal). */
+  readonly byHash = new Map<string, Set<number>>();
   /** [createdAt, seq] pairs in ascending order, for time ranges. */
   readonly byTime: Array<[number, number]> = [];
   tokens = 0;
@@ -141,7 +141,7 @@ export class ItemIndex {
     if (r.userId !== null) add(this.byScope.userId, r.userId, r.seq);
     if (r.agentId !== null) add(this.byScope.agentId, r.agentId, r.seq);
     if (r.sessionId !== null) add(this.byScope.sessionId, r.sessionId, r.seq);
-    this.byHash.set(r.hash, r.seq);
+    add(this.byHash, r.hash, r.seq);
     this.byTime.splice(lowerBound(this.byTime, r.createdAt, r.seq), 0, [r.createdAt, r.seq]);
   }
 
@@ -152,7 +152,7 @@ export class ItemIndex {
     if (r.userId !== null) drop(this.byScope.userId, r.userId, r.seq);
     if (r.agentId !== null) drop(this.byScope.agentId, r.agentId, r.seq);
     if (r.sessionId !== null) drop(this.byScope.sessionId, r.sessionId, r.seq);
-    if (this.byHash.get(r.hash) === r.seq) this.byHash.delete(r.hash);
+    drop(this.byHash, r.hash, r.seq);
     const i = lowerBound(this.byTime, r.createdAt, r.seq);
     if (this.byTime[i]?.[1] === r.seq) this.byTime.splice(i, 1);
   }

@@ -487,8 +487,7 @@ export class MemAgent {
    */
   async storeMemory(content: string, type: MemoryType, priority: MemoryPriority, tags: string[] = [], options: StoreOptions = {}): Promise<string> {
     this.#open();
-    v.nonEmptyString('content', content);
-    if (content.trim() === '') throw v.rangeError('content', 'text with a non-space character', content);
+    checkContent('content', content);
     v.oneOf('type', type, TYPES);
     checkPriority('priority', priority);
     const tagList = checkTags('tags', tags);
@@ -501,8 +500,7 @@ export class MemAgent {
     const ttl = o.ttl !== undefined ? v.integer('options.ttl', o.ttl, 1) : undefined;
     const pinned = o.pinned === undefined ? false : v.boolean('options.pinned', o.pinned);
 
-    const prepared = await this.#prepare(content);
-    return this.#write(() => {
+    return this.#write(this.#prepare(content), (prepared) => {
       const now = this.#clock();
       const fields = {
         type, priority, importance, tags: tagList, metadata, pinned,
@@ -510,9 +508,9 @@ export class MemAgent {
         expiresAt: expiresAt ?? (ttl !== undefined ? now + ttl : null),
       };
       const hash = contentHash(content, fields);
-      const exact = this.#index.byHash.get(hash);
+      const exact = this.#oldestLive(this.#index.byHash.get(hash), now);
       if (exact !== undefined) return this.#merge(exact, fields, null, now, 'duplicate');
-      const near = this.#nearDuplicate(prepared, fields);
+      const near = this.#nearDuplicate(prepared, fields, now);
       if (near !== undefined) return this.#merge(near, fields, { ...prepared, hash }, now, 'near-duplicate');
       return this.#insert(prepared, hash, fields, now);
     });
@@ -556,8 +554,7 @@ export class MemAgent {
     v.string('id', id);
     const u = v.options<MemoryUpdate>('update', update, UPDATE_KEYS);
     if (u.content !== undefined) {
-      v.nonEmptyString('update.content', u.content);
-      if (u.content.trim() === '') throw v.rangeError('update.content', 'text with a non-space character', u.content);
+      checkContent('update.content', u.content);
     }
     if (u.type !== undefined) v.oneOf('update.type', u.type, TYPES);
     if (u.priority !== undefined) checkPriority('update.priority', u.priority);
@@ -566,12 +563,11 @@ export class MemAgent {
     if (u.importance !== undefined) checkUnit('update.importance', u.importance);
     if (u.expiresAt !== undefined && u.expiresAt !== null) v.integer('update.expiresAt', u.expiresAt, 0);
     if (u.pinned !== undefined) v.boolean('update.pinned', u.pinned);
-    const prepared = u.content === undefined ? null : await this.#prepare(u.content);
-    return this.#write(() => {
-      const seq = this.#index.byId.get(id);
+    return this.#write(u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
+      const now = this.#clock();
+      const seq = this.#live(id, now);
       if (seq === undefined) return null;
       const old = this.#index.items.get(seq)!;
-      const now = this.#clock();
       const next: ItemRecord = {
         ...old,
         type: u.type ?? old.type,
@@ -605,10 +601,11 @@ export class MemAgent {
   async deleteMemory(id: string): Promise<boolean> {
     this.#open();
     v.string('id', id);
-    return this.#write(() => {
-      const seq = this.#index.byId.get(id);
+    return this.#write(null, () => {
+      const now = this.#clock();
+      const seq = this.#live(id, now);
       if (seq === undefined) return false;
-      this.#db.transaction(() => this.#softDelete(seq, this.#clock(), null))();
+      this.#db.transaction(() => this.#softDelete(seq, now, null))();
       this.#forget(seq);
       return true;
     });
@@ -721,7 +718,7 @@ export class MemAgent {
    */
   async sweep(): Promise<number> {
     this.#open();
-    return this.#write(() => this.#sweepNow(this.#clock()));
+    return this.#write(null, () => this.#sweepNow(this.#clock()));
   }
 
   /**
@@ -779,18 +776,41 @@ export class MemAgent {
     if (this.#closed) throw new Error(CLOSED);
   }
 
-  // Writes run one at a time, after the async parts (token count, embedding) are done.
-  #write<T>(work: () => T): Promise<T> {
-    const run = this.#queue.then(() => {
-      if (this.#closed) throw new Error(CLOSED);
+  /**
+   * Writes apply one at a time in call order: each takes its place in the queue when called,
+   * while its async part (`prepare`: token count, embedding) runs at once, concurrently with
+   * the writes ahead of it. close() waits for every write called before it.
+   */
+  #write<P, T>(prepare: Promise<P> | null, work: (prepared: P) => T): Promise<T> {
+    prepare?.catch(() => undefined); // its failure is reported by `run`
+    const run = this.#queue.then(async () => {
+      const prepared = (await prepare) as P;
       try {
-        return work();
+        return work(prepared);
       } finally {
         this.#cache.clear();
       }
     });
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** The live, unexpired item with this id. */
+  #live(id: string, now: number): number | undefined {
+    const seq = this.#index.byId.get(id);
+    if (seq === undefined) return undefined;
+    const r = this.#index.items.get(seq)!;
+    return r.expiresAt !== null && r.expiresAt <= now ? undefined : seq;
+  }
+
+  /** The oldest unexpired item of a set (an exact-duplicate group). */
+  #oldestLive(seqs: Set<number> | undefined, now: number): number | undefined {
+    let best: number | undefined;
+    for (const seq of seqs ?? []) {
+      const r = this.#index.items.get(seq)!;
+      if ((r.expiresAt === null || r.expiresAt > now) && (best === undefined || seq < best)) best = seq;
+    }
+    return best;
   }
 
   async #prepare(content: string): Promise<Prepared> {
@@ -886,7 +906,10 @@ export class MemAgent {
   #makeRoom(delta: number, now: number, keep: number | undefined): void {
     this.#planned = [];
     let need = this.#index.tokens + delta - this.maxTokens;
-    if (need <= 0) return;
+    // A change that adds nothing always fits (the store may be over a capacity lowered since).
+    if (delta <= 0 || need <= 0) return;
+    const size = delta + (keep === undefined ? 0 : this.#index.items.get(keep)!.tokens);
+    if (size > this.maxTokens) throw new RangeError(`MemAgent: an item of ${size} tokens cannot fit in maxTokens ${this.maxTokens}`);
     const expired: ItemRecord[] = [];
     const evictable: Array<{ r: ItemRecord; score: number }> = [];
     for (const r of this.#index.items.values()) {
@@ -902,7 +925,7 @@ export class MemAgent {
       need -= r.tokens;
     }
     if (need > 0) {
-      const kept = this.#index.tokens - [...expired, ...evictable.map((e) => e.r)].reduce((a, r) => a + r.tokens, 0);
+      const kept = this.#index.tokens - [...expired, ...evictable.map((e) => e.r)].reduce((a, r) => a + r.tokens, 0) - (keep === undefined ? 0 : this.#index.items.get(keep)!.tokens);
       throw new RangeError(
         `MemAgent: ${delta} more tokens do not fit in maxTokens ${this.maxTokens}: ${kept} tokens are held by CRITICAL or pinned items, which are never evicted`,
       );
@@ -967,9 +990,11 @@ export class MemAgent {
     return expired.length;
   }
 
-  #nearDuplicate(p: Prepared, f: Fields): number | undefined {
+  #nearDuplicate(p: Prepared, f: Fields, now: number): number | undefined {
     if (this.#dedup > 1 || this.#index.items.size === 0) return undefined;
-    const same = [...this.#index.items.values()].filter((r) => r.userId === f.userId && r.agentId === f.agentId && r.sessionId === f.sessionId);
+    const same = [...this.#index.items.values()].filter(
+      (r) => r.userId === f.userId && r.agentId === f.agentId && r.sessionId === f.sessionId && (r.expiresAt === null || r.expiresAt > now),
+    );
     if (same.length === 0) return undefined;
     const rows = Int32Array.from(same, (r) => r.row);
     const s = int8Scores(p.codes, p.scale, this.#matrix.codes.subarray(0, this.#matrix.rows * this.#matrix.dims), this.#matrix.scales.subarray(0, this.#matrix.rows), this.#matrix.dims, { rows });
@@ -1026,9 +1051,13 @@ export class MemAgent {
     }
     if (o.memoryTypes !== undefined) {
       if (!Array.isArray(o.memoryTypes)) throw v.typeError('query.memoryTypes', 'array of MemoryType', o.memoryTypes);
-      q.memoryTypes = [...new Set(o.memoryTypes.map((t: unknown, i) => v.oneOf(`query.memoryTypes[${i}]`, t, TYPES)))].sort();
+      const types = [...new Set(o.memoryTypes.map((t: unknown, i) => v.oneOf(`query.memoryTypes[${i}]`, t, TYPES)))].sort();
+      if (types.length > 0) q.memoryTypes = types; // an empty list filters nothing, as an absent one
     }
-    if (o.tags !== undefined) q.tags = checkTags('query.tags', o.tags).sort();
+    if (o.tags !== undefined) {
+      const tags = checkTags('query.tags', o.tags).sort();
+      if (tags.length > 0) q.tags = tags;
+    }
     q.tagMode = o.tagMode === undefined ? 'any' : v.oneOf('query.tagMode', o.tagMode, ['any', 'all'] as const);
     if (o.minPriority !== undefined) q.minPriority = checkPriority('query.minPriority', o.minPriority);
     if (o.timeRange !== undefined) {
@@ -1156,6 +1185,17 @@ function checkVector(vec: unknown, dims: number): Float32Array {
   if (!(vec instanceof Float32Array) || vec.length !== dims) throw v.typeError('embedder.embed() result', `Float32Array of length ${dims}`, vec);
   for (let i = 0; i < vec.length; i++) if (!Number.isFinite(vec[i])) throw v.rangeError(`embedder.embed() result[${i}]`, 'finite number', vec[i]);
   return vec;
+}
+
+// A lone surrogate would be stored as U+FFFD: the text would not come back as given.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkContent(name: string, content: unknown): string {
+  v.nonEmptyString(name, content);
+  const text = content as string;
+  if (text.trim() === '') throw v.rangeError(name, 'text with a non-space character', text);
+  if (LONE_SURROGATE.test(text)) throw v.rangeError(name, 'well-formed UTF-16 text (no lone surrogates)', text);
+  return text;
 }
 
 function checkPriority(name: string, p: unknown): MemoryPriority {

@@ -71,14 +71,23 @@ export function openDatabase(path: string | undefined, synchronous: 'normal' | '
     throw new Error(`MemAgent: cannot open ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    if (path !== undefined) db.pragma('journal_mode = WAL');
+    if (path !== undefined) {
+      // One MemAgent per file: each keeps its own index, so a second writer would diverge.
+      // The exclusive lock is taken by the first write below and held until close.
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+    }
     db.pragma(`synchronous = ${synchronous}`);
     db.pragma('foreign_keys = ON');
     ensureSchema(db, path ?? ':memory:');
+    if (path !== undefined) db.exec('BEGIN IMMEDIATE; COMMIT');
     return db;
   } catch (err) {
     db.close();
     const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_BUSY') {
+      throw new Error(`MemAgent: ${path} is open in another MemAgent (this or another process); one store per file`, { cause: err });
+    }
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
       throw new Error(`MemAgent: ${path} is not a readable SQLite database (${(err as Error).message})`, { cause: err });
     }

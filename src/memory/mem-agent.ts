@@ -408,7 +408,8 @@ export class MemAgent {
   #stats = { hits: 0, misses: 0, searches: 0, searchMs: 0, merged: 0, evicted: 0, expired: 0 };
 
   /**
-   * Opens (or creates) the memory. With `path`, everything stored before is loaded.
+   * Opens (or creates) the memory. With `path`, everything stored before is loaded, and the
+   * file is locked: one MemAgent per file (each keeps its own index), until `close()`.
    *
    * @param options Capacity, file, compression, tokenizer, embedder and ranking.
    * @throws TypeError / RangeError for bad options; Error when the file is not a MemAgent
@@ -613,7 +614,9 @@ export class MemAgent {
 
   /**
    * The item's events, oldest first: ADD, UPDATE (merges included) and DELETE, with old and
-   * new values. Kept after the item is purged.
+   * new values. Kept after the item is purged — full texts, uncompressed, in the history table:
+   * history is an audit log, so it grows with every change and is not counted in capacity or
+   * in the compression ratio.
    *
    * @param id The item.
    * @returns Its events (empty for an unknown id).

@@ -901,6 +901,7 @@ export class MemAgent {
   }
 
   #planned: number[] = [];
+  #plannedReasons: Array<'expired' | 'evicted'> = [];
 
   /**
    * Decides which items to evict so that `delta` more tokens fit (`keep` is the item being
@@ -942,7 +943,7 @@ export class MemAgent {
       const r = this.#index.items.get(seq)!;
       const reason = r.expiresAt !== null && r.expiresAt <= now ? 'expired' : 'evicted';
       this.#softDelete(seq, now, reason);
-      this.#stats[reason]++;
+      this.#plannedReasons.push(reason);
     }
   }
 
@@ -964,11 +965,14 @@ export class MemAgent {
       this.#db.transaction(body)();
     } catch (err) {
       this.#planned = [];
+      this.#plannedReasons = [];
       this.#pages = new PageStore(this.#db, this.#codec); // its pending count may have moved inside the rolled-back transaction
       throw err;
     }
     for (const seq of this.#planned) this.#forget(seq);
+    for (const reason of this.#plannedReasons) this.#stats[reason]++; // counted once committed
     this.#planned = [];
+    this.#plannedReasons = [];
   }
 
   #forget(seq: number): void {

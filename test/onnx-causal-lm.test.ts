@@ -6,6 +6,8 @@ import { OnnxCausalLM } from '../src/index';
 import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
 import { buildModel } from '../scripts/onnx-graph.mjs';
 import { referenceLogits } from './support/tiny-llama-reference';
+import { Detokenizer } from '../src/llm/onnx/detokenizer';
+import { Sampler } from '../src/llm/onnx/sampler';
 
 let root: string;
 let tiny: { dir: string; config: Record<string, unknown>; weights: Record<string, Float32Array> };
@@ -304,6 +306,23 @@ describe('OnnxCausalLM.generate', () => {
     expect(await model.generate(PROMPT, { maxTokens: 0 })).toMatchObject({ text: '', tokens: 0, finishReason: 'length' });
   });
 
+  it('keeps its context when the cache is cleared mid-generation', async () => {
+    const want = await model.generate(PROMPT, { maxTokens: 16, temperature: 0 });
+    let n = 0;
+    const r = await model.generate(PROMPT, { maxTokens: 16, temperature: 0, onToken: () => void (++n % 3 === 0 && model.clearCache()) });
+    expect(n).toBeGreaterThan(3);
+    expect(r.tokenIds).toEqual(want.tokenIds);
+  });
+
+  it('stops at once when the prompt fills the context exactly', async () => {
+    const dir = variant('full-context', (d) => editJSON(d, 'config.json', (j) => (j['max_position_embeddings'] = 8)));
+    const m = await OnnxCausalLM.load(dir, { threads: 1 });
+    const ids = Array.from({ length: 8 }, (_, i) => 100 + i);
+    expect(await m.generate(ids, { maxTokens: 5 })).toMatchObject({ tokens: 0, finishReason: 'length' });
+    expect(await m.generate(ids.slice(1), { maxTokens: 5 })).toMatchObject({ tokens: 1, finishReason: 'length' });
+    await m.close();
+  });
+
   it('rejects calls after close', async () => {
     const m = await OnnxCausalLM.load(tiny.dir, { threads: 1 });
     const pending = m.generate(PROMPT, { maxTokens: 4 });
@@ -313,3 +332,41 @@ describe('OnnxCausalLM.generate', () => {
   });
 });
 
+
+describe('OnnxCausalLM internals', () => {
+  it('emits a character split between the prompt and the output whole (no lone surrogate)', () => {
+    const decode = (ids: number[]) => model.decode(ids); // the tiny tokenizer: ids 0..255 are bytes
+    const d = new Detokenizer(decode, [0x61, 0xf0, 0x9f]); // 'a' + the first half of 😀
+    expect(d.push(0x98)).toBe('');
+    expect(d.push(0x80)).toBe('😀');
+    expect(d.push(0x62)).toBe('b');
+    const cjk = new Detokenizer(decode, [0xe4, 0xb8]); // first two bytes of 中
+    expect(cjk.push(0xad) + cjk.push(0x61)).toBe('中a');
+  });
+
+  it('seeds with different high or low words give different streams; topP keeps the exact nucleus', () => {
+    const logits = Float32Array.from({ length: 500 }, (_, i) => Math.sin(i * 12.9898) * 3);
+    const stream = (seed: number) => {
+      const s = new Sampler(1, 1, seed);
+      return Array.from({ length: 20 }, () => s.pick(logits)).join();
+    };
+    expect(stream(0)).not.toBe(stream(2 ** 32 + 1));
+    expect(stream(7)).not.toBe(stream(7 * 2 ** 32));
+    expect(stream(5)).toBe(stream(5));
+    // Only tokens of the nucleus are ever drawn: the smallest prefix (by probability) reaching topP.
+    const p = Array.from(logits, (x) => Math.exp(x - Math.max(...logits)));
+    const total = p.reduce((a, b) => a + b, 0);
+    const order = p.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    const nucleus = new Set<number>();
+    let mass = 0;
+    for (const [x, i] of order) {
+      if (mass >= 0.3 * total) break;
+      nucleus.add(i);
+      mass += x;
+    }
+    const s = new Sampler(1, 0.3, 9);
+    const seen = new Set(Array.from({ length: 2000 }, () => s.pick(logits)));
+    for (const id of seen) expect(nucleus.has(id)).toBe(true);
+    expect(seen.size).toBe(nucleus.size);
+  });
+});

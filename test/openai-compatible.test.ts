@@ -54,6 +54,16 @@ describe('generate', () => {
     expect(pieces).toEqual(['abc']);
   });
 
+  it('stop: the stop completed first wins when stops overlap, streaming or not (pieces = text)', async () => {
+    server.script(json(completion('abcd', 'length', 4)), sse(chunks(['a', 'b', 'c', 'd'], 'length', 4)));
+    const g = gen();
+    const o = { maxTokens: 8, stop: ['abcd', 'c'] };
+    expect(await g.generate('p', o)).toEqual({ text: 'ab', tokens: 4, finishReason: 'stop', stopSequence: 'c' });
+    const pieces: string[] = [];
+    expect(await g.generate('p', { ...o, onToken: (p) => pieces.push(p) })).toEqual({ text: 'ab', tokens: 4, finishReason: 'stop', stopSequence: 'c' });
+    expect(pieces.join('')).toBe('ab');
+  });
+
   it('held-back text that never completes a stop is released at the end; finish_reason stop without a matched stop is eos', async () => {
     server.script(sse(chunks(['ab', '</'], 'stop', 2)));
     const pieces: string[] = [];

@@ -60,7 +60,7 @@ export interface GenerateOptions {
   maxTokens: number;
   /**
    * Non-empty strings that end generation as soon as the output text contains one of them
-   * (the earliest match wins). The match is on text, so a stop sequence may begin or end
+   * (the first to be completed wins: the match that ends earliest, then the one that starts earliest). The match is on text, so a stop sequence may begin or end
    * inside a token. Default: none.
    */
   stop?: readonly string[];

@@ -7,7 +7,7 @@
 import type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';
 import * as v from '../validate';
 import { checkGenerateOptions, checkPrompt } from './generate-options';
-import { earliestStop, StopStream } from './stop-stream';
+import { firstStop, StopStream } from './stop-stream';
 
 /**
  * A local tokenizer for {@link OpenAICompatibleGenerator}: counts tokens without a request,
@@ -161,7 +161,7 @@ class AbortedError extends Error {}
  * server-sent `data:` events ending in `data: [DONE]`); without, it makes one JSON request.
  * `maxTokens: 0` and an already-aborted signal resolve at once with no request.
  *
- * **Result.** `text` is `choices[0].text`, cut before the earliest stop sequence when the
+ * **Result.** `text` is `choices[0].text`, cut before the first stop sequence to complete when the
  * server left one in (some servers do, or ignore `stop`). `tokens` is the server's
  * `usage.completion_tokens`; a server that sends no usage falls back to the `tokenizer`
  * option counting the text received (plus the matched stop sequence when the server removed
@@ -396,7 +396,7 @@ export class OpenAICompatibleGenerator implements Generator {
 
   /** Builds the result from the server's output: stop handling, finish reason, token count. */
   async #finish(raw: RawOutput, stops: string[], maxTokens: number, url: string, stream?: StopStream): Promise<GenerateResult> {
-    const hit = earliestStop(raw.text, stops);
+    const hit = firstStop(raw.text, stops);
     let text = raw.text;
     let finishReason: FinishReason;
     let stopSequence: string | undefined;

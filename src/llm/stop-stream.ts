@@ -3,12 +3,18 @@
  * @module
  */
 
-/** The earliest occurrence of any of `stops` in `text` (ties: the first listed). */
-export function earliestStop(text: string, stops: readonly string[]): { index: number; stop: string } | undefined {
+/**
+ * The stop sequence that completes first in `text` — the match that ends earliest (ties: the
+ * one that starts earliest) — which is the one a streaming reader meets first.
+ */
+export function firstStop(text: string, stops: readonly string[]): { index: number; stop: string } | undefined {
   let best: { index: number; stop: string } | undefined;
   for (const s of stops) {
     const i = text.indexOf(s);
-    if (i >= 0 && (best === undefined || i < best.index)) best = { index: i, stop: s };
+    if (i < 0) continue;
+    const end = i + s.length;
+    const bestEnd = best === undefined ? Infinity : best.index + best.stop.length;
+    if (end < bestEnd || (end === bestEnd && i < best!.index)) best = { index: i, stop: s };
   }
   return best;
 }
@@ -41,7 +47,7 @@ export class StopStream {
     if (this.#stopped) return undefined;
     // Only a match that ends in the new piece can be new: search from where it could begin.
     const from = Math.max(0, start - this.#longestStop + 1);
-    const hit = earliestStop(this.raw.slice(from), this.stops);
+    const hit = firstStop(this.raw.slice(from), this.stops);
     if (hit) {
       hit.index += from;
       this.#release(hit.index);

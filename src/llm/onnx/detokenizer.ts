@@ -29,6 +29,13 @@ export class Detokenizer {
     this.#ids = promptIds.slice(-CONTEXT);
     this.#read = this.#ids.length;
     this.#prefixText = decode(this.#ids);
+    // A prompt ending inside a character (its bytes split over byte tokens): those tokens are
+    // left unread, so the output token that completes the character emits all of it — never
+    // half a surrogate pair, never a dropped character.
+    while (this.#read > 0 && this.#prefixText.endsWith('\uFFFD') && this.#ids.length - this.#read < 3) {
+      this.#read--;
+      this.#prefixText = decode(this.#ids.slice(0, this.#read));
+    }
   }
 
   /** Appends one token; returns the text it completes ('' while a character is incomplete). */

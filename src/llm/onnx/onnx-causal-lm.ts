@@ -375,7 +375,7 @@ export class OnnxCausalLM implements Generator {
     if (ids.length > context) throw v.rangeError('prompt', `prompt of at most ${context} tokens (the model's context length)`, `${ids.length} tokens`);
     const out: OnnxGenerateResult = { text: '', tokenIds: [], tokens: 0, finishReason: 'length', promptTokens: ids.length, promptTokenIds: ids, cachedTokens: 0, prefillMs: 0, decodeMs: 0 };
     if (o.signal?.aborted) return { ...out, finishReason: 'abort' };
-    if (o.maxTokens === 0) return out;
+    if (o.maxTokens === 0 || ids.length === context) return out; // prompt + output never exceed the context
 
     const sampler = new Sampler(o.temperature ?? this.#defaults.temperature, o.topP ?? this.#defaults.topP, o.seed);
     const stream = new StopStream(o.stop, o.onToken);
@@ -395,8 +395,11 @@ export class OnnxCausalLM implements Generator {
     };
 
     out.cachedTokens = this.#cache.reusable(ids);
+    // The sequence is kept here, not read back from the cache: clearCache() between two model
+    // runs (from onToken, say) then costs a recompute, never the context.
+    const seq = [...ids];
     let t0 = performance.now();
-    let logits = await this.#extend(ids, o.signal);
+    let logits = await this.#extend(seq, o.signal);
     out.prefillMs = performance.now() - t0;
     if (logits === null) return finish('abort');
     t0 = performance.now();
@@ -404,6 +407,7 @@ export class OnnxCausalLM implements Generator {
       for (;;) {
         const id = sampler.pick(logits);
         out.tokenIds.push(id);
+        seq.push(id);
         if (eos.has(id)) {
           const tail = stream.push(detok.flush());
           return tail ? finish('stop', tail.index, tail.stop) : finish('eos');
@@ -415,7 +419,7 @@ export class OnnxCausalLM implements Generator {
           const tail = stream.push(detok.flush());
           return tail ? finish('stop', tail.index, tail.stop) : finish('length');
         }
-        logits = await this.#extend([...this.#cache.ids, id], o.signal);
+        logits = await this.#extend(seq, o.signal);
         if (logits === null) return finish('abort');
       }
     } finally {

@@ -9,15 +9,16 @@ import { randomInt } from 'node:crypto';
 class Xoshiro128 {
   #s = new Uint32Array(4);
   constructor(seed: number) {
-    // SplitMix32 spreads the seed (any integer up to 2^53) over the four state words.
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
+    // The low and high 32 bits of the seed (any integer up to 2^53) each fill two state words
+    // through SplitMix32, a bijection per word: different seeds, different states.
+    const words = [seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0];
     for (let i = 0; i < 4; i++) {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
+      let z = (words[i >> 1]! + Math.imul(0x9e3779b9, (i & 1) + 1)) >>> 0;
       z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
       this.#s[i] = (z ^ (z >>> 16)) >>> 0;
     }
+    if (this.#s.every((w) => w === 0)) this.#s[0] = 1; // xoshiro's one forbidden state
   }
 
   /** Uniform in [0, 1) with 32 random bits. */
@@ -57,6 +58,7 @@ export class Sampler {
   readonly #rng: Xoshiro128 | undefined;
   #probs = new Float64Array(0);
   #order = new Uint32Array(0);
+  #kept = new Uint32Array(0);
 
   /** `temperature` 0 is greedy (no randomness); `seed` undefined draws one from the OS. */
   constructor(
@@ -74,6 +76,7 @@ export class Sampler {
     if (this.#probs.length !== n) {
       this.#probs = new Float64Array(n);
       this.#order = new Uint32Array(n);
+      this.#kept = new Uint32Array(n);
     }
     const p = this.#probs;
     // Softmax of logits / T in float64, shifted by the max so exp never overflows.
@@ -86,14 +89,18 @@ export class Sampler {
     }
     const u = this.#rng.next();
     if (this.topP >= 1) return draw(p, sum, u, n);
-    // Nucleus: the most probable tokens whose mass first reaches topP (ties by lower id).
-    const order = this.#order;
-    for (let i = 0; i < n; i++) order[i] = i;
-    order.sort((a, b) => p[b]! - p[a]! || a - b);
+    // Nucleus: the most probable tokens whose mass first reaches topP (ties by lower id). A
+    // max-heap pops them in order, so only the nucleus is sorted, not the whole vocabulary.
+    const order = this.#kept;
+    const heap = new MaxHeap(p, this.#order, n);
     const target = this.topP * sum;
     let kept = 0;
     let mass = 0;
-    while (kept < n && mass < target) mass += p[order[kept++]!]!;
+    while (kept < n && mass < target) {
+      const id = heap.pop();
+      order[kept++] = id;
+      mass += p[id]!;
+    }
     let r = u * mass;
     for (let i = 0; i < kept; i++) {
       r -= p[order[i]!]!;
@@ -113,4 +120,49 @@ function draw(p: Float64Array, sum: number, u: number, n: number): number {
     if (r < 0) return i;
   }
   return last; // rounding left r >= 0: the last token with any mass
+}
+
+/** Binary max-heap of token ids keyed by probability (ties: lower id first), built in O(n). */
+class MaxHeap {
+  #size: number;
+  constructor(
+    private readonly p: Float64Array,
+    private readonly a: Uint32Array,
+    n: number,
+  ) {
+    this.#size = n;
+    for (let i = 0; i < n; i++) a[i] = i;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.#down(i);
+  }
+
+  pop(): number {
+    const a = this.a;
+    const top = a[0]!;
+    this.#size--;
+    a[0] = a[this.#size]!;
+    this.#down(0);
+    return top;
+  }
+
+  #above(x: number, y: number): boolean {
+    const px = this.p[x]!;
+    const py = this.p[y]!;
+    return px > py || (px === py && x < y);
+  }
+
+  #down(i: number): void {
+    const a = this.a;
+    const n = this.#size;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) return;
+      const r = l + 1;
+      const c = r < n && this.#above(a[r]!, a[l]!) ? r : l;
+      if (!this.#above(a[c]!, a[i]!)) return;
+      const t = a[i]!;
+      a[i] = a[c]!;
+      a[c] = t;
+      i = c;
+    }
+  }
 }

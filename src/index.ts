@@ -18,3 +18,4 @@ export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';
 export * from './serve/index';
 export * from './memory/index';
+export * from './experts/routing/index';

@@ -1,0 +1,656 @@
+/**
+ * The local query scorer of request-level routing: how well each expert's profile matches a
+ * query, offline (hashed embeddings + BM25), with no hosted embedding service.
+ * @module
+ */
+import { Bm25Index, tokenize } from '../../memory/bm25';
+import { HashedEmbedder } from '../../memory/hashed-embedder';
+import type { Embedder } from '../../memory/types';
+import { float32Scores, MAX_SCAN_DIMS } from '../../memory/vector-scan';
+import * as v from '../../validate';
+import { topkGating } from '../gating/topk-gating';
+import type { DEFAULT_EXPERTS } from './default-experts';
+import type { ExpertProfile, RoutingContext } from './types';
+
+/**
+ * The weights of {@link RELEVANCE_WEIGHTS}.
+ *
+ * @example
+ * ```ts
+ * const w: RelevanceWeights = RELEVANCE_WEIGHTS;
+ * ```
+ */
+export interface RelevanceWeights {
+  /** Weight of the embedding cosine (clamped at 0) in the base score. */
+  readonly cosine: number;
+  /** Weight of the normalised BM25 in the base score; `cosine + bm25 = 1`. */
+  readonly bm25: number;
+  /** Share of the gap `1 − base` that a matching `context.domain` closes. */
+  readonly domainBonus: number;
+}
+
+/**
+ * How {@link ProfileScorer} combines its signals into a relevance in [0, 1]:
+ * `base = cosine · max(0, cos) + bm25 · bm25Norm` (the two weights sum to 1), then, for an
+ * expert whose domain equals `context.domain`, `relevance = base + domainBonus · (1 − base)`:
+ * the hint closes that share of the gap to 1, so it lifts an expert without hiding a much
+ * better lexical match elsewhere, and relevance never leaves [0, 1].
+ *
+ * `bm25Norm` is the expert's BM25 score divided by the best among the experts scored (so the
+ * best lexical match gets 1; all 0 when no query term occurs in any profile). Hashed cosines of
+ * a short query against a long profile sit well below 1, so BM25 mostly orders the experts
+ * and the cosine (which also sees word pairs and parts of words: "optimiser" ~ "optimizer")
+ * separates experts that BM25 leaves close. On the 96 labelled queries of the tests, over
+ * {@link DEFAULT_EXPERTS}, BM25 alone picks the right expert first for 91 %, the cosine alone
+ * (256 dimensions) for 62 %, these weights for 92 %.
+ *
+ * @example
+ * ```ts
+ * const { cosine, bm25, domainBonus } = RELEVANCE_WEIGHTS; // 0.5, 0.5, 0.3
+ * ```
+ */
+export const RELEVANCE_WEIGHTS: RelevanceWeights = Object.freeze({
+  cosine: 0.5,
+  bm25: 0.5,
+  domainBonus: 0.3,
+});
+
+/**
+ * How many times the keywords appear in an expert's profile text (see {@link profileText}):
+ * they are the terms users type, so they weigh more than the description (BM25 term
+ * frequency, and `1 + ln tf` in the hashed embedding).
+ *
+ * @example
+ * ```ts
+ * KEYWORD_REPEAT; // 2
+ * ```
+ */
+export const KEYWORD_REPEAT = 2;
+
+const PROFILE_KEYS = ['id', 'name', 'domain', 'description', 'keywords', 'capacity'];
+const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'];
+const MAX_ID_LENGTH = 128;
+const DEFAULT_CAPACITY = 4;
+
+/**
+ * An {@link ExpertProfile} checked by {@link validateProfile}, with its defaults filled in.
+ *
+ * @example
+ * ```ts
+ * const p: ResolvedExpertProfile = validateProfile({ id: 'sql', domain: 'sql', description: 'SQL' });
+ * p.capacity; // 4
+ * ```
+ */
+export interface ResolvedExpertProfile {
+  /** Unique id, 1 to 128 characters. */
+  readonly id: string;
+  /** Display name (default: the id). */
+  readonly name: string;
+  /** Domain label, non-empty. */
+  readonly domain: string;
+  /** What the expert is good at. */
+  readonly description: string;
+  /** Terms typical of its queries (default: none). */
+  readonly keywords: readonly string[];
+  /** Requests it serves at once, an integer >= 1 (default 4). */
+  readonly capacity: number;
+}
+
+/**
+ * Checks an expert profile and fills its defaults (name: the id, keywords: none, capacity: 4).
+ * Unknown fields are refused (they are usually typos).
+ *
+ * @param profile - The profile.
+ * @param name - How the profile is named in error messages; default `'profile'`.
+ * @returns A frozen copy with every field set.
+ * @throws TypeError | RangeError - naming the field: e.g. `Expected string of 1 to 128
+ *   characters for profile.id but received '' of type string`.
+ *
+ * @example
+ * ```ts
+ * const p = validateProfile({ id: 'api', domain: 'api', description: 'REST APIs', keywords: ['endpoint'] });
+ * ```
+ */
+export function validateProfile(profile: ExpertProfile, name = 'profile'): ResolvedExpertProfile {
+  if (profile === undefined) throw v.typeError(name, 'an options object', profile);
+  const p = v.options<ExpertProfile>(name, profile, PROFILE_KEYS);
+  const idExpected = `string of 1 to ${MAX_ID_LENGTH} characters`;
+  if (typeof p.id !== 'string') throw v.typeError(`${name}.id`, idExpected, p.id);
+  if (p.id.length === 0 || p.id.length > MAX_ID_LENGTH) throw v.rangeError(`${name}.id`, idExpected, p.id);
+  const keywords = p.keywords ?? [];
+  if (!Array.isArray(keywords)) throw v.typeError(`${name}.keywords`, 'array of strings', keywords);
+  return Object.freeze({
+    id: p.id,
+    name: p.name === undefined ? p.id : v.string(`${name}.name`, p.name),
+    domain: v.nonEmptyString(`${name}.domain`, p.domain),
+    description: v.string(`${name}.description`, p.description),
+    keywords: Object.freeze(keywords.map((k: unknown, i) => v.string(`${name}.keywords[${i}]`, k))),
+    capacity: p.capacity === undefined ? DEFAULT_CAPACITY : v.integer(`${name}.capacity`, p.capacity, 1),
+  });
+}
+
+/**
+ * The text an expert is matched on: name, domain, description, then the keywords
+ * {@link KEYWORD_REPEAT} times, separated by full stops.
+ *
+ * @param profile - A valid profile.
+ * @returns The text embedded and indexed for it.
+ *
+ * @example
+ * ```ts
+ * profileText({ id: 'sql', domain: 'sql', description: 'Writes queries', keywords: ['join'] });
+ * // 'sql. sql. Writes queries. join. join'
+ * ```
+ */
+export function profileText(profile: ExpertProfile | ResolvedExpertProfile): string {
+  const parts = [profile.name ?? profile.id, profile.domain, profile.description];
+  const keywords = profile.keywords ?? [];
+  for (let r = 0; r < KEYWORD_REPEAT; r++) parts.push(...keywords);
+  return parts.join('. ');
+}
+
+/**
+ * Options of {@link ProfileScorer}.
+ *
+ * @example
+ * ```ts
+ * const opts: ProfileScorerOptions = { dimensions: 512, cacheSize: 0 };
+ * ```
+ */
+export interface ProfileScorerOptions {
+  /** Embedding length when no `embedder` is given, in [1, 65536]; default 256. With an embedder, must equal its `dimensions` if given. */
+  dimensions?: number;
+  /** How texts become vectors; default `new HashedEmbedder({ dimensions })`. Must answer synchronously. */
+  embedder?: Embedder;
+  /** Queries whose embedding, cosines and BM25 scores are kept (least recently used dropped); 0 turns it off. Default 1024. */
+  cacheSize?: number;
+}
+
+/**
+ * The signals behind one expert's relevance: `relevance = base + domainBonus` with
+ * `base = 0.5 · max(0, cosine) + 0.5 · bm25` (see {@link RELEVANCE_WEIGHTS}).
+ *
+ * @example
+ * ```ts
+ * const { cosine, bm25, domainBonus } = scorer.score('slow join on postgres').parts[0]!;
+ * ```
+ */
+export interface RelevanceParts {
+  /** Cosine similarity of the query's and the profile's embeddings, in [-1, 1] (float32 precision). */
+  cosine: number;
+  /** BM25 of the query over the profile texts, divided by the best of the experts scored: in [0, 1]. */
+  bm25: number;
+  /** What the domain hint added; 0 for other domains. */
+  domainBonus: number;
+}
+
+/**
+ * Result of {@link ProfileScorer.score}: one entry per expert not excluded, in id order. Its
+ * typed arrays are the caller's own, but views of a buffer shared with other results (as
+ * Node's small Buffers are): copy one before transferring its `buffer` to a worker.
+ *
+ * @example
+ * ```ts
+ * const scored = scorer.score('pandas groupby is slow');
+ * const best = scored.ids[scorer.top(scored, 1)[0]!];
+ * ```
+ */
+export interface ScoredExperts {
+  /** Expert ids, sorted (UTF-16 code unit order); shared and frozen when nothing is excluded. */
+  ids: readonly string[];
+  /** Relevance of each expert in [0, 1], as defined on {@link RELEVANCE_WEIGHTS}. */
+  relevance: Float32Array;
+  /** The query's embedding scaled to unit length (zeros for a query with no terms): features for learning strategies. */
+  features: Float32Array;
+  /** The signals combined into each relevance, aligned with `ids`. */
+  parts: RelevanceParts[];
+}
+
+// V8 gives a typed array of more than 64 bytes its own backing store outside the heap, which
+// costs about a microsecond to allocate and more to collect: per-query arrays are views of
+// shared 64 KiB buffers instead (as Node pools small Buffers), about 20 times cheaper.
+const POOL_BYTES = 64 * 1024;
+
+/** Hands out fresh (zeroed, never reused) views of shared buffers; a buffer lives while any view of it does. */
+class ArrayPool {
+  #buffer = new ArrayBuffer(0);
+  #used = 0;
+
+  f32(n: number): Float32Array {
+    const at = this.#take(4 * n);
+    return new Float32Array(this.#buffer, at, n);
+  }
+
+  f64(n: number): Float64Array {
+    const at = this.#take(8 * n);
+    return new Float64Array(this.#buffer, at, n);
+  }
+
+  #take(bytes: number): number {
+    const size = (bytes + 7) & ~7; // keeps every view 8-byte aligned
+    if (this.#used + size > this.#buffer.byteLength) {
+      this.#buffer = new ArrayBuffer(Math.max(POOL_BYTES, size));
+      this.#used = 0;
+    }
+    const at = this.#used;
+    this.#used += size;
+    return at;
+  }
+}
+
+/** What the scorer keeps per expert, besides its matrix row. */
+interface Row {
+  profile: ResolvedExpertProfile;
+  /** Its document id in the BM25 index: stable while it is held, unlike its row. */
+  doc: number;
+  /** Per distinct term of its text: a text that tokenizes to that term alone, or null when none was found. */
+  surfaces: Map<string, string | null>;
+}
+
+/** Per-query work that depends only on the text and the profiles held. */
+interface QueryWork {
+  features: Float32Array;
+  cosine: Float32Array;
+  bm25: Float64Array;
+}
+
+/**
+ * Holds the experts' profiles and scores queries against them: the relevance half of
+ * request-level routing. Profiles live as one contiguous experts × dimensions matrix of unit
+ * rows (updated on {@link ProfileScorer.set} / {@link ProfileScorer.remove}) scanned natively
+ * by {@link float32Scores}, and as BM25 ({@link Bm25Index}) term contributions precomputed per
+ * expert, so a query costs one embedding, one tokenisation, one scan and a few additions.
+ *
+ * Rows are kept sorted by id, so equal relevances rank by id. The embedder must be
+ * synchronous (routing is); results are deterministic for a given set of profiles.
+ *
+ * @example
+ * ```ts
+ * import { ProfileScorer, DEFAULT_EXPERTS } from '@capibara/core';
+ * const scorer = new ProfileScorer();
+ * for (const p of DEFAULT_EXPERTS) scorer.set(p);
+ * const scored = scorer.score('why does my query do a full table scan?');
+ * const [first] = scorer.top(scored, 3);
+ * console.log(scored.ids[first!]); // 'sql'
+ * ```
+ */
+export class ProfileScorer {
+  /**
+   * Length of the embeddings.
+   *
+   * @example
+   * ```ts
+   * new ProfileScorer().dimensions; // 256
+   * ```
+   */
+  readonly dimensions: number;
+  readonly #embedder: Embedder;
+  readonly #cacheSize: number;
+  #ids: readonly string[] = Object.freeze([]);
+  #experts: Row[] = [];
+  #nextDoc = 0;
+  /** BM25 over the profile texts, updated in place on set/remove. */
+  readonly #index = new Bm25Index();
+  #matrix = new Float32Array(0);
+  /** The rows in use, `#matrix[0, size × dimensions)`: what the scan reads. */
+  #active = new Float32Array(0);
+  readonly #pool = new ArrayPool();
+  /** BM25 contribution of each term to each row; null after a change, rebuilt by the next score. */
+  #bm25: Map<string, Float64Array> | null = null;
+  /** Set when some profile term has no text that tokenizes to it alone: then the index scores each query whole. */
+  #bm25Whole = false;
+  #cache = new Map<string, QueryWork>();
+  #weightsScratch = new Float32Array(0);
+
+  /**
+   * @param options - `dimensions` (default 256), `embedder` (default a {@link HashedEmbedder}), `cacheSize` (default 1024).
+   * @throws TypeError | RangeError - for unknown options, bad values, or `dimensions` unlike the embedder's.
+   *
+   * @example
+   * ```ts
+   * const scorer = new ProfileScorer({ embedder: new HashedEmbedder({ dimensions: 384 }) });
+   * ```
+   */
+  constructor(options: ProfileScorerOptions = {}) {
+    const o = v.options<ProfileScorerOptions>('options', options, ['dimensions', 'embedder', 'cacheSize']);
+    const dims = o.dimensions === undefined ? undefined : v.integer('options.dimensions', o.dimensions, 1, MAX_SCAN_DIMS);
+    this.#cacheSize = o.cacheSize === undefined ? 1024 : v.integer('options.cacheSize', o.cacheSize, 0);
+    if (o.embedder === undefined) {
+      this.#embedder = new HashedEmbedder({ dimensions: dims ?? 256 });
+    } else {
+      const e = o.embedder as Partial<Embedder> | null;
+      if (e === null || typeof e !== 'object' || typeof e.embed !== 'function') {
+        throw v.typeError('options.embedder', 'an Embedder ({ dimensions, embed(texts) })', e);
+      }
+      const own = v.integer('options.embedder.dimensions', e.dimensions, 1, MAX_SCAN_DIMS);
+      if (dims !== undefined && dims !== own) throw v.rangeError('options.dimensions', `embedder.dimensions (${own})`, dims);
+      this.#embedder = o.embedder;
+    }
+    this.dimensions = this.#embedder.dimensions;
+  }
+
+  /**
+   * Number of experts held.
+   *
+   * @example
+   * ```ts
+   * if (scorer.size === 0) for (const p of DEFAULT_EXPERTS) scorer.set(p);
+   * ```
+   */
+  get size(): number {
+    return this.#ids.length;
+  }
+
+  /**
+   * Adds an expert, or replaces the profile of one with the same id.
+   *
+   * @param profile - The profile (checked by {@link validateProfile}).
+   * @returns The stored profile, defaults filled in.
+   * @throws TypeError | RangeError - for a bad profile, or an embedder that is asynchronous or
+   *   returns something other than one finite vector of {@link ProfileScorer.dimensions}.
+   *
+   * @example
+   * ```ts
+   * scorer.set({ id: 'rust', domain: 'rust', description: 'Rust ownership, lifetimes, cargo', keywords: ['borrow checker'] });
+   * ```
+   */
+  set(profile: ExpertProfile): ResolvedExpertProfile {
+    const p = validateProfile(profile);
+    const text = profileText(p);
+    const row = this.#embedUnit(text); // before any change, so a throwing embedder leaves the scorer as it was
+    const dims = this.dimensions;
+    let at = this.#find(p.id);
+    const ids = this.#ids.slice();
+    const entry: Row = { profile: p, doc: at >= 0 ? this.#experts[at]!.doc : this.#nextDoc++, surfaces: surfacesOf(text) };
+    this.#index.add(entry.doc, text); // replaces the old text of a held expert
+    if (at >= 0) {
+      this.#experts[at] = entry;
+    } else {
+      at = -at - 1;
+      ids.splice(at, 0, p.id);
+      this.#experts.splice(at, 0, entry);
+      const needed = ids.length * dims;
+      if (this.#matrix.length < needed) {
+        const grown = new Float32Array(Math.max(needed, 2 * this.#matrix.length));
+        grown.set(this.#matrix);
+        this.#matrix = grown;
+      }
+      this.#matrix.copyWithin((at + 1) * dims, at * dims, (ids.length - 1) * dims);
+    }
+    this.#matrix.set(row, at * dims);
+    this.#ids = Object.freeze(ids);
+    this.#changed();
+    return p;
+  }
+
+  /**
+   * Removes an expert.
+   *
+   * @param id - Its id.
+   * @returns Whether it was held.
+   *
+   * @example
+   * ```ts
+   * scorer.remove('ml'); // true
+   * scorer.remove('ml'); // false
+   * ```
+   */
+  remove(id: string): boolean {
+    const at = this.#find(v.string('id', id));
+    if (at < 0) return false;
+    const dims = this.dimensions;
+    const ids = this.#ids.slice();
+    ids.splice(at, 1);
+    this.#index.remove(this.#experts[at]!.doc);
+    this.#experts.splice(at, 1);
+    this.#matrix.copyWithin(at * dims, (at + 1) * dims, (ids.length + 1) * dims);
+    this.#ids = Object.freeze(ids);
+    this.#changed();
+    return true;
+  }
+
+  /**
+   * Whether an expert is held.
+   *
+   * @example
+   * ```ts
+   * if (!scorer.has('sql')) scorer.set(sqlProfile);
+   * ```
+   */
+  has(id: string): boolean {
+    return this.#find(v.string('id', id)) >= 0;
+  }
+
+  /**
+   * The stored profile of an expert.
+   *
+   * @returns The profile with defaults filled in, or `undefined` when `id` is not held.
+   *
+   * @example
+   * ```ts
+   * const capacity = scorer.get('sql')?.capacity ?? 0;
+   * ```
+   */
+  get(id: string): ResolvedExpertProfile | undefined {
+    const at = this.#find(v.string('id', id));
+    return at < 0 ? undefined : this.#experts[at]!.profile;
+  }
+
+  /**
+   * The ids held, sorted (UTF-16 code unit order): the row order of every score.
+   *
+   * @example
+   * ```ts
+   * scorer.ids(); // ['api', 'debug', 'javascript', 'ml', 'python', 'sql']
+   * ```
+   */
+  ids(): readonly string[] {
+    return this.#ids;
+  }
+
+  /**
+   * Scores a query against every expert not excluded (see {@link RELEVANCE_WEIGHTS} for the
+   * definition). Synchronous; after a profile change, the first call also rebuilds the BM25
+   * contributions (one index search per distinct profile term: about 2 ms for 32 experts).
+   *
+   * @param text - The query: a non-empty string.
+   * @param context - `domain` (a bonus for experts of that domain) and `exclude` (ids left
+   *   out; unknown ids are ignored) are used; the other fields are for the router.
+   * @throws TypeError | RangeError - for an empty or non-string `text` or a bad `context`.
+   *
+   * @example
+   * ```ts
+   * const scored = scorer.score('segfault when freeing a buffer', { domain: 'debug', exclude: ['python'] });
+   * ```
+   */
+  score(text: string, context?: RoutingContext): ScoredExperts {
+    v.nonEmptyString('text', text);
+    const ctx = v.options<RoutingContext>('context', context, CONTEXT_KEYS);
+    const domain = ctx.domain === undefined ? undefined : v.string('context.domain', ctx.domain);
+    const kept = ctx.exclude === undefined ? null : this.#kept(ctx.exclude);
+    const work = this.#work(text);
+    const n = kept === null ? this.#ids.length : kept.length;
+    const relevance = this.#pool.f32(n);
+    const parts = new Array<RelevanceParts>(n);
+    let best = 0;
+    for (let j = 0; j < n; j++) best = Math.max(best, work.bm25[kept === null ? j : kept[j]!]!);
+    const inv = best > 0 ? 1 / best : 0;
+    const { cosine: wc, bm25: wb, domainBonus: wd } = RELEVANCE_WEIGHTS;
+    for (let j = 0; j < n; j++) {
+      const r = kept === null ? j : kept[j]!;
+      const c = work.cosine[r]!;
+      const b = work.bm25[r]! * inv;
+      const base = Math.min(1, wc * Math.max(0, c) + wb * b); // min: float32 cosines of unit rows may reach 1 + 1e-7
+      const bonus = domain !== undefined && this.#experts[r]!.profile.domain === domain ? wd * (1 - base) : 0;
+      relevance[j] = base + bonus;
+      parts[j] = { cosine: c, bm25: b, domainBonus: bonus };
+    }
+    const ids = kept === null ? this.#ids : Array.from(kept, (r) => this.#ids[r]!);
+    const features = this.#pool.f32(this.dimensions);
+    features.set(work.features); // a copy: the cached one must not change under the caller
+    return { ids, relevance, features, parts };
+  }
+
+  /**
+   * The best experts of a score, by the native top-k of {@link topkGating} over the relevances:
+   * descending relevance, equal relevances in id order.
+   *
+   * @param scored - A result of {@link ProfileScorer.score}.
+   * @param k - How many, an integer >= 1; fewer come back when fewer experts were scored.
+   * @returns Indices into `scored.ids`, best first.
+   *
+   * @example
+   * ```ts
+   * const scored = scorer.score('train a classifier on imbalanced labels');
+   * const ranked = Array.from(scorer.top(scored, 3), (i) => scored.ids[i]);
+   * ```
+   */
+  top(scored: ScoredExperts, k: number): Int32Array {
+    const relevance = v.float32Array('scored.relevance', (scored as Partial<ScoredExperts> | undefined)?.relevance);
+    const n = relevance.length;
+    const count = Math.min(v.integer('k', k, 1), n);
+    if (count === 0) return new Int32Array(0);
+    // Only the indices are used; the weights go to a reused scratch array.
+    if (this.#weightsScratch.length !== count) this.#weightsScratch = new Float32Array(count);
+    const indices = new Int32Array(count);
+    topkGating(relevance, { experts: n, k: count, threads: 1, out: { weights: this.#weightsScratch, indices } });
+    return indices;
+  }
+
+  /** Row of `id`, or `-(insertion point) - 1` when absent (binary search over the sorted ids). */
+  #find(id: string): number {
+    const ids = this.#ids;
+    let lo = 0;
+    let hi = ids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const m = ids[mid]!;
+      if (m === id) return mid;
+      if (m < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -lo - 1;
+  }
+
+  #changed(): void {
+    this.#active = this.#matrix.subarray(0, this.#ids.length * this.dimensions);
+    this.#bm25 = null;
+    this.#cache.clear();
+  }
+
+  /** Rows not in `exclude`, ascending. */
+  #kept(exclude: unknown): Int32Array {
+    if (!Array.isArray(exclude)) throw v.typeError('context.exclude', 'array of strings', exclude);
+    const out: number[] = [];
+    const drop = new Set<string>();
+    for (let i = 0; i < exclude.length; i++) drop.add(v.string(`context.exclude[${i}]`, exclude[i]));
+    for (let r = 0; r < this.#ids.length; r++) if (!drop.has(this.#ids[r]!)) out.push(r);
+    return Int32Array.from(out);
+  }
+
+  /** The embedding of a text, checked and scaled to unit length (a copy only when it was not). */
+  #embedUnit(text: string): Float32Array {
+    const result = this.#embedder.embed([text]) as unknown;
+    if (result instanceof Promise || typeof (result as { then?: unknown } | null)?.then === 'function') {
+      (result as Promise<unknown>).then(undefined, () => undefined); // its rejection is not ours to report
+      throw new TypeError(
+        'Expected a synchronous embedder for ProfileScorer (routing is synchronous) but embedder.embed() returned a Promise',
+      );
+    }
+    const dims = this.dimensions;
+    const vec = Array.isArray(result) && result.length === 1 ? (result[0] as unknown) : undefined;
+    if (!(vec instanceof Float32Array) || vec.length !== dims) {
+      throw v.typeError('embedder.embed() result', `[Float32Array of length ${dims}]`, Array.isArray(result) ? vec : result);
+    }
+    let norm = 0;
+    for (let i = 0; i < dims; i++) norm += vec[i]! * vec[i]!;
+    if (!Number.isFinite(norm)) throw new RangeError(`Expected finite numbers for embedder.embed() result but the vector of '${text.slice(0, 40)}' is not`);
+    if (norm === 0 || Math.abs(norm - 1) < 1e-6) return vec;
+    const out = this.#pool.f32(dims);
+    const scale = 1 / Math.sqrt(norm);
+    for (let i = 0; i < dims; i++) out[i] = vec[i]! * scale;
+    return out;
+  }
+
+  /** Embedding, cosines and raw BM25 of a query, from the cache when there. */
+  #work(text: string): QueryWork {
+    const hit = this.#cache.get(text);
+    if (hit !== undefined) {
+      this.#cache.delete(text); // re-inserted last: Map order is the recency order
+      this.#cache.set(text, hit);
+      return hit;
+    }
+    const n = this.#ids.length;
+    const features = this.#embedUnit(text);
+    const cosine = this.#pool.f32(n);
+    if (n > 0) float32Scores(features, this.#active, this.dimensions, { threads: 1, out: cosine });
+    const work = { features, cosine, bm25: this.#bm25Scores(text) };
+    if (this.#cacheSize > 0) {
+      if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(text, work);
+    }
+    return work;
+  }
+
+  /** Raw BM25 of the query for each row, exactly as {@link Bm25Index.search} over the profile texts. */
+  #bm25Scores(text: string): Float64Array {
+    const n = this.#ids.length;
+    const out = this.#pool.f64(n);
+    if (this.#bm25 === null) this.#rebuildBm25();
+    if (this.#bm25Whole) {
+      const hits = this.#index.search(text);
+      for (let r = 0; r < n; r++) out[r] = hits.get(this.#experts[r]!.doc) ?? 0;
+      return out;
+    }
+    // BM25 is a sum over query term occurrences, so per-term contributions add up to it.
+    for (const term of tokenize(text)) {
+      const c = this.#bm25!.get(term);
+      if (c !== undefined) for (let r = 0; r < n; r++) out[r] = out[r]! + c[r]!;
+    }
+    return out;
+  }
+
+  /** Each term's contribution to each row, asked of the index one term at a time (N and avgdl change with every profile). */
+  #rebuildBm25(): void {
+    const surface = new Map<string, string | null>();
+    for (const { surfaces } of this.#experts) {
+      for (const [term, text] of surfaces) if (text !== null || !surface.has(term)) surface.set(term, text);
+    }
+    const rowOf = new Map(this.#experts.map((e, r) => [e.doc, r]));
+    const table = new Map<string, Float64Array>();
+    this.#bm25Whole = false;
+    for (const [term, text] of surface) {
+      if (text === null) {
+        this.#bm25Whole = true;
+        continue;
+      }
+      const c = new Float64Array(this.#experts.length);
+      for (const [doc, score] of this.#index.search(text)) c[rowOf.get(doc)!] = score;
+      table.set(term, c);
+    }
+    this.#bm25 = table;
+  }
+}
+
+/**
+ * For each distinct term of a profile text, a text that tokenizes to that term alone: the term
+ * itself almost always, else a word of the text ("databas" tokenizes to "databa", but "database"
+ * to "databas"); null when there is none (a word holding two terms, as "uses中").
+ */
+function surfacesOf(text: string): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  let missing = 0;
+  for (const term of tokenize(text)) {
+    if (out.has(term)) continue;
+    const again = tokenize(term);
+    const idempotent = again.length === 1 && again[0] === term;
+    out.set(term, idempotent ? term : null);
+    if (!idempotent) missing++;
+  }
+  if (missing === 0) return out;
+  for (const word of new Set(text.split(/[^\p{L}\p{M}\p{N}'\u2019]+/u))) {
+    const terms = word === '' ? [] : tokenize(word);
+    if (terms.length === 1 && out.get(terms[0]!) === null) out.set(terms[0]!, word);
+  }
+  return out;
+}

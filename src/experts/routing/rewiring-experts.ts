@@ -1,0 +1,674 @@
+/**
+ * RewiringExperts: request-level routing of queries to expert models or services, learning
+ * from outcomes, surviving experts that fail, rewiring fallback affinities.
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import * as v from '../../validate';
+import type { Embedder } from '../../memory/types';
+import { DEFAULT_EXPERTS } from './default-experts';
+import { ExpertGraph } from './expert-graph';
+import { HealthTracker } from './health';
+import { ProfileScorer } from './profile-scorer';
+import { loadState, saveState } from './state-file';
+import { createStrategy, type Strategy, strategyFromJSON } from './strategies';
+import { type ExpertProfile, type RoutingContext, type RoutingOutcome, RoutingStrategy } from './types';
+
+/**
+ * Options of {@link RewiringExperts}.
+ *
+ * @example
+ * ```ts
+ * const router = new RewiringExperts({ strategy: RoutingStrategy.ADAPTIVE, maxFallbacks: 2, seed: 7 });
+ * ```
+ */
+export interface RewiringExpertsOptions {
+  /** Selection strategy; default `PERFORMANCE_BASED`. */
+  strategy?: RoutingStrategy;
+  /** The experts; default {@link DEFAULT_EXPERTS} (python, sql, javascript, debug, ml, api). */
+  experts?: readonly ExpertProfile[];
+  /** Fallbacks listed in each decision, an integer in [0, 16]; default 3. */
+  maxFallbacks?: number;
+  /** Embeds queries and profiles (must be synchronous); default the offline hashed embedder. */
+  embedder?: Embedder;
+  /** Health window and cooldown rules (see {@link HealthTracker}). */
+  health?: {
+    /** Window of outcomes counted, ms; default 60,000. */
+    windowMs?: number;
+    /** Cool down when failures / requests in the window exceed it; default 0.5. */
+    failureRate?: number;
+    /** Requests in the window before the rate counts; default 2 (never on the first failure). */
+    minRequests?: number;
+    /** Cooldown length without a retry-after, ms; default 5,000. */
+    cooldownMs?: number;
+  };
+  /** A decision without an outcome for this long (ms) stops counting as in flight; default 600,000. */
+  decisionTtlMs?: number;
+  /** Seed of the strategies' randomness (ADAPTIVE exploration). Default: fixed (1). */
+  seed?: number;
+  /** Clock in ms (tests). Default `Date.now`. */
+  clock?: () => number;
+}
+
+/**
+ * Why a decision chose its expert.
+ *
+ * @example
+ * ```ts
+ * const { relevance, strategy, health } = decision.reasons;
+ * ```
+ */
+export interface RoutingReasons {
+  /** The chosen expert's relevance to the query in [0, 1] and its parts. */
+  relevance: number;
+  /** Cosine similarity of the query and the expert's profile embeddings. */
+  cosine: number;
+  /** The query's BM25 over the profile, divided by the best expert's. */
+  bm25: number;
+  /** Bonus for matching `context.domain`. */
+  domainBonus: number;
+  /** The strategy's own numbers for the chosen expert (success rate, forecast latency, UCB …). */
+  strategy: Record<string, number>;
+  /** Requests the chosen expert had in flight when the decision was made. */
+  inFlight: number;
+  /** `'available'`, or `'degraded'` when every candidate was cooling down and the best of them was chosen anyway. */
+  health: 'available' | 'degraded';
+}
+
+/**
+ * The result of {@link RewiringExperts.routeQuery}.
+ *
+ * @example
+ * ```ts
+ * const d = router.routeQuery('optimise this SQL join');
+ * console.log(d.expertId, d.fallbacks, d.reasons);
+ * ```
+ */
+export interface RoutingDecision {
+  /** Pass it to {@link RewiringExperts.recordOutcome}. */
+  id: string;
+  /** The chosen expert. */
+  expertId: string;
+  /** The strategy's score of the chosen expert. */
+  score: number;
+  /** Experts to try next, in order (fallback affinity from the expert graph, then the strategy's rank). */
+  fallbacks: string[];
+  /** The strategy that decided. */
+  strategy: RoutingStrategy;
+  /** Why. */
+  reasons: RoutingReasons;
+  /** Every candidate ranked, best first, with its strategy score. */
+  ranking: Array<{
+    /** The expert. */
+    id: string;
+    /** Its strategy score. */
+    score: number;
+  }>;
+}
+
+/**
+ * Measured routing figures since creation (or since the state was saved, when loaded).
+ *
+ * @example
+ * ```ts
+ * const m = router.getMetrics();
+ * console.log(m.totalRouted, m.successRate, m.meanLatencyMs, m.rewiringEvents, m.utilization);
+ * ```
+ */
+export interface RoutingMetrics {
+  /** routeQuery calls. */
+  totalRouted: number;
+  /** Outcomes recorded. */
+  outcomes: number;
+  /** Successful outcomes / outcomes (0 before any). */
+  successRate: number;
+  /** Mean `latencyMs` of the recorded outcomes (0 before any). */
+  meanLatencyMs: number;
+  /** Fallback-order changes made by the expert graph (see {@link ExpertGraph}). */
+  rewiringEvents: number;
+  /** Per expert: share of routed queries it was chosen for, in [0, 1]. */
+  utilization: Record<string, number>;
+  /** Per expert: requests in flight now (decided, no outcome yet). */
+  inFlight: Record<string, number>;
+}
+
+/**
+ * Options of {@link RewiringExperts.routeWithFallback}.
+ *
+ * @example
+ * ```ts
+ * const opts: FallbackOptions = { context: { domain: 'sql' }, maxAttempts: 3, waitForRecovery: true, signal };
+ * ```
+ */
+export interface FallbackOptions {
+  /** Hints for the decision. */
+  context?: RoutingContext;
+  /** Experts tried at most (the choice, then fallbacks), an integer in [1, 17]; default 3. */
+  maxAttempts?: number;
+  /** When every expert of the chain is cooling down, wait for the earliest recovery (abortable) instead of failing. */
+  waitForRecovery?: boolean;
+  /** Aborts between attempts and is passed to `call`. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What {@link RewiringExperts.routeWithFallback} returns.
+ *
+ * @example
+ * ```ts
+ * const { result, expertId, attempts } = await router.routeWithFallback(q, callExpert);
+ * ```
+ */
+export interface FallbackResult<T> {
+  /** What `call` returned for the expert that succeeded. */
+  result: T;
+  /** The expert that succeeded. */
+  expertId: string;
+  /** The decision made for the query. */
+  decision: RoutingDecision;
+  /** Every attempt in order. */
+  attempts: Array<{
+    /** The expert tried. */
+    expertId: string;
+    /** Whether `call` resolved. */
+    success: boolean;
+    /** Wall time of the call, ms. */
+    latencyMs: number;
+    /** The error's message when it failed. */
+    error?: string;
+  }>;
+}
+
+interface Pending {
+  expertId: string;
+  fallbacks: string[];
+  features: Float32Array;
+  at: number;
+  open: boolean;
+}
+
+const OPTION_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'seed', 'clock'] as const;
+const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'] as const;
+const OUTCOME_KEYS = ['success', 'latencyMs', 'quality', 'expertId', 'nonRetryable', 'retryAfterMs'] as const;
+const FALLBACK_KEYS = ['context', 'maxAttempts', 'waitForRecovery', 'signal'] as const;
+const STRATEGIES = Object.values(RoutingStrategy);
+
+/**
+ * Routes each query to the expert (model, service, agent) most likely to answer it well and
+ * fast, and learns from what happens.
+ *
+ * **Decision.** `routeQuery` scores every expert's profile against the query locally (hashed
+ * features and BM25, scored natively; see {@link ProfileScorer}), leaves out experts cooling
+ * down after failures, lets the {@link RoutingStrategy} rank the rest, and lists fallbacks in
+ * the order of the expert graph's affinities. Every number in the decision is measured.
+ *
+ * **Learning.** `recordOutcome` feeds the strategy (success rates, latencies, LinUCB), the health
+ * tracker (LiteLLM-style cooldown: more than half the requests of the window failed, never on the
+ * first; at once on a non-retryable error; for `retryAfterMs` when given) and, when a fallback
+ * served the query, the expert graph, which strengthens or weakens that hand-off and emits
+ * `'rewired'` when the fallback order changes.
+ *
+ * **Events.** `'rewired'` ({ from, to, before, after, success }), `'cooldown'` and
+ * `'recovered'` (expert id, status).
+ *
+ * @example
+ * ```ts
+ * import { RewiringExperts, RoutingStrategy } from '@capibara/core';
+ * const router = new RewiringExperts({ strategy: RoutingStrategy.ADAPTIVE });
+ * const d = router.routeQuery('How do I speed up a pandas groupby?');
+ * const t0 = performance.now();
+ * const ok = await callExpert(d.expertId);
+ * router.recordOutcome(d.id, { success: ok, latencyMs: performance.now() - t0 });
+ * ```
+ */
+export class RewiringExperts extends EventEmitter {
+  /** The strategy in use. */
+  readonly strategy: RoutingStrategy;
+  readonly #experts = new Map<string, Required<Pick<ExpertProfile, 'capacity'>> & ExpertProfile>();
+  readonly #scorer: ProfileScorer;
+  readonly #health: HealthTracker;
+  readonly #graph: ExpertGraph;
+  #policy: Strategy;
+  readonly #pending = new Map<string, Pending>();
+  readonly #inFlight = new Map<string, number>();
+  readonly #routedTo = new Map<string, number>();
+  readonly #maxFallbacks: number;
+  readonly #ttl: number;
+  readonly #clock: () => number;
+  readonly #dims: number;
+  readonly #options: RewiringExpertsOptions;
+  #stats = { routed: 0, outcomes: 0, successes: 0, latencySum: 0 };
+
+  /**
+   * Creates a router over `options.experts` (default: the seed's six).
+   *
+   * @param options Strategy, experts, fallbacks, health rules, embedder, seed, clock.
+   * @throws TypeError / RangeError for bad options or profiles, naming the field.
+   *
+   * @example
+   * ```ts
+   * const router = new RewiringExperts({ experts: [...DEFAULT_EXPERTS, { id: 'rust', domain: 'rust', description: 'Rust ownership, lifetimes, cargo' }] });
+   * ```
+   */
+  constructor(options: RewiringExpertsOptions = {}) {
+    super();
+    const o = v.options<RewiringExpertsOptions>('options', options, OPTION_KEYS);
+    this.#options = o;
+    this.strategy = o.strategy === undefined ? RoutingStrategy.PERFORMANCE_BASED : v.oneOf('options.strategy', o.strategy, STRATEGIES);
+    this.#maxFallbacks = o.maxFallbacks === undefined ? 3 : v.integer('options.maxFallbacks', o.maxFallbacks, 0, 16);
+    this.#ttl = o.decisionTtlMs === undefined ? 600_000 : v.integer('options.decisionTtlMs', o.decisionTtlMs, 1);
+    this.#clock = o.clock === undefined ? Date.now : (v.optionalFunction<() => number>('options.clock', o.clock) as () => number);
+    const seed = o.seed === undefined ? 1 : v.integer('options.seed', o.seed, 0);
+    this.#scorer = new ProfileScorer(o.embedder === undefined ? {} : { embedder: o.embedder });
+    this.#dims = this.#scorer.dimensions;
+    const h = o.health === undefined ? {} : v.options<NonNullable<RewiringExpertsOptions['health']>>('options.health', o.health, ['windowMs', 'failureRate', 'minRequests', 'cooldownMs']);
+    this.#health = new HealthTracker({
+      ...h,
+      now: this.#clock,
+      onChange: (id, status) => this.emit(status.available ? 'recovered' : 'cooldown', id, status),
+    });
+    this.#graph = new ExpertGraph({ onRewire: (e) => this.emit('rewired', e) });
+    this.#policy = createStrategy(this.strategy, { dimensions: this.#dims, seed });
+    const experts = o.experts ?? DEFAULT_EXPERTS;
+    if (!Array.isArray(experts)) throw v.typeError('options.experts', 'array of ExpertProfile', experts);
+    experts.forEach((p: unknown, i) => this.#add(p, `options.experts[${i}]`));
+  }
+
+  /**
+   * Adds an expert, or replaces the profile of one with the same id (its learned state stays).
+   *
+   * @param profile The expert.
+   *
+   * @example
+   * ```ts
+   * router.addExpert({ id: 'rust', domain: 'rust', description: 'Rust ownership, lifetimes, cargo, async' });
+   * ```
+   */
+  addExpert(profile: ExpertProfile): void {
+    this.#add(profile, 'profile');
+  }
+
+  /**
+   * Removes an expert with its learned state and graph edges; decisions already made for it
+   * can still record outcomes.
+   *
+   * @param id The expert.
+   * @returns Whether it existed.
+   *
+   * @example
+   * ```ts
+   * router.removeExpert('ml');
+   * ```
+   */
+  removeExpert(id: string): boolean {
+    v.string('id', id);
+    if (!this.#experts.delete(id)) return false;
+    this.#scorer.remove(id);
+    this.#health.remove(id);
+    this.#graph.removeNode(id);
+    this.#policy.remove(id);
+    return true;
+  }
+
+  /**
+   * The current experts' profiles.
+   *
+   * @returns Copies, in insertion order.
+   *
+   * @example
+   * ```ts
+   * router.experts().map((e) => e.id); // ['python', 'sql', ...]
+   * ```
+   */
+  experts(): ExpertProfile[] {
+    return [...this.#experts.values()].map((e) => ({ ...e, ...(e.keywords ? { keywords: [...e.keywords] } : {}) }));
+  }
+
+  /**
+   * Chooses an expert for a query (see the class description).
+   *
+   * @param text The query, non-empty.
+   * @param context Domain hint, complexity, latency budget, experts to exclude.
+   * @returns The decision; record its outcome with {@link RewiringExperts.recordOutcome}.
+   * @throws RangeError when no expert is left to route to (none registered, or all excluded).
+   *
+   * @example
+   * ```ts
+   * const d = router.routeQuery('SELECT with a slow LEFT JOIN', { latencyBudgetMs: 3000 });
+   * ```
+   */
+  routeQuery(text: string, context: RoutingContext = {}): RoutingDecision {
+    v.string('text', text);
+    if (text.trim() === '') throw v.rangeError('text', 'non-empty query', text);
+    const ctx = checkContext(context);
+    const now = this.#clock();
+    this.#expire(now);
+    const scored = this.#scorer.score(text, ctx);
+    if (scored.ids.length === 0) throw new RangeError('RewiringExperts.routeQuery: no expert to route to (none registered, or all excluded)');
+    const all = scored.ids.map((id, i) => ({ id, relevance: scored.relevance[i]!, inFlight: this.#inFlight.get(id) ?? 0, capacity: this.#experts.get(id)!.capacity }));
+    let candidates = all.filter((c) => this.#health.isAvailable(c.id));
+    const degraded = candidates.length === 0;
+    if (degraded) candidates = all;
+    const ranking = this.#policy.rank(candidates, scored.features, ctx, now);
+    const best = ranking[0]!;
+    const fallbacks = this.#fallbacks(best.id, ranking.slice(1).map((r) => r.id));
+    const i = scored.ids.indexOf(best.id);
+    const part = scored.parts[i]!;
+    const decision: RoutingDecision = {
+      id: randomUUID(),
+      expertId: best.id,
+      score: best.score,
+      fallbacks,
+      strategy: this.strategy,
+      reasons: {
+        relevance: scored.relevance[i]!,
+        cosine: part.cosine,
+        bm25: part.bm25,
+        domainBonus: part.domainBonus,
+        strategy: best.reasons,
+        inFlight: this.#inFlight.get(best.id) ?? 0,
+        health: degraded ? 'degraded' : 'available',
+      },
+      ranking: ranking.map((r) => ({ id: r.id, score: r.score })),
+    };
+    this.#pending.set(decision.id, { expertId: best.id, fallbacks, features: scored.features, at: now, open: true });
+    this.#inFlight.set(best.id, (this.#inFlight.get(best.id) ?? 0) + 1);
+    this.#routedTo.set(best.id, (this.#routedTo.get(best.id) ?? 0) + 1);
+    this.#stats.routed++;
+    return decision;
+  }
+
+  /**
+   * Feeds what a routed call came to back into the router. Call it once per expert tried for
+   * the decision: first for the chosen expert, then for each fallback used (`expertId`).
+   *
+   * @param decisionId From {@link RoutingDecision.id}.
+   * @param outcome Success, latency, quality, which expert, and error facts.
+   * @throws RangeError for an unknown (or expired) decision, an expert that is neither the
+   * decision's choice nor one of its fallbacks, or a bad field.
+   *
+   * @example
+   * ```ts
+   * router.recordOutcome(d.id, { success: false, latencyMs: 30_000, retryAfterMs: 10_000 });
+   * router.recordOutcome(d.id, { success: true, latencyMs: 800, expertId: d.fallbacks[0] });
+   * ```
+   */
+  recordOutcome(decisionId: string, outcome: RoutingOutcome): void {
+    v.string('decisionId', decisionId);
+    const p = this.#pending.get(decisionId);
+    if (p === undefined) throw v.rangeError('decisionId', 'id of a decision made in the last decisionTtlMs', decisionId);
+    const o = v.options<RoutingOutcome>('outcome', outcome, OUTCOME_KEYS);
+    const success = v.boolean('outcome.success', o.success);
+    const latencyMs = v.finite('outcome.latencyMs', o.latencyMs, { min: 0 });
+    const quality = o.quality === undefined ? undefined : unit('outcome.quality', o.quality);
+    const expertId = o.expertId === undefined ? p.expertId : v.string('outcome.expertId', o.expertId);
+    if (expertId !== p.expertId && !p.fallbacks.includes(expertId)) {
+      throw v.rangeError('outcome.expertId', `the decision's expert or one of its fallbacks (${[p.expertId, ...p.fallbacks].join(', ')})`, expertId);
+    }
+    const nonRetryable = o.nonRetryable === undefined ? false : v.boolean('outcome.nonRetryable', o.nonRetryable);
+    const retryAfterMs = o.retryAfterMs === undefined ? undefined : v.finite('outcome.retryAfterMs', o.retryAfterMs, { min: 0 });
+    const now = this.#clock();
+    if (expertId === p.expertId && p.open) this.#release(p);
+    if (this.#experts.has(expertId)) {
+      this.#health.record(expertId, { success, nonRetryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      this.#policy.update(expertId, p.features, { success, latencyMs, ...(quality === undefined ? {} : { quality }) }, now);
+      if (expertId !== p.expertId && this.#experts.has(p.expertId)) this.#graph.rewire(p.expertId, expertId, success);
+    }
+    this.#stats.outcomes++;
+    if (success) this.#stats.successes++;
+    this.#stats.latencySum += latencyMs;
+  }
+
+  /**
+   * Routes `text`, then runs `call` against the chosen expert and, on failure, against its
+   * fallbacks in order, recording every outcome. A thrown error's `status` (HTTP 401, 403, 404
+   * → non-retryable) and `retryAfterMs` are read when present.
+   *
+   * @param text The query.
+   * @param call Calls one expert; rejects on failure.
+   * @param options Context, attempts, waiting for recovery, abort.
+   * @returns The first success with the attempts made.
+   * @throws Error listing every attempt's error when all fail; the signal's reason on abort.
+   *
+   * @example
+   * ```ts
+   * const { result } = await router.routeWithFallback('fix this stack trace', (expert, signal) => fetch(urls[expert.id], { signal }));
+   * ```
+   */
+  async routeWithFallback<T>(text: string, call: (expert: ExpertProfile, signal: AbortSignal | undefined) => Promise<T>, options: FallbackOptions = {}): Promise<FallbackResult<T>> {
+    if (typeof call !== 'function') throw v.typeError('call', 'function', call);
+    const o = v.options<FallbackOptions>('options', options, FALLBACK_KEYS);
+    const maxAttempts = o.maxAttempts === undefined ? 3 : v.integer('options.maxAttempts', o.maxAttempts, 1, 17);
+    const signal = o.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw v.typeError('options.signal', 'AbortSignal', signal);
+    const decision = this.routeQuery(text, o.context ?? {});
+    const chain = [decision.expertId, ...decision.fallbacks].slice(0, maxAttempts);
+    const attempts: FallbackResult<T>['attempts'] = [];
+    let waited = false;
+    for (let i = 0; i < chain.length; i++) {
+      signal?.throwIfAborted();
+      const id = chain[i]!;
+      const profile = this.#experts.get(id);
+      if (profile === undefined || (i > 0 && !this.#health.isAvailable(id))) {
+        if (i === chain.length - 1 && o.waitForRecovery && !waited && attempts.length === 0) {
+          waited = true;
+          const at = this.#health.earliestRecovery(chain);
+          if (at !== null) await sleep(Math.max(0, at - this.#clock()), signal);
+          i = -1;
+        }
+        continue;
+      }
+      if (i > 0) this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
+      const t0 = performance.now();
+      try {
+        const result = await call({ ...profile }, signal);
+        const latencyMs = performance.now() - t0;
+        if (i > 0) this.#inFlight.set(id, this.#inFlight.get(id)! - 1);
+        this.recordOutcome(decision.id, { success: true, latencyMs, expertId: id });
+        attempts.push({ expertId: id, success: true, latencyMs });
+        return { result, expertId: id, decision, attempts };
+      } catch (err) {
+        const latencyMs = performance.now() - t0;
+        if (i > 0) this.#inFlight.set(id, this.#inFlight.get(id)! - 1);
+        if (signal?.aborted) throw signal.reason;
+        const e = err as { status?: unknown; retryAfterMs?: unknown; message?: unknown };
+        const status = typeof e?.status === 'number' ? e.status : undefined;
+        const retryAfter = typeof e?.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0 ? e.retryAfterMs : undefined;
+        this.recordOutcome(decision.id, {
+          success: false,
+          latencyMs,
+          expertId: id,
+          nonRetryable: status === 401 || status === 403 || status === 404,
+          ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }),
+        });
+        attempts.push({ expertId: id, success: false, latencyMs, error: String(e?.message ?? err) });
+      }
+    }
+    throw new Error(`RewiringExperts.routeWithFallback: every expert tried failed (${attempts.map((a) => `${a.expertId}: ${a.error}`).join('; ') || 'none was available'})`);
+  }
+
+  /**
+   * Measured figures: queries routed, success rate and mean latency of the recorded outcomes,
+   * rewiring events, utilisation and requests in flight per expert.
+   *
+   * @returns The metrics.
+   *
+   * @example
+   * ```ts
+   * const { successRate, utilization } = router.getMetrics();
+   * ```
+   */
+  getMetrics(): RoutingMetrics {
+    this.#expire(this.#clock());
+    const s = this.#stats;
+    const utilization: Record<string, number> = {};
+    const inFlight: Record<string, number> = {};
+    for (const id of this.#experts.keys()) {
+      utilization[id] = s.routed === 0 ? 0 : (this.#routedTo.get(id) ?? 0) / s.routed;
+      inFlight[id] = this.#inFlight.get(id) ?? 0;
+    }
+    return {
+      totalRouted: s.routed,
+      outcomes: s.outcomes,
+      successRate: s.outcomes === 0 ? 0 : s.successes / s.outcomes,
+      meanLatencyMs: s.outcomes === 0 ? 0 : s.latencySum / s.outcomes,
+      rewiringEvents: this.#graph.rewiringEvents,
+      utilization,
+      inFlight,
+    };
+  }
+
+  /**
+   * Health of one expert: whether it is cooling down, until when, and its window's failure rate.
+   *
+   * @param id The expert.
+   * @returns Its status.
+   *
+   * @example
+   * ```ts
+   * if (!router.expertHealth('sql').available) console.log('sql cools down until', router.expertHealth('sql').coolingUntil);
+   * ```
+   */
+  expertHealth(id: string): ReturnType<HealthTracker['status']> {
+    v.string('id', id);
+    if (!this.#experts.has(id)) throw v.rangeError('id', `id of an expert (${[...this.#experts.keys()].join(', ')})`, id);
+    return this.#health.status(id);
+  }
+
+  /**
+   * Saves the experts, the strategy's learned state, the expert graph, health and counters to
+   * `path` atomically (a crash mid-write leaves the old file).
+   *
+   * @param path The file.
+   *
+   * @example
+   * ```ts
+   * await router.save('./expert_graphs/router.json');
+   * ```
+   */
+  async save(path: string): Promise<void> {
+    v.nonEmptyString('path', path);
+    await saveState(path, {
+      strategy: this.strategy,
+      experts: this.experts(),
+      policy: this.#policy.toJSON(),
+      graph: this.#graph.toJSON(),
+      health: this.#health.toJSON(),
+      stats: { ...this.#stats, routedTo: Object.fromEntries(this.#routedTo) },
+    });
+  }
+
+  /**
+   * A router restored from {@link RewiringExperts.save}: same experts, strategy state, graph,
+   * health and counters. `options` supplies what is not saved (embedder, clock, rules).
+   *
+   * @param path The file.
+   * @param options Options other than `strategy` and `experts`, which come from the file.
+   * @returns The router.
+   *
+   * @example
+   * ```ts
+   * const router = await RewiringExperts.load('./expert_graphs/router.json');
+   * ```
+   */
+  static async load(path: string, options: Omit<RewiringExpertsOptions, 'strategy' | 'experts'> = {}): Promise<RewiringExperts> {
+    v.nonEmptyString('path', path);
+    const state = (await loadState(path)) as SavedState;
+    if (state === null || typeof state !== 'object' || !Array.isArray(state.experts)) throw new Error(`RewiringExperts.load: ${path} does not hold a router's state`);
+    const router = new RewiringExperts({ ...options, strategy: state.strategy, experts: state.experts });
+    router.#policy = strategyFromJSON(state.policy, { dimensions: router.#dims, seed: options.seed ?? 1 });
+    router.#graph.load(state.graph);
+    router.#health.load(state.health);
+    router.#stats = { routed: state.stats.routed, outcomes: state.stats.outcomes, successes: state.stats.successes, latencySum: state.stats.latencySum };
+    for (const [id, n] of Object.entries(state.stats.routedTo)) router.#routedTo.set(id, n);
+    return router;
+  }
+
+  #add(profile: unknown, name: string): void {
+    const p = checkProfile(name, profile);
+    this.#scorer.set(p);
+    this.#experts.set(p.id, { ...p, capacity: p.capacity ?? 4 });
+    this.#graph.addNode(p.id);
+  }
+
+  // Fallback order: the graph's affinity from the chosen expert first, the strategy's rank second.
+  #fallbacks(from: string, ranked: string[]): string[] {
+    const rank = new Map(ranked.map((id, i) => [id, i]));
+    return [...ranked]
+      .sort((a, b) => this.#graph.weight(from, b) - this.#graph.weight(from, a) || rank.get(a)! - rank.get(b)!)
+      .slice(0, this.#maxFallbacks);
+  }
+
+  #release(p: Pending): void {
+    p.open = false;
+    const n = this.#inFlight.get(p.expertId);
+    if (n !== undefined) this.#inFlight.set(p.expertId, Math.max(0, n - 1));
+  }
+
+  // Decisions are kept in insertion (time) order: drop the ones past their TTL.
+  #expire(now: number): void {
+    for (const [id, p] of this.#pending) {
+      if (now - p.at < this.#ttl) break;
+      if (p.open) this.#release(p);
+      this.#pending.delete(id);
+    }
+  }
+}
+
+interface SavedState {
+  strategy: RoutingStrategy;
+  experts: ExpertProfile[];
+  policy: unknown;
+  graph: unknown;
+  health: unknown;
+  stats: { routed: number; outcomes: number; successes: number; latencySum: number; routedTo: Record<string, number> };
+}
+
+function unit(name: string, x: unknown): number {
+  const n = v.finite(name, x, { min: 0 });
+  if (n > 1) throw v.rangeError(name, 'finite number in [0, 1]', n);
+  return n;
+}
+
+function checkContext(context: unknown): RoutingContext {
+  const c = v.options<RoutingContext>('context', context, CONTEXT_KEYS);
+  const out: RoutingContext = {};
+  if (c.domain !== undefined) out.domain = v.nonEmptyString('context.domain', c.domain);
+  if (c.complexity !== undefined) out.complexity = unit('context.complexity', c.complexity);
+  if (c.latencyBudgetMs !== undefined) out.latencyBudgetMs = v.finite('context.latencyBudgetMs', c.latencyBudgetMs, { positive: true });
+  if (c.exclude !== undefined) {
+    if (!Array.isArray(c.exclude)) throw v.typeError('context.exclude', 'array of expert ids', c.exclude);
+    out.exclude = c.exclude.map((x: unknown, i) => v.string(`context.exclude[${i}]`, x));
+  }
+  return out;
+}
+
+function checkProfile(name: string, profile: unknown): ExpertProfile {
+  const p = v.options<ExpertProfile>(name, profile, ['id', 'name', 'domain', 'description', 'keywords', 'capacity']);
+  const id = v.nonEmptyString(`${name}.id`, p.id);
+  if (id.length > 128) throw v.rangeError(`${name}.id`, 'string of at most 128 characters', id);
+  const out: ExpertProfile = { id, domain: v.nonEmptyString(`${name}.domain`, p.domain), description: v.nonEmptyString(`${name}.description`, p.description) };
+  if (p.name !== undefined) out.name = v.nonEmptyString(`${name}.name`, p.name);
+  if (p.keywords !== undefined) {
+    if (!Array.isArray(p.keywords)) throw v.typeError(`${name}.keywords`, 'array of non-empty strings', p.keywords);
+    out.keywords = p.keywords.map((k: unknown, i) => v.nonEmptyString(`${name}.keywords[${i}]`, k));
+  }
+  if (p.capacity !== undefined) out.capacity = v.integer(`${name}.capacity`, p.capacity, 1);
+  return out;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,97 @@
+/**
+ * Public types of request-level expert routing (RewiringExperts): experts, decisions, outcomes.
+ * @module
+ */
+
+/**
+ * How {@link RewiringExperts} picks among the experts that fit a query.
+ *
+ * - `PERFORMANCE_BASED`: relevance × observed success rate, penalised by observed latency.
+ * - `LOAD_BALANCED`: among relevant experts, the one with the most headroom (fewest requests in
+ *   flight relative to its capacity).
+ * - `ADAPTIVE`: online learning from outcomes over query features (LinUCB), exploring while
+ *   uncertain.
+ * - `PREDICTIVE`: forecasts each expert's latency (recent trend + queueing behind its requests in
+ *   flight) and picks the best expected outcome within the latency budget.
+ *
+ * @example
+ * ```ts
+ * const router = new RewiringExperts({ strategy: RoutingStrategy.ADAPTIVE });
+ * ```
+ */
+export enum RoutingStrategy {
+  PERFORMANCE_BASED = 'performance_based',
+  LOAD_BALANCED = 'load_balanced',
+  ADAPTIVE = 'adaptive',
+  PREDICTIVE = 'predictive',
+}
+
+/**
+ * An expert a query can be routed to: a model, a service, an agent.
+ *
+ * @example
+ * ```ts
+ * const sql: ExpertProfile = {
+ *   id: 'sql', name: 'SQL expert', domain: 'sql',
+ *   description: 'Writes and optimises SQL queries, schemas, indexes and joins',
+ *   keywords: ['select', 'join', 'index', 'postgres', 'query plan'],
+ *   capacity: 8,
+ * };
+ * ```
+ */
+export interface ExpertProfile {
+  /** Unique id: non-empty, at most 128 characters. */
+  id: string;
+  /** Display name. Default: the id. */
+  name?: string;
+  /** Domain label queries can hint at (`context.domain`). */
+  domain: string;
+  /** What the expert is good at, in words: the text queries are matched against. */
+  description: string;
+  /** Terms typical of its queries; weigh more than the description. */
+  keywords?: string[];
+  /** Requests it serves at once before it counts as saturated, an integer >= 1. Default 4. */
+  capacity?: number;
+}
+
+/**
+ * Hints that come with a query.
+ *
+ * @example
+ * ```ts
+ * router.routeQuery('why does this segfault?', { domain: 'debug', latencyBudgetMs: 2000 });
+ * ```
+ */
+export interface RoutingContext {
+  /** Prefer experts of this domain (a bonus on relevance, not a filter). */
+  domain?: string;
+  /** Expected difficulty in [0, 1]; PERFORMANCE_BASED and PREDICTIVE weigh quality more on hard queries. */
+  complexity?: number;
+  /** Experts whose forecast latency exceeds it rank after those that fit. */
+  latencyBudgetMs?: number;
+  /** Never route to these experts. */
+  exclude?: string[];
+}
+
+/**
+ * What a call to an expert came to, fed back by {@link RewiringExperts.recordOutcome}.
+ *
+ * @example
+ * ```ts
+ * router.recordOutcome(decision.id, { success: true, latencyMs: 420, quality: 0.9 });
+ * ```
+ */
+export interface RoutingOutcome {
+  /** Whether the expert answered usefully. */
+  success: boolean;
+  /** Wall time of the call in ms, finite and >= 0. */
+  latencyMs: number;
+  /** Judged quality in [0, 1], when known. */
+  quality?: number;
+  /** The expert to charge, when a fallback (not the first choice) served the call. Default: the decision's expert. */
+  expertId?: string;
+  /** A failure that retrying cannot fix (e.g. HTTP 401 / 404): cools the expert down at once. */
+  nonRetryable?: boolean;
+  /** The expert asked to be left alone this long (ms), e.g. from `Retry-After`. */
+  retryAfterMs?: number;
+}

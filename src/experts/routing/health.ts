@@ -295,7 +295,12 @@ export class HealthTracker {
    * ```
    */
   isAvailable(expertId: string): boolean {
-    return this.status(expertId).available;
+    // The routing hot path: no snapshot object, no validation beyond the map lookup.
+    const w = this.#experts.get(expertId);
+    if (w === undefined) return true;
+    if (w.coolingUntil === null) return true;
+    this.#refresh(expertId, w, this.#now());
+    return w.coolingUntil === null;
   }
 
   /**

@@ -593,11 +593,20 @@ export class RewiringExperts extends EventEmitter {
   }
 
   // Fallback order: the graph's affinity from the chosen expert first, the strategy's rank second.
+  // Only the best `maxFallbacks` are needed: a selection pass each, weights read once.
   #fallbacks(from: string, ranked: string[]): string[] {
-    const rank = new Map(ranked.map((id, i) => [id, i]));
-    return [...ranked]
-      .sort((a, b) => this.#graph.weight(from, b) - this.#graph.weight(from, a) || rank.get(a)! - rank.get(b)!)
-      .slice(0, this.#maxFallbacks);
+    const n = ranked.length;
+    const w = new Float64Array(n);
+    for (let i = 0; i < n; i++) w[i] = this.#graph.weight(from, ranked[i]!);
+    const out: string[] = [];
+    const taken = new Uint8Array(n);
+    for (let k = 0; k < Math.min(this.#maxFallbacks, n); k++) {
+      let best = -1;
+      for (let i = 0; i < n; i++) if (!taken[i] && (best < 0 || w[i]! > w[best]!)) best = i; // ties: the better rank (lower i)
+      taken[best] = 1;
+      out.push(ranked[best]!);
+    }
+    return out;
   }
 
   #release(p: Pending): void {

@@ -143,6 +143,20 @@ describe('RewiringExperts learning and health', () => {
     expect(router.getMetrics()).toMatchObject({ outcomes: 1, successRate: 1, meanLatencyMs: 12 });
   });
 
+  it('closes a decision on success and keeps at most maxPendingDecisions open', () => {
+    const router = new RewiringExperts({ maxPendingDecisions: 2 });
+    const a = router.routeQuery('slow SQL join');
+    router.recordOutcome(a.id, { success: true, latencyMs: 3 });
+    expect(() => router.recordOutcome(a.id, { success: true, latencyMs: 3 })).toThrow(RangeError);
+    const b = router.routeQuery('pandas groupby');
+    const c = router.routeQuery('React hooks');
+    const d = router.routeQuery('REST pagination'); // drops b, the oldest open decision
+    expect(() => router.recordOutcome(b.id, { success: false, latencyMs: 3 })).toThrow(RangeError);
+    router.recordOutcome(c.id, { success: false, latencyMs: 3 });
+    router.recordOutcome(d.id, { success: true, latencyMs: 3 });
+    expect(Object.values(router.getMetrics().inFlight).reduce((x, y) => x + y, 0)).toBe(0);
+  });
+
   it('rewires the expert graph from fallback outcomes and counts the events', () => {
     const router = new RewiringExperts({ maxFallbacks: 3 });
     const events: unknown[] = [];

@@ -45,6 +45,12 @@ export interface RewiringExpertsOptions {
   };
   /** A decision without an outcome for this long (ms) stops counting as in flight; default 600,000. */
   decisionTtlMs?: number;
+  /**
+   * Decisions kept awaiting outcomes (made, not yet answered by a success), an integer >= 1;
+   * past it the oldest is dropped as if its TTL ran out. Each holds the query's features:
+   * `maxPendingDecisions × 256 × 4` bytes at most. Default 4,096.
+   */
+  maxPendingDecisions?: number;
   /** Seed of the strategies' randomness (ADAPTIVE exploration). Default: fixed (1). */
   seed?: number;
   /** Clock in ms (tests). Default `Date.now`. */
@@ -183,12 +189,16 @@ export interface FallbackResult<T> {
 interface Pending {
   expertId: string;
   fallbacks: string[];
-  features: Float32Array;
+  /** Row of the features slab holding the query's features. */
+  slot: number;
   at: number;
   open: boolean;
 }
 
-const OPTION_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'seed', 'clock'] as const;
+/** Default of {@link RewiringExpertsOptions.maxPendingDecisions}. */
+const MAX_PENDING = 4096;
+
+const OPTION_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'maxPendingDecisions', 'seed', 'clock'] as const;
 const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'] as const;
 const OUTCOME_KEYS = ['success', 'latencyMs', 'quality', 'expertId', 'nonRetryable', 'retryAfterMs'] as const;
 const FALLBACK_KEYS = ['context', 'maxAttempts', 'waitForRecovery', 'signal'] as const;
@@ -231,6 +241,11 @@ export class RewiringExperts extends EventEmitter {
   readonly #graph: ExpertGraph;
   #policy: Strategy;
   readonly #pending = new Map<string, Pending>();
+  // The pending decisions' query features, one row per slot: no allocation per decision.
+  #slab: Float32Array | undefined;
+  readonly #freeSlots: number[] = [];
+  #slots = 0;
+  readonly #maxPending: number;
   readonly #inFlight = new Map<string, number>();
   readonly #routedTo = new Map<string, number>();
   readonly #maxFallbacks: number;
@@ -258,6 +273,7 @@ export class RewiringExperts extends EventEmitter {
     this.strategy = o.strategy === undefined ? RoutingStrategy.PERFORMANCE_BASED : v.oneOf('options.strategy', o.strategy, STRATEGIES);
     this.#maxFallbacks = o.maxFallbacks === undefined ? 3 : v.integer('options.maxFallbacks', o.maxFallbacks, 0, 16);
     this.#ttl = o.decisionTtlMs === undefined ? 600_000 : v.integer('options.decisionTtlMs', o.decisionTtlMs, 1);
+    this.#maxPending = o.maxPendingDecisions === undefined ? MAX_PENDING : v.integer('options.maxPendingDecisions', o.maxPendingDecisions, 1, 1 << 20);
     this.#clock = o.clock === undefined ? Date.now : (v.optionalFunction<() => number>('options.clock', o.clock) as () => number);
     const seed = o.seed === undefined ? 1 : v.integer('options.seed', o.seed, 0);
     this.#scorer = new ProfileScorer(o.embedder === undefined ? {} : { embedder: o.embedder });
@@ -372,7 +388,7 @@ export class RewiringExperts extends EventEmitter {
       },
       ranking: ranking.map((r) => ({ id: r.id, score: r.score })),
     };
-    this.#pending.set(decision.id, { expertId: best.id, fallbacks, features: scored.features, at: now, open: true });
+    this.#pending.set(decision.id, { expertId: best.id, fallbacks, slot: this.#keep(scored.features), at: now, open: true });
     this.#inFlight.set(best.id, (this.#inFlight.get(best.id) ?? 0) + 1);
     this.#routedTo.set(best.id, (this.#routedTo.get(best.id) ?? 0) + 1);
     this.#stats.routed++;
@@ -381,7 +397,8 @@ export class RewiringExperts extends EventEmitter {
 
   /**
    * Feeds what a routed call came to back into the router. Call it once per expert tried for
-   * the decision: first for the chosen expert, then for each fallback used (`expertId`).
+   * the decision: first for the chosen expert, then for each fallback used (`expertId`). A
+   * success closes the decision: later outcomes for it are rejected as unknown.
    *
    * @param decisionId From {@link RoutingDecision.id}.
    * @param outcome Success, latency, quality, which expert, and error facts.
@@ -412,12 +429,18 @@ export class RewiringExperts extends EventEmitter {
     if (expertId === p.expertId && p.open) this.#release(p);
     if (this.#experts.has(expertId)) {
       this.#health.record(expertId, { success, nonRetryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
-      this.#policy.update(expertId, p.features, { success, latencyMs, ...(quality === undefined ? {} : { quality }) }, now);
+      this.#policy.update(expertId, this.#features(p.slot), { success, latencyMs, ...(quality === undefined ? {} : { quality }) }, now);
       if (expertId !== p.expertId && this.#experts.has(p.expertId)) this.#graph.rewire(p.expertId, expertId, success);
     }
     this.#stats.outcomes++;
     if (success) this.#stats.successes++;
     this.#stats.latencySum += latencyMs;
+    // A success answers the query: the decision is done and its slot is free.
+    if (success) {
+      if (p.open) this.#release(p);
+      this.#freeSlots.push(p.slot);
+      this.#pending.delete(decisionId);
+    }
   }
 
   /**
@@ -615,13 +638,27 @@ export class RewiringExperts extends EventEmitter {
     if (n !== undefined) this.#inFlight.set(p.expertId, Math.max(0, n - 1));
   }
 
-  // Decisions are kept in insertion (time) order: drop the ones past their TTL.
+  // Decisions are kept in insertion (time) order: drop the ones past their TTL, and the
+  // oldest beyond MAX_PENDING.
   #expire(now: number): void {
     for (const [id, p] of this.#pending) {
-      if (now - p.at < this.#ttl) break;
+      if (now - p.at < this.#ttl && this.#pending.size < this.#maxPending) break;
       if (p.open) this.#release(p);
+      this.#freeSlots.push(p.slot);
       this.#pending.delete(id);
     }
+  }
+
+  #keep(features: Float32Array): number {
+    const d = this.#dims;
+    this.#slab ??= new Float32Array(this.#maxPending * d);
+    const slot = this.#freeSlots.pop() ?? this.#slots++;
+    this.#slab.set(features, slot * d);
+    return slot;
+  }
+
+  #features(slot: number): Float32Array {
+    return this.#slab!.subarray(slot * this.#dims, (slot + 1) * this.#dims);
   }
 }
 

@@ -54,7 +54,7 @@ export function createStrategy(strategy: RoutingStrategy, options: StrategyOptio
 const STRUCTURAL = ['dimensions', 'projectedDimensions', 'adaptiveMethod', 'lambda'] as const;
 
 /**
- * Rebuilds a strategy from {@link Strategy.toJSON}'s output (after a JSON round trip): it ranks
+ * Rebuilds a strategy from `Strategy.toJSON`'s output (after a JSON round trip): it ranks
  * exactly as the saved one did, PRNG state included. Throws naming the first bad field
  * (`json.experts.a.stats.successes`).
  *

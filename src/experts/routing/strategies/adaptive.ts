@@ -39,12 +39,14 @@ export function reward(outcome: StrategyOutcome, options: ResolvedStrategyOption
 /**
  * score = relevanceWeight × relevance + learned term, where the learned term is
  * - `linucb`: 0.5 + θᵀx + α√(xᵀA⁻¹x) of the expert's disjoint LinUCB arm fitted to r − 0.5
- *   ({@link REWARD_PRIOR}), x = [R·features; 1] (R the seeded random projection to
+ *   (`REWARD_PRIOR`), x = [R·features; 1] (R the seeded random projection to
  *   `projectedDimensions`; the 1 lets each arm learn a query-independent level). An expert with no
  *   outcomes has θ = 0 and A = λI: the same estimate and bonus for every cold expert, so cold start
  *   ranks by relevance. Reasons: relevance, estimate (0.5 + θᵀx), bonus (α√(xᵀA⁻¹x)), observations.
  * - `thompson`: a sample of Beta(1 + wins, 1 + losses) with time-decayed fractional counts
- *   (wins += r, losses += 1 − r for r clipped to [0, 1]); feature-blind. Reasons: relevance, sample, mean.
+ *   (wins += r, losses += 1 − r for r clipped to [0, 1]); feature-blind. Each `rank` draws from the
+ *   seeded PRNG, so two rankings of the same query differ (the PRNG state is saved by `toJSON`).
+ *   Reasons: relevance, sample, mean.
  */
 export class AdaptiveStrategy extends BaseStrategy {
   readonly name = RoutingStrategy.ADAPTIVE;

@@ -96,11 +96,13 @@ export abstract class BaseStrategy implements Strategy {
   }
 
   toJSON(): StrategyJSON {
-    const experts: StrategyJSON['experts'] = {};
-    for (const [id, s] of this.experts) {
-      const model = this.modelJSON(id);
-      experts[id] = model === undefined ? { stats: s.toJSON() } : { stats: s.toJSON(), model };
-    }
+    // fromEntries defines own properties, so an id such as '__proto__' stays an ordinary key.
+    const experts: StrategyJSON['experts'] = Object.fromEntries(
+      [...this.experts].map(([id, s]) => {
+        const model = this.modelJSON(id);
+        return [id, model === undefined ? { stats: s.toJSON() } : { stats: s.toJSON(), model }];
+      }),
+    );
     const { halfLifeMs, ...rest } = this.options;
     return {
       version: 1,

@@ -50,7 +50,7 @@ export function decayFactor(dt: number, halfLifeMs: number): number {
   return Math.exp(-Math.min(dt / halfLifeMs, MAX_HALF_LIVES) * Math.LN2);
 }
 
-/** JSON form of {@link ExpertStats}. */
+/** JSON form of `ExpertStats`. */
 export interface ExpertStatsJSON {
   observations: number;
   time: number;

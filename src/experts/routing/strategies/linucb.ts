@@ -45,7 +45,15 @@ export class RandomProjection {
     }
   }
 
-  /** Writes R·x into `out[0..k)`. */
+  /**
+   * Writes R·x into `out[0..k)`.
+   *
+   * @example
+   * ```ts
+   * const y = new Float64Array(projection.outDims);
+   * projection.apply(features, y);
+   * ```
+   */
   apply(x: Float32Array, out: Float64Array): void {
     const k = this.outDims;
     for (let r = 0; r < k; r++) out[r] = 0;
@@ -55,7 +63,7 @@ export class RandomProjection {
   }
 }
 
-/** JSON form of {@link LinUcbArm}. */
+/** JSON form of `LinUcbArm`. */
 export interface LinUcbArmJSON {
   n: number;
   time: number;
@@ -122,7 +130,7 @@ export class LinUcbArm {
   }
 
   /**
-   * xᵀA⁻¹x at `now` (A decayed lazily: divided by the decay factor), from `q` = {@link outerPacked}
+   * xᵀA⁻¹x at `now` (A decayed lazily: divided by the decay factor), from `q` = `outerPacked`
    * of x: one flat dot product with the packed upper triangle of A⁻¹, so the d(d+1)/2 products of
    * x are formed once per ranking instead of once per arm.
    */

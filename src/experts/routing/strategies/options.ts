@@ -68,8 +68,10 @@ export function checkRank(candidates: unknown, features: unknown, context: unkno
     const c = candidates[i] as Candidate;
     // Fast test first: building the names below costs as much as a whole ranking.
     if (
-      c !== null && typeof c === 'object' && typeof c.id === 'string' && c.relevance >= 0 && c.relevance <= 1 &&
-      c.inFlight >= 0 && c.inFlight < Infinity && c.capacity > 0 && c.capacity < Infinity
+      c !== null && typeof c === 'object' && typeof c.id === 'string' &&
+      typeof c.relevance === 'number' && c.relevance >= 0 && c.relevance <= 1 &&
+      typeof c.inFlight === 'number' && c.inFlight >= 0 && c.inFlight < Infinity &&
+      typeof c.capacity === 'number' && c.capacity > 0 && c.capacity < Infinity
     ) continue;
     if (c === null || typeof c !== 'object') throw v.typeError(`candidates[${i}]`, 'a candidate object', c);
     if (typeof c.id !== 'string') throw v.typeError(`candidates[${i}].id`, 'string', c.id);

@@ -14,6 +14,11 @@ const LAG_SLOW = (1 - LATENCY_SLOW_ALPHA) / LATENCY_SLOW_ALPHA; // 19 outcomes
  * Weight of the EWMA gap in the forecast. On a linear ramp of slope s per outcome an EWMA lags
  * (1 − α)/α outcomes behind, so fast − slow = (LAG_SLOW − LAG_FAST)·s and the next latency is
  * fast + (LAG_FAST + 1)·s = fast + TREND_GAIN·(fast − slow), TREND_GAIN = 5/15 = 1/3.
+ *
+ * @example
+ * ```ts
+ * const forecastMs = ewmaFast + TREND_GAIN * (ewmaFast - ewmaSlow) + (inFlight / capacity) * serviceMs;
+ * ```
  */
 export const TREND_GAIN = (LAG_FAST + 1) / (LAG_SLOW - LAG_FAST);
 

@@ -70,9 +70,9 @@ export interface ExpertStatsView {
   successRate: number;
   /** Time-decayed effective number of outcomes behind `successRate`. */
   effectiveObservations: number;
-  /** EWMA of latency, α = {@link LATENCY_EWMA_ALPHA} (0 before the first outcome). */
+  /** EWMA of latency, α = `LATENCY_EWMA_ALPHA` (0 before the first outcome). */
   latencyEwmaMs: number;
-  /** Mean of the last {@link RECENT_LATENCIES} latencies, as LiteLLM's latency-based routing (0 before the first outcome). */
+  /** Mean of the last `RECENT_LATENCIES` latencies, as LiteLLM's latency-based routing (0 before the first outcome). */
   recentLatencyMs: number;
   /** Mean of the reported quality values under a prior of 0.5 worth one report; 0.5 before any. */
   qualityMean: number;
@@ -97,7 +97,8 @@ export interface Strategy {
   /**
    * Orders the candidates best first and explains each with the numbers used.
    * `features` is the query embedding (unit norm, length `options.dimensions`); only its length is
-   * checked here (the router builds it). Returns a new array; the input is not modified.
+   * checked here (the router builds it). Returns a new array; the input is not modified. Pure
+   * except for ADAPTIVE with `adaptiveMethod: 'thompson'`, which draws from the seeded PRNG.
    *
    * @example
    * ```ts
@@ -133,7 +134,7 @@ export interface Strategy {
    */
   stats(id: string, now: number): ExpertStatsView | undefined;
   /**
-   * The learned state (and the PRNG state), as plain JSON-safe data for {@link strategyFromJSON}.
+   * The learned state (and the PRNG state), as plain JSON-safe data for `strategyFromJSON`.
    *
    * @example
    * ```ts
@@ -144,7 +145,7 @@ export interface Strategy {
 }
 
 /**
- * Options of {@link createStrategy}. One object serves every strategy; each reads its own fields.
+ * Options of `createStrategy`. One object serves every strategy; each reads its own fields.
  *
  * @example
  * ```ts

@@ -20,30 +20,35 @@ export interface StrategyJSON {
 /** Sort keys per candidate (see `BaseStrategy.score`). */
 export const SORT_KEYS = 4;
 
+/** Lexicographic comparison of the keys of items i and j: > 0 when i ranks first. */
+function compareKeys(keys: Float64Array, i: number, j: number): number {
+  const a = i * SORT_KEYS;
+  const b = j * SORT_KEYS;
+  return keys[a]! - keys[b]! || keys[a + 1]! - keys[b + 1]! || keys[a + 2]! - keys[b + 2]! || keys[a + 3]! - keys[b + 3]!;
+}
+
 /**
- * Orders `items` by their keys, lexicographically descending, stable. An insertion sort over
- * indices with the comparison inlined: for the 2–64 candidates of a query it is several times
- * faster than `Array.prototype.sort` with a comparator (which costs ~2 µs for 32).
+ * Orders `items` by their keys, lexicographically descending, stable. Up to 64 items (the usual
+ * case), an insertion sort over indices: several times faster than `Array.prototype.sort` with a
+ * comparator (~2 µs for 32); above, that sort, for its O(n log n).
  */
 export function sortByKeys<T>(items: T[], keys: Float64Array): T[] {
   const n = items.length;
+  const out: T[] = new Array(n);
+  if (n > 64) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => compareKeys(keys, j, i));
+    for (let i = 0; i < n; i++) out[i] = items[order[i]!]!;
+    return out;
+  }
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let j = i;
-    const ki = i * SORT_KEYS;
-    while (j > 0) {
-      const kp = order[j - 1]! * SORT_KEYS;
-      let d = keys[ki]! - keys[kp]!;
-      if (d === 0) d = keys[ki + 1]! - keys[kp + 1]!;
-      if (d === 0) d = keys[ki + 2]! - keys[kp + 2]!;
-      if (d === 0) d = keys[ki + 3]! - keys[kp + 3]!;
-      if (!(d > 0)) break;
+    while (j > 0 && compareKeys(keys, i, order[j - 1]!) > 0) {
       order[j] = order[j - 1]!;
       j--;
     }
     order[j] = i;
   }
-  const out: T[] = new Array(n);
   for (let i = 0; i < n; i++) out[i] = items[order[i]!]!;
   return out;
 }

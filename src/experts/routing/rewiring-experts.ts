@@ -98,7 +98,10 @@ export interface RoutingDecision {
   expertId: string;
   /** The strategy's score of the chosen expert. */
   score: number;
-  /** Experts to try next, in order (fallback affinity from the expert graph, then the strategy's rank). */
+  /**
+   * Experts to try next, in order (fallback affinity from the expert graph, then the
+   * strategy's rank); experts cooling down come after the available ones.
+   */
   fallbacks: string[];
   /** The strategy that decided. */
   strategy: RoutingStrategy;
@@ -193,6 +196,8 @@ interface Pending {
   slot: number;
   at: number;
   open: boolean;
+  /** routeWithFallback calls running on it: never evicted meanwhile. */
+  calls: number;
 }
 
 /** Default of {@link RewiringExpertsOptions.maxPendingDecisions}. */
@@ -279,16 +284,26 @@ export class RewiringExperts extends EventEmitter {
     this.#scorer = new ProfileScorer(o.embedder === undefined ? {} : { embedder: o.embedder });
     this.#dims = this.#scorer.dimensions;
     const h = o.health === undefined ? {} : v.options<NonNullable<RewiringExpertsOptions['health']>>('options.health', o.health, ['windowMs', 'failureRate', 'minRequests', 'cooldownMs']);
-    this.#health = new HealthTracker({
-      ...h,
-      now: this.#clock,
-      onChange: (id, status) => this.emit(status.available ? 'recovered' : 'cooldown', id, status),
-    });
+    try {
+      this.#health = new HealthTracker({
+        ...h,
+        now: this.#clock,
+        onChange: (id, status) => this.emit(status.available ? 'recovered' : 'cooldown', id, status),
+      });
+    } catch (err) {
+      // Name the option as the caller wrote it: options.health.x, not the tracker's options.x.
+      if (err instanceof TypeError || err instanceof RangeError) throw new (err.constructor as typeof Error)(err.message.replace(' for options.', ' for options.health.'));
+      throw err;
+    }
     this.#graph = new ExpertGraph({ onRewire: (e) => this.emit('rewired', e) });
     this.#policy = createStrategy(this.strategy, { dimensions: this.#dims, seed });
     const experts = o.experts ?? DEFAULT_EXPERTS;
     if (!Array.isArray(experts)) throw v.typeError('options.experts', 'array of ExpertProfile', experts);
-    experts.forEach((p: unknown, i) => this.#add(p, `options.experts[${i}]`));
+    experts.forEach((p: unknown, i) => {
+      const id = (p as { id?: unknown } | null)?.id;
+      if (typeof id === 'string' && this.#experts.has(id)) throw v.rangeError(`options.experts[${i}].id`, 'an id not used by an earlier expert', id);
+      this.#add(p, `options.experts[${i}]`);
+    });
   }
 
   /**
@@ -324,6 +339,8 @@ export class RewiringExperts extends EventEmitter {
     this.#health.remove(id);
     this.#graph.removeNode(id);
     this.#policy.remove(id);
+    this.#routedTo.delete(id);
+    this.#inFlight.delete(id);
     return true;
   }
 
@@ -368,7 +385,12 @@ export class RewiringExperts extends EventEmitter {
     if (degraded) candidates = all;
     const ranking = this.#policy.rank(candidates, scored.features, ctx, now);
     const best = ranking[0]!;
-    const fallbacks = this.#fallbacks(best.id, ranking.slice(1).map((r) => r.id));
+    let fallbacks = this.#fallbacks(best.id, ranking.slice(1).map((r) => r.id));
+    if (!degraded && fallbacks.length < this.#maxFallbacks && candidates.length < all.length) {
+      // Experts cooling down come last: routeWithFallback can wait for them.
+      const cooling = this.#policy.rank(all.filter((c) => !candidates.includes(c)), scored.features, ctx, now);
+      fallbacks = [...fallbacks, ...this.#fallbacks(best.id, cooling.map((r) => r.id))].slice(0, this.#maxFallbacks);
+    }
     const i = scored.ids.indexOf(best.id);
     const part = scored.parts[i]!;
     const decision: RoutingDecision = {
@@ -388,7 +410,7 @@ export class RewiringExperts extends EventEmitter {
       },
       ranking: ranking.map((r) => ({ id: r.id, score: r.score })),
     };
-    this.#pending.set(decision.id, { expertId: best.id, fallbacks, slot: this.#keep(scored.features), at: now, open: true });
+    this.#pending.set(decision.id, { expertId: best.id, fallbacks, slot: this.#keep(scored.features), at: now, open: true, calls: 0 });
     this.#inFlight.set(best.id, (this.#inFlight.get(best.id) ?? 0) + 1);
     this.#routedTo.set(best.id, (this.#routedTo.get(best.id) ?? 0) + 1);
     this.#stats.routed++;
@@ -425,10 +447,21 @@ export class RewiringExperts extends EventEmitter {
     }
     const nonRetryable = o.nonRetryable === undefined ? false : v.boolean('outcome.nonRetryable', o.nonRetryable);
     const retryAfterMs = o.retryAfterMs === undefined ? undefined : v.finite('outcome.retryAfterMs', o.retryAfterMs, { min: 0 });
+    this.#apply(decisionId, p, {
+      success, latencyMs, expertId, nonRetryable,
+      ...(quality === undefined ? {} : { quality }),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    });
+  }
+
+  // Applies a checked outcome to its decision (held by the caller, so eviction cannot lose it).
+  #apply(decisionId: string, p: Pending, o: RoutingOutcome): void {
+    const { success, latencyMs, quality, nonRetryable, retryAfterMs } = o;
+    const expertId = o.expertId ?? p.expertId;
     const now = this.#clock();
     if (expertId === p.expertId && p.open) this.#release(p);
     if (this.#experts.has(expertId)) {
-      this.#health.record(expertId, { success, nonRetryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      this.#health.record(expertId, { success, nonRetryable: nonRetryable ?? false, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
       this.#policy.update(expertId, this.#features(p.slot), { success, latencyMs, ...(quality === undefined ? {} : { quality }) }, now);
       if (expertId !== p.expertId && this.#experts.has(p.expertId)) this.#graph.rewire(p.expertId, expertId, success);
     }
@@ -436,10 +469,14 @@ export class RewiringExperts extends EventEmitter {
     if (success) this.#stats.successes++;
     this.#stats.latencySum += latencyMs;
     // A success answers the query: the decision is done and its slot is free.
-    if (success) {
-      if (p.open) this.#release(p);
-      this.#freeSlots.push(p.slot);
+    if (success && p.calls === 0) this.#close(decisionId, p);
+  }
+
+  #close(decisionId: string, p: Pending): void {
+    if (p.open) this.#release(p);
+    if (this.#pending.get(decisionId) === p) {
       this.#pending.delete(decisionId);
+      this.#freeSlots.push(p.slot);
     }
   }
 
@@ -463,53 +500,64 @@ export class RewiringExperts extends EventEmitter {
     if (typeof call !== 'function') throw v.typeError('call', 'function', call);
     const o = v.options<FallbackOptions>('options', options, FALLBACK_KEYS);
     const maxAttempts = o.maxAttempts === undefined ? 3 : v.integer('options.maxAttempts', o.maxAttempts, 1, 17);
+    const waitForRecovery = o.waitForRecovery === undefined ? false : v.boolean('options.waitForRecovery', o.waitForRecovery);
     const signal = o.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw v.typeError('options.signal', 'AbortSignal', signal);
+    signal?.throwIfAborted();
     const decision = this.routeQuery(text, o.context ?? {});
-    const chain = [decision.expertId, ...decision.fallbacks].slice(0, maxAttempts);
+    // Held here: outcomes are recorded on this record even if the pending table drops it meanwhile.
+    const pending = this.#pending.get(decision.id)!;
+    pending.calls++;
+    const chain = [decision.expertId, ...decision.fallbacks];
     const attempts: FallbackResult<T>['attempts'] = [];
     let waited = false;
-    for (let i = 0; i < chain.length; i++) {
-      signal?.throwIfAborted();
-      const id = chain[i]!;
-      const profile = this.#experts.get(id);
-      if (profile === undefined || (i > 0 && !this.#health.isAvailable(id))) {
-        if (i === chain.length - 1 && o.waitForRecovery && !waited && attempts.length === 0) {
+    try {
+      for (let i = 0; i < chain.length && attempts.length < maxAttempts; i++) {
+        signal?.throwIfAborted();
+        // Every expert left is cooling down: wait once for the earliest recovery, then start over.
+        if (waitForRecovery && !waited && !chain.slice(i).some((id) => this.#experts.has(id) && this.#health.isAvailable(id))) {
           waited = true;
-          const at = this.#health.earliestRecovery(chain);
+          const at = this.#health.earliestRecovery(chain.filter((id) => this.#experts.has(id)));
           if (at !== null) await sleep(Math.max(0, at - this.#clock()), signal);
           i = -1;
+          continue;
         }
-        continue;
+        const id = chain[i]!;
+        const profile = this.#experts.get(id);
+        // The chosen expert is tried even when the decision was degraded (all cooling), fallbacks only when available.
+        if (profile === undefined || ((i > 0 || decision.reasons.health === 'available') && !this.#health.isAvailable(id))) continue;
+        if (id !== pending.expertId) this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
+        const t0 = performance.now();
+        let outcome: RoutingOutcome;
+        let result: T | undefined;
+        try {
+          result = await call({ ...profile }, signal);
+          outcome = { success: true, latencyMs: performance.now() - t0, expertId: id };
+        } catch (err) {
+          const latencyMs = performance.now() - t0;
+          if (id !== pending.expertId) this.#inFlight.set(id, Math.max(0, (this.#inFlight.get(id) ?? 1) - 1));
+          if (signal?.aborted) throw signal.reason;
+          const e = (err ?? {}) as { status?: unknown; retryAfterMs?: unknown; message?: unknown };
+          const status = typeof e.status === 'number' ? e.status : undefined;
+          const retryAfter = typeof e.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0 ? e.retryAfterMs : undefined;
+          outcome = { success: false, latencyMs, expertId: id, nonRetryable: status === 401 || status === 403 || status === 404, ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }) };
+          this.#apply(decision.id, pending, outcome);
+          attempts.push({ expertId: id, success: false, latencyMs, error: describeError(err) });
+          continue;
+        }
+        if (id !== pending.expertId) this.#inFlight.set(id, Math.max(0, (this.#inFlight.get(id) ?? 1) - 1));
+        this.#apply(decision.id, pending, outcome);
+        attempts.push({ expertId: id, success: true, latencyMs: outcome.latencyMs });
+        return { result: result as T, expertId: id, decision, attempts };
       }
-      if (i > 0) this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
-      const t0 = performance.now();
-      try {
-        const result = await call({ ...profile }, signal);
-        const latencyMs = performance.now() - t0;
-        if (i > 0) this.#inFlight.set(id, this.#inFlight.get(id)! - 1);
-        this.recordOutcome(decision.id, { success: true, latencyMs, expertId: id });
-        attempts.push({ expertId: id, success: true, latencyMs });
-        return { result, expertId: id, decision, attempts };
-      } catch (err) {
-        const latencyMs = performance.now() - t0;
-        if (i > 0) this.#inFlight.set(id, this.#inFlight.get(id)! - 1);
-        if (signal?.aborted) throw signal.reason;
-        const e = err as { status?: unknown; retryAfterMs?: unknown; message?: unknown };
-        const status = typeof e?.status === 'number' ? e.status : undefined;
-        const retryAfter = typeof e?.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0 ? e.retryAfterMs : undefined;
-        this.recordOutcome(decision.id, {
-          success: false,
-          latencyMs,
-          expertId: id,
-          nonRetryable: status === 401 || status === 403 || status === 404,
-          ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }),
-        });
-        attempts.push({ expertId: id, success: false, latencyMs, error: String(e?.message ?? err) });
-      }
+    } finally {
+      // Done (answered, given up or aborted): the decision holds nothing in flight any more.
+      pending.calls--;
+      this.#close(decision.id, pending);
     }
     throw new Error(`RewiringExperts.routeWithFallback: every expert tried failed (${attempts.map((a) => `${a.expertId}: ${a.error}`).join('; ') || 'none was available'})`);
   }
+
 
   /**
    * Measured figures: queries routed, success rate and mean latency of the recorded outcomes,
@@ -601,10 +649,14 @@ export class RewiringExperts extends EventEmitter {
     if (state === null || typeof state !== 'object' || !Array.isArray(state.experts)) throw new Error(`RewiringExperts.load: ${path} does not hold a router's state`);
     const router = new RewiringExperts({ ...options, strategy: state.strategy, experts: state.experts });
     router.#policy = strategyFromJSON(state.policy, { dimensions: router.#dims, seed: options.seed ?? 1 });
+    if (router.#policy.name !== router.strategy) throw new Error(`RewiringExperts.load: ${path} says strategy ${state.strategy} but holds ${router.#policy.name} state`);
     router.#graph.load(state.graph);
     router.#health.load(state.health);
-    router.#stats = { routed: state.stats.routed, outcomes: state.stats.outcomes, successes: state.stats.successes, latencySum: state.stats.latencySum };
-    for (const [id, n] of Object.entries(state.stats.routedTo)) router.#routedTo.set(id, n);
+    const st = state.stats as Partial<SavedState['stats']> | undefined;
+    const count = (k: keyof Omit<SavedState['stats'], 'routedTo'>) => v.finite(`${path}: stats.${k}`, st?.[k], { min: 0 });
+    router.#stats = { routed: count('routed'), outcomes: count('outcomes'), successes: count('successes'), latencySum: count('latencySum') };
+    if (st?.routedTo === null || typeof st?.routedTo !== 'object') throw v.typeError(`${path}: stats.routedTo`, 'object of counts', st?.routedTo);
+    for (const [id, n] of Object.entries(st.routedTo)) router.#routedTo.set(id, v.finite(`${path}: stats.routedTo.${id}`, n, { min: 0 }));
     return router;
   }
 
@@ -643,9 +695,8 @@ export class RewiringExperts extends EventEmitter {
   #expire(now: number): void {
     for (const [id, p] of this.#pending) {
       if (now - p.at < this.#ttl && this.#pending.size < this.#maxPending) break;
-      if (p.open) this.#release(p);
-      this.#freeSlots.push(p.slot);
-      this.#pending.delete(id);
+      if (p.calls > 0) continue; // a routeWithFallback call still uses it
+      this.#close(id, p);
     }
   }
 
@@ -653,6 +704,12 @@ export class RewiringExperts extends EventEmitter {
     const d = this.#dims;
     this.#slab ??= new Float32Array(this.#maxPending * d);
     const slot = this.#freeSlots.pop() ?? this.#slots++;
+    if ((slot + 1) * d > this.#slab.length) {
+      // Only decisions with a routeWithFallback call running can outnumber maxPendingDecisions.
+      const grown = new Float32Array(this.#slab.length * 2);
+      grown.set(this.#slab);
+      this.#slab = grown;
+    }
     this.#slab.set(features, slot * d);
     return slot;
   }
@@ -702,6 +759,16 @@ function checkProfile(name: string, profile: unknown): ExpertProfile {
   }
   if (p.capacity !== undefined) out.capacity = v.integer(`${name}.capacity`, p.capacity, 1);
   return out;
+}
+
+/** A thrown value's message for the attempts list; never throws itself. */
+function describeError(err: unknown): string {
+  try {
+    const m = (err as { message?: unknown } | null | undefined)?.message;
+    return String(m ?? err);
+  } catch {
+    return Object.prototype.toString.call(err);
+  }
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -11,6 +11,7 @@ const TRIGRAM_WEIGHT = 0.25;
 const UNIGRAM = 1;
 const BIGRAM = 2;
 const TRIGRAM = 3;
+const TRIGRAM_PREFIX = String(TRIGRAM);
 const MAX_DIMENSIONS = 65_536;
 
 /**
@@ -100,16 +101,43 @@ export class HashedEmbedder implements Embedder {
     return list.map((text, i) => this.#embedOne(v.string(`texts[${i}]`, text)));
   }
 
+  /**
+   * The embedding of a text whose {@link tokenize} terms are `terms` — what `embed` computes
+   * after tokenizing, for callers that already hold the terms (routing tokenizes a query once
+   * for both BM25 and the embedding).
+   *
+   * @param terms - Terms as {@link tokenize} returns them.
+   * @returns One unit-length `Float32Array` of length {@link HashedEmbedder.dimensions}.
+   *
+   * @example
+   * ```ts
+   * const e = new HashedEmbedder();
+   * e.embedTerms(tokenize('metric units')); // equals e.embed(['metric units'])[0]
+   * ```
+   */
+  embedTerms(terms: readonly string[]): Float32Array {
+    if (!Array.isArray(terms)) throw v.typeError('terms', 'array of strings', terms);
+    return this.#embedTerms(terms);
+  }
+
   #embedOne(text: string): Float32Array {
-    const terms = tokenize(text);
+    return this.#embedTerms(tokenize(text));
+  }
+
+  #embedTerms(terms: readonly string[]): Float32Array {
     const counts = new Map<string, number>();
     const count = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
     for (let i = 0; i < terms.length; i++) {
       const term = terms[i]!;
       count(`${UNIGRAM}${term}`);
       if (i > 0) count(`${BIGRAM}${terms[i - 1]!} ${term}`);
-      const chars = Array.from(`<${term}>`); // code points, so an emoji is one character
-      for (let c = 0; c + 3 <= chars.length; c++) count(`${TRIGRAM}${chars[c]!}${chars[c + 1]!}${chars[c + 2]!}`);
+      const marked = `<${term}>`;
+      if (isBmp(marked)) {
+        for (let c = 0; c + 3 <= marked.length; c++) count(TRIGRAM_PREFIX + marked.slice(c, c + 3));
+      } else {
+        const chars = Array.from(marked); // code points, so an emoji is one character
+        for (let c = 0; c + 3 <= chars.length; c++) count(`${TRIGRAM}${chars[c]!}${chars[c + 1]!}${chars[c + 2]!}`);
+      }
     }
 
     const dims = this.dimensions;
@@ -130,6 +158,15 @@ export class HashedEmbedder implements Embedder {
     for (let i = 0; i < dims; i++) out[i] = acc[i]! * scale;
     return out;
   }
+}
+
+/** True when `s` has no surrogate code units: then code units are code points. */
+function isBmp(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c < 0xe000) return false;
+  }
+  return true;
 }
 
 /** 32-bit FNV-1a over the UTF-8 bytes of `s` (encoded inline, no buffer). */

@@ -357,7 +357,7 @@ export class ProfileScorer {
   set(profile: ExpertProfile): ResolvedExpertProfile {
     const p = validateProfile(profile);
     const text = profileText(p);
-    const row = this.#embedUnit(text); // before any change, so a throwing embedder leaves the scorer as it was
+    const row = this.#embedUnit(text, tokenize(text)); // before any change, so a throwing embedder leaves the scorer as it was
     const dims = this.dimensions;
     let at = this.#find(p.id);
     const ids = this.#ids.slice();
@@ -549,8 +549,9 @@ export class ProfileScorer {
   }
 
   /** The embedding of a text, checked and scaled to unit length (a copy only when it was not). */
-  #embedUnit(text: string): Float32Array {
-    const result = this.#embedder.embed([text]) as unknown;
+  #embedUnit(text: string, terms: readonly string[]): Float32Array {
+    // The default embedder takes the query's terms, tokenized once for it and for BM25.
+    const result = (this.#embedder instanceof HashedEmbedder ? [this.#embedder.embedTerms(terms)] : this.#embedder.embed([text])) as unknown;
     if (result instanceof Promise || typeof (result as { then?: unknown } | null)?.then === 'function') {
       (result as Promise<unknown>).then(undefined, () => undefined); // its rejection is not ours to report
       throw new TypeError(
@@ -581,10 +582,11 @@ export class ProfileScorer {
       return hit;
     }
     const n = this.#ids.length;
-    const features = this.#embedUnit(text);
+    const terms = tokenize(text);
+    const features = this.#embedUnit(text, terms);
     const cosine = this.#pool.f32(n);
     if (n > 0) float32Scores(features, this.#active, this.dimensions, { threads: 1, out: cosine });
-    const work = { features, cosine, bm25: this.#bm25Scores(text) };
+    const work = { features, cosine, bm25: this.#bm25Scores(text, terms) };
     if (this.#cacheSize > 0) {
       if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(text, work);
@@ -593,7 +595,7 @@ export class ProfileScorer {
   }
 
   /** Raw BM25 of the query for each row, exactly as {@link Bm25Index.search} over the profile texts. */
-  #bm25Scores(text: string): Float64Array {
+  #bm25Scores(text: string, terms: readonly string[]): Float64Array {
     const n = this.#ids.length;
     const out = this.#pool.f64(n);
     if (this.#bm25 === null) this.#rebuildBm25();
@@ -603,7 +605,7 @@ export class ProfileScorer {
       return out;
     }
     // BM25 is a sum over query term occurrences, so per-term contributions add up to it.
-    for (const term of tokenize(text)) {
+    for (const term of terms) {
       const c = this.#bm25!.get(term);
       if (c !== undefined) for (let r = 0; r < n; r++) out[r] = out[r]! + c[r]!;
     }

@@ -4,6 +4,9 @@
  * → `TypeError`; right kind, bad value → `RangeError`.
  * @module
  */
+import { availableParallelism } from 'node:os';
+
+const DEFAULT_THREADS = availableParallelism();
 
 /** Describes a received value for an error message: `1.5 of type number`, `Float64Array of length 3`. */
 export function describe(value: unknown): string {
@@ -140,9 +143,12 @@ export function finiteVector(name: string, value: unknown, length: number): Floa
   return v;
 }
 
-/** Default thread count for native kernels: the machine's available parallelism. */
-export function threads(name: string, value: unknown, fallback: number): number {
-  return value === undefined ? fallback : integer(name, value, 1, 256);
+/**
+ * A kernel thread count in [1, 256]; undefined means the machine's available parallelism
+ * (read once: the call is a syscall, and small kernel calls take well under a microsecond).
+ */
+export function threads(name: string, value: unknown): number {
+  return value === undefined ? DEFAULT_THREADS : integer(name, value, 1, 256);
 }
 
 /**

@@ -4,8 +4,6 @@
  * row of a candidate subset; ranking is left to the caller.
  * @module
  */
-import { availableParallelism } from 'node:os';
-
 import { native } from '../native';
 import * as v from '../validate';
 
@@ -37,8 +35,6 @@ export interface VectorScanOptions {
 }
 
 const KEYS = ['rows', 'threads', 'out'];
-// Read once: the call is a syscall, and scans of a few thousand rows are sub-millisecond.
-const DEFAULT_THREADS = availableParallelism();
 
 function int8Array(name: string, value: unknown, length?: number): Int8Array {
   if (!(value instanceof Int8Array)) throw v.typeError(name, 'Int8Array', value);
@@ -51,7 +47,7 @@ function scanOptions(options: unknown, rowCount: number, allocate: boolean) {
   const o = v.options<VectorScanOptions>('options', options, KEYS);
   const rows = o.rows === undefined ? null : v.int32Array('rows', o.rows);
   const count = rows ? rows.length : rowCount;
-  const threads = v.threads('threads', o.threads, DEFAULT_THREADS);
+  const threads = v.threads('threads', o.threads);
   const given = o.out !== undefined;
   const out = given ? v.float32Array('out', o.out, count) : new Float32Array(allocate ? count : 0);
   return { rows, threads, out, given };

@@ -1,11 +1,8 @@
-import { availableParallelism } from 'node:os';
 
 import { native } from '../../native';
 import * as v from '../../validate';
 import { type LogitsInput, resolveMatrix } from './logits';
 
-// Read once: the call is a syscall, and small gating calls take well under a microsecond per token.
-const DEFAULT_THREADS = availableParallelism();
 
 /**
  * Options of {@link routerLogits}.
@@ -32,7 +29,7 @@ function prepare(hidden: unknown, weight: unknown, options: unknown, allocate = 
     throw new RangeError(`Expected weight length to be a positive multiple of hiddenSize (${h.experts}) but received ${w.length}`);
   }
   const experts = w.length / h.experts;
-  const threads = v.threads('threads', o.threads, DEFAULT_THREADS);
+  const threads = v.threads('threads', o.threads);
   const given = o.out !== undefined;
   const out = given ? v.float32Array('out', o.out, h.tokens * experts) : new Float32Array(allocate ? h.tokens * experts : 0);
   return { args: [h.data, w, h.tokens, h.experts, experts, threads, out] as const, out, given };

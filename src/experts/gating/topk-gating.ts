@@ -1,12 +1,9 @@
-import { availableParallelism } from 'node:os';
 
 import { native } from '../../native';
 import * as v from '../../validate';
 import { GROUP_SCORE, SCORING } from './enums';
 import { type LogitsInput, resolveLogits } from './logits';
 
-// Read once: the call is a syscall, and small gating calls take well under a microsecond per token.
-const DEFAULT_THREADS = availableParallelism();
 
 /** How router logits become expert scores: `softmax` over experts (Mixtral, Qwen) or per-expert `sigmoid` (DeepSeek-V3). */
 export type Scoring = 'softmax' | 'sigmoid';
@@ -144,7 +141,7 @@ function prepare(logits: unknown, options: unknown, allocate = true): Prepared {
     start = v.integer('expertRange[0]', r[0], 0, experts);
     end = v.integer('expertRange[1]', r[1], start, experts);
   }
-  const threads = v.threads('threads', o.threads, DEFAULT_THREADS);
+  const threads = v.threads('threads', o.threads);
 
   let weights: Float32Array;
   let indices: Int32Array;

@@ -143,6 +143,13 @@ export function finiteVector(name: string, value: unknown, length: number): Floa
   return v;
 }
 
+/** A number in [0, 1] (a rate, a weight, a share); NaN is out of range. */
+export function unitInterval(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw typeError(name, 'number in [0, 1]', value);
+  if (!(value >= 0 && value <= 1)) throw rangeError(name, 'number in [0, 1]', value);
+  return value;
+}
+
 /**
  * A kernel thread count in [1, 256]; undefined means the machine's available parallelism
  * (read once: the call is a syscall, and small kernel calls take well under a microsecond).

@@ -89,7 +89,7 @@ export function parseCompletionsRequest(body: Record<string, unknown>): Completi
   const prompts = field('prompt', () => parsePrompt(body['prompt']));
   const maxTokens = opt('max_tokens') === undefined ? DEFAULT_MAX_TOKENS : field('max_tokens', () => v.integer('max_tokens', body['max_tokens'], 0));
   const temperature = opt('temperature') === undefined ? undefined : field('temperature', () => v.finite('temperature', body['temperature'], { min: 0 }));
-  const topP = opt('top_p') === undefined ? undefined : field('top_p', () => unitInterval('top_p', body['top_p']));
+  const topP = opt('top_p') === undefined ? undefined : field('top_p', () => openUnitInterval('top_p', body['top_p']));
   const seed = opt('seed') === undefined ? undefined : field('seed', () => v.integer('seed', body['seed'], 0));
   const stop = opt('stop') === undefined ? [] : field('stop', () => parseStop(body['stop']));
   const stream = opt('stream') === undefined ? false : field('stream', () => v.boolean('stream', body['stream']));
@@ -139,7 +139,7 @@ function neutral(param: string, value: unknown, allowed: unknown[], expected: st
   throw new HttpError(400, `${v.rangeError(param, expected, value).message} (${why})`, param);
 }
 
-function unitInterval(name: string, value: unknown): number {
+function openUnitInterval(name: string, value: unknown): number {
   const x = v.finite(name, value, { positive: true });
   if (x > 1) throw v.rangeError(name, 'finite number in (0, 1]', x);
   return x;

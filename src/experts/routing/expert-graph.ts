@@ -123,7 +123,7 @@ export class ExpertGraph {
   constructor(options?: ExpertGraphOptions) {
     const o = v.options<ExpertGraphOptions>('options', options, OPTION_KEYS);
     this.learningRate = o.learningRate === undefined ? 0.2 : learningRate(o.learningRate);
-    this.defaultWeight = o.defaultWeight === undefined ? 0.5 : unitWeight('options.defaultWeight', o.defaultWeight);
+    this.defaultWeight = o.defaultWeight === undefined ? 0.5 : v.unitInterval('options.defaultWeight', o.defaultWeight);
     this.#onRewire = v.optionalFunction('options.onRewire', o.onRewire);
   }
 
@@ -233,7 +233,7 @@ export class ExpertGraph {
    */
   setWeight(from: string, to: string, weight: number): void {
     this.#pair(from, to);
-    this.#set(from, to, unitWeight('weight', weight));
+    this.#set(from, to, v.unitInterval('weight', weight));
   }
 
   /**
@@ -362,7 +362,7 @@ export class ExpertGraph {
         if (!nodes.has(e[k] as string)) throw v.rangeError(`${name}[${k}]`, 'a node of json.nodes', e[k]);
       }
       if (e[0] === e[1]) throw v.rangeError(`${name}[1]`, `node other than ${name}[0]`, e[1]);
-      return [e[0] as string, e[1] as string, unitWeight(`${name}[2]`, e[2])];
+      return [e[0] as string, e[1] as string, v.unitInterval(`${name}[2]`, e[2])];
     });
     const rewiringEvents = v.integer('json.rewiringEvents', j.rewiringEvents, 0);
     this.#nodes.clear();
@@ -406,11 +406,6 @@ export class ExpertGraph {
   }
 }
 
-function unitWeight(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw v.typeError(name, 'number in [0, 1]', value);
-  if (!(value >= 0 && value <= 1)) throw v.rangeError(name, 'number in [0, 1]', value);
-  return value;
-}
 
 function learningRate(value: unknown): number {
   const name = 'options.learningRate';

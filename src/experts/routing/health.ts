@@ -226,7 +226,7 @@ export class HealthTracker {
   constructor(options?: HealthTrackerOptions) {
     const o = v.options<HealthTrackerOptions>('options', options, OPTION_KEYS);
     this.windowMs = o.windowMs === undefined ? 60_000 : v.finite('options.windowMs', o.windowMs, { positive: true });
-    this.failureRate = o.failureRate === undefined ? 0.5 : unitInterval('options.failureRate', o.failureRate);
+    this.failureRate = o.failureRate === undefined ? 0.5 : v.unitInterval('options.failureRate', o.failureRate);
     this.minRequests = o.minRequests === undefined ? 2 : v.integer('options.minRequests', o.minRequests, 1);
     this.cooldownMs = o.cooldownMs === undefined ? 5_000 : v.finite('options.cooldownMs', o.cooldownMs, { positive: true });
     this.#onChange = v.optionalFunction('options.onChange', o.onChange);
@@ -476,8 +476,3 @@ export class HealthTracker {
   }
 }
 
-function unitInterval(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw v.typeError(name, 'number in [0, 1]', value);
-  if (!(value >= 0 && value <= 1)) throw v.rangeError(name, 'number in [0, 1]', value);
-  return value;
-}

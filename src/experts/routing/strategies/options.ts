@@ -54,7 +54,7 @@ export function checkUpdate(id: unknown, features: unknown, outcome: unknown, no
   const o = outcome as StrategyOutcome;
   v.boolean('success', o.success);
   v.finite('latencyMs', o.latencyMs, { min: 0 });
-  if (o.quality !== undefined) unit('quality', o.quality);
+  if (o.quality !== undefined) v.unitInterval('quality', o.quality);
   v.finite('now', now);
 }
 
@@ -75,20 +75,15 @@ export function checkRank(candidates: unknown, features: unknown, context: unkno
     ) continue;
     if (c === null || typeof c !== 'object') throw v.typeError(`candidates[${i}]`, 'a candidate object', c);
     if (typeof c.id !== 'string') throw v.typeError(`candidates[${i}].id`, 'string', c.id);
-    unit(`candidates[${i}].relevance`, c.relevance);
+    v.unitInterval(`candidates[${i}].relevance`, c.relevance);
     v.finite(`candidates[${i}].inFlight`, c.inFlight, { min: 0 });
     v.finite(`candidates[${i}].capacity`, c.capacity, { positive: true });
   }
   v.float32Array('features', features, dimensions);
   if (context === null || typeof context !== 'object') throw v.typeError('context', 'a context object', context);
   const ctx = context as RoutingContext;
-  if (ctx.complexity !== undefined) unit('complexity', ctx.complexity);
+  if (ctx.complexity !== undefined) v.unitInterval('complexity', ctx.complexity);
   if (ctx.latencyBudgetMs !== undefined) v.finite('latencyBudgetMs', ctx.latencyBudgetMs, { positive: true });
   v.finite('now', now);
 }
 
-function unit(name: string, value: unknown): number {
-  if (typeof value !== 'number') throw v.typeError(name, 'number in [0, 1]', value);
-  if (!(value >= 0 && value <= 1)) throw v.rangeError(name, 'number in [0, 1]', value);
-  return value;
-}

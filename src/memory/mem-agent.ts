@@ -1036,7 +1036,7 @@ export class MemAgent {
     sets.sort((a, b) => size(a) - size(b));
     const [first, ...rest] = sets;
     const restSets = rest.map((s) => (Array.isArray(s) ? new Set(s) : s));
-    const filter = q.filter ? compileFilter(q.filter, 'query.filter') : undefined;
+    const filter = q.matches;
     const out: ItemRecord[] = [];
     for (const seq of first ?? idx.items.keys()) {
       if (!restSets.every((s) => s.has(seq))) continue;
@@ -1075,7 +1075,8 @@ export class MemAgent {
     }
     if (o.scope !== undefined) q.scope = checkScope('query.scope', o.scope);
     if (o.filter !== undefined) {
-      compileFilter(o.filter, 'query.filter'); // validates now, so a bad filter fails even on a cache hit
+      // Compiled (and so validated) here, even for a query the cache will answer.
+      q.matches = compileFilter(o.filter, 'query.filter');
       q.filter = o.filter;
     }
     return q;
@@ -1168,6 +1169,8 @@ interface CheckedQuery {
   timeRange?: { from?: number; to?: number };
   scope?: MemoryScope;
   filter?: MetadataFilter;
+  /** The compiled filter; a function, so JSON.stringify (the cache key) leaves it out. */
+  matches?: (metadata: Readonly<Record<string, MetadataValue>>) => boolean;
   topK: number;
   maxTokens: number;
 }

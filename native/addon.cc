@@ -5,12 +5,14 @@
 namespace capibara {
 void InitGating(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
+void InitAttention(Napi::Env env, Napi::Object exports);
 }  // namespace capibara
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   capibara::InitGating(env, exports);
   capibara::InitMemory(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  capibara::InitAttention(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

@@ -75,6 +75,26 @@ type Float32ScoresArgs = [
 
 type Float32ScoresAsyncArgs = Float32ScoresArgs extends [...infer Head, Float32Array] ? Head : never;
 
+/** Leading arguments of `attentionRun` and `attentionRunAsync`. */
+export type AttentionArgs = [
+  q: Float32Array,
+  queries: number,
+  queryHeads: number,
+  kvHeads: number,
+  headDim: number,
+  pos0: number,
+  causal: boolean,
+  horizon: number,
+  scale: number,
+  sink: number,
+  recent: number,
+  buffers: (Float32Array | Uint16Array)[],
+  /** Rows of 8: head, k buffer, v buffer, k offset, v offset, stride, count, first position. */
+  segments: Float64Array,
+  streaming: Uint8Array | null,
+  threads: number,
+];
+
 /** Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). */
 export interface NativeBinding {
   abiVersion: number;
@@ -120,12 +140,16 @@ export interface NativeBinding {
   memoryFloat32ScoresAsync(...args: Float32ScoresAsyncArgs): Promise<Float32Array>;
   /** Benchmark floor: one XOR pass over the bytes; returns a checksum. */
   memoryReadFloor(bytes: Int8Array): number;
+  /** Attention of q over position-tagged key/value segments (native/attention/kernels.h). */
+  attentionRun(...args: [...AttentionArgs, out: Float32Array, lse: Float32Array | null]): void;
+  /** Reads buffers on a SharedArrayBuffer in place and copies the others; allocates its outputs. */
+  attentionRunAsync(...args: [...AttentionArgs, wantLse: boolean]): Promise<{ output: Float32Array; lse: Float32Array | null }>;
   /** The int8 scan variant in use (VNNI is an AVX-512 extension; CAPIBARA_ISA=avx512 turns it off). */
   memoryInt8Path: 'avx512-vnni' | 'avx512' | 'avx2' | 'generic';
 }
 
 /** Bumped with every incompatible change of the binding; checked at load. */
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** Package root: both `src/` (tests) and `lib/` (published) sit one level below it. */
 const ROOT = path.resolve(__dirname, '..');

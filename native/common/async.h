@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <exception>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,35 @@ class PromiseWorker : public Napi::AsyncWorker {
   // Keeps a JS value (typically a typed array) alive until the worker completes.
   void Pin(const Napi::Value& v) {
     if (v.IsObject()) pinned_.emplace_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+
+  // Queues the worker and returns its promise (the worker deletes itself when settled).
+  Napi::Value Start() {
+    Napi::Promise promise = Promise();
+    Queue();
+    return promise;
+  }
+
+  // A typed array's buffer is an ArrayBuffer or a SharedArrayBuffer, and only the first answers
+  // napi_is_arraybuffer: an engine check that JS cannot fake.
+  static bool OnSharedBuffer(const Napi::TypedArray& a) { return !a.ArrayBuffer().IsArrayBuffer(); }
+
+  // Elements of `a` readable until the worker completes. JS can detach or shrink an ArrayBuffer
+  // while the worker runs, so only a SharedArrayBuffer (which it can do neither to, and which
+  // stays alive while pinned) is read in place; anything else is copied into `copy`.
+  template <typename T, typename Array>
+  const T* Keep(const Array& a, std::vector<T>& copy) {
+    if (OnSharedBuffer(a)) {
+      Pin(a);
+      return a.Data();
+    }
+    try {
+      copy.assign(a.Data(), a.Data() + a.ElementLength());
+    } catch (const std::bad_alloc&) {
+      throw Napi::RangeError::New(Env(), "Could not copy " + std::to_string(a.ByteLength()) + " bytes for " + name_ +
+                                             ": put the array on a SharedArrayBuffer to have it read in place");
+    }
+    return copy.data();
   }
 
  protected:

@@ -162,12 +162,6 @@ Napi::Value MemoryFloat32Scores(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-bool OnSharedBuffer(const Napi::TypedArray& a) {
-  // A typed array's buffer is an ArrayBuffer or a SharedArrayBuffer, and only the first
-  // answers napi_is_arraybuffer: an engine check that JS cannot fake.
-  return !a.ArrayBuffer().IsArrayBuffer();
-}
-
 // An async scan: owns its output until the promise resolves, and either pins or copies each input.
 class ScanWorker : public PromiseWorker {
  public:
@@ -181,23 +175,6 @@ class ScanWorker : public PromiseWorker {
 
  protected:
   Napi::Value Result(Napi::Env env) override { return out_.Value(); }
-
-  // Elements of `a` readable until the worker completes: in place on a SharedArrayBuffer, else a copy.
-  template <typename T, typename Array>
-  const T* Keep(const Array& a, std::vector<T>& copy) {
-    if (OnSharedBuffer(a)) {
-      Pin(a);
-      return a.Data();
-    }
-    try {
-      copy.assign(a.Data(), a.Data() + a.ElementLength());
-    } catch (const std::bad_alloc&) {
-      throw Napi::RangeError::New(Env(), "Could not copy " + std::to_string(a.ByteLength()) +
-                                             " bytes for the async scan: put the array on a SharedArrayBuffer "
-                                             "to have it read in place");
-    }
-    return copy.data();
-  }
 
   void Report(const ScanStatus& st, const float* scales) {
     if (st.position >= 0) Fail(ErrorKind::kRange, Refusal(st, p_, scales));
@@ -252,24 +229,18 @@ void RequireAllocatable(Napi::Env env, const ScanParams& p) {
                         std::to_string(p.count));
 }
 
-Napi::Value Start(PromiseWorker* worker) {
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
-
 // memoryInt8ScoresAsync(query, queryScale, codes, scales, dims, rows|null, threads) -> Promise<Float32Array>
 Napi::Value MemoryInt8ScoresAsync(const Napi::CallbackInfo& info) {
   const Int8Args a = ReadInt8(info, false);
   RequireAllocatable(info.Env(), a.s.p);
-  return Start(new Int8Worker(info.Env(), a));
+  return (new Int8Worker(info.Env(), a))->Start();
 }
 
 // memoryFloat32ScoresAsync(query, matrix, dims, rows|null, threads) -> Promise<Float32Array>
 Napi::Value MemoryFloat32ScoresAsync(const Napi::CallbackInfo& info) {
   const F32Args a = ReadF32(info, false);
   RequireAllocatable(info.Env(), a.s.p);
-  return Start(new F32Worker(info.Env(), a));
+  return (new F32Worker(info.Env(), a))->Start();
 }
 
 // memoryReadFloor(bytes): benchmark floor, a checksum of one pass over the bytes.

@@ -1,0 +1,399 @@
+/**
+ * The seed's `DuoAttention`, made real: one object that runs attention with DuoAttention's two
+ * head groups — the "primary" mechanism is the retrieval heads (full KV), the "secondary" the
+ * streaming heads (sink + recent) — on the native kernels or on ONNX Runtime, and keeps measured metrics.
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import * as is from '../validate';
+import { attention, attentionAsync } from './attention';
+import { type CheckedAttention, checkAttentionOptions } from './check';
+import { HeadPattern } from './head-pattern';
+import { OnnxAttention } from './onnx-attention';
+import type { AttentionOptions } from './types';
+
+/**
+ * How the two head groups run.
+ * - `PARALLEL`: both groups in one call, their heads spread over the threads together.
+ * - `SEQUENTIAL`: the retrieval group, then the streaming group, as two calls.
+ * - `ADAPTIVE`: every head full while the context fits in `sink + recent` (the window would hold
+ *   every key anyway, so nothing is saved by splitting), the parallel split once it does not.
+ *
+ * The seed's `HIERARCHICAL` mode is not provided: DuoAttention has no hierarchy of head groups to
+ * run it over.
+ *
+ * @example
+ * ```ts
+ * new DuoAttention({ numHeads: 32, kvHeads: 8, headDim: 128, mode: AttentionMode.ADAPTIVE });
+ * ```
+ */
+export enum AttentionMode {
+  PARALLEL = 'parallel',
+  SEQUENTIAL = 'sequential',
+  ADAPTIVE = 'adaptive',
+}
+
+/**
+ * Kinds of attention with a real meaning here.
+ * - `SELF`: causal self-attention with the head split (retrieval heads see every earlier position,
+ *   streaming heads the sink and the last `recent`).
+ * - `CROSS`: non-causal attention to keys from another source (an encoder, retrieved passages);
+ *   streaming heads see the first `sink` and the last `recent` keys.
+ * - `TEMPORAL`: causal streaming attention on every head (StreamingLLM): constant memory per head.
+ *
+ * Not provided: the seed's `HIERARCHICAL` and `SPATIAL` types. They name model architectures
+ * (multi-scale, 2-D image positions) rather than ways to run a head over a KV cache, and a
+ * token-sequence attention engine has no honest version of them.
+ *
+ * @example
+ * ```ts
+ * await duo.processAttention({ q, k, v, type: AttentionType.CROSS });
+ * ```
+ */
+export enum AttentionType {
+  SELF = 'self',
+  CROSS = 'cross',
+  TEMPORAL = 'temporal',
+}
+
+/**
+ * Options of {@link DuoAttention}.
+ *
+ * @example
+ * ```ts
+ * const options: DuoAttentionOptions = { numHeads: 32, kvHeads: 8, headDim: 128, headPattern, sink: 64, recent: 256 };
+ * ```
+ */
+export interface DuoAttentionOptions {
+  /** Query heads. */
+  numHeads: number;
+  /** Key/value heads (`numHeads` when absent: multi-head attention). */
+  kvHeads?: number;
+  /** Elements per head, 1 to 256. */
+  headDim: number;
+  /** Which KV heads are retrieval heads, per layer; default every head retrieval (full attention). */
+  headPattern?: HeadPattern;
+  /** Sink positions of streaming heads; default 64 (the paper's evaluation setting). */
+  sink?: number;
+  /** Recent positions of streaming heads, the query's own included; default 256. */
+  recent?: number;
+  /** Default {@link AttentionMode.ADAPTIVE}. */
+  mode?: AttentionMode | `${AttentionMode}`;
+  /** `'native'` (default, the C++ kernels) or `'onnxruntime'` (graphs run by ONNX Runtime). */
+  backend?: 'native' | 'onnxruntime';
+  /** ONNX Runtime execution providers, e.g. `['cuda', 'cpu']`; default `['cpu']` (see {@link OnnxAttentionOptions}). */
+  executionProviders?: string[];
+  /** Threads per call; default `os.availableParallelism()`. */
+  threads?: number;
+}
+
+/**
+ * One call of {@link DuoAttention.processAttention}. Layouts as in {@link AttentionOptions}:
+ * q `[queries, numHeads, headDim]`, k and v `[keys, kvHeads, headDim]` (k/v may be float16 bits
+ * in a Uint16Array on the native backend).
+ *
+ * @example
+ * ```ts
+ * const query: AttentionQuery = { q, k, v, layer: 3, checkQuality: true };
+ * ```
+ */
+export interface AttentionQuery {
+  q: Float32Array;
+  k: Float32Array | Uint16Array;
+  v: Float32Array | Uint16Array;
+  /** Default {@link AttentionType.SELF}. */
+  type?: AttentionType | `${AttentionType}`;
+  /** Layer whose head split applies (a row of the head pattern); default 0. */
+  layer?: number;
+  /** Position of the first query (causal types); default `keys - queries`. */
+  queryOffset?: number;
+  /** Multiplier of `q·k`; default `1 / sqrt(headDim)`. */
+  scale?: number;
+  /** Also run full attention on the same input and report {@link AttentionResult.quality}. */
+  checkQuality?: boolean;
+}
+
+/**
+ * Result of {@link DuoAttention.processAttention}.
+ *
+ * @example
+ * ```ts
+ * const { output, kvBytesSaved, quality } = await duo.processAttention({ q, k, v, checkQuality: true });
+ * ```
+ */
+export interface AttentionResult {
+  /** `[queries, numHeads, headDim]`. */
+  output: Float32Array;
+  /** How the groups ran: `'parallel'`, `'sequential'`, or `'full'` (ADAPTIVE with a context inside the window, or no streaming head). */
+  ranAs: 'parallel' | 'sequential' | 'full';
+  /** KV heads that saw every key. */
+  retrievalHeads: number[];
+  /** KV heads limited to sink + recent. */
+  streamingHeads: number[];
+  /**
+   * Bytes of keys and values the call attended to: for each KV head, the distinct key positions
+   * any of its queries sees × headDim × 2 (keys and values) × bytes per element.
+   */
+  kvBytesAttended: number;
+  /** The same count had every head been a retrieval head, minus {@link kvBytesAttended}. */
+  kvBytesSaved: number;
+  /** Wall time of the call in milliseconds (the quality check excluded). */
+  timeMs: number;
+  /**
+   * With `checkQuality`: agreement with full attention on the same input, defined as
+   * `max(0, 1 − ‖o − o_full‖ / ‖o_full‖)` over the whole output (1 = identical). Absent otherwise.
+   */
+  quality?: number;
+}
+
+/**
+ * Counters of a {@link DuoAttention} since it was created.
+ *
+ * @example
+ * ```ts
+ * const m = duo.getMetrics();
+ * console.log(m.calls, m.meanTimeMs, m.kvBytesSaved / (m.kvBytesSaved + m.kvBytesAttended));
+ * ```
+ */
+export interface DuoAttentionMetrics {
+  /** Calls of processAttention that returned. */
+  calls: number;
+  /** Summed {@link AttentionResult.timeMs}. */
+  totalTimeMs: number;
+  /** totalTimeMs / calls (0 before the first call). */
+  meanTimeMs: number;
+  /** Summed {@link AttentionResult.kvBytesAttended}. */
+  kvBytesAttended: number;
+  /** Summed {@link AttentionResult.kvBytesSaved}. */
+  kvBytesSaved: number;
+  /** Calls per way they ran. */
+  ranAs: Record<'parallel' | 'sequential' | 'full', number>;
+  /** Calls with a quality check. */
+  qualityChecks: number;
+  /** Mean {@link AttentionResult.quality} over the checked calls (null before the first). */
+  meanQuality: number | null;
+  /**
+   * Share of KV heads that were retrieval heads, over all calls (the seed's "head utilisation":
+   * the part of the model that still pays for the full cache).
+   */
+  retrievalShare: number;
+}
+
+const KEYS = ['numHeads', 'kvHeads', 'headDim', 'headPattern', 'sink', 'recent', 'mode', 'backend', 'executionProviders', 'threads'];
+const QUERY_KEYS = ['q', 'k', 'v', 'type', 'layer', 'queryOffset', 'scale', 'checkQuality'];
+// Below this many multiply-adds a call runs synchronously: a worker thread costs more than it saves.
+const SYNC_WORK = 1 << 20;
+
+/** Distinct key positions the queries of one KV head see (see {@link AttentionResult.kvBytesAttended}). */
+function keysSeen(c: CheckedAttention, streaming: boolean): number {
+  const lo = c.causal ? c.queryOffset : c.nk - 1;
+  const hi = Math.min(c.nk - 1, c.causal ? c.queryOffset + c.nq - 1 : c.nk - 1);
+  if (hi < 0) return 0;
+  if (!streaming) return hi + 1;
+  const sink = Math.min(c.sink, hi + 1);
+  const from = Math.max(c.sink, lo - c.recent + 1);
+  return sink + Math.max(0, hi - from + 1);
+}
+
+/**
+ * DuoAttention: retrieval heads attend over the full context, streaming heads over the first
+ * `sink` and last `recent` positions. {@link DuoAttention.processAttention} runs one attention call
+ * with the split of the chosen layer; for step-by-step generation use {@link DuoKVCache}, which
+ * also stores only what each head needs.
+ *
+ * Not provided from the seed: `primary_dimension` / `secondary_dimension` (both head groups share
+ * the model's head dimension: DuoAttention changes which keys a head reads, not its width), the
+ * result cache (an output depends on every element of q, k and v, so a key would cost a full pass
+ * over them and hits only come from repeated identical calls), and a fixed quality figure: quality
+ * is measured per call on request.
+ *
+ * @example
+ * ```ts
+ * import { DuoAttention, HeadPattern } from '@capibara/core';
+ * const headPattern = HeadPattern.fromRatio(alphas, { layers: 32, kvHeads: 8, retrievalRatio: 0.5 });
+ * const duo = new DuoAttention({ numHeads: 32, kvHeads: 8, headDim: 128, headPattern, sink: 64, recent: 256 });
+ * const { output, kvBytesSaved, quality } = await duo.processAttention({ q, k, v, layer: 0, checkQuality: true });
+ * await duo.close();
+ * ```
+ */
+export class DuoAttention {
+  /** Query heads. */
+  readonly numHeads: number;
+  /** Key/value heads. */
+  readonly kvHeads: number;
+  /** Elements per head. */
+  readonly headDim: number;
+  /** The head split in use. */
+  readonly headPattern: HeadPattern;
+  /** Sink positions of streaming heads. */
+  readonly sink: number;
+  /** Recent positions of streaming heads. */
+  readonly recent: number;
+  /** How the groups run. */
+  readonly mode: AttentionMode;
+  /** Where attention runs. */
+  readonly backend: 'native' | 'onnxruntime';
+  readonly #threads: number;
+  readonly #providers: string[] | undefined;
+  #onnx: Promise<OnnxAttention> | undefined;
+  #closed = false;
+  readonly #m = {
+    calls: 0, totalTimeMs: 0, kvBytesAttended: 0, kvBytesSaved: 0,
+    ranAs: { parallel: 0, sequential: 0, full: 0 }, qualityChecks: 0, qualitySum: 0, retrievalHeads: 0, heads: 0,
+  };
+
+  constructor(options: DuoAttentionOptions) {
+    const o = is.options<DuoAttentionOptions>('options', options, KEYS);
+    this.numHeads = is.integer('numHeads', o.numHeads, 1, 65536);
+    this.kvHeads = o.kvHeads === undefined ? this.numHeads : is.integer('kvHeads', o.kvHeads, 1, 65536);
+    if (this.numHeads % this.kvHeads !== 0) {
+      throw new RangeError(`Expected numHeads to be a multiple of kvHeads (${this.kvHeads}) but received ${this.numHeads}`);
+    }
+    this.headDim = is.integer('headDim', o.headDim, 1, 256);
+    this.sink = o.sink === undefined ? 64 : is.integer('sink', o.sink, 0);
+    this.recent = o.recent === undefined ? 256 : is.integer('recent', o.recent, 1);
+    const pattern = o.headPattern ?? HeadPattern.allRetrieval(1, this.kvHeads);
+    if (!(pattern instanceof HeadPattern)) throw is.typeError('headPattern', 'HeadPattern', pattern);
+    if (pattern.kvHeads !== this.kvHeads) {
+      throw new RangeError(`Expected headPattern with ${this.kvHeads} KV heads per layer (kvHeads) but received ${pattern.kvHeads}`);
+    }
+    this.headPattern = pattern;
+    this.mode = o.mode === undefined ? AttentionMode.ADAPTIVE : (is.oneOf('mode', o.mode, Object.values(AttentionMode)) as AttentionMode);
+    this.backend = o.backend === undefined ? 'native' : is.oneOf('backend', o.backend, ['native', 'onnxruntime'] as const);
+    this.#threads = is.threads('threads', o.threads);
+    if (o.executionProviders !== undefined && this.backend !== 'onnxruntime') {
+      throw new TypeError("Expected executionProviders only with backend: 'onnxruntime'");
+    }
+    this.#providers = o.executionProviders;
+  }
+
+  #backendRun(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: AttentionOptions, c: CheckedAttention): Promise<Float32Array> | Float32Array {
+    if (this.backend === 'onnxruntime') {
+      this.#onnx ??= OnnxAttention.create(this.#providers ? { executionProviders: this.#providers } : {});
+      return this.#onnx.then((ort) => ort.run(q, k, v, options));
+    }
+    const work = c.nq * c.queryHeads * c.headDim * Math.min(c.nk, c.anyStreaming ? c.sink + c.recent + c.nq : c.nk);
+    return work < SYNC_WORK ? attention(q, k, v, options) : attentionAsync(q, k, v, options);
+  }
+
+  /**
+   * Runs one attention call with the head split of `query.layer`.
+   *
+   * @returns The output, how it ran, the KV bytes it attended to and saved, its time, and the quality when asked.
+   * @throws TypeError / RangeError naming the argument for bad tensors or options; Error after close().
+   *
+   * @example
+   * ```ts
+   * const r = await duo.processAttention({ q, k, v, layer: 5 });
+   * console.log(r.ranAs, r.kvBytesSaved, r.timeMs);
+   * ```
+   */
+  async processAttention(query: AttentionQuery): Promise<AttentionResult> {
+    if (this.#closed) throw new Error('DuoAttention is closed');
+    const o = is.options<AttentionQuery>('query', query, QUERY_KEYS);
+    const type = o.type === undefined ? AttentionType.SELF : (is.oneOf('type', o.type, Object.values(AttentionType)) as AttentionType);
+    const layer = o.layer === undefined ? 0 : is.integer('layer', o.layer, 0, this.headPattern.layers - 1);
+    const checkQuality = o.checkQuality === undefined ? false : is.boolean('checkQuality', o.checkQuality);
+    const flags = type === AttentionType.TEMPORAL ? new Array<boolean>(this.kvHeads).fill(true) : this.headPattern.streamingFlags(layer);
+    const base: AttentionOptions = {
+      queryHeads: this.numHeads, kvHeads: this.kvHeads, headDim: this.headDim, causal: type !== AttentionType.CROSS,
+      ...(o.queryOffset !== undefined ? { queryOffset: o.queryOffset } : {}),
+      ...(o.scale !== undefined ? { scale: o.scale } : {}),
+      sink: this.sink, recent: this.recent, threads: this.#threads,
+    };
+    const split: AttentionOptions = { ...base, streamingHeads: flags };
+    const c = checkAttentionOptions(o.q, o.k, o.v, split, 'query');
+    const q = o.q!;
+    const k = o.k!;
+    const v = o.v!;
+    const streamingHeads = flags.flatMap((f, h) => (f ? [h] : []));
+    const retrievalHeads = flags.flatMap((f, h) => (f ? [] : [h]));
+    const fits = keysSeen(c, false) <= this.sink + this.recent;
+    const ranAs: AttentionResult['ranAs'] =
+      streamingHeads.length === 0 || (this.mode === AttentionMode.ADAPTIVE && fits)
+        ? 'full'
+        : this.mode === AttentionMode.SEQUENTIAL ? 'sequential' : 'parallel';
+
+    const start = performance.now();
+    let output: Float32Array;
+    if (ranAs === 'full') {
+      output = await this.#backendRun(q, k, v, base, c);
+    } else if (ranAs === 'parallel' || retrievalHeads.length === 0) {
+      output = await this.#backendRun(q, k, v, split, c);
+    } else {
+      // Two calls, each over its own group; the other group's outputs are taken from its own call.
+      const retrieval = await this.#backendRun(q, k, v, base, c);
+      const streaming = await this.#backendRun(q, k, v, { ...base, streamingHeads: new Array<boolean>(this.kvHeads).fill(true) }, c);
+      output = retrieval;
+      const group = this.numHeads / this.kvHeads;
+      for (let t = 0; t < c.nq; t++) {
+        for (const h of streamingHeads) {
+          const at = (t * this.numHeads + h * group) * this.headDim;
+          output.set(streaming.subarray(at, at + group * this.headDim), at);
+        }
+      }
+    }
+    const timeMs = performance.now() - start;
+
+    const bytes = 2 * this.headDim * (c.kvType === 'float16' ? 2 : 4);
+    const full = this.kvHeads * keysSeen(c, false) * bytes;
+    const attended = ranAs === 'full' ? full : (retrievalHeads.length * keysSeen(c, false) + streamingHeads.length * keysSeen(c, true)) * bytes;
+    const result: AttentionResult = {
+      output, ranAs, retrievalHeads, streamingHeads, kvBytesAttended: attended, kvBytesSaved: full - attended, timeMs,
+    };
+    if (checkQuality) {
+      const reference = await this.#backendRun(q, k, v, base, c);
+      let diff = 0;
+      let norm = 0;
+      for (let i = 0; i < output.length; i++) {
+        diff += (output[i]! - reference[i]!) ** 2;
+        norm += reference[i]! ** 2;
+      }
+      result.quality = norm === 0 ? (diff === 0 ? 1 : 0) : Math.max(0, 1 - Math.sqrt(diff / norm));
+      this.#m.qualityChecks++;
+      this.#m.qualitySum += result.quality;
+    }
+    const m = this.#m;
+    m.calls++;
+    m.totalTimeMs += timeMs;
+    m.kvBytesAttended += attended;
+    m.kvBytesSaved += full - attended;
+    m.ranAs[ranAs]++;
+    m.retrievalHeads += ranAs === 'full' ? this.kvHeads : retrievalHeads.length;
+    m.heads += this.kvHeads;
+    return result;
+  }
+
+  /**
+   * Measured counters since creation.
+   *
+   * @example
+   * ```ts
+   * console.log(duo.getMetrics().meanQuality);
+   * ```
+   */
+  getMetrics(): DuoAttentionMetrics {
+    const m = this.#m;
+    return {
+      calls: m.calls, totalTimeMs: m.totalTimeMs, meanTimeMs: m.calls ? m.totalTimeMs / m.calls : 0,
+      kvBytesAttended: m.kvBytesAttended, kvBytesSaved: m.kvBytesSaved, ranAs: { ...m.ranAs },
+      qualityChecks: m.qualityChecks, meanQuality: m.qualityChecks ? m.qualitySum / m.qualityChecks : null,
+      retrievalShare: m.heads ? m.retrievalHeads / m.heads : 0,
+    };
+  }
+
+  /**
+   * Releases the ONNX Runtime sessions (if any). Later calls reject.
+   *
+   * @example
+   * ```ts
+   * await duo.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const onnx = this.#onnx;
+    this.#onnx = undefined;
+    if (onnx) await (await onnx).close();
+  }
+}

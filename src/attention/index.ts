@@ -1,0 +1,15 @@
+export { type AttentionOptions } from './types';
+export { type AttentionCallOptions, attention, attentionAsync } from './attention';
+export { type CheckedAttention, checkAttentionOptions } from './check';
+export { fromFloat16, toFloat16 } from './float16';
+export { type CacheAttendOptions, DuoKVCache, type DuoKVCacheOptions } from './kv-cache';
+export {
+  type BudgetOptions, HeadPattern, type HeadPatternJSON, type HeadPatternShape, type HeadScores, type KvBytes, type KvDtype,
+  type KvSizeOptions, type LoadOptions, type ModelConfig, type RatioOptions, type SaveOptions,
+} from './head-pattern';
+export { type ParsedHeadScores, formatFullAttentionHeads, parseFullAttentionHeads } from './head-pattern-file';
+export { type CalibrateOptions, type CalibrationMethod, type CalibrationResult, type CalibrationSample, calibrateHeads } from './calibrate';
+export { OnnxAttention, type OnnxAttentionOptions } from './onnx-attention';
+export {
+  AttentionMode, type AttentionQuery, type AttentionResult, AttentionType, DuoAttention, type DuoAttentionMetrics, type DuoAttentionOptions,
+} from './duo-attention';

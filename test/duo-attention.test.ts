@@ -49,10 +49,17 @@ describe('DuoAttention.processAttention', () => {
 
   it('counts the KV bytes attended and saved', async () => {
     const r = await duo().processAttention({ q: t.q, k: t.k, v: t.v });
-    // Retrieval heads see 100 positions; streaming heads 4 sink + positions 4..99 (query 0's window starts at 0): all 100.
-    // Decode shows the saving: one query at position 99 sees 4 + 16 positions on a streaming head.
+    // Query i sees i + 1 positions on a retrieval head, min(i + 1, 20) on a streaming head (sink 4 + recent 16).
     const bytes = 2 * D * 4;
-    expect(r.kvBytesAttended).toBe(4 * 100 * bytes);
+    let full = 0;
+    let stream = 0;
+    for (let i = 0; i < 100; i++) {
+      full += i + 1;
+      stream += Math.min(i + 1, 20);
+    }
+    expect(r.kvBytesAttended).toBe((2 * full + 2 * stream) * bytes);
+    expect(r.kvBytesSaved).toBe(2 * (full - stream) * bytes);
+    // Decode: one query at position 99 sees 4 + 16 positions on a streaming head.
     const d = await duo().processAttention({ q: t.q.subarray(99 * H * D), k: t.k, v: t.v });
     expect(d.kvBytesAttended).toBe((2 * 100 + 2 * 20) * bytes);
     expect(d.kvBytesSaved).toBe(2 * 80 * bytes);

@@ -131,8 +131,9 @@ export interface AttentionResult {
   /** KV heads limited to sink + recent. */
   streamingHeads: number[];
   /**
-   * Bytes of keys and values the call attended to: for each KV head, the distinct key positions
-   * any of its queries sees × headDim × 2 (keys and values) × bytes per element.
+   * Bytes of keys and values the call attended to: the key positions each query sees, summed over
+   * queries and KV heads, × headDim × 2 (keys and values) × bytes per element. For one decoded
+   * token it is the KV the step reads.
    */
   kvBytesAttended: number;
   /** The same count had every head been a retrieval head, minus {@link kvBytesAttended}. */
@@ -184,15 +185,14 @@ const QUERY_KEYS = ['q', 'k', 'v', 'type', 'layer', 'queryOffset', 'scale', 'che
 // Below this many multiply-adds a call runs synchronously: a worker thread costs more than it saves.
 const SYNC_WORK = 1 << 20;
 
-/** Distinct key positions the queries of one KV head see (see {@link AttentionResult.kvBytesAttended}). */
+/** Key positions seen by the queries of one KV head, summed over queries (see {@link AttentionResult.kvBytesAttended}). */
 function keysSeen(c: CheckedAttention, streaming: boolean): number {
-  const lo = c.causal ? c.queryOffset : c.nk - 1;
-  const hi = Math.min(c.nk - 1, c.causal ? c.queryOffset + c.nq - 1 : c.nk - 1);
-  if (hi < 0) return 0;
-  if (!streaming) return hi + 1;
-  const sink = Math.min(c.sink, hi + 1);
-  const from = Math.max(c.sink, lo - c.recent + 1);
-  return sink + Math.max(0, hi - from + 1);
+  let sum = 0;
+  for (let t = 0; t < c.nq; t++) {
+    const i = Math.min(c.nk - 1, c.causal ? c.queryOffset + t : c.nk - 1);
+    sum += streaming ? Math.min(c.sink, i + 1) + Math.max(0, i - Math.max(c.sink, i - c.recent + 1) + 1) : i + 1;
+  }
+  return sum;
 }
 
 /**
@@ -308,7 +308,7 @@ export class DuoAttention {
     const v = o.v!;
     const streamingHeads = flags.flatMap((f, h) => (f ? [h] : []));
     const retrievalHeads = flags.flatMap((f, h) => (f ? [] : [h]));
-    const fits = keysSeen(c, false) <= this.sink + this.recent;
+    const fits = Math.min(c.nk, c.causal ? c.queryOffset + c.nq : c.nk) <= this.sink + this.recent;
     const ranAs: AttentionResult['ranAs'] =
       streamingHeads.length === 0 || (this.mode === AttentionMode.ADAPTIVE && fits)
         ? 'full'

@@ -19,3 +19,5 @@ export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetRes
 export * from './serve/index';
 export * from './memory/index';
 export * from './experts/routing/index';
+export * from './experts/control/index';
+export * from './attention/index';

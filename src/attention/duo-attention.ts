@@ -98,8 +98,11 @@ export interface DuoAttentionOptions {
  * ```
  */
 export interface AttentionQuery {
+  /** Queries `[queries, numHeads, headDim]`. */
   q: Float32Array;
+  /** Keys `[keys, kvHeads, headDim]` (after RoPE). */
   k: Float32Array | Uint16Array;
+  /** Values `[keys, kvHeads, headDim]`. */
   v: Float32Array | Uint16Array;
   /** Default {@link AttentionType.SELF}. */
   type?: AttentionType | `${AttentionType}`;
@@ -242,6 +245,10 @@ export class DuoAttention {
     ranAs: { parallel: 0, sequential: 0, full: 0 }, qualityChecks: 0, qualitySum: 0, retrievalHeads: 0, heads: 0,
   };
 
+  /**
+   * @param options Heads, head dimension, the head pattern, window, mode and backend.
+   * @throws TypeError / RangeError naming the option.
+   */
   constructor(options: DuoAttentionOptions) {
     const o = is.options<DuoAttentionOptions>('options', options, KEYS);
     this.numHeads = is.integer('numHeads', o.numHeads, 1, 65536);

@@ -121,6 +121,10 @@ export class DuoKVCache {
   readonly #layers: Layer[];
   #busy = 0;
 
+  /**
+   * @param options Shape, head pattern, window, capacity, storage type and rollback slack.
+   * @throws TypeError / RangeError naming the option; RangeError when sink + recent exceeds maxTokens.
+   */
   constructor(options: DuoKVCacheOptions) {
     const o = is.options<DuoKVCacheOptions>('options', options, KEYS);
     this.layers = is.integer('layers', o.layers, 1, 4096);

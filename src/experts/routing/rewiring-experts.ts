@@ -80,6 +80,8 @@ export interface RoutingReasons {
   inFlight: number;
   /** `'available'`, or `'degraded'` when every candidate was cooling down and the best of them was chosen anyway. */
   health: 'available' | 'degraded';
+  /** The chosen expert's relevance bias (see {@link RewiringExperts.setRelevanceBias}); present while a bias is set. */
+  bias?: number;
 }
 
 /**
@@ -225,7 +227,9 @@ const STRATEGIES = Object.values(RoutingStrategy);
  * `'rewired'` when the fallback order changes.
  *
  * **Events.** `'rewired'` ({ from, to, before, after, success }), `'cooldown'` and
- * `'recovered'` (expert id, status).
+ * `'recovered'` (expert id, status); `'routed'` (decision, text, context) after each
+ * `routeQuery`, and `'outcome'` (decision id, outcome with its `expertId` filled in) for each
+ * outcome applied — what a control plane (see `MoEControlAPI`) counts traffic from.
  *
  * @example
  * ```ts
@@ -259,6 +263,7 @@ export class RewiringExperts extends EventEmitter {
   readonly #dims: number;
   readonly #options: RewiringExpertsOptions;
   #stats = { routed: 0, outcomes: 0, successes: 0, latencySum: 0 };
+  #bias: ReadonlyMap<string, number> | undefined;
 
   /**
    * Creates a router over `options.experts` (default: the seed's six).
@@ -372,14 +377,67 @@ export class RewiringExperts extends EventEmitter {
    * ```
    */
   routeQuery(text: string, context: RoutingContext = {}): RoutingDecision {
+    return this.#route(text, context, true);
+  }
+
+  /**
+   * The decision {@link RewiringExperts.routeQuery} would make now, without making it: nothing
+   * is recorded (no counters, no request in flight, no `'routed'` event), so its `id` is empty
+   * and takes no outcome. For benchmarks and explanations. (ADAPTIVE with Thompson sampling
+   * still draws from its random stream.)
+   *
+   * @param text The query, non-empty.
+   * @param context As for `routeQuery`.
+   * @returns The decision, with `id === ''`.
+   *
+   * @example
+   * ```ts
+   * const { expertId, ranking } = router.previewRoute('optimise this SQL join');
+   * ```
+   */
+  previewRoute(text: string, context: RoutingContext = {}): RoutingDecision {
+    return this.#route(text, context, false);
+  }
+
+  /**
+   * Sets a per-expert additive bias on relevance, used to select experts only: candidates are
+   * ranked on `max(0, relevance + bias)` (so a biased relevance may exceed 1), while
+   * `reasons.relevance` stays the unbiased value and `reasons.bias` reports the bias. This is
+   * where a load controller (DeepSeek-V3's loss-free bias, see `BiasBalancer`) steers requests.
+   * Experts missing from the map get 0; `null` removes the bias.
+   *
+   * @param bias Finite bias per expert id, or null.
+   *
+   * @example
+   * ```ts
+   * router.setRelevanceBias(new Map([['sql', -0.05], ['python', 0.05]]));
+   * ```
+   */
+  setRelevanceBias(bias: ReadonlyMap<string, number> | null): void {
+    if (bias === null) {
+      this.#bias = undefined;
+      return;
+    }
+    if (!(bias instanceof Map)) throw v.typeError('bias', 'Map of expert id to number, or null', bias);
+    for (const [id, b] of bias) v.finite(`bias.get('${String(id)}')`, b);
+    this.#bias = new Map(bias);
+  }
+
+  #route(text: string, context: RoutingContext, commit: boolean): RoutingDecision {
     v.string('text', text);
     if (text.trim() === '') throw v.rangeError('text', 'non-empty query', text);
     const ctx = checkContext(context);
     const now = this.#clock();
-    this.#expire(now);
+    if (commit) this.#expire(now);
     const scored = this.#scorer.score(text, ctx);
     if (scored.ids.length === 0) throw new RangeError('RewiringExperts.routeQuery: no expert to route to (none registered, or all excluded)');
-    const all = scored.ids.map((id, i) => ({ id, relevance: scored.relevance[i]!, inFlight: this.#inFlight.get(id) ?? 0, capacity: this.#experts.get(id)!.capacity }));
+    const bias = this.#bias;
+    const all = scored.ids.map((id, i) => ({
+      id,
+      relevance: bias === undefined ? scored.relevance[i]! : Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0)),
+      inFlight: this.#inFlight.get(id) ?? 0,
+      capacity: this.#experts.get(id)!.capacity,
+    }));
     let candidates = all.filter((c) => this.#health.isAvailable(c.id));
     const degraded = candidates.length === 0;
     if (degraded) candidates = all;
@@ -407,13 +465,16 @@ export class RewiringExperts extends EventEmitter {
         strategy: best.reasons,
         inFlight: this.#inFlight.get(best.id) ?? 0,
         health: degraded ? 'degraded' : 'available',
+        ...(bias === undefined ? {} : { bias: bias.get(best.id) ?? 0 }),
       },
       ranking: ranking.map((r) => ({ id: r.id, score: r.score })),
     };
+    if (!commit) return { ...decision, id: '' };
     this.#pending.set(decision.id, { expertId: best.id, fallbacks, slot: this.#keep(scored.features), at: now, open: true, calls: 0 });
     this.#inFlight.set(best.id, (this.#inFlight.get(best.id) ?? 0) + 1);
     this.#routedTo.set(best.id, (this.#routedTo.get(best.id) ?? 0) + 1);
     this.#stats.routed++;
+    this.emit('routed', decision, text, ctx);
     return decision;
   }
 
@@ -468,6 +529,7 @@ export class RewiringExperts extends EventEmitter {
     this.#stats.outcomes++;
     if (success) this.#stats.successes++;
     this.#stats.latencySum += latencyMs;
+    this.emit('outcome', decisionId, { ...o, expertId });
     // A success answers the query: the decision is done and its slot is free.
     if (success && p.calls === 0) this.#close(decisionId, p);
   }

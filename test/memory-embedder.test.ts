@@ -41,6 +41,49 @@ function reference(text: string, dims: number): number[] {
   return norm === 0 ? v : v.map((x) => x / norm);
 }
 
+/**
+ * The embedder as first written (a string key per feature, counted in a Map, hashed from its UTF-8
+ * bytes): the implementation that hashes straight from the code units must give the same vectors
+ * bit for bit, so embeddings stored by earlier versions stay valid.
+ */
+function stringKeyed(terms: readonly string[], dims: number): Float32Array {
+  const counts = new Map<string, number>();
+  const count = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
+  terms.forEach((t, i) => {
+    count(`1${t}`);
+    if (i > 0) count(`2${terms[i - 1]} ${t}`);
+    const cs = Array.from(`<${t}>`);
+    for (let c = 0; c + 3 <= cs.length; c++) count(`3${cs[c]}${cs[c + 1]}${cs[c + 2]}`);
+  });
+  const acc = new Float64Array(dims);
+  for (const [key, tf] of counts) {
+    const weight = key[0] === '1' ? 1 : key[0] === '2' ? 0.5 : 0.25;
+    const h = fmix32(fnv1a(utf8(key)));
+    const at = Math.floor(h / 2) % dims;
+    acc[at] = acc[at]! + (h % 2 === 1 ? -1 : 1) * weight * (1 + Math.log(tf));
+  }
+  let norm = 0;
+  for (let i = 0; i < dims; i++) norm += acc[i]! * acc[i]!;
+  const out = new Float32Array(dims);
+  if (norm === 0) return out;
+  const scale = 1 / Math.sqrt(norm);
+  for (let i = 0; i < dims; i++) out[i] = acc[i]! * scale;
+  return out;
+}
+
+/** UTF-8 as the first version encoded it: a lone surrogate as its own 3-byte sequence (Buffer would write U+FFFD). */
+function utf8(s: string): Uint8Array {
+  const out: number[] = [];
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+  }
+  return Uint8Array.from(out);
+}
+
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i]!, 0);
 
 describe('HashedEmbedder', () => {
@@ -67,6 +110,54 @@ describe('HashedEmbedder', () => {
         for (let j = 0; j < dims; j++) expect(Math.abs(vec[j]! - ref[j]!)).toBeLessThan(1e-7);
       });
     }
+  });
+
+  it('gives the vectors of the first, string-keyed version bit for bit', () => {
+    const texts = [
+      'Optimizing the database cache',
+      'cache cache cache optimization, cache optimization again',
+      'Привет мир, 東京タワー and 𐌰𐌱𐌲 gothic; naïve café',
+      'x',
+      'The user prefers metric units; the user prefers dark mode.',
+      'Long text '.repeat(3000), // past the table an embedder keeps between calls
+    ];
+    const r = (() => {
+      let a = 7;
+      return () => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    })();
+    const alphabet = ['a', 'b', 'é', 'ж', '東', '𐌰', '😀', '\uD800', '\uDC00', ' ', '1', 'ab'];
+    for (let k = 0; k < 200; k++) {
+      let t = '';
+      for (let n = Math.floor(r() * 12); n > 0; n--) t += alphabet[Math.floor(r() * alphabet.length)];
+      texts.push(t);
+    }
+    for (const dims of [256, 384, 7, 1]) {
+      const embedder = new HashedEmbedder({ dimensions: dims });
+      for (const text of texts) expect(embedder.embed([text])[0]).toEqual(stringKeyed(tokenize(text), dims));
+      // Terms straight from a caller: lone surrogates, empty terms, repeats.
+      for (const terms of [['\uD800', 'a\uDC00b', '𐌰\uD800', ''], ['', ''], ['ab', 'ab', 'ab'], ['\uDC00\uD800x', '😀😀😀']]) {
+        expect(embedder.embedTerms(terms)).toEqual(stringKeyed(terms, dims));
+      }
+    }
+  });
+
+  it('embedTerms writes into `out` when given, overwriting all of it', () => {
+    const embedder = new HashedEmbedder({ dimensions: 32 });
+    const terms = tokenize('metric units and dark mode');
+    const out = new Float32Array(32).fill(7);
+    expect(embedder.embedTerms(terms, out)).toBe(out);
+    expect(out).toEqual(embedder.embed(['metric units and dark mode'])[0]);
+    expect(embedder.embedTerms([], out)).toEqual(new Float32Array(32)); // no terms: zeros, not what was there
+  });
+
+  it('counts two features apart when their hashes collide', () => {
+    // Two terms whose unigram keys have the same 32-bit hash (found by a search over `w` + base-36
+    // numbers): each must count as its own feature (tf 1 twice), not as one seen twice (1 + ln 2).
+    const pair = ['w146wu', 'w1bwfa'];
+    expect(fmix32(fnv1a(utf8(`1${pair[0]}`)))).toBe(fmix32(fnv1a(utf8(`1${pair[1]}`))));
+    const embedder = new HashedEmbedder({ dimensions: 64 });
+    expect(embedder.embedTerms(pair)).toEqual(stringKeyed(pair, 64));
+    expect(embedder.embedTerms([pair[0], pair[0]])).toEqual(stringKeyed([pair[0], pair[0]], 64));
   });
 
   it('is deterministic across calls and instances', () => {
@@ -136,5 +227,12 @@ describe('HashedEmbedder', () => {
       new TypeError("Expected array of strings for texts but received 'text' of type string"),
     );
     expect(() => embedder.embed(['ok', 3 as unknown as string])).toThrow(new TypeError('Expected string for texts[1] but received 3 of type number'));
+    expect(() => embedder.embedTerms(['ok', 3 as unknown as string])).toThrow(new TypeError('Expected string for terms[1] but received 3 of type number'));
+    expect(() => embedder.embedTerms(['ok'], new Float32Array(3))).toThrow(
+      new RangeError('Expected Float32Array of length 384 for out but received Float32Array of length 3'),
+    );
+    expect(() => embedder.embedTerms(['ok'], new Float64Array(384) as unknown as Float32Array)).toThrow(
+      new TypeError('Expected Float32Array for out but received Float64Array of length 384'),
+    );
   });
 });

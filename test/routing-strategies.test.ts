@@ -464,6 +464,26 @@ it('orders many candidates best first with relevance breaking ties, on both sort
   }
 });
 
+it('LOAD_BALANCED orders by all four keys, then input order, on both sort paths', () => {
+  const rand = rng(45);
+  const s = createStrategy(RoutingStrategy.LOAD_BALANCED, { dimensions: 4, relevanceFraction: 0.5 });
+  const f = new Float32Array(4);
+  for (let i = 0; i < 200; i++) if (rand() < 0.5) s.update(`e${i}`, f, { success: true, latencyMs: 10 }, 0);
+  for (const n of [2, 17, 64, 65, 200]) {
+    // Coarse values, so that every key ties somewhere and the input order decides.
+    const cs = Array.from({ length: n }, (_, i) => cand(`e${i}`, Math.floor(rand() * 4) / 4, Math.floor(rand() * 3), 2));
+    const ranking = s.rank(cs, f, {}, 0);
+    const keys = (id: string) => {
+      const r = ranking.find((x) => x.id === id)!.reasons;
+      return r.eligible ? [1, r.headroom!, r.relevance!, -r.recent!] : [0, r.relevance!, 0, 0];
+    };
+    const want = cs
+      .map((c, i) => ({ id: c.id, i, k: keys(c.id) }))
+      .sort((a, b) => b.k[0]! - a.k[0]! || b.k[1]! - a.k[1]! || b.k[2]! - a.k[2]! || b.k[3]! - a.k[3]! || a.i - b.i);
+    expect(ranking.map((r) => r.id)).toEqual(want.map((w) => w.id));
+  }
+});
+
 // ---------- persistence and state ----------
 
 describe('toJSON / strategyFromJSON', () => {

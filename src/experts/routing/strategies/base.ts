@@ -27,10 +27,15 @@ function compareKeys(keys: Float64Array, i: number, j: number): number {
   return keys[a]! - keys[b]! || keys[a + 1]! - keys[b + 1]! || keys[a + 2]! - keys[b + 2]! || keys[a + 3]! - keys[b + 3]!;
 }
 
+// The insertion sort's index order, reused: a fresh Int32Array of more than 64 bytes lives
+// outside the V8 heap and costs about as much as sorting 32 items.
+const ORDER = new Int32Array(64);
+
 /**
  * Orders `items` by their keys, lexicographically descending, stable. Up to 64 items (the usual
- * case), an insertion sort over indices: several times faster than `Array.prototype.sort` with a
- * comparator (~2 µs for 32); above, that sort, for its O(n log n).
+ * case), a binary insertion sort over indices (about n·log₂n comparisons, 130 for 32 items,
+ * against n²/4 for a linear one): several times faster than `Array.prototype.sort` with a
+ * comparator; above, that sort, for its O(n log n) moves.
  */
 export function sortByKeys<T>(items: T[], keys: Float64Array): T[] {
   const n = items.length;
@@ -40,14 +45,18 @@ export function sortByKeys<T>(items: T[], keys: Float64Array): T[] {
     for (let i = 0; i < n; i++) out[i] = items[order[i]!]!;
     return out;
   }
-  const order = new Int32Array(n);
+  const order = ORDER;
   for (let i = 0; i < n; i++) {
-    let j = i;
-    while (j > 0 && compareKeys(keys, i, order[j - 1]!) > 0) {
-      order[j] = order[j - 1]!;
-      j--;
+    // The first place whose item i strictly outranks: after every item it ties with (stable).
+    let lo = 0;
+    let hi = i;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareKeys(keys, i, order[mid]!) > 0) hi = mid;
+      else lo = mid + 1;
     }
-    order[j] = i;
+    for (let j = i; j > lo; j--) order[j] = order[j - 1]!;
+    order[lo] = i;
   }
   for (let i = 0; i < n; i++) out[i] = items[order[i]!]!;
   return out;

@@ -12,7 +12,7 @@ import { ExpertGraph } from './expert-graph';
 import { HealthTracker } from './health';
 import { ProfileScorer } from './profile-scorer';
 import { loadState, saveState } from './state-file';
-import { createStrategy, type Strategy, strategyFromJSON } from './strategies';
+import { type Candidate, createStrategy, type Strategy, strategyFromJSON } from './strategies';
 import { type ExpertProfile, type RoutingContext, type RoutingOutcome, RoutingStrategy } from './types';
 
 /**
@@ -264,6 +264,12 @@ export class RewiringExperts extends EventEmitter {
   readonly #options: RewiringExpertsOptions;
   #stats = { routed: 0, outcomes: 0, successes: 0, latencySum: 0 };
   #bias: ReadonlyMap<string, number> | undefined;
+  // Decision ids: a random prefix per router and a counter (randomUUID per query cost ~1 µs).
+  readonly #idPrefix = `${randomUUID()}-`;
+  #idCount = 0;
+  // Scratch of #fallbacks, grown as needed.
+  #w = new Float64Array(64);
+  #taken = new Uint8Array(64);
 
   /**
    * Creates a router over `options.experts` (default: the seed's six).
@@ -432,18 +438,24 @@ export class RewiringExperts extends EventEmitter {
     const scored = this.#scorer.score(text, ctx);
     if (scored.ids.length === 0) throw new RangeError('RewiringExperts.routeQuery: no expert to route to (none registered, or all excluded)');
     const bias = this.#bias;
-    const all = scored.ids.map((id, i) => ({
-      id,
-      relevance: bias === undefined ? scored.relevance[i]! : Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0)),
-      inFlight: this.#inFlight.get(id) ?? 0,
-      capacity: this.#experts.get(id)!.capacity,
-    }));
-    let candidates = all.filter((c) => this.#health.isAvailable(c.id));
+    const n = scored.ids.length;
+    const all: Candidate[] = new Array<Candidate>(n);
+    const available: Candidate[] = [];
+    for (let i = 0; i < n; i++) {
+      const id = scored.ids[i]!;
+      const relevance = bias === undefined ? scored.relevance[i]! : Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0));
+      const c = { id, relevance, inFlight: this.#inFlight.get(id) ?? 0, capacity: this.#experts.get(id)!.capacity };
+      all[i] = c;
+      if (this.#health.isAvailable(id)) available.push(c);
+    }
+    let candidates = available;
     const degraded = candidates.length === 0;
     if (degraded) candidates = all;
     const ranking = this.#policy.rank(candidates, scored.features, ctx, now);
     const best = ranking[0]!;
-    let fallbacks = this.#fallbacks(best.id, ranking.slice(1).map((r) => r.id));
+    const rest = new Array<string>(ranking.length - 1);
+    for (let k = 1; k < ranking.length; k++) rest[k - 1] = ranking[k]!.id;
+    let fallbacks = this.#fallbacks(best.id, rest);
     if (!degraded && fallbacks.length < this.#maxFallbacks && candidates.length < all.length) {
       // Experts cooling down come last: routeWithFallback can wait for them.
       const cooling = this.#policy.rank(all.filter((c) => !candidates.includes(c)), scored.features, ctx, now);
@@ -452,7 +464,7 @@ export class RewiringExperts extends EventEmitter {
     const i = scored.ids.indexOf(best.id);
     const part = scored.parts[i]!;
     const decision: RoutingDecision = {
-      id: randomUUID(),
+      id: `${this.#idPrefix}${(this.#idCount++).toString(36)}`,
       expertId: best.id,
       score: best.score,
       fallbacks,
@@ -733,10 +745,14 @@ export class RewiringExperts extends EventEmitter {
   // Only the best `maxFallbacks` are needed: a selection pass each, weights read once.
   #fallbacks(from: string, ranked: string[]): string[] {
     const n = ranked.length;
-    const w = new Float64Array(n);
+    if (this.#w.length < n) {
+      this.#w = new Float64Array(2 * n);
+      this.#taken = new Uint8Array(2 * n);
+    }
+    const w = this.#w;
     for (let i = 0; i < n; i++) w[i] = this.#graph.weight(from, ranked[i]!);
     const out: string[] = [];
-    const taken = new Uint8Array(n);
+    const taken = this.#taken.fill(0, 0, n);
     for (let k = 0; k < Math.min(this.#maxFallbacks, n); k++) {
       let best = -1;
       for (let i = 0; i < n; i++) if (!taken[i] && (best < 0 || w[i]! > w[best]!)) best = i; // ties: the better rank (lower i)

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { attention, attentionAsync } from '../src/attention/attention';
 import { fromFloat16, toFloat16 } from '../src/attention/float16';
-import { referenceAttention, type ReferenceAttention } from './support/attention-reference';
-import { normal, rng } from './support/random';
+import { attentionInputs, maxAbsDiff as maxDiff, referenceAttention, type ReferenceAttention } from './support/attention-reference';
 
 interface Case extends ReferenceAttention {
   nq: number;
@@ -10,23 +9,7 @@ interface Case extends ReferenceAttention {
 }
 
 function tensors(c: Case, seed: number) {
-  const rand = rng(seed);
-  return {
-    q: normal(rand, c.nq * c.queryHeads * c.headDim),
-    k: normal(rand, c.nk * c.kvHeads * c.headDim),
-    v: normal(rand, c.nk * c.kvHeads * c.headDim),
-  };
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x === y) continue; // equal infinities too
-    m = Math.max(m, Math.abs(x - y));
-  }
-  return m;
+  return attentionInputs(c.nq, c.nk, c.queryHeads, c.kvHeads, c.headDim, seed);
 }
 
 function options(c: Case) {

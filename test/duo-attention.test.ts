@@ -1,8 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { AttentionMode, AttentionType, DuoAttention } from '../src/attention/duo-attention';
 import { HeadPattern } from '../src/attention/head-pattern';
-import { referenceAttention } from './support/attention-reference';
-import { normal, rng } from './support/random';
+import { attentionInputs, maxAbsDiff as maxDiff, referenceAttention } from './support/attention-reference';
 
 const H = 8;
 const KVH = 4;
@@ -11,14 +10,7 @@ const D = 32;
 const headPattern = HeadPattern.fromMask([[true, false, false, true], [true, true, true, true]]);
 
 function tensors(nq: number, nk: number, seed: number) {
-  const rand = rng(seed);
-  return { q: normal(rand, nq * H * D), k: normal(rand, nk * KVH * D), v: normal(rand, nk * KVH * D) };
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
+  return attentionInputs(nq, nk, H, KVH, D, seed);
 }
 
 const made: DuoAttention[] = [];

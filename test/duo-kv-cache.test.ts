@@ -2,22 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { fromFloat16, toFloat16 } from '../src/attention/float16';
 import { HeadPattern } from '../src/attention/head-pattern';
 import { DuoKVCache } from '../src/attention/kv-cache';
-import { referenceAttention } from './support/attention-reference';
-import { normal, rng } from './support/random';
+import { attentionInputs, maxAbsDiff as maxDiff, referenceAttention } from './support/attention-reference';
 
 const QH = 4;
 const KVH = 2;
 const D = 24;
 
 function sequence(n: number, seed: number) {
-  const rand = rng(seed);
-  return { q: normal(rand, n * QH * D), k: normal(rand, n * KVH * D), v: normal(rand, n * KVH * D) };
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
+  return attentionInputs(n, n, QH, KVH, D, seed);
 }
 
 /** Feeds the sequence to layer `layer` in chunks of the given sizes and returns every output row. */

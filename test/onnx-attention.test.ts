@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { OnnxAttention } from '../src/attention/onnx-attention';
 import type { AttentionOptions } from '../src/attention/types';
-import { referenceAttention } from './support/attention-reference';
+import { attentionInputs, maxAbsDiff, referenceAttention } from './support/attention-reference';
 import { normal, rng } from './support/random';
 
 const TOL = 1e-4;
@@ -27,20 +27,10 @@ interface Case extends AttentionOptions {
 }
 
 function inputs(c: Case, seed: number) {
-  const r = rng(seed);
-  return {
-    q: normal(r, c.nq * c.queryHeads * c.headDim),
-    k: normal(r, c.nk * c.kvHeads * c.headDim),
-    v: normal(r, c.nk * c.kvHeads * c.headDim),
-  };
+  return attentionInputs(c.nq, c.nk, c.queryHeads, c.kvHeads, c.headDim, seed);
 }
 
-function maxDiff(got: Float32Array, want: ArrayLike<number>): number {
-  expect(got.length).toBe(want.length);
-  let worst = 0;
-  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
-  return Number.isNaN(worst) ? Infinity : worst;
-}
+const maxDiff = maxAbsDiff;
 
 /** Runs `c` on both operators and compares each with the float64 reference. */
 async function expectReference(c: Case, seed = 1, backends = [mha, gqa]) {

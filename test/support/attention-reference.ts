@@ -1,3 +1,4 @@
+import { normal, rng } from './random';
 /**
  * Float64 reference of (streaming) scaled dot-product attention, written plainly for the tests.
  * Layouts are token-major: q `[nq, queryHeads, headDim]`, k and v `[nk, kvHeads, headDim]`,
@@ -73,4 +74,22 @@ export function referenceAttention(
     }
   }
   return { output, lse };
+}
+
+/** Largest |got − want| (equal values, infinities included, count 0; NaN counts as Infinity). */
+export function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new RangeError(`length ${got.length} vs ${want.length}`);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (got[i] === want[i]) continue;
+    const d = Math.abs(got[i]! - want[i]!);
+    worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+  }
+  return worst;
+}
+
+/** Seeded standard-normal q `[nq, queryHeads, headDim]`, k and v `[nk, kvHeads, headDim]`. */
+export function attentionInputs(nq: number, nk: number, queryHeads: number, kvHeads: number, headDim: number, seed: number) {
+  const r = rng(seed);
+  return { q: normal(r, nq * queryHeads * headDim), k: normal(r, nk * kvHeads * headDim), v: normal(r, nk * kvHeads * headDim) };
 }

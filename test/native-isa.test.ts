@@ -52,3 +52,36 @@ describe('ISA variants of the kernels', () => {
     }
   });
 });
+
+// Attention on every ISA: decode-sized tiles (dot products) and prefill tiles (transposed keys),
+// float32 and float16 KV, head dims that are and are not multiples of the vector width.
+const ATTENTION_SCRIPT = `
+const { attention, toFloat16 } = require(${JSON.stringify(lib)});
+let a = 777;
+const rand = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+const arr = (n) => Float32Array.from({ length: n }, rand);
+const out = { isa: require(${JSON.stringify(lib)}).nativeInfo().isa, runs: [] };
+for (const [nq, nk, qh, kvh, d, half, window] of [[1, 300, 8, 2, 128, false, false], [70, 70, 4, 2, 80, false, true], [3, 45, 6, 3, 33, true, true], [40, 200, 2, 1, 7, true, false]]) {
+  const q = arr(nq * qh * d), k = arr(nk * kvh * d), v = arr(nk * kvh * d);
+  const opts = { queryHeads: qh, kvHeads: kvh, headDim: d, ...(window ? { sink: 2, recent: 9, streamingHeads: Array.from({ length: kvh }, (_, h) => h % 2 === 0) } : {}) };
+  const r = half ? attention(q, toFloat16(k), toFloat16(v), opts) : attention(q, k, v, opts);
+  out.runs.push(Array.from(r));
+}
+console.log(JSON.stringify(out));`;
+
+describe('ISA variants of the attention kernel', () => {
+  it('gives the same outputs on every ISA this CPU has', () => {
+    const go = (isa?: string) => {
+      const env = { ...process.env };
+      if (isa) env['CAPIBARA_ISA'] = isa;
+      else delete env['CAPIBARA_ISA'];
+      return JSON.parse(execFileSync(process.execPath, ['-e', ATTENTION_SCRIPT], { env, encoding: 'utf8' })) as { isa: string; runs: number[][] };
+    };
+    const best = go();
+    for (const isa of ['avx2', 'generic']) {
+      const other = go(isa);
+      if (other.isa !== isa) continue;
+      best.runs.forEach((b, i) => b.forEach((x, j) => expect(Math.abs(other.runs[i]![j]! - x), `${isa} run ${i} element ${j}`).toBeLessThan(1e-5)));
+    }
+  });
+});

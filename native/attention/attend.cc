@@ -93,10 +93,12 @@ void Attend(const Params& p, const float* q, const std::vector<std::vector<Segme
 
   // Keys a task may read, for the thread count: a decode step at 4K context across 8 heads is
   // worth two threads, a short prompt is not.
-  int64_t keys = 0;
+  // In double: keys × queries of a huge call would overflow int64.
+  double keys = 0;
   for (const auto& segs : segments)
-    for (const Segment& s : segs) keys += s.count;
-  const int64_t work = keys * p.dim * p.group * std::max<int64_t>(1, p.queries);
+    for (const Segment& s : segs) keys += static_cast<double>(s.count);
+  const double estimate = keys * static_cast<double>(p.dim * p.group) * static_cast<double>(std::max<int64_t>(1, p.queries));
+  const int64_t work = estimate >= 9e18 ? INT64_MAX : static_cast<int64_t>(estimate);
   const int threads = static_cast<int>(std::min<int64_t>(ThreadsFor(work, p.threads, int64_t{1} << 20), tasks));
 
   std::atomic<int64_t> next{0};

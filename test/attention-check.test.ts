@@ -71,6 +71,7 @@ describe('checkAttentionOptions', () => {
     ['scale 0', { ...base, scale: 0 }, {}, 'Expected finite number > 0 for scale but received 0 of type number', RangeError],
     ['scale NaN', { ...base, scale: NaN }, {}, 'Expected finite number > 0 for scale but received NaN of type number', RangeError],
     ['scale Infinity', { ...base, scale: Infinity }, {}, 'Expected finite number > 0 for scale but received Infinity of type number', RangeError],
+    ['scale past float32', { ...base, scale: 1e39 }, {}, 'Expected finite number in (0, 3.4028234663852886e+38] for scale but received 1e+39 of type number', RangeError],
     ['sink -1', { ...base, sink: -1 }, {}, 'Expected integer >= 0 for sink but received -1 of type number', RangeError],
     ['recent 2.5', { ...base, recent: 2.5 }, {}, 'Expected integer >= 0 for recent but received 2.5 of type number', RangeError],
     ['recent 0 with a streaming head', { ...base, sink: 4, streamingHeads: [true, false] }, {},

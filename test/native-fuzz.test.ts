@@ -30,6 +30,8 @@ const TRACE = process.env['CAPIBARA_FUZZ_TRACE'];
 const SETTLE_MS = 10_000;
 /** A synchronous call on these tiny inputs taking longer than this is a finding too. */
 const SLOW_SYNC_MS = 1_000;
+/** The mutation campaigns make thousands of calls: a few seconds, about ten times that under ASan. */
+const CAMPAIGN_TIMEOUT_MS = 120_000;
 
 // ---------------------------------------------------------------------------------------
 // Seeded PRNG (mulberry32)
@@ -124,10 +126,26 @@ function i8(values: ArrayLike<number>, label: string): Int8Array {
   return a;
 }
 
-/** Labels of the arguments whose canaries were overwritten (detached buffers have none left). */
+function u8(values: ArrayLike<number>, label: string, shared = false): Uint8Array {
+  const a = guarded<Uint8Array>(Uint8Array as unknown as TypedCtor, values.length, label, shared);
+  a.set(values);
+  return a;
+}
+
+function f64(values: ArrayLike<number>, label: string, shared = false): Float64Array {
+  const a = guarded<Float64Array>(Float64Array as unknown as TypedCtor, values.length, label, shared);
+  a.set(values);
+  return a;
+}
+
+/**
+ * Labels of the arguments whose canaries were overwritten (detached buffers have none left),
+ * typed arrays inside an Array argument (attention's buffer list) included.
+ */
 function brokenCanaries(args: unknown[]): string[] {
   const broken: string[] = [];
-  for (const a of args) {
+  const views = args.flatMap((a) => (Array.isArray(a) ? [...a] : [a]));
+  for (const a of views) {
     if (!ArrayBuffer.isView(a)) continue;
     const g = GUARDS.get(a.buffer);
     if (!g || a.buffer.byteLength < g.end + PAD_BYTES) continue;
@@ -151,6 +169,9 @@ type Kind =
   | 'i32out' // Int32Array output
   | 'i32?' // Int32Array of row indices or null/undefined
   | 'i8' // Int8Array input
+  | 'kv' // Array of Float32Array or Uint16Array (attention keys/values, one type)
+  | 'segments' // Float64Array of rows of 8 (attention segment table)
+  | 'u8?' // Uint8Array of flags or null/undefined
   | 'int'
   | 'num'
   | 'bool';
@@ -385,6 +406,380 @@ const ROUTER_LOGITS_PARAMS = [
   ['out', 'f32out'],
 ] as const;
 
+// ---------------------------------------------------------------------------------------
+// attentionRun / attentionRunAsync: keys and values as rows of 8 in a segment table
+// [head, kBuf, vBuf, kOffset, vOffset, stride, count, first] over a list of buffers.
+
+const ATTENTION_DIMS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 127, 128, 129, 255, 256] as const;
+
+/** Float16 bits of a finite value: normal halves in ±[2^-5, 4), with zeros and subnormals now and then. */
+function randomHalf(r: Rng): number {
+  const sign = r.bool() ? 0x8000 : 0;
+  if (r.bool(0.03)) return sign;
+  if (r.bool(0.05)) return sign | r.int(1, 0x3ff);
+  return sign | (r.int(10, 16) << 10) | r.int(0, 0x3ff);
+}
+
+/** The value of float16 bits (written here, independent of src/attention/float16.ts). */
+function halfValue(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return exp === 0 ? sign * mant * 2 ** -24 : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/**
+ * A valid attentionRun argument list (out and lse included): small random shapes, grouped query
+ * heads, causal or a fixed horizon, streaming heads, 1-4 buffers of float32 or float16 bits,
+ * some on a SharedArrayBuffer, and 0-3 segments per KV head in a shuffled table (not sorted by
+ * head), strided or dense, ending exactly at their buffer's end more often than not (so that
+ * under ASan a read past a segment's last row hits a redzone).
+ */
+function validAttention(r: Rng): unknown[] {
+  const kvHeads = r.int(1, 4);
+  const group = r.pick([1, 1, 2, 3, 4, 8].filter((g) => g * kvHeads <= 16));
+  const queryHeads = kvHeads * group;
+  const dim = r.bool(0.7) ? r.pick(ATTENTION_DIMS) : r.int(1, 256);
+  const queries = r.bool(0.1) ? 0 : r.int(1, 20);
+  const pos0 = r.int(0, 30);
+  const causal = r.bool(0.7);
+  const horizon = r.int(-1, 50);
+  const f16 = r.bool(0.35);
+  const nbuf = r.int(1, 4);
+  const need = new Array<number>(nbuf).fill(0);
+  const rows: number[][] = [];
+  for (let h = 0; h < kvHeads; h++) {
+    for (let s = r.int(0, 3); s > 0; s--) {
+      // More than 32 rows (a key block) now and then; padded strides mostly just past headDim.
+      const count = r.bool(0.1) ? 0 : r.int(1, r.bool(0.2) ? 40 : 12);
+      const stride = r.bool(0.5) ? dim : r.bool(0.8) ? dim + r.int(1, 3) : 2 * dim + 1;
+      const kb = r.int(0, nbuf - 1);
+      const vb = r.int(0, nbuf - 1);
+      const ko = r.int(0, 40);
+      const vo = r.int(0, 40);
+      const span = count === 0 ? 0 : (count - 1) * stride + dim;
+      need[kb] = Math.max(need[kb]!, ko + span);
+      need[vb] = Math.max(need[vb]!, vo + span);
+      const first = r.bool(0.05) ? 2 ** 40 - count : r.int(0, pos0 + queries + 5);
+      rows.push([h, kb, vb, ko, vo, stride, count, first]);
+    }
+  }
+  for (let i = rows.length - 1; i > 0; i--) {
+    const j = r.int(0, i);
+    [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+  }
+  const buffers = need.map((n, i) => {
+    const length = n + (r.bool(0.6) ? 0 : r.int(1, 5));
+    const shared = r.bool(0.3);
+    if (f16) return u16(Array.from({ length }, () => randomHalf(r)), `buffers[${i}]`, shared);
+    const a = guarded<Float32Array>(Float32Array, length, `buffers[${i}]`, shared);
+    for (let e = 0; e < length; e++) a[e] = r.next() * 2 - 1;
+    return a;
+  });
+  const qn = queries * queryHeads * dim;
+  const q = guarded<Float32Array>(Float32Array, qn, 'q', r.bool(0.2));
+  for (let e = 0; e < qn; e++) q[e] = r.next() * 2 - 1;
+  const streaming = r.bool(0.5) ? u8(Array.from({ length: kvHeads }, () => r.pick([0, 1, 255])), 'streaming') : r.pick([null, undefined]);
+  const outRows = queries * queryHeads;
+  return [
+    q, queries, queryHeads, kvHeads, dim, pos0, causal, horizon, r.pick([1 / Math.sqrt(dim), 0.125, r.next() + 0.01]),
+    r.int(0, 4), r.int(0, 10), buffers, f64(rows.flat(), 'segments'), streaming, r.int(1, 4),
+    guarded(Float32Array, outRows * dim, 'out'), r.bool() ? guarded(Float32Array, outRows, 'lse') : r.pick([null, undefined]),
+  ];
+}
+
+const validAttentionAsync = (r: Rng) => [...validAttention(r).slice(0, 15), r.bool()];
+
+function u16(values: ArrayLike<number>, label: string, shared = false): Uint16Array {
+  const a = guarded<Uint16Array>(Uint16Array as unknown as TypedCtor, values.length, label, shared);
+  a.set(values);
+  return a;
+}
+
+/** Accepted attention calls whose outputs were compared with the float64 reference (printed at the end). */
+let attentionCompared = 0;
+
+interface AttentionReference {
+  output: Float64Array;
+  lse: Float64Array;
+  /** Per row: what float32 rounding may move the output (scaled by the largest |v|) and lse. */
+  tolOut: Float64Array;
+  tolLse: Float64Array;
+}
+
+/**
+ * Float64 attention over the segment table of an accepted argument list, or null when the inputs
+ * are outside what float32 must reproduce closely (non-finite, or large enough that score rounding
+ * grows past a useful tolerance). Same semantics as native/attention/kernels.h: query token t of
+ * query head g looks at KV head floor(g / group), up to position pos0 + t (causal) or horizon;
+ * a streaming head sees only positions < sink or > horizon - recent; a row that sees nothing is
+ * zero with lse -Infinity. Overlapping segments count their rows twice, as the kernel does.
+ */
+function attentionReference(args: readonly unknown[]): AttentionReference | null {
+  const q = args[0] as Float32Array;
+  const [queries, queryHeads, kvHeads, dim, pos0] = args.slice(1, 6) as number[];
+  const causal = args[6] as boolean;
+  const horizon = args[7] as number;
+  const scale = Math.fround(args[8] as number);
+  const sink = args[9] as number;
+  const recent = args[10] as number;
+  const list = args[11] as (Float32Array | Uint16Array)[];
+  const table = args[12] as Float64Array;
+  const streaming = args[13] as Uint8Array | null | undefined;
+  const LIMIT = 8;
+  if (!(scale <= 4)) return null;
+  for (let e = 0; e < q.length; e++) if (!(Math.abs(q[e]!) <= LIMIT)) return null;
+  let vmax = 0;
+  const values = [...list].map((b) => {
+    // A detached buffer that no row reads is accepted: it has nothing to convert.
+    const x = b.byteLength === 0 ? new Float64Array(0) : b instanceof Uint16Array ? Float64Array.from(b, halfValue) : Float64Array.from(b);
+    for (const y of x) {
+      if (!(Math.abs(y) <= LIMIT)) vmax = Infinity;
+      else vmax = Math.max(vmax, Math.abs(y));
+    }
+    return x;
+  });
+  if (vmax === Infinity) return null;
+  const group = queryHeads! / kvHeads!;
+  const segs = [];
+  for (let s = 0; s + 8 <= table.length; s += 8) segs.push(Array.from({ length: 8 }, (_, c) => table[s + c]!));
+  const rows = queries! * queryHeads!;
+  const output = new Float64Array(rows * dim!);
+  const lse = new Float64Array(rows).fill(-Infinity);
+  const tolOut = new Float64Array(rows);
+  const tolLse = new Float64Array(rows);
+  for (let t = 0; t < queries!; t++) {
+    const i = causal ? pos0! + t : horizon;
+    for (let g = 0; g < queryHeads!; g++) {
+      const h = Math.floor(g / group);
+      const row = t * queryHeads! + g;
+      const qo = row * dim!;
+      const windowed = streaming != null && streaming[h] !== 0;
+      const scores: number[] = [];
+      const vrows: [Float64Array, number][] = [];
+      let bound = 0;
+      for (const [head, kb, vb, ko, vo, stride, count, first] of segs) {
+        if (head !== h) continue;
+        for (let j = 0; j < count!; j++) {
+          const pos = first! + j;
+          if (!(pos <= i && (!windowed || pos < sink || pos > i - recent))) continue;
+          const k = values[kb!]!;
+          let dot = 0;
+          let abs = 0;
+          for (let e = 0; e < dim!; e++) {
+            const x = q[qo + e]! * k[ko! + j * stride! + e]!;
+            dot += x;
+            abs += Math.abs(x);
+          }
+          scores.push(dot * scale);
+          bound = Math.max(bound, abs * scale);
+          vrows.push([values[vb!]!, vo! + j * stride!]);
+        }
+      }
+      // Float32 dot products and accumulations of the kernel, bounded loosely (4x the worst case).
+      const ds = 5e-7 * dim! * (1 + bound);
+      tolOut[row] = (1 + vmax) * (2 * ds + 5e-7 * scores.length + 1e-5);
+      if (scores.length === 0) continue;
+      const m = Math.max(...scores);
+      let l = 0;
+      for (let j = 0; j < scores.length; j++) {
+        const w = Math.exp(scores[j]! - m);
+        l += w;
+        const [v, at] = vrows[j]!;
+        for (let e = 0; e < dim!; e++) output[qo + e]! += w * v[at + e]!;
+      }
+      for (let e = 0; e < dim!; e++) output[qo + e]! /= l;
+      lse[row] = m + Math.log(l);
+      tolLse[row] = ds + 1e-5 * (1 + Math.abs(lse[row]!));
+    }
+  }
+  return { output, lse, tolOut, tolLse };
+}
+
+/** Where out / lse leave the float64 reference by more than float32 rounding explains; null if nowhere. */
+function compareAttention(args: readonly unknown[], out: Float32Array, lse: Float32Array | null): string | null {
+  const dim = args[4] as number;
+  const rows = (args[1] as number) * (args[2] as number);
+  if (out.length !== rows * dim) return `output of length ${out.length}, not queries * queryHeads * headDim = ${rows * dim}`;
+  if (lse !== null && lse.length !== rows) return `lse of length ${lse.length}, not queries * queryHeads = ${rows}`;
+  const ref = attentionReference(args);
+  if (ref === null) return null;
+  attentionCompared++;
+  for (let e = 0; e < out.length; e++) {
+    const row = Math.floor(e / dim);
+    if (!(Math.abs(out[e]! - ref.output[e]!) <= ref.tolOut[row]!)) {
+      return `output[${e}] (row ${row}) = ${out[e]} but the float64 reference gives ${ref.output[e]} (tolerance ${ref.tolOut[row]!.toExponential(2)})`;
+    }
+  }
+  if (lse !== null) {
+    for (let row = 0; row < rows; row++) {
+      const want = ref.lse[row]!;
+      const ok = want === -Infinity ? lse[row] === -Infinity : Math.abs(lse[row]! - want) <= ref.tolLse[row]!;
+      if (!ok) return `lse[${row}] = ${lse[row]} but the float64 reference gives ${want}`;
+    }
+  }
+  return null;
+}
+
+function checkAttention(args: unknown[], result: unknown): string | null {
+  if (result !== undefined) return `returned ${show(result)} instead of undefined`;
+  const lse = args[16] instanceof Float32Array ? args[16] : null;
+  return compareAttention(args, args[15] as Float32Array, lse);
+}
+
+function checkAttentionAsync(args: unknown[], result: unknown): string | null {
+  const o = result as { output?: unknown; lse?: unknown } | null;
+  if (!o || !(o.output instanceof Float32Array)) return `resolved with ${show(result)}`;
+  if (args[15] === true ? !(o.lse instanceof Float32Array) : o.lse !== null) return `lse is ${show(o.lse)} with wantLse ${show(args[15])}`;
+  return compareAttention(args, o.output, o.lse instanceof Float32Array ? o.lse : null);
+}
+
+const ATTENTION_PARAMS = [
+  ['q', 'f32'],
+  ['queries', 'int'],
+  ['queryHeads', 'int'],
+  ['kvHeads', 'int'],
+  ['headDim', 'int'],
+  ['pos0', 'int'],
+  ['causal', 'bool'],
+  ['horizon', 'int'],
+  ['scale', 'num'],
+  ['sink', 'int'],
+  ['recent', 'int'],
+  ['buffers', 'kv'],
+  ['segments', 'segments'],
+  ['streaming', 'u8?'],
+  ['threads', 'int'],
+  ['out', 'f32out'],
+  ['lse', 'f32?'],
+] as const;
+
+const ATTENTION_ASYNC_PARAMS = [...ATTENTION_PARAMS.slice(0, 15), ['wantLse', 'bool']] as const;
+
+/**
+ * Mutations of attention's buffer list: not an array, holes, wrong element kinds, mixed float32
+ * and float16, one buffer emptied, shortened, detached, poisoned, or moved to another layout.
+ */
+function bufferListMutations(v: unknown, r: Rng): unknown[] {
+  const isKv = (x: unknown) => ArrayBuffer.isView(x) && (x instanceof Float32Array || x instanceof Uint16Array) && GUARDS.has(x.buffer);
+  const list = (Array.isArray(v) && v.length > 0 && v.every(isKv) ? v : [f32([0.5, -0.5], 'stand-in buffer')]) as (Float32Array | Uint16Array)[];
+  const i = r.int(0, list.length - 1);
+  const b = list[i]!;
+  const Own = b.constructor as unknown as TypedCtor;
+  const Other = (b instanceof Uint16Array ? Float32Array : Uint16Array) as unknown as TypedCtor;
+  const swap = (x: unknown) => list.map((y, j) => (j === i ? x : y));
+  const copy = (C: TypedCtor, n: number, label: string, shared = false) => {
+    const a = guarded<NumberArray>(C, n, label, shared);
+    a.set((b as NumberArray).subarray(0, Math.min(n, b.length)));
+    return a;
+  };
+  const out: unknown[] = [
+    [],
+    b,
+    { ...list, length: list.length },
+    new Proxy(list, {}),
+    [...list, undefined],
+    [null, ...list],
+    Object.assign(new Array(list.length + 1), { [list.length]: list[0] }), // holes first
+    [...list, ...list], // extra buffers nobody references: fine
+    list.map((x) => Array.from(x)),
+    list.map((x) => new (x.constructor as unknown as TypedCtor)(new ArrayBuffer(0), 0, 0)),
+    swap(null),
+    swap(b.buffer),
+    swap(new DataView(new ArrayBuffer(b.byteLength))),
+    swap(copy(Other, b.length, 'buffer of the other type')), // mixed types (or all the other type, bits reinterpreted)
+    swap(copy(Own, 0, 'empty buffer')),
+    swap(copy(Own, Math.max(0, b.length - 1), 'buffer one short')),
+    swap(copy(Own, b.length + 1, 'buffer one long')),
+    swap(copy(Own, b.length, 'shared buffer', true)),
+    swap(resizable(Own, b as unknown as ArrayLike<number>)),
+    swap(detached(Own, b.length)),
+  ];
+  for (const C of WRONG_KINDS) if (C !== Own && C !== Other) out.push(swap(guarded(C, b.length, `buffer of ${C.name}`)));
+  {
+    const big = guarded<NumberArray>(Own, b.length + 3, 'buffer offset view');
+    big.set(b as NumberArray, 3);
+    out.push(swap(big.subarray(3)));
+  }
+  const poisons = b instanceof Uint16Array ? [0x7c00, 0xfc00, 0x7e00, 0x7bff, 0x0001] : [NaN, Infinity, -Infinity, FLT_MAX, 1e-45];
+  for (const x of poisons) {
+    if (b.length === 0) break;
+    const a = copy(Own, b.length, `buffer with ${x}`);
+    a[r.int(0, b.length - 1)] = x;
+    out.push(swap(a));
+    out.push(swap(copy(Own, b.length, `buffer all ${x}`).fill(x)));
+  }
+  return out;
+}
+
+/**
+ * Mutations of attention's segment table: the table as an array (kinds, lengths, layouts), then
+ * single cells of one row (NaN, fractions, negatives, huge values; heads and buffers one past the
+ * end; offsets and counts that reach one row past the buffer; strides below headDim), and
+ * (count, stride) pairs whose (count - 1) * stride wraps around 2^64 when formed in int64.
+ */
+function segmentMutations(v: unknown, r: Rng, args: readonly unknown[]): unknown[] {
+  const table = ArrayBuffer.isView(v) && v instanceof Float64Array && GUARDS.has(v.buffer) ? v : f64([0, 0, 0, 0, 0, 1, 1, 0], 'stand-in segments');
+  const out = arrayMutations(table, 'segments', r, 8);
+  const list = Array.isArray(args[11]) ? (args[11] as unknown[]) : [];
+  const dim = typeof args[4] === 'number' && Number.isSafeInteger(args[4]) ? args[4] : 1;
+  const kvHeads = typeof args[3] === 'number' && Number.isSafeInteger(args[3]) ? args[3] : 1;
+  const rows = Math.floor(table.length / 8);
+  if (rows === 0) {
+    out.push(f64([0, 0, 0, 0, 0, dim, 1, 0], 'one row'), f64([0, 0, 0, 0, 0, dim, 0, 0], 'one empty row'));
+    return out;
+  }
+  const row = r.int(0, rows - 1);
+  const at = row * 8;
+  const [, kb, vb, ko, vo, stride, count] = Array.from(table.subarray(at, at + 8)) as number[];
+  const len = (b: number) => {
+    const x = list[b];
+    return ArrayBuffer.isView(x) ? (x as NumberArray).length : 0;
+  };
+  const span = (c: number, s: number) => (c - 1) * s + dim;
+  const set = (cells: [col: number, x: number][]) => {
+    const a = f64(table, `segments row ${row} ${cells.map(([c, x]) => `[${c}] = ${x}`).join(', ')}`);
+    for (const [c, x] of cells) a[at + c] = x;
+    out.push(a);
+  };
+  // Every column gets NaN, a negative, a fraction and a huge value, plus 3 more picked at random.
+  const anyCell = [Infinity, -Infinity, -0, 1e-300, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 40 + 1, 2 ** 53, 1e300, -(2 ** 53)];
+  for (let c = 0; c < 8; c++) for (const x of [NaN, -1, 0.5, 2 ** 40 + 1, r.pick(anyCell), r.pick(anyCell), r.pick(anyCell)]) set([[c, x]]);
+  set([[0, kvHeads]]);
+  set([[0, kvHeads - 1]]);
+  set([[1, list.length]]);
+  set([[2, list.length]]);
+  set([[1, Math.max(0, list.length - 1)]]);
+  for (const [col, b, o] of [[3, kb!, ko!], [4, vb!, vo!]] as const) {
+    const fit = len(b) - span(count!, stride!);
+    set([[col, fit]]); // last row ends at the buffer's end: fine
+    set([[col, fit + 1]]);
+    set([[col, len(b)]]);
+    set([[col, o + len(b)]]);
+  }
+  set([[5, dim - 1]]);
+  set([[5, 0]]);
+  set([[5, stride! + 1]]);
+  set([[5, 2 ** 27]]);
+  set([[5, 2 ** 27 + 1]]);
+  set([[5, 143165577]]); // 15 * stride passes 2^31 (32-bit gather indices)
+  set([[6, count! + 1]]);
+  set([[6, 0]]);
+  set([[6, Math.floor((Math.min(len(kb!) - ko!, len(vb!) - vo!) - dim) / stride!) + 2]]);
+  set([[7, 2 ** 40]]);
+  set([[7, 2 ** 40 - 1]]);
+  // (count - 1) * stride = 2^64 (or a multiple): wraps to 0 in int64, and the row would then "fit".
+  set([[5, 2 ** 40], [6, 2 ** 24 + 1]]);
+  set([[5, 2 ** 27], [6, 2 ** 37 + 1]]);
+  set([[5, 2 ** 26], [6, 2 ** 38 + 1]]);
+  set([[5, 2 ** 27], [6, 2 ** 40]]);
+  set([[3, 2 ** 40], [6, 1]]);
+  // Many rows: the same row again and again (keys counted once per row).
+  out.push(f64(Array.from({ length: 50 }, () => Array.from(table.subarray(at, at + 8))).flat(), 'one row 50 times'));
+  return out;
+}
+
 const SPECS: readonly Spec[] = [
   { name: 'gatingTopk', async: false, params: TOPK_PARAMS, valid: validTopk, check: checkTopk },
   { name: 'gatingTopkAsync', async: true, params: TOPK_PARAMS.slice(0, 14), valid: validTopkAsync, check: checkTopkAsync },
@@ -462,6 +857,8 @@ const SPECS: readonly Spec[] = [
     check: (_args, result) => (typeof result === 'number' ? null : `returned ${show(result)}`),
     reaches: ['ok', 'TypeError'],
   },
+  { name: 'attentionRun', async: false, params: ATTENTION_PARAMS, valid: validAttention, check: checkAttention },
+  { name: 'attentionRunAsync', async: true, params: ATTENTION_ASYNC_PARAMS, valid: validAttentionAsync, check: checkAttentionAsync },
 ];
 
 const FLT_MAX = 3.4028234663852886e38;
@@ -594,9 +991,11 @@ function resizable(Ctor: TypedCtor, values: ArrayLike<number>): AnyTypedArray {
   return a;
 }
 
+type NumberArray = Float32Array | Float64Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
+
 /** Mutations of a typed-array parameter: other kinds, lengths, contents and buffer layouts. */
-function arrayMutations(v: Float32Array | Int32Array | Int8Array, kind: Kind, r: Rng, experts: number): unknown[] {
-  const Own = (v instanceof Int32Array ? Int32Array : v instanceof Int8Array ? Int8Array : Float32Array) as unknown as TypedCtor;
+function arrayMutations(v: NumberArray, kind: Kind, r: Rng, experts: number): unknown[] {
+  const Own = v.constructor as unknown as TypedCtor;
   const n = v.length;
   const label = `mutated ${kind}`;
   const out: unknown[] = [];
@@ -606,18 +1005,18 @@ function arrayMutations(v: Float32Array | Int32Array | Int8Array, kind: Kind, r:
   }
   out.push(Array.from(v), new DataView(new ArrayBuffer(n * 4)), v.buffer, Buffer.alloc(n * 4));
   const resized = (m: number) => {
-    const a = guarded<Float32Array | Int32Array | Int8Array>(Own, m, `${label} length ${m}`);
+    const a = guarded<NumberArray>(Own, m, `${label} length ${m}`);
     a.set(v.subarray(0, Math.min(m, n)));
     return a;
   };
   if (n > 0) out.push(resized(n - 1), resized(0));
   out.push(resized(n + 1), resized(2 * n + 3));
   // Same length and kind, but another buffer layout.
-  const shared = guarded<Float32Array | Int32Array | Int8Array>(Own, n, `${label} shared`, true);
+  const shared = guarded<NumberArray>(Own, n, `${label} shared`, true);
   shared.set(v);
   out.push(shared, resizable(Own, v), detached(Own, n));
   {
-    const big = guarded<Float32Array | Int32Array | Int8Array>(Own, n + 3, `${label} offset view`);
+    const big = guarded<NumberArray>(Own, n + 3, `${label} offset view`);
     big.set(v, 3);
     out.push(big.subarray(3));
   }
@@ -625,7 +1024,7 @@ function arrayMutations(v: Float32Array | Int32Array | Int8Array, kind: Kind, r:
   const poisoned = (values: number[], all = false) => {
     for (const x of values) {
       if (n === 0) break;
-      const a = guarded<Float32Array | Int32Array | Int8Array>(Own, n, `${label} with ${x}`);
+      const a = guarded<NumberArray>(Own, n, `${label} with ${x}`);
       a.set(v);
       if (all) a.fill(x);
       else a[r.int(0, n - 1)] = x;
@@ -651,8 +1050,17 @@ function arrayMutations(v: Float32Array | Int32Array | Int8Array, kind: Kind, r:
   return out;
 }
 
-function mutationsFor(kind: Kind, v: unknown, r: Rng, experts: number): unknown[] {
+/** Mutations of `kind` for the value v; `args` is the list v came from (attention's table needs its shapes). */
+function mutationsFor(kind: Kind, v: unknown, r: Rng, experts: number, args: readonly unknown[] = []): unknown[] {
   switch (kind) {
+    case 'kv':
+      return bufferListMutations(v, r);
+    case 'segments':
+      return segmentMutations(v, r, args);
+    case 'u8?': {
+      const base = ArrayBuffer.isView(v) && v instanceof Uint8Array && GUARDS.has(v.buffer) ? v : u8([1, 0], 'stand-in flags');
+      return [null, undefined, u8(new Array(base.length).fill(255), 'flags of 255'), ...arrayMutations(base, kind, r, experts)];
+    }
     case 'int':
       return intMutations(v);
     case 'num':
@@ -872,7 +1280,7 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
       }
     const calls = campaigns.reduce((n, c) => n + c.calls, 0);
     const lines = [...by].map(([name, t]) => `  ${name}: ${t.ok} ok, ${t.TypeError} TypeError, ${t.RangeError} RangeError`);
-    console.info(`native fuzz, seed ${SEED}: ${calls} calls\n${lines.join('\n')}`);
+    console.info(`native fuzz, seed ${SEED}: ${calls} calls\n${lines.join('\n')}\n  attention results checked against the float64 reference: ${attentionCompared}`);
     for (const c of campaigns) if (c.traceFd !== undefined) fs.closeSync(c.traceFd);
   });
 
@@ -915,7 +1323,7 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
         const experts = expertsOf(spec, probe);
         for (let p = 0; p < spec.params.length; p++) {
           const [pname, kind] = spec.params[p]!;
-          for (const value of mutationsFor(kind, probe[p], new Rng(baseSeed + p), experts)) {
+          for (const value of mutationsFor(kind, probe[p], new Rng(baseSeed + p), experts, probe)) {
             // A fresh list for every call: async calls must not share arrays.
             const args = spec.valid(new Rng(baseSeed));
             args[p] = value;
@@ -924,11 +1332,14 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
         }
         if (c.pending.length > 500) await settle(c);
       }
+      // Settle each export's promises before the next export's calls: their SETTLE_MS timers run
+      // from the call, and the event loop cannot settle anything while later calls are being made
+      // (thousands of them take longer than SETTLE_MS under ASan).
+      await settle(c);
     }
-    await settle(c);
     expect(c.findings.length, report(c)).toBe(0);
     expect(c.calls).toBeGreaterThan(2000);
-  });
+  }, CAMPAIGN_TIMEOUT_MS);
 
   it('random combinations of bad arguments', async () => {
     const c = newCampaign();
@@ -943,7 +1354,7 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
         for (let m = 0; m < positions; m++) {
           const p = r.int(0, args.length - 1);
           const [pname, kind] = spec.params[p]!;
-          args[p] = r.bool(0.15) ? r.pick(junk()) : r.pick(mutationsFor(kind, args[p], r, experts));
+          args[p] = r.bool(0.15) ? r.pick(junk()) : r.pick(mutationsFor(kind, args[p], r, experts, args));
           changed.push(pname);
         }
         if (r.bool(0.1)) args.length = r.int(0, args.length);
@@ -964,7 +1375,7 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
       expect(t, spec.name).toBeDefined();
       for (const o of spec.reaches ?? (['ok', 'TypeError', 'RangeError'] as const)) expect(t![o], `${spec.name} ${o}`).toBeGreaterThan(0);
     }
-  });
+  }, CAMPAIGN_TIMEOUT_MS);
 
   it.runIf(process.env['CAPIBARA_EXPECT_SANITIZER'] === '1')('runs the sanitizer build of the addon', () => {
     native();
@@ -1005,12 +1416,14 @@ interface ChildOptions {
   /** Address-space cap (`ulimit -v`, KiB) when not under ASan, whose shadow memory needs more. */
   ulimitKb?: number;
   timeoutMs?: number;
+  /** Extra environment variables (CAPIBARA_ISA to narrow the kernels). */
+  env?: Record<string, string>;
 }
 
 /** Runs `body` in a fresh node with the addon bound to `b`; sanitizer reports go to its stderr. */
 function child(body: string, opts: ChildOptions = {}) {
   const script = `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(addonPath())}); const b = m.exports;\n${body}`;
-  const env = { ...process.env };
+  const env = { ...process.env, ...opts.env };
   // Sanitizer reports from these children belong to the test, not to the test:sanitize log dir.
   env['ASAN_OPTIONS'] = `${env['ASAN_OPTIONS'] ?? ''}:log_path=stderr${opts.asan ? `:${opts.asan}` : ''}`;
   env['UBSAN_OPTIONS'] = `${env['UBSAN_OPTIONS'] ?? ''}:log_path=stderr`;
@@ -1079,6 +1492,59 @@ const targets = {
       const r = await p;
       const out = r instanceof Float32Array ? r : r.indices;
       console.log(target, 'resolved', out.length === outLength ? 'full' : 'length ' + out.length);
+    } catch (e) { console.log(target, 'rejected', e && e.name, e && e.message); }
+  }
+  console.log('SURVIVED');
+})();
+`;
+
+/**
+ * Child body for attentionRunAsync (after `sabotage` is defined): for each of q, k and v, run the
+ * call synchronously for the expected result, start it async, then right away either transfer
+ * the input's buffer away ('detach') or shrink its resizable buffer to 0 ('resize') — inputs not
+ * on a SharedArrayBuffer are copied when the call is made — or, with every input on a
+ * SharedArrayBuffer (read in place, pinned), drop every JS reference to them ('collect') or grow
+ * the target's growable buffer ('grow'). Then collect garbage, churn the heap, and compare the
+ * resolved output and lse bit for bit with the synchronous result.
+ */
+const ATTENTION_RACE_SCRIPT = String.raw`
+const Q = 32, H = 8, D = 128, N = 4096;
+const shared = sabotage === 'collect' || sabotage === 'grow';
+function mk(name, n, target) {
+  const bytes = n * 4;
+  const buf = shared
+    ? new SharedArrayBuffer(bytes, sabotage === 'grow' ? { maxByteLength: 2 * bytes } : undefined)
+    : name === target && sabotage === 'resize' ? new ArrayBuffer(bytes, { maxByteLength: bytes }) : new ArrayBuffer(bytes);
+  const a = new Float32Array(buf);
+  for (let i = 0; i < Math.min(n, 1999); i++) a[i] = ((i * 7919) % 1999) / 1999 - 0.5;
+  for (let m = 1999; m < n; m *= 2) a.copyWithin(m, 0, Math.min(m, n - m));
+  return a;
+}
+function build(target) {
+  const a = { q: mk('q', Q * H * D, target), k: mk('k', N * H * D, target), v: mk('v', N * H * D, target) };
+  // Dense [N, H, D] keys, one row per head, heads listed last to first.
+  const seg = new Float64Array(H * 8);
+  for (let i = 0; i < H; i++) { const h = H - 1 - i; seg.set([h, 0, 1, h * D, h * D, H * D, N, 0], i * 8); }
+  const args = [a.q, Q, H, H, D, N - Q, true, 0, 1 / Math.sqrt(D), 0, 0, [a.k, a.v], seg, null, 2];
+  const out = new Float32Array(Q * H * D), lse = new Float32Array(Q * H);
+  b.attentionRun(...args, out, lse);
+  return [a, [...args, true], out, lse];
+}
+const same = (x, y) => x instanceof Float32Array && x.length === y.length && x.every((e, i) => Object.is(e, y[i]));
+(async () => {
+  for (const target of ['q', 'k', 'v']) {
+    let [arrays, args, want, wantLse] = build(target);
+    const p = b.attentionRunAsync(...args);
+    const buf = arrays[target].buffer;
+    if (sabotage === 'resize') buf.resize(0);
+    else if (sabotage === 'detach') structuredClone(buf, { transfer: [buf] });
+    else if (sabotage === 'grow') buf.grow(buf.maxByteLength);
+    arrays = args = undefined;
+    gc(); gc();
+    for (let i = 0; i < 4; i++) new Uint8Array(N * H * D * 4).fill(0x7f);
+    try {
+      const r = await p;
+      console.log(target, 'resolved', same(r.output, want) && same(r.lse, wantLse) ? 'full' : 'with other values');
     } catch (e) { console.log(target, 'rejected', e && e.name, e && e.message); }
   }
   console.log('SURVIVED');
@@ -1162,4 +1628,140 @@ describe('crashes found by this test, replayed in a child process', () => {
     expectSurvived(res);
     expect(res.stdout, res.summary).toMatch(/(threw|rejected) RangeError/);
   });
+  // By design (inputs not on a SharedArrayBuffer are copied when the call is made; shared ones
+  // are pinned and read in place): the same sabotage against attentionRunAsync, every input in
+  // turn, with the outputs compared bit for bit to a synchronous run on the same inputs.
+  for (const sabotage of ['none', 'detach', 'resize', 'collect', 'grow'] as const) {
+    const how = {
+      none: 'with nothing sabotaged (control)',
+      detach: 'with an input transferred away (structuredClone) and collected mid-run',
+      resize: 'with an input on a resizable buffer shrunk to 0 mid-run',
+      collect: 'with every input on a SharedArrayBuffer and no JS reference left to them mid-run',
+      grow: 'with an input on a growable SharedArrayBuffer grown mid-run',
+    }[sabotage];
+    it(`attentionRunAsync ${how} resolves with the synchronous result`, () => {
+      const res = child(`const sabotage = ${JSON.stringify(sabotage)};\n${ATTENTION_RACE_SCRIPT}`, { node: ['--expose-gc'], timeoutMs: 120_000 });
+      expectSurvived(res);
+      expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(3);
+    }, 150_000);
+  }
+
+  // Fixed (rows checked as count - 1 <= (length - offset - headDim) / stride): the binding formed
+  // (count - 1) * stride + headDim in int64, so 2^24 + 1 rows 2^40 apart (or 2^37 + 1 rows 2^27
+  // apart) wrapped to headDim, passed the bounds check, and the kernel read row 1 terabytes past
+  // a 4-element buffer: SEGV.
+  it('attentionRun: a segment whose (count - 1) * stride wraps around 2^64 throws a RangeError', () => {
+    const res = child(
+      `for (const [stride, count] of [[2 ** 40, 2 ** 24 + 1], [2 ** 27, 2 ** 37 + 1], [2 ** 26, 2 ** 38 + 1]]) {
+         const seg = new Float64Array([0, 0, 0, 0, 0, stride, count, 0]);
+         try {
+           b.attentionRun(new Float32Array([1]), 1, 1, 1, 1, 0, false, 1, 1, 0, 0, [new Float32Array(4)], seg, null, 1, new Float32Array(1), null);
+           console.log('returned');
+         } catch (e) { console.log('threw', e.name, e.message); }
+       }
+       console.log('SURVIVED');`,
+    );
+    expectSurvived(res);
+    expect(res.stdout.match(/threw RangeError/g)?.length, res.summary).toBe(3);
+  });
+
+  // Fixed (each segment keeps its own buffer indices): the async form moved its segments onto
+  // the copies of their buffers pairing them with buffer indices in table order while walking
+  // them head by head, so a table not sorted by head (legal) gave segments pointers computed
+  // against another buffer: wild reads on the worker thread.
+  it('attentionRunAsync: a segment table not sorted by head, on copied buffers, resolves with the synchronous result', () => {
+    const res = child(
+      `const D = 4, N = 1 << 20;
+       const bufs = [new Float32Array(D).fill(1), new Float32Array(D).fill(2), new Float32Array(N).fill(3), new Float32Array(N).fill(4)];
+       const seg = new Float64Array([1, 0, 1, 0, 0, D, 1, 0, /* head 0 after head 1 */ 0, 2, 3, N - D, N - D, D, 1, 0]);
+       const q = new Float32Array(2 * D).fill(0.5), out = new Float32Array(2 * D);
+       b.attentionRun(q, 1, 2, 2, D, 0, true, 0, 1, 0, 0, bufs, seg, null, 1, out, null);
+       console.log('sync', out.join(' '));
+       b.attentionRunAsync(q, 1, 2, 2, D, 0, true, 0, 1, 0, 0, bufs, seg, null, 1, false).then(
+         (r) => console.log(r.output.every((x, i) => x === out[i]) ? 'async same' : 'async differs: ' + r.output.join(' ')),
+         (e) => console.log('rejected', e.name, e.message)).finally(() => console.log('SURVIVED'));`,
+    );
+    expectSurvived(res);
+    expect(res.stdout, res.summary).toContain('sync 4 4 4 4 2 2 2 2');
+    expect(res.stdout, res.summary).toContain('async same');
+  });
+
+  // Fixed (the buffer list is read before any typed array argument): reading buffers[i] runs an
+  // index getter, which ran after q and the earlier buffers had been taken (data pointer and
+  // length), so it could transfer or shrink them and the kernel read freed or decommitted memory.
+  it('attentionRun / attentionRunAsync: a getter on buffers that detaches or shrinks an input taken before it cannot make the kernel read it', () => {
+    const res = child(
+      `const D = 64, N = 1 << 18;
+       for (const fn of ['attentionRun', 'attentionRunAsync']) for (const how of ['resize', 'detach']) for (const target of ['q', 'k']) {
+         const mk = (name, n) => new Float32Array(name === target && how === 'resize' ? new ArrayBuffer(n * 4, { maxByteLength: n * 4 }) : new ArrayBuffer(n * 4)).fill(0.01);
+         const q = mk('q', D), k = mk('k', N), v = mk('v', N);
+         const list = [k];
+         Object.defineProperty(list, 1, { enumerable: true, get() {
+           const buf = (target === 'q' ? q : k).buffer;
+           if (how === 'resize') buf.resize(0); else { structuredClone(buf, { transfer: [buf] }); gc(); gc(); }
+           return v;
+         } });
+         const args = [q, 1, 1, 1, D, N / D - 1, true, 0, 1, 0, 0, list, new Float64Array([0, 0, 1, 0, 0, D, N / D, 0]), null, 1];
+         try {
+           const r = fn === 'attentionRun' ? b.attentionRun(...args, new Float32Array(D), null) : b.attentionRunAsync(...args, false);
+           console.log(fn, how, target, 'returned', r);
+         } catch (e) { console.log(fn, how, target, 'threw', e.name, e.message); }
+       }
+       console.log('SURVIVED');`,
+      { node: ['--expose-gc'] },
+    );
+    expectSurvived(res);
+    expect(res.stdout.match(/threw RangeError/g)?.length, res.summary).toBe(8);
+  });
+
+  // Fixed in the binding (row strides capped at 2^27 elements): with more than 8 query rows per
+  // tile the kernel transposes key rows W at a time, gathering a column with 32-bit indices
+  // lane * stride (LoadColumn in common/isa_avx512.inc and isa_avx2.inc), so a stride with
+  // (W - 1) * stride >= 2^31 wrapped negative: SEGV 8 GiB before the buffer. The buffer it needs
+  // (2^31 floats) is reserved lazily: only a few rows are touched.
+  for (const isa of ['avx512', 'avx2'] as const) {
+    it(`attentionRun (${isa} or narrower): a row stride whose gather offsets pass 2^31 throws a RangeError`, () => {
+      const res = child(
+        `const W = b.kernelIsa === 'avx512' ? 16 : b.kernelIsa === 'avx2' ? 8 : 4;
+         const call = (stride, k) => {
+           try {
+             b.attentionRun(new Float32Array(16).fill(1), 1, 16, 1, 1, W - 1, true, 0, 1, 0, 0, [k], new Float64Array([0, 0, 0, 0, 0, stride, W, 0]), null, 1, new Float32Array(16), null);
+             console.log('returned');
+           } catch (e) { console.log('threw', e.name, e.message); }
+         };
+         call(2 ** 27 + 1, new Float32Array(4));
+         const stride = Math.ceil(2 ** 31 / (W - 1));
+         let k = null;
+         // Not under ASan, whose shadow memory makes the reservation take many seconds (the
+         // stride is refused before any buffer is looked at either way).
+         if (${!underAsan}) try { k = new Float32Array((W - 1) * stride + 1); } catch (e) { console.log('could not reserve', e.message); }
+         if (k) call(stride, k);
+         console.log('SURVIVED');`,
+        { env: isa === 'avx2' ? { CAPIBARA_ISA: 'avx2' } : {} },
+      );
+      expectSurvived(res);
+      expect(res.stdout, res.summary).not.toContain('returned');
+      expect(res.stdout, res.summary).toContain('threw RangeError Expected stride in [1, 134217728] in segments row 0');
+    });
+  }
+
+  // Fixed in native/attention/attend.cc (the thread estimate is formed in double, saturated): it
+  // was `keys * p.dim * p.group * max(1, queries)` in int64, and 2^16 segment rows of 2^25 keys
+  // for 4096 query heads of 1024 tokens made it 2^63, a signed overflow UBSan aborts on (the plain
+  // build only got a wrong thread count). Nothing is visible (horizon -1), so the call is cheap.
+  it('attentionRun: a thread estimate past 2^63 (many long segments) returns normally', () => {
+    const res = child(
+      `const L = 2 ** 25, R = 2 ** 16, G = 4096, Q = 1024;
+       const seg = new Float64Array(R * 8);
+       for (let i = 0; i < R; i++) seg.set([0, 0, 0, 0, 0, 1, L, 0], i * 8);
+       try {
+         b.attentionRun(new Float32Array(Q * G), Q, G, 1, 1, 0, false, -1, 1, 0, 0, [new Float32Array(L)], seg, null, 1, new Float32Array(Q * G), null);
+         console.log('returned');
+       } catch (e) { console.log('threw', e.name, e.message); }
+       console.log('SURVIVED');`,
+      { timeoutMs: 60_000 },
+    );
+    expectSurvived(res);
+    expect(res.stdout, res.summary).toContain('returned');
+  }, 90_000);
 });

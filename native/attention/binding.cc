@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attention/kernels.h"
@@ -20,6 +21,10 @@ using attention::Segment;
 constexpr int64_t kMaxDim = 256;
 constexpr int64_t kMaxHeads = 4096;
 constexpr int64_t kMaxPosition = int64_t{1} << 40;
+// Largest row stride of a segment: the kernels gather a column of W <= 16 rows with 32-bit
+// indices (LoadColumn in common/isa_avx2.inc, isa_avx512.inc), so 15 * stride must stay below
+// 2^31. A dense [keys, kvHeads, headDim] tensor has stride kvHeads * headDim <= 2^20.
+constexpr int64_t kMaxStride = int64_t{1} << 27;
 // Columns of the segment table: head, k buffer, v buffer, k offset, v offset, stride, count, first.
 constexpr int64_t kSegmentColumns = 8;
 // Largest output the addon allocates itself (1 GiB of float32), as in memory/binding.cc.
@@ -37,7 +42,9 @@ struct Call {
   Napi::Float32Array q;
   std::vector<Buffer> buffers;
   std::vector<std::vector<Segment>> segments;
-  std::vector<int64_t> seg_buffers;  // k and v buffer index of each segment, in order
+  // k and v buffer index of each segment, parallel to `segments` (per head, in order), so that
+  // the async worker can move each segment onto the kept copy of its own buffers.
+  std::vector<std::vector<std::pair<size_t, size_t>>> seg_buffers;
   Napi::Uint8Array streaming;
   bool has_streaming = false;
 };
@@ -49,6 +56,20 @@ std::string Str(int64_t v) { return std::to_string(v); }
 Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
   Napi::Env env = info.Env();
   RequireArgs(info, n, fn);
+  // Reading the elements of `buffers` can run JS (an index getter), which could detach or shrink
+  // any typed array whose data pointer had been taken already: take them all first, before any
+  // typed array argument is read. Nothing after this runs JS.
+  if (!info[11].IsArray()) ThrowType(env, "Expected Array of Float32Array or Uint16Array for buffers");
+  const Napi::Array list = info[11].As<Napi::Array>();
+  std::vector<Napi::Value> items;
+  for (uint32_t i = 0, n_items = list.Length(); i < n_items; ++i) {
+    const Napi::Value v = list.Get(i);
+    // Checked as it comes (a kind cannot change later), so a huge sparse array fails at its first hole.
+    const bool f32 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
+    const bool f16 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+    if (!f32 && !f16) ThrowType(env, "Expected Float32Array or Uint16Array for buffers[" + std::to_string(i) + "]");
+    items.push_back(v);
+  }
   Call c;
   Params& p = c.p;
   c.q = Float32Arg(info, 0, "q");
@@ -64,7 +85,8 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
   p.causal = BoolArg(info, 6, "causal");
   p.horizon = IntArg(info, 7, "horizon", -1, kMaxPosition);
   const double scale = NumberArg(info, 8, "scale");
-  if (!(scale > 0)) ThrowRange(env, "Expected scale > 0");
+  // A double above FLT_MAX has no float value (the conversion would be undefined behaviour).
+  if (!(scale > 0 && scale <= 3.4028234663852886e38)) ThrowRange(env, "Expected scale in (0, 3.4028234663852886e38]");
   p.scale = static_cast<float>(scale);
   p.sink = IntArg(info, 9, "sink", 0, kMaxPosition);
   p.recent = IntArg(info, 10, "recent", 0, kMaxPosition);
@@ -72,13 +94,9 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
     ThrowRange(env, "Expected q of length queries * queryHeads * headDim = " + Str(p.queries * query_heads * p.dim) +
                         " but received " + Str(static_cast<int64_t>(c.q.ElementLength())));
 
-  if (!info[11].IsArray()) ThrowType(env, "Expected Array of Float32Array or Uint16Array for buffers");
-  const Napi::Array list = info[11].As<Napi::Array>();
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    const Napi::Value v = list.Get(i);
-    const bool f32 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
-    const bool f16 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
-    if (!f32 && !f16) ThrowType(env, "Expected Float32Array or Uint16Array for buffers[" + Str(i) + "]");
+  for (uint32_t i = 0; i < items.size(); ++i) {
+    const Napi::Value v = items[i];
+    const bool f16 = v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
     if (i == 0) p.f16 = f16;
     if (f16 != p.f16) ThrowType(env, "Expected every buffer of one type but buffers[" + Str(i) + "] differs");
     Buffer b;
@@ -93,12 +111,13 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
   const int64_t cells = static_cast<int64_t>(table.ElementLength());
   if (cells % kSegmentColumns != 0) ThrowRange(env, "Expected segments of length a multiple of 8 but received " + Str(cells));
   c.segments.assign(static_cast<size_t>(p.kv_heads), {});
+  c.seg_buffers.assign(static_cast<size_t>(p.kv_heads), {});
   const double* t = table.Data();
   for (int64_t s = 0; s < cells / kSegmentColumns; ++s, t += kSegmentColumns) {
-    const std::string where = "segments row " + Str(s);
+    auto where = [&] { return "segments row " + Str(s); };  // built only for an error message
     auto integer = [&](double v, int64_t lo, int64_t hi, const char* what) {
       if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || std::floor(v) != v)
-        ThrowRange(env, "Expected " + std::string(what) + " in [" + Str(lo) + ", " + Str(hi) + "] in " + where);
+        ThrowRange(env, "Expected " + std::string(what) + " in [" + Str(lo) + ", " + Str(hi) + "] in " + where());
       return static_cast<int64_t>(v);
     };
     const int64_t head = integer(t[0], 0, p.kv_heads - 1, "head");
@@ -106,19 +125,23 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
     const int64_t kb = integer(t[1], 0, nb - 1, "k buffer"), vb = integer(t[2], 0, nb - 1, "v buffer");
     const int64_t ko = integer(t[3], 0, kMaxPosition, "k offset"), vo = integer(t[4], 0, kMaxPosition, "v offset");
     Segment seg;
-    seg.stride = integer(t[5], p.dim, kMaxPosition, "stride");
+    seg.stride = integer(t[5], p.dim, kMaxStride, "stride");
     seg.count = integer(t[6], 0, kMaxPosition, "count");
     seg.first = integer(t[7], 0, kMaxPosition, "first");
     if (seg.count == 0) continue;
-    const int64_t last = (seg.count - 1) * seg.stride + p.dim;
-    if (ko + last > c.buffers[kb].length || vo + last > c.buffers[vb].length)
-      ThrowRange(env, "Expected the rows of " + where + " inside their buffers");
+    // (count - 1) * stride + dim <= length - offset, without the product (count and stride
+    // are each up to 2^40 and 2^27: it could overflow and wrap back into range).
+    auto inside = [&](int64_t offset, int64_t length) {
+      const int64_t room = length - offset - p.dim;
+      return room >= 0 && seg.count - 1 <= room / seg.stride;
+    };
+    if (!inside(ko, c.buffers[kb].length) || !inside(vo, c.buffers[vb].length))
+      ThrowRange(env, "Expected the rows of " + where() + " inside their buffers");
     const size_t bytes = p.f16 ? 2 : 4;
     seg.k = static_cast<const char*>(c.buffers[kb].data) + ko * bytes;
     seg.v = static_cast<const char*>(c.buffers[vb].data) + vo * bytes;
     c.segments[static_cast<size_t>(head)].push_back(seg);
-    c.seg_buffers.push_back(kb);
-    c.seg_buffers.push_back(vb);
+    c.seg_buffers[static_cast<size_t>(head)].emplace_back(static_cast<size_t>(kb), static_cast<size_t>(vb));
   }
 
   c.has_streaming = !IsNullish(info[13]);
@@ -186,10 +209,10 @@ class AttentionWorker : public PromiseWorker {
         kept[i] = copies_[i].data();
       }
     }
-    size_t at = 0;
-    for (auto& segs : segments_)
-      for (Segment& s : segs) {
-        const size_t kb = static_cast<size_t>(c.seg_buffers[at++]), vb = static_cast<size_t>(c.seg_buffers[at++]);
+    for (size_t h = 0; h < segments_.size(); ++h)
+      for (size_t i = 0; i < segments_[h].size(); ++i) {
+        Segment& s = segments_[h][i];
+        const size_t kb = c.seg_buffers[h][i].first, vb = c.seg_buffers[h][i].second;
         s.k = kept[kb] + (static_cast<const char*>(s.k) - static_cast<const char*>(c.buffers[kb].data));
         s.v = kept[vb] + (static_cast<const char*>(s.v) - static_cast<const char*>(c.buffers[vb].data));
       }

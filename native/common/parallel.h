@@ -34,9 +34,19 @@ void ParallelFor(int64_t n, int threads, Fn&& fn) {
   std::vector<std::thread> pool;
   pool.reserve(static_cast<size_t>(t - 1));
   const int64_t chunk = (n + t - 1) / t;
-  for (int64_t i = 1; i < t; ++i) {
-    const int64_t b = i * chunk, e = std::min(n, b + chunk);
-    if (b < e) pool.emplace_back(run, b, e);
+  int64_t i = 1;
+  try {
+    for (; i < t; ++i) {
+      const int64_t b = i * chunk, e = std::min(n, b + chunk);
+      if (b < e) pool.emplace_back(run, b, e);
+    }
+  } catch (...) {
+    // No thread could be started (resources exhausted): the caller runs the blocks left, rather
+    // than destroying the started threads while joinable (std::terminate).
+    for (; i < t; ++i) {
+      const int64_t b = i * chunk, e = std::min(n, b + chunk);
+      if (b < e) run(b, e);
+    }
   }
   run(0, std::min(n, chunk));
   for (auto& th : pool) th.join();

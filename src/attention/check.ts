@@ -51,6 +51,7 @@ export interface CheckedAttention {
 const KEYS = ['queryHeads', 'kvHeads', 'headDim', 'causal', 'queryOffset', 'scale', 'sink', 'recent', 'streamingHeads', 'threads'] as const;
 const MAX_HEAD_DIM = 256;
 const MAX_HEADS = 65536;
+const FLT_MAX = 3.4028234663852886e38;
 
 function kvArray(name: string, value: unknown): Float32Array | Uint16Array {
   if (value instanceof Float32Array || value instanceof Uint16Array) return value;
@@ -132,6 +133,8 @@ export function checkAttentionOptions(q: unknown, k: unknown, v: unknown, option
     queryOffset = nk - nq;
   }
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : is.finite('scale', o.scale, { positive: true });
+  // The kernels multiply in float32: a larger scale is not representable.
+  if (scale > FLT_MAX) throw is.rangeError('scale', `finite number in (0, ${FLT_MAX}]`, scale);
   const sink = o.sink === undefined ? 0 : is.integer('sink', o.sink, 0);
   const recent = o.recent === undefined ? 0 : is.integer('recent', o.recent, 0);
   const streaming = streamingFlags(o.streamingHeads, kvHeads);

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { DEFAULT_EXPERTS, type ExpertProfile, type LifecyclePolicy, MoEControlAPI, RoutingStrategy, tokenize } from '../src/index';
+import { DEFAULT_EXPERTS, type ExpertProfile, type LifecyclePolicy, type LifecycleReport, MoEControlAPI, RoutingStrategy, tokenize } from '../src/index';
 
 function clock(start = 1_000_000) {
   const c = { now: start, fn: () => c.now };
@@ -60,6 +60,45 @@ describe('lifecycle rules', () => {
     control.close();
   });
 
+  it('counts fallback tries as use and as load: an expert that answers every query as a fallback is not idle', async () => {
+    const c = clock();
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
+    control.enableDynamicManagement({ ...OFF, idleMs: 30_000 });
+    const monitor = control.createMonitor();
+    // A minute of traffic: every query is routed to a, which fails; its first fallback answers in 3 s.
+    let fallback = '';
+    for (let i = 0; i < 20; i++) {
+      const d = control.router.routeQuery('alpha alpha');
+      fallback = d.fallbacks[0]!;
+      control.router.recordOutcome(d.id, { success: false, latencyMs: 100 });
+      control.router.recordOutcome(d.id, { success: true, latencyMs: 3000, expertId: fallback });
+      c.now += 3000;
+    }
+    const other = ['b', 'c'].find((id) => id !== fallback)!;
+    const status = control.getExpertStatus();
+    const served = status.experts.find((e) => e.id === fallback)!;
+    expect(served.total).toEqual({ routed: 0, fallbacks: 20, outcomes: 20, successes: 20, failures: 0, latencyMs: 60_000, qualitySum: 0, qualityCount: 0 });
+    // Little's law on its attempts: 20 in 60 s, 3 s each → 1 Erlang.
+    expect(served.load).toBeCloseTo(1, 12);
+    expect(served.lastUsedAt).toBe(1_057_000);
+    expect(status.experts.find((e) => e.id === 'a')!.load).toBeCloseTo((20 / 60_000) * 100, 12);
+    monitor.sample();
+    const analysis = monitor.analyzeExpertPerformance();
+    expect(analysis[fallback]!.reasons).not.toContain('idle');
+    expect(analysis[fallback]!.utilization).toBeCloseTo(1, 12);
+    expect(analysis[other]!.reasons).toContain('idle');
+    expect(control.optimizeExpertAllocation().retire).toEqual([other]);
+    // The idle rule retires only the expert nobody used.
+    expect(control.runLifecycle().retired).toEqual([{ id: other, reason: 'idle', idleForMs: 60_000 }]);
+    // routeWithFallback's fallback tries count the same way.
+    await control.router.routeWithFallback('alpha alpha', async (e) => {
+      if (e.id === 'a') throw new Error('down');
+      return e.id;
+    });
+    expect(control.getExpertStatus().experts.find((e) => e.id === fallback)!.total.fallbacks).toBe(21);
+    control.close();
+  });
+
   it('retires experts whose failure rate over the window is above the threshold, with enough outcomes', () => {
     const c = clock();
     const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
@@ -86,6 +125,7 @@ describe('lifecycle rules', () => {
     const control = new MoEControlAPI({ routerOptions: { strategy: RoutingStrategy.LOAD_BALANCED, experts: [sql, python, javascript] } });
     // A second SQL expert with the same profile: LOAD_BALANCED alternates the SQL traffic between them.
     control.createExpert({ specialization: 'sql', baseModel: 'sqlcoder-15b', id: 'sql-2' });
+    control.enableDynamicManagement({ ...OFF, mergeOverlap: 0.8, minMergeQueries: 10 });
     const routed = [...drive(control, SQL, 42, () => ({ success: true, latencyMs: 50 })), ...drive(control, PYTHON, 25, () => ({ success: true, latencyMs: 50 }))];
     expect(routed.filter(([id]) => id === 'sql').length).toBe(21);
     expect(routed.filter(([id]) => id === 'sql-2').length).toBe(21);
@@ -106,7 +146,6 @@ describe('lifecycle rules', () => {
     expect(expected).toBeGreaterThan(0.8);
     expect(cosine(hist('sql'), hist('python'))).toBeLessThan(0.2);
 
-    control.enableDynamicManagement({ ...OFF, mergeOverlap: 0.8, minMergeQueries: 10 });
     const report = control.runLifecycle();
     expect(report.merged).toHaveLength(1);
     expect(report.merged[0]).toMatchObject({ into: 'sql', from: 'sql-2' });
@@ -116,6 +155,19 @@ describe('lifecycle rules', () => {
     expect(merged).toMatchObject({ replicas: 2 });
     expect(merged.total.routed).toBe(42);
     expect(control.router.experts().map((p) => p.id)).toEqual(['sql', 'python', 'javascript']);
+    control.close();
+  });
+
+  it('counts query terms only once a policy merges: a window not counted from its start merges nothing', () => {
+    const sql = DEFAULT_EXPERTS.find((p) => p.id === 'sql')!;
+    const control = new MoEControlAPI({ routerOptions: { strategy: RoutingStrategy.LOAD_BALANCED, experts: [sql, { ...sql, id: 'sql-2' }] } });
+    // No policy yet: the traffic's terms are not counted (tokenizing costs about 2 µs a query).
+    drive(control, SQL, 42, () => ({ success: true, latencyMs: 50 }));
+    const first = control.runLifecycle(); // the default policy merges, but this window has no terms
+    expect(first.window.routed).toBe(42);
+    expect(first.merged).toEqual([]);
+    drive(control, SQL, 42, () => ({ success: true, latencyMs: 50 }));
+    expect(control.runLifecycle().merged).toMatchObject([{ into: 'sql', from: 'sql-2' }]);
     control.close();
   });
 
@@ -184,6 +236,67 @@ describe('lifecycle rules', () => {
     expect(report.allocation!.replicas).toEqual({ a: 4, b: 1, c: 1 }); // 3 Erlangs: 4 slots at 0.75
     expect(report.allocation!.retire).toEqual([]);
     expect(control.getExpert('a').replicas).toBe(4);
+    control.close();
+  });
+
+  it('finishes a timer pass whatever its listeners throw, and never lets the timer throw', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    try {
+      const control = new MoEControlAPI({ dynamicExpertAllocation: true, routerOptions: { experts: ABC, ...NEVER_COOL } });
+      const reports: LifecycleReport[] = [];
+      const attention: string[] = [];
+      const errors: string[] = [];
+      control.on('attention', () => {
+        throw new Error('attention listener bug');
+      });
+      control.on('attention', (a) => attention.push(a.id)); // still called
+      control.on('lifecycle', (r) => reports.push(r));
+      control.on('error', (e: Error) => errors.push(e.message));
+      control.enableDynamicManagement({ ...OFF, intervalMs: 1000, minOutcomes: 1 });
+      // a is overloaded: 10 queries of 10 s within the first second, on one slot.
+      drive(control, ['alpha alpha'], 10, () => ({ success: true, latencyMs: 10_000 }));
+      vi.advanceTimersByTime(1000);
+      expect(attention).toEqual(['a']);
+      expect(reports).toHaveLength(1);
+      expect(reports[0]!.attention).toEqual([{ id: 'a', reasons: ['overloaded'] }]);
+      // The allocation that follows the attention flags was made and applied.
+      expect(reports[0]!.allocation!.replicas).toEqual({ a: 30, b: 1, c: 1 });
+      expect(control.getExpert('a').replicas).toBe(30);
+      expect(errors).toEqual(['attention listener bug']);
+
+      // An 'error' listener that throws does not escape the timer either.
+      control.on('lifecycle', () => {
+        throw new Error('lifecycle listener bug');
+      });
+      control.on('error', () => {
+        throw new Error('error listener bug');
+      });
+      expect(() => vi.advanceTimersByTime(1000)).not.toThrow();
+      expect(reports).toHaveLength(2);
+      expect(errors).toEqual(['attention listener bug', 'lifecycle listener bug']);
+      control.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('runs a manual pass to its end before a listener error surfaces', () => {
+    const c = clock();
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn } });
+    control.enableDynamicManagement({ ...OFF, idleMs: 10_000 });
+    const seen: string[] = [];
+    control.on('retired', (e) => {
+      seen.push(e.id);
+      throw new Error(`listener bug on ${e.id}`);
+    });
+    control.on('lifecycle', (r) => seen.push(`lifecycle:${r.retired.length}`));
+    c.now += 5_000;
+    drive(control, ['beta beta'], 1, null);
+    c.now += 10_000;
+    expect(() => control.runLifecycle()).toThrow(new Error('listener bug on a'));
+    // Both idle experts were retired and every listener was called, after the pass.
+    expect(seen).toEqual(['a', 'c', 'lifecycle:2']);
+    expect(control.getAllExperts().map((e) => e.id)).toEqual(['b']);
     control.close();
   });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type BenchmarkCase, ExpertMetricsCollector, type ExpertProfile, MoEControlAPI, RewiringExperts } from '../src/index';
+import { type BenchmarkCase, ExpertCoordinator, ExpertMetricsCollector, ExpertMonitor, type ExpertProfile, MoEControlAPI, RewiringExperts, type RoutingDecision } from '../src/index';
+import { TrafficLedger } from '../src/experts/control/traffic-ledger';
 
 function clock(start = 1_000_000) {
   const c = { now: start, fn: () => c.now };
@@ -110,6 +111,20 @@ describe('ExpertMonitor', () => {
     expect(() => monitor.sample()).toThrow(new Error('ExpertMonitor is closed'));
   });
 
+  it('is refused over a closed control plane, starting no timer', () => {
+    vi.useFakeTimers();
+    try {
+      const control = new MoEControlAPI({ routerOptions: { experts: ABC } });
+      control.close();
+      expect(() => new ExpertMonitor(control, { monitoringFrequency: 1 })).toThrow(new Error('MoEControlAPI is closed'));
+      expect(() => new ExpertCoordinator(control)).toThrow(new Error('MoEControlAPI is closed'));
+      expect(() => new ExpertMetricsCollector({ control, collectionInterval: 1 })).toThrow(new Error('MoEControlAPI is closed'));
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('samples on an unref’d timer until closed', () => {
     vi.useFakeTimers({ now: 1_000_000 });
     try {
@@ -206,6 +221,88 @@ describe('ExpertMetricsCollector', () => {
     control.close();
   });
 
+  it('keeps labels such as __proto__ as plain keys: nothing reaches Object.prototype', () => {
+    const control = new MoEControlAPI({ routerOptions: { experts: [...ABC, { id: 'constructor', domain: 'delta', description: 'delta questions', keywords: ['delta'] }] } });
+    const collector = new ExpertMetricsCollector({ control });
+    const d = control.router.routeQuery('alpha alpha', { domain: '__proto__' });
+    control.router.recordOutcome(d.id, { success: true, latencyMs: 10 });
+    control.router.routeQuery('delta delta', { domain: 'constructor' });
+    const m = collector.collectDomainMetrics();
+    expect(Object.keys(m)).toEqual(['__proto__', 'constructor']);
+    expect(m.__proto__).toMatchObject({ queries: 1, outcomes: 1, experts: { a: 1 } });
+    expect(Object.keys(m.constructor!.experts)).toEqual(['constructor']);
+    const report = collector.crossExpertBenchmark([
+      { query: 'alpha alpha', category: '__proto__' },
+      { query: 'delta delta', expectedExpert: 'constructor' },
+      { query: 'beta beta', category: 'toString' },
+    ]);
+    expect(({} as Record<string, unknown>).cases).toBeUndefined();
+    expect(Object.keys(report.categories)).toEqual(['__proto__', 'constructor', 'toString']);
+    expect(report.categories.__proto__).toMatchObject({ cases: 1, scored: 0 });
+    expect(report.confusion.__proto__).toEqual({ a: 1 });
+    expect(report.experts.constructor).toEqual({ routed: 1, precision: 1, recall: 1 });
+    control.close();
+  });
+
+  it('bases the random baseline on the experts the router could choose (never above 1)', () => {
+    const experts: ExpertProfile[] = [
+      { id: 's1', domain: 'sql', description: 'sql join index', keywords: ['sql'] },
+      { id: 's2', domain: 'sql', description: 'sql query plan', keywords: ['sql'] },
+      { id: 'p', domain: 'python', description: 'python pandas', keywords: ['python'] },
+    ];
+    const collector = new ExpertMetricsCollector({ router: new RewiringExperts({ experts }) });
+    // Two right experts, but s2 is excluded: of the two candidates, one is right.
+    const one = collector.crossExpertBenchmark([{ query: 'sql join', category: 'sql', context: { exclude: ['s2'] } }]);
+    expect(one.baselines!.random).toBe(1 / 2);
+    const only = collector.crossExpertBenchmark([{ query: 'sql join', category: 'sql', context: { exclude: ['s2', 'p'] } }]);
+    expect(only.baselines!.random).toBe(1);
+    collector.close();
+  });
+
+  it('keeps at most 4,096 domains, folding the least recently used into other', () => {
+    const control = new MoEControlAPI({ routerOptions: { experts: ABC } });
+    const collector = new ExpertMetricsCollector({ control });
+    // A domain hint per request (a user id, say): 4,097 distinct domains.
+    for (let i = 0; i < 4097; i++) control.router.routeQuery('alpha alpha', { domain: `user-${i}` });
+    const m = collector.collectDomainMetrics();
+    // The 4,097th made more than 4,096: the 1,024 least recently used were folded.
+    expect(Object.keys(m)).toHaveLength(4097 - 1024 + 1);
+    expect(m.other).toMatchObject({ queries: 1024, experts: { a: 1 } });
+    expect(m['user-1023']).toBeUndefined();
+    expect(m['user-1024']).toMatchObject({ queries: 1 });
+    expect(Object.values(m).reduce((s, x) => s + x.queries, 0)).toBe(4097);
+    // A domain in use stays: recency, not age, decides.
+    control.router.routeQuery('alpha alpha', { domain: 'user-1024' });
+    for (let i = 0; i < 1023; i++) control.router.routeQuery('alpha alpha', { domain: `later-${i}` });
+    const n = collector.collectDomainMetrics();
+    expect(n['user-1024']).toMatchObject({ queries: 2 });
+    expect(n['user-1025']).toBeUndefined();
+    control.close();
+  });
+
+  it('remembers the domain of the 8,192 latest open decisions, however many were answered meanwhile', () => {
+    let now = 1_000_000;
+    const ledger = new TrafficLedger({ bucketMs: 1000, retainMs: 60_000, now: () => now, domainOf: () => 'fallback-domain' });
+    const routed = (id: string, expertId: string, domain: string) => ledger.routed({ id, expertId } as RoutingDecision, 'q', { domain });
+    routed('kept', 'a', 'hinted');
+    // 40,000 decisions answered at once: none of them pushes 'kept' out.
+    for (let i = 0; i < 40_000; i++) {
+      routed(`x${i}`, 'a', 'busy');
+      ledger.outcome(`x${i}`, { success: true, latencyMs: 1, expertId: 'a' });
+      now += 1;
+    }
+    ledger.outcome('kept', { success: false, latencyMs: 1, expertId: 'a' });
+    // 8,192 newer decisions left open: 'kept' is the oldest open one, and goes.
+    for (let i = 0; i < 8192; i++) routed(`y${i}`, 'a', 'open');
+    ledger.outcome('kept', { success: true, latencyMs: 1, expertId: 'b' });
+    ledger.outcome('y0', { success: true, latencyMs: 1, expertId: 'b' });
+    const domains = ledger.domains();
+    expect(domains.get('hinted')).toMatchObject({ routed: 1, outcomes: 1 });
+    expect(domains.get('fallback-domain')).toMatchObject({ routed: 0, outcomes: 1, fallbacks: 0 });
+    expect(domains.get('open')).toMatchObject({ routed: 8192, outcomes: 1, fallbacks: 1 }); // y0 was routed to a
+    expect(ledger.totals('b')).toMatchObject({ outcomes: 2, fallbacks: 1 });
+  });
+
   it('works over a bare router, and checks its options', () => {
     const router = new RewiringExperts();
     const collector = new ExpertMetricsCollector({ router });
@@ -243,6 +340,7 @@ describe('ExpertCoordinator', () => {
     drive(control, 'alpha alpha', 20, () => ({ success: true, latencyMs: 1000 }), 'a');
     drive(control, 'beta beta', 20, () => ({ success: true, latencyMs: 3000 }), 'b');
     drive(control, 'gamma gamma', 10, (i) => ({ success: i < 2, latencyMs: 2000 }), 'c');
+    c.now += 60_000; // a minute counted: the window's full length
     return { c, control };
   }
 
@@ -291,6 +389,31 @@ describe('ExpertCoordinator', () => {
     expect(plan).toMatchObject({ shiftAway: [], constraintsMet: false });
     expect(plan.projected.successRate).toBeCloseTo(plan.current.successRate, 12);
     control.close();
+  });
+
+  it('keeps its timer from throwing, whatever its listeners throw', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    try {
+      const { control } = pool();
+      const coordinator = control.createCoordinator();
+      const plans: number[] = [];
+      const errors: string[] = [];
+      coordinator.on('plan', () => {
+        throw new Error('plan listener bug');
+      });
+      coordinator.on('plan', (p) => plans.push(p.createdAt));
+      coordinator.on('error', (e: Error) => errors.push(e.message));
+      coordinator.on('error', () => {
+        throw new Error('error listener bug');
+      });
+      coordinator.enableAutomaticCoordination({ coordinationFrequency: 1 });
+      expect(() => vi.advanceTimersByTime(2000)).not.toThrow();
+      expect(plans).toHaveLength(2);
+      expect(errors).toEqual(['plan listener bug', 'plan listener bug']);
+      control.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('coordinates on an unref’d timer until closed', () => {

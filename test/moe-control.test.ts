@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DEFAULT_EXPERTS, type ExpertProfile, MoEControlAPI, RewiringExperts } from '../src/index';
+import { DEFAULT_EXPERTS, type ExpertProfile, MAX_REPLICA_BUDGET, MoEControlAPI, RewiringExperts, type RoutingDecision } from '../src/index';
 
 let dir: string;
 beforeAll(() => {
@@ -72,9 +72,9 @@ describe('MoEControlAPI registry', () => {
     expect(() => new MoEControlAPI({ expertSpecializations: ['sql', 'sql'] })).toThrow(
       new RangeError("Expected a specialization not listed before for options.expertSpecializations[1] but received 'sql' of type string"),
     );
-    expect(() => new MoEControlAPI({ loadBalancing: { rate: -1 } })).toThrow(new RangeError('Expected finite number > 0 for options.loadBalancing.rate but received -1 of type number'));
+    expect(() => new MoEControlAPI({ loadBalancing: { rate: -1 } })).toThrow(new RangeError('Expected number in (0, 1] for options.loadBalancing.rate but received -1 of type number'));
     expect(() => new MoEControlAPI({ loadWindowMs: 10_000, retainMs: 5_000 })).toThrow(
-      new RangeError('Expected integer in [1, 5000] for options.loadWindowMs but received 10000 of type number'),
+      new RangeError('Expected integer in [1000, 5000] for options.loadWindowMs but received 10000 of type number'),
     );
   });
 
@@ -163,7 +163,7 @@ describe('MoEControlAPI registry', () => {
     expect(profile).toMatchObject({ description: 'alpha questions beta questions', keywords: ['alpha', 'beta'], capacity: 2 });
     expect(control.router.routeQuery('beta beta').expertId).toBe('a');
     const a = control.getExpertStatus().experts.find((e) => e.id === 'a')!;
-    expect(a.total).toEqual({ routed: 6, outcomes: 5, successes: 3, failures: 2, latencyMs: 900, qualitySum: 0, qualityCount: 0 });
+    expect(a.total).toEqual({ routed: 6, fallbacks: 0, outcomes: 5, successes: 3, failures: 2, latencyMs: 900, qualitySum: 0, qualityCount: 0 });
     expect(a.successRate).toBe(3 / 5);
 
     // A new id for the merged expert retires every source.
@@ -182,6 +182,37 @@ describe('MoEControlAPI registry', () => {
     control.close();
   });
 
+  it('credits the merged expert with the outcomes of queries still in flight to its sources', () => {
+    const control = new MoEControlAPI({ routerOptions: { experts: ABC, ...NEVER_COOL } });
+    const d = control.router.routeQuery('alpha alpha');
+    const e = control.router.routeQuery('alpha alpha');
+    expect(d.expertId).toBe('a');
+    control.mergeExperts(['b', 'a']); // a merged into b while d and e are in flight
+    control.router.recordOutcome(d.id, { success: false, latencyMs: 100 });
+    control.router.recordOutcome(d.id, { success: true, latencyMs: 300, expertId: 'c' });
+    control.mergeExperts(['c', 'b']); // chains: a → b → c
+    control.router.recordOutcome(e.id, { success: true, latencyMs: 50 });
+    const [merged] = control.getExpertStatus().experts;
+    expect(merged!.id).toBe('c');
+    // All three queries' outcomes are c's now; the fallback try on c stays a fallback.
+    expect(merged!.total).toEqual({ routed: 2, fallbacks: 1, outcomes: 3, successes: 2, failures: 1, latencyMs: 450, qualitySum: 0, qualityCount: 0 });
+    control.close();
+  });
+
+  it('keeps the registry and the router agreeing on capacity whichever id the merge keeps', () => {
+    const experts: ExpertProfile[] = [{ ...ABC[0]!, capacity: 1 }, { ...ABC[1]!, capacity: 4 }, ABC[2]!];
+    const control = new MoEControlAPI({ routerOptions: { experts } });
+    // Merged into ids[1]: capacity per replica is the first expert's, as documented.
+    const m = control.mergeExperts(['a', 'b'], { id: 'b' });
+    const routerCapacity = () => control.router.experts().find((p) => p.id === 'b')!.capacity;
+    expect(m).toMatchObject({ id: 'b', capacity: 1, replicas: 2 });
+    expect(routerCapacity()).toBe(2);
+    expect(control.getExpert('b')).toMatchObject({ capacity: 1, replicas: 2 });
+    control.applyAllocationPlan({ replicas: { b: 3 }, retire: [] });
+    expect(routerCapacity()).toBe(3);
+    control.close();
+  });
+
   it('follows experts added to or removed from the router directly', () => {
     const control = new MoEControlAPI({ routerOptions: { experts: ABC } });
     control.router.addExpert({ id: 'd', domain: 'delta', description: 'delta questions' });
@@ -190,6 +221,106 @@ describe('MoEControlAPI registry', () => {
     control.on('retired', (e) => retired.push(`${e.id}:${e.retireReason}`));
     expect(control.getAllExperts().map((e) => `${e.id}:${e.specialization}`)).toEqual(['a:alpha', 'c:gamma', 'd:delta']);
     expect(retired).toEqual(['b:removed-from-router']);
+    control.close();
+  });
+
+  it('adopts an expert added to the router beyond numExperts and reports the excess', () => {
+    const control = new MoEControlAPI({ numExperts: 3, replicaBudget: 3, dynamicExpertAllocation: true, routerOptions: { experts: ABC } });
+    expect(control.getExpertStatus().overCapacity).toBe(0);
+    control.router.addExpert({ id: 'd', domain: 'delta', description: 'delta questions' });
+    // The router routes to it either way: the registry counts it, and says the pool is over capacity.
+    expect(control.getExpertStatus()).toMatchObject({ activeCount: 4, overCapacity: 1, capacity: 3 });
+    expect(control.router.routeQuery('delta delta').expertId).toBe('d');
+    expect(() => control.createExpert({ specialization: 'go', baseModel: 'm' })).toThrow(
+      new RangeError('MoEControlAPI.createExpert: the pool is full (4 active experts, numExperts 3); retire or merge experts first'),
+    );
+    // The plan of a lifecycle pass names the budget the pool is over: the instance's.
+    expect(() => control.runLifecycle()).toThrow(
+      new RangeError('Expected integer >= 4 (one replica per expert kept) for MoEControlAPI.replicaBudget but received 3 of type number'),
+    );
+    control.retireExpert('d');
+    expect(control.getExpertStatus().overCapacity).toBe(0);
+    expect(control.runLifecycle().allocation!.replicas).toEqual({ a: 1, b: 1, c: 1 });
+    control.close();
+  });
+
+  it('starts an id added back to the router after its retirement with fresh counters', () => {
+    const c = clock();
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
+    drive(control, 'alpha alpha', 5, { success: false, latencyMs: 9000 });
+    control.retireExpert('a');
+    c.now += 1000;
+    control.router.addExpert(ABC[0]!);
+    const a = control.getExpertStatus().experts.find((e) => e.id === 'a')!;
+    expect(control.getExpert('a')).toMatchObject({ status: 'active', createdAt: c.now, retireReason: null });
+    expect(a.total).toEqual({ routed: 0, fallbacks: 0, outcomes: 0, successes: 0, failures: 0, latencyMs: 0, qualitySum: 0, qualityCount: 0 });
+    expect(a).toMatchObject({ window: { routed: 0 }, load: 0, lastUsedAt: null });
+    drive(control, 'alpha alpha', 1, { success: true, latencyMs: 10 });
+    expect(control.getExpertStatus().experts.find((e) => e.id === 'a')!.total).toMatchObject({ routed: 1, outcomes: 1, successes: 1 });
+    control.close();
+  });
+
+  it('checks the replica budget against the pool at construction and in createExpert', () => {
+    expect(() => new MoEControlAPI({ numExperts: 8, replicaBudget: 2, routerOptions: { experts: ABC } })).toThrow(
+      new RangeError('Expected integer >= 3 (one replica per expert the pool starts with) for options.replicaBudget but received 2 of type number'),
+    );
+    expect(() => new MoEControlAPI({ replicaBudget: MAX_REPLICA_BUDGET + 1 })).toThrow(
+      new RangeError('Expected integer in [1, 65536] for options.replicaBudget but received 65537 of type number'),
+    );
+    const control = new MoEControlAPI({ numExperts: 8, replicaBudget: 4, dynamicExpertAllocation: true, routerOptions: { experts: ABC } });
+    control.createExpert({ specialization: 'delta', baseModel: 'm' });
+    expect(() => control.createExpert({ specialization: 'epsilon', baseModel: 'm' })).toThrow(
+      new RangeError('MoEControlAPI.createExpert: the replica budget is spent (4 active experts, one replica each, replicaBudget 4); retire or merge experts first'),
+    );
+    // Every lifecycle pass can still plan one replica per expert.
+    expect(control.runLifecycle().allocation!.replicasUsed).toBe(4);
+    control.close();
+  });
+
+  it('requires windows of at least one bucket', () => {
+    expect(() => new MoEControlAPI({ bucketMs: 60_000, loadWindowMs: 1_000, routerOptions: { experts: ABC } })).toThrow(
+      new RangeError('Expected integer in [60000, 3600000] for options.loadWindowMs but received 1000 of type number'),
+    );
+    const coarse = new MoEControlAPI({ bucketMs: 120_000, routerOptions: { experts: ABC } });
+    expect(coarse.loadWindowMs).toBe(120_000); // the default window is never shorter than a bucket
+    drive(coarse, 'alpha alpha', 3, null);
+    expect(coarse.getExpertStatus().windowRouted).toBe(3);
+    expect(() => coarse.optimizeExpertAllocation({ windowMs: 60_000 })).toThrow(
+      new RangeError('Expected integer in [120000, 3600000] for options.windowMs but received 60000 of type number'),
+    );
+    expect(() => coarse.createCoordinator({ windowMs: 60_000 })).toThrow(
+      new RangeError('Expected integer in [120000, 3600000] for options.windowMs but received 60000 of type number'),
+    );
+    coarse.close();
+  });
+
+  it('bounds the load-balancing rate and bias: relevance is in [0, 1]', () => {
+    expect(() => new MoEControlAPI({ loadBalancing: { maxBias: 1e39 } })).toThrow(
+      new RangeError('Expected number in (0, 1] for options.loadBalancing.maxBias but received 1e+39 of type number'),
+    );
+    expect(() => new MoEControlAPI({ loadBalancing: { rate: 1e39 } })).toThrow(
+      new RangeError('Expected number in (0, 1] for options.loadBalancing.rate but received 1e+39 of type number'),
+    );
+    expect(() => new MoEControlAPI({ loadBalancing: { maxBias: 0 } })).toThrow(new RangeError('Expected number in (0, 1] for options.loadBalancing.maxBias but received 0 of type number'));
+    new MoEControlAPI({ loadBalancing: { rate: 1, maxBias: 1 } }).close();
+  });
+
+  it('keeps ids and specializations such as __proto__ as plain keys of its records', () => {
+    const odd: ExpertProfile[] = [
+      { id: 'constructor', domain: '__proto__', description: 'alpha questions', keywords: ['alpha'] },
+      { id: '__proto__', domain: 'toString', description: 'beta questions', keywords: ['beta'] },
+    ];
+    const control = new MoEControlAPI({ routerOptions: { experts: odd } });
+    drive(control, 'alpha alpha', 3, { success: true, latencyMs: 10 });
+    const s = control.getExpertStatus();
+    expect(Object.keys(s.specializations)).toEqual(['__proto__', 'toString']);
+    expect(s.specializations.__proto__).toBe(1);
+    expect(Object.keys(s.loadDistribution)).toEqual(['constructor', '__proto__']);
+    expect(s.loadDistribution.constructor).toBe(1);
+    // A plan retiring an id that only the prototype of a plain object has is not refused.
+    control.applyAllocationPlan({ replicas: { constructor: 2 }, retire: ['__proto__'] } as never);
+    expect(control.getAllExperts().map((e) => `${e.id}:${e.replicas}`)).toEqual(['constructor:2']);
+    expect(({} as Record<string, unknown>).cases).toBeUndefined();
     control.close();
   });
 });
@@ -207,20 +338,56 @@ describe('MoEControlAPI.getExpertStatus', () => {
     // Per replica loads 6, 4, 0: mean 10/3, MaxVio = (6 − 10/3) / (10/3).
     expect(s.maxVio).toBeCloseTo((6 - 10 / 3) / (10 / 3), 12);
     const [a, b, cc] = s.experts;
-    expect(a!.window).toEqual({ routed: 6, outcomes: 6, successes: 6, failures: 0, latencyMs: 12_000, qualitySum: 0, qualityCount: 0 });
-    // Little's law over the 60 s window: λ = 6 / 60,000 ms, W = 2000 ms → 0.2 Erlangs, capacity 1.
-    expect(a!.load).toBeCloseTo(0.2, 12);
-    expect(a!.utilization).toBeCloseTo(0.2, 12);
-    expect(b!.load).toBeCloseTo((4 / 60_000) * 1000, 12);
-    expect(b!).toMatchObject({ inFlight: 1, successRate: 0, meanLatencyMs: 1000, lastRoutedAt: c.now });
-    expect(cc!).toMatchObject({ load: 0, utilization: 0, lastRoutedAt: null, inFlight: 0 });
+    expect(a!.window).toEqual({ routed: 6, fallbacks: 0, outcomes: 6, successes: 6, failures: 0, latencyMs: 12_000, qualitySum: 0, qualityCount: 0 });
+    // Little's law over the 9 s counted so far (the control plane is younger than the 60 s
+    // window): λ = 6 / 9,000 ms, W = 2000 ms → 4/3 Erlangs, capacity 1.
+    expect(a!.load).toBeCloseTo(4 / 3, 12);
+    expect(a!.utilization).toBeCloseTo(4 / 3, 12);
+    expect(b!.load).toBeCloseTo((4 / 9_000) * 1000, 12);
+    expect(b!).toMatchObject({ inFlight: 1, successRate: 0, meanLatencyMs: 1000, lastUsedAt: c.now });
+    expect(cc!).toMatchObject({ load: 0, utilization: 0, lastUsedAt: null, inFlight: 0 });
+    // Once the control plane is older than the window, the window's full length counts.
+    c.now += 51_000;
+    expect(control.getExpertStatus().experts[0]!.load).toBeCloseTo((6 / 60_000) * 2000, 12);
     // The window slides: a minute later nothing is left in it, the totals stay.
-    c.now += 61_000;
+    c.now += 11_000;
     const later = control.getExpertStatus();
     expect(later.windowRouted).toBe(0);
     expect(later.maxVio).toBeNaN();
     expect(later.experts[0]!.total.routed).toBe(6);
     control.router.recordOutcome(open.id, { success: true, latencyMs: 10 });
+    control.close();
+  });
+
+  it('divides load by the time counted while the control plane is younger than its window (Little’s law)', () => {
+    const c = clock(10_000_000);
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
+    // 10 s of traffic, one query a second, each 4 s long: 4 requests in service at once.
+    drive(control, 'alpha alpha', 10, { success: true, latencyMs: 4000 }, c, 1000);
+    expect(control.getExpertStatus().experts[0]!.load).toBeCloseTo(4, 12);
+    expect(control.optimizeExpertAllocation().experts[0]!.load).toBeCloseTo(4, 12);
+    const plan = control.createCoordinator().optimizeSystemPerformance();
+    expect(plan.allocation.experts[0]!.load).toBeCloseTo(4, 12);
+    control.close();
+  });
+
+  it('bounds the load window by now when the clock steps back', () => {
+    const c = clock(10_000_000);
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
+    for (let minute = 0; minute < 30; minute++) {
+      drive(control, 'alpha alpha', 10, { success: true, latencyMs: 100 });
+      c.now += 60_000;
+    }
+    expect(control.getExpertStatus().windowRouted).toBe(10);
+    // NTP steps the clock back 10 minutes: the window is [now − 60 s, now], not everything since.
+    c.now -= 600_000;
+    expect(control.getExpertStatus().windowRouted).toBe(20); // the buckets of minutes 19 and 20
+    // Traffic after the step counts at its own time.
+    drive(control, 'alpha alpha', 5, { success: true, latencyMs: 100 });
+    expect(control.getExpertStatus().windowRouted).toBe(25);
+    c.now += 600_000;
+    expect(control.getExpertStatus().windowRouted).toBe(10);
+    expect(control.getExpertStatus().experts[0]!.total.routed).toBe(305);
     control.close();
   });
 });
@@ -230,6 +397,7 @@ describe('MoEControlAPI.optimizeExpertAllocation', () => {
     const c = clock();
     const control = new MoEControlAPI({ now: c.fn, replicaBudget: 6, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
     // a: 30 queries of 6 s in the minute → 3 Erlangs; b: 10 → 1 Erlang; c: idle.
+    c.now += 20_000;
     drive(control, 'alpha alpha', 30, { success: true, latencyMs: 6000 }, c, 1000);
     drive(control, 'beta beta', 10, { success: true, latencyMs: 6000 }, c, 1000);
     return { control, c };
@@ -272,6 +440,7 @@ describe('MoEControlAPI.optimizeExpertAllocation', () => {
   it("'performance_based' gives a short budget to the hot expert that answers well; a workload overrides the measure", () => {
     const c = clock();
     const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn, ...NEVER_COOL } });
+    c.now += 58_000; // the last 2 s of a minute of traffic
     drive(control, 'alpha alpha', 10, { success: false, latencyMs: 12_000 }, c, 100);
     drive(control, 'beta beta', 10, { success: true, latencyMs: 12_000 }, c, 100);
     // Both at 2 Erlangs: load_based breaks the tie by registry order, performance_based by success.
@@ -293,8 +462,92 @@ describe('MoEControlAPI.optimizeExpertAllocation', () => {
       new RangeError("Expected one of 'load_based', 'performance_based' for options.rebalancingStrategy but received 'fastest' of type string"),
     );
     expect(() => control.optimizeExpertAllocation({ replicaBudget: 1 })).toThrow(new RangeError('Expected integer >= 2 (one replica per expert kept) for options.replicaBudget but received 1 of type number'));
-    expect(() => control.applyAllocationPlan({ replicas: { a: 0 }, retire: [] })).toThrow(new RangeError('Expected integer >= 1 for plan.replicas.a but received 0 of type number'));
+    expect(() => control.applyAllocationPlan({ replicas: { a: 0 }, retire: [] })).toThrow(new RangeError('Expected integer in [1, 65536] for plan.replicas.a but received 0 of type number'));
     expect(() => control.applyAllocationPlan({ replicas: {}, retire: ['a', 'b', 'c'] })).toThrow(new RangeError('MoEControlAPI.applyAllocationPlan: the plan retires every active expert'));
+    control.close();
+  });
+
+  it('keeps capacity per replica apart from replicas: a second control plane over the router does not compound them', () => {
+    const experts = ABC.map((p) => ({ ...p, capacity: 4 }));
+    const router = new RewiringExperts({ experts });
+    const capacity = () => router.experts().find((p) => p.id === 'a')!.capacity;
+    const first = new MoEControlAPI({ router });
+    first.applyAllocationPlan({ replicas: { a: 3 }, retire: [] });
+    expect(capacity()).toBe(12);
+    first.close();
+    const second = new MoEControlAPI({ router });
+    expect(second.getExpert('a')).toMatchObject({ capacity: 4, replicas: 3 });
+    second.applyAllocationPlan({ replicas: { a: 3 }, retire: [] });
+    expect(capacity()).toBe(12);
+    second.applyAllocationPlan({ replicas: { a: 2 }, retire: [] });
+    expect(capacity()).toBe(8);
+    expect(second.getExpertStatus().experts[0]).toMatchObject({ capacity: 4, replicas: 2 });
+    second.close();
+    // A capacity set on the router directly is one replica's.
+    router.addExpert({ ...experts[0]!, capacity: 10 });
+    const third = new MoEControlAPI({ router });
+    expect(third.getExpert('a')).toMatchObject({ capacity: 10, replicas: 1 });
+    third.close();
+  });
+
+  it('retires each expert of a plan once, even when a listener retired it first', () => {
+    const control = new MoEControlAPI({ routerOptions: { experts: [...ABC, { id: 'd', domain: 'delta', description: 'delta questions' }] } });
+    const events: string[] = [];
+    control.on('retired', (e) => {
+      events.push(`${e.id}:${e.retireReason}`);
+      if (e.id === 'a' && control.getExpert('b').status === 'active') control.retireExpert('b');
+    });
+    control.applyAllocationPlan({ replicas: {}, retire: ['a', 'a', 'b'] });
+    expect(events).toEqual(['a:allocation', 'b:manual']);
+    expect(control.getExpert('b')).toMatchObject({ status: 'retired', retireReason: 'manual' });
+    expect(control.getAllExperts().map((e) => e.id)).toEqual(['c', 'd']);
+    control.close();
+  });
+
+  it('gives replicas as the step-by-step greedy rule does, within a bounded budget', () => {
+    const c = clock();
+    const experts: ExpertProfile[] = Array.from({ length: 8 }, (_, i) => ({ id: `e${i}`, domain: `d${i}`, description: `topic${i} questions`, keywords: [`topic${i}`], capacity: 1 + (i % 4) }));
+    const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts, clock: c.fn, ...NEVER_COOL } });
+    // Outcomes of different success rates, for the performance_based weights.
+    for (let i = 0; i < 8; i++) for (let k = 0; k < 8; k++) {
+      const d = control.router.routeQuery(`topic${i} topic${i}`);
+      control.router.recordOutcome(d.id, { success: k < i, latencyMs: 10 });
+    }
+    // Independent reference: the rule one replica at a time, scanning every expert.
+    const greedy = (rows: Array<{ load: number; capacity: number; w: number }>, target: number, budget: number): number[] => {
+      const n = rows.map(() => 1);
+      const util = (i: number) => rows[i]!.load / (rows[i]!.capacity * n[i]!);
+      const key = (i: number) => rows[i]!.w * util(i); // weight × utilisation, as documented
+      for (let used = rows.length; used < budget; used++) {
+        let best = -1;
+        for (let i = 0; i < rows.length; i++) {
+          if (util(i) <= target) continue;
+          if (best < 0 || key(i) > key(best)) best = i;
+        }
+        if (best < 0) break;
+        n[best]! += 1;
+      }
+      return n;
+    };
+    let seed = 7;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 200; trial++) {
+      // Integer loads give ties (registry order breaks them); fractional ones give the rest.
+      const load = experts.map(() => (trial % 2 === 0 ? Math.floor(random() * 6) : random() * 20));
+      const rebalancingStrategy = trial % 4 < 2 ? 'load_based' : 'performance_based';
+      const targetUtilization = 0.25 + 0.75 * random();
+      const replicaBudget = 8 + Math.floor(random() * 60);
+      const plan = control.optimizeExpertAllocation({ currentWorkload: Object.fromEntries(experts.map((e, i) => [e.id, load[i]!])), retireIdle: false, rebalancingStrategy, targetUtilization, replicaBudget });
+      const rows = plan.experts.map((e) => ({ load: e.load, capacity: e.capacity, w: rebalancingStrategy === 'performance_based' ? e.successEstimate : 1 }));
+      expect(plan.experts.map((e) => e.replicas)).toEqual(greedy(rows, targetUtilization, replicaBudget));
+    }
+    expect(() => control.optimizeExpertAllocation({ replicaBudget: MAX_REPLICA_BUDGET + 1 })).toThrow(
+      new RangeError('Expected integer in [1, 65536] for options.replicaBudget but received 65537 of type number'),
+    );
+    // The largest budget on a huge load: every replica left goes to that expert.
+    const plan = control.optimizeExpertAllocation({ currentWorkload: { e0: 1e7 }, replicaBudget: MAX_REPLICA_BUDGET, retireIdle: false });
+    expect(plan.replicas.e0).toBe(MAX_REPLICA_BUDGET - 7);
+    expect(plan.replicasUsed).toBe(MAX_REPLICA_BUDGET);
     control.close();
   });
 });
@@ -369,6 +622,81 @@ describe('MoEControlAPI.close', () => {
 });
 
 describe('RewiringExperts hooks used by the control plane', () => {
+  it("a listener that throws neither fails routing nor undoes the router's bookkeeping", async () => {
+    const router = new RewiringExperts({ experts: ABC, health: { minRequests: 1 } });
+    // Attached before the control plane's own listeners, which must still be called.
+    router.on('routed', () => {
+      throw new Error('routed listener bug');
+    });
+    router.on('outcome', () => {
+      throw new Error('outcome listener bug');
+    });
+    router.on('cooldown', () => {
+      throw new Error('cooldown listener bug');
+    });
+    const control = new MoEControlAPI({ router });
+    const errors: string[] = [];
+    router.on('error', (e: Error) => errors.push(e.message));
+    const d = router.routeQuery('alpha alpha');
+    expect(d.expertId).toBe('a');
+    expect(router.getMetrics()).toMatchObject({ totalRouted: 1, inFlight: { a: 1 } });
+    router.recordOutcome(d.id, { success: true, latencyMs: 5 });
+    expect(router.getMetrics().inFlight.a).toBe(0);
+    await expect(router.routeWithFallback('alpha alpha', async () => 42)).resolves.toMatchObject({ result: 42, expertId: 'a' });
+    const e = router.routeQuery('gamma gamma');
+    router.recordOutcome(e.id, { success: false, latencyMs: 5, nonRetryable: true });
+    expect(router.expertHealth('c').available).toBe(false);
+    expect(control.getExpertStatus().experts.map((x) => x.total.outcomes)).toEqual([2, 0, 1]);
+    expect(errors).toEqual([
+      'routed listener bug', 'outcome listener bug', 'routed listener bug', 'outcome listener bug',
+      'routed listener bug', 'cooldown listener bug', 'outcome listener bug',
+    ]);
+
+    // With no 'error' listener, the error is re-thrown on the next tick, once routing is done.
+    router.removeAllListeners('error');
+    const ticks: Array<() => void> = [];
+    const spy = vi.spyOn(process, 'nextTick').mockImplementation(((fn: () => void) => void ticks.push(fn)) as never);
+    let f: RoutingDecision;
+    try {
+      f = router.routeQuery('beta beta');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(f.expertId).toBe('b');
+    expect(router.getMetrics().inFlight.b).toBe(1);
+    expect(ticks).toHaveLength(1);
+    expect(() => ticks[0]!()).toThrow(new Error('routed listener bug'));
+    control.close();
+  });
+
+  it('expires pending decisions oldest first past their TTL or the cap, skipping those answered', () => {
+    const c = clock();
+    const router = new RewiringExperts({ maxPendingDecisions: 64, decisionTtlMs: 2_000, clock: c.fn });
+    const texts = ['slow SQL join', 'pandas groupby', 'React hooks', 'REST pagination'];
+    // Reference: the open decisions in routing order, expired by hand before each routeQuery.
+    const open: Array<{ id: string; at: number }> = [];
+    const gone: string[] = [];
+    let seed = 11;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 6000; i++) {
+      c.now += Math.floor(random() * 40);
+      while (open.length > 0 && (c.now - open[0]!.at >= 2_000 || open.length >= 64)) gone.push(open.shift()!.id);
+      const d = router.routeQuery(texts[i % texts.length]!);
+      open.push({ id: d.id, at: c.now });
+      const r = random();
+      if (r < 0.6) {
+        // Answered: any open decision, not only the oldest.
+        const [done] = open.splice(Math.floor(random() * open.length), 1);
+        router.recordOutcome(done!.id, { success: true, latencyMs: 1 });
+      } else if (r < 0.8) {
+        router.recordOutcome(open[Math.floor(random() * open.length)]!.id, { success: false, latencyMs: 1 });
+      }
+    }
+    expect(gone.length).toBeGreaterThan(100);
+    for (const id of gone.slice(-50)) expect(() => router.recordOutcome(id, { success: true, latencyMs: 1 })).toThrow(RangeError);
+    for (const { id } of open) router.recordOutcome(id, { success: true, latencyMs: 1 });
+  });
+
   it("previewRoute decides without recording; setRelevanceBias steers selection only; 'routed' and 'outcome' events", () => {
     const router = new RewiringExperts();
     const events: string[] = [];
@@ -392,5 +720,14 @@ describe('RewiringExperts hooks used by the control plane', () => {
     expect(router.previewRoute(SQL)).toMatchObject({ expertId: 'sql', reasons: { relevance: unbiased.reasons.relevance } });
     expect(() => router.setRelevanceBias({ sql: 1 } as never)).toThrow(new TypeError('Expected Map of expert id to number, or null for bias but received object'));
     expect(() => router.setRelevanceBias(new Map([['sql', Number.NaN]]))).toThrow(new RangeError("Expected finite number for bias.get('sql') but received NaN of type number"));
+  });
+
+  it('keeps a biased relevance within [0, 1]: skewed traffic under the default balancing never breaks routing', () => {
+    const abc: ExpertProfile[] = ['alpha', 'beta', 'gamma'].map((d) => ({ id: d[0]!, domain: d, description: `${d} questions`, keywords: [d] }));
+    const control = new MoEControlAPI({ routerOptions: { experts: abc }, loadBalancing: true });
+    let last: RoutingDecision | undefined;
+    for (let i = 0; i < 2000; i++) last = control.router.routeQuery(i % 50 === 0 ? 'alpha alpha' : 'beta beta');
+    expect(last!.expertId).toBe('b');
+    control.close();
   });
 });

@@ -4,6 +4,19 @@
  * @module
  */
 import * as v from '../../validate';
+import { dict } from './dict';
+
+/**
+ * The largest replica budget a pool or a plan takes: 65,536 (replicas are processes or
+ * devices: 16 for each expert of a pool of 4,096). It bounds the work of a plan, one heap step
+ * per replica given.
+ *
+ * @example
+ * ```ts
+ * new MoEControlAPI({ numExperts: 64, replicaBudget: Math.min(4 * 64, MAX_REPLICA_BUDGET) });
+ * ```
+ */
+export const MAX_REPLICA_BUDGET = 65_536;
 
 /**
  * How {@link MoEControlAPI.optimizeExpertAllocation} picks the expert that gets the next replica
@@ -63,8 +76,8 @@ export interface ExpertAllocation {
  * request slots in use (1 = saturated). The pool's `expectedUtilization` is
  * `Σ load / Σ capacity × replicas` over the experts kept.
  *
- * **Plan.** Experts with no routed query in the window (while others had some) are retired
- * (unless `retireIdle` is false).
+ * **Plan.** Experts given no request in the window — no query routed to them and no fallback
+ * try — while others had some, are retired (unless `retireIdle` is false).
  * Every other expert gets one replica; then, while replicas are left in the budget and some
  * expert's utilisation is above `targetUtilization`, the next replica goes to the expert above
  * the target with the highest key of the {@link RebalancingStrategy} (ties: registry order).
@@ -84,7 +97,7 @@ export interface AllocationPlan {
   rebalancingStrategy: RebalancingStrategy;
   /** The utilisation aimed at, in (0, 1]. */
   targetUtilization: number;
-  /** Replicas the pool may hold in all. */
+  /** Replicas the pool may hold in all (at most {@link MAX_REPLICA_BUDGET}). */
   replicaBudget: number;
   /** Replicas the plan uses (<= budget). */
   replicasUsed: number;
@@ -109,17 +122,22 @@ export interface AllocationInput {
   capacity: number;
   replicas: number;
   routed: number;
+  /** Requests given in the window: routed plus fallback tries. */
+  attempts: number;
   successes: number;
   outcomes: number;
 }
 
-/** The greedy EPLB plan (see {@link AllocationPlan}); inputs are already validated. */
+/**
+ * The greedy EPLB plan (see {@link AllocationPlan}); inputs are already validated.
+ * `budgetName` names the budget in the error thrown when it cannot give each expert kept a replica.
+ */
 export function planAllocation(
   inputs: readonly AllocationInput[],
-  o: { createdAt: number; windowMs: number; targetUtilization: number; rebalancingStrategy: RebalancingStrategy; replicaBudget: number; retireIdle: boolean },
+  o: { createdAt: number; windowMs: number; targetUtilization: number; rebalancingStrategy: RebalancingStrategy; replicaBudget: number; retireIdle: boolean; budgetName: string },
 ): AllocationPlan {
-  const anyTraffic = inputs.some((e) => e.routed > 0 || e.load > 0);
-  const idle = (e: AllocationInput) => o.retireIdle && anyTraffic && e.routed === 0 && e.load === 0;
+  const anyTraffic = inputs.some((e) => e.attempts > 0 || e.load > 0);
+  const idle = (e: AllocationInput) => o.retireIdle && anyTraffic && e.attempts === 0 && e.load === 0;
   const rows: ExpertAllocation[] = inputs.map((e) => ({
     id: e.id,
     load: e.load,
@@ -132,19 +150,42 @@ export function planAllocation(
     successEstimate: (1 + e.successes) / (2 + e.outcomes),
   }));
   const kept = rows.filter((r) => r.replicas > 0);
-  if (o.replicaBudget < kept.length) throw v.rangeError('options.replicaBudget', `integer >= ${kept.length} (one replica per expert kept)`, o.replicaBudget);
+  if (o.replicaBudget < kept.length) throw v.rangeError(o.budgetName, `integer >= ${kept.length} (one replica per expert kept)`, o.replicaBudget);
   const util = (r: ExpertAllocation) => r.load / (r.capacity * r.replicas);
   const weight = (r: ExpertAllocation) => (o.rebalancingStrategy === 'performance_based' ? r.successEstimate : 1);
-  let used = kept.length;
-  while (used < o.replicaBudget) {
-    let best: ExpertAllocation | undefined;
-    for (const r of kept) {
-      if (util(r) <= o.targetUtilization) continue;
-      if (best === undefined || weight(r) * util(r) > weight(best) * util(best)) best = r;
+  const key = (i: number) => weight(kept[i]!) * util(kept[i]!);
+  // The experts above the target in a max-heap on their key (ties: registry order), so that
+  // each replica given costs O(log n), not a scan of every expert.
+  const first = (i: number, j: number) => {
+    const a = key(i);
+    const b = key(j);
+    return a > b || (a === b && i < j);
+  };
+  const heap: number[] = [];
+  const down = (k: number) => {
+    for (;;) {
+      const l = 2 * k + 1;
+      if (l >= heap.length) return;
+      const c = l + 1 < heap.length && first(heap[l + 1]!, heap[l]!) ? l + 1 : l;
+      if (!first(heap[c]!, heap[k]!)) return;
+      [heap[k], heap[c]] = [heap[c]!, heap[k]!];
+      k = c;
     }
-    if (best === undefined) break;
+  };
+  kept.forEach((r, i) => {
+    if (util(r) > o.targetUtilization) heap.push(i);
+  });
+  for (let k = (heap.length >> 1) - 1; k >= 0; k--) down(k);
+  let used = kept.length;
+  while (used < o.replicaBudget && heap.length > 0) {
+    const best = kept[heap[0]!]!;
     best.replicas += 1;
     used += 1;
+    if (util(best) <= o.targetUtilization) {
+      const last = heap.pop()!;
+      if (heap.length > 0) heap[0] = last;
+    }
+    down(0);
   }
   let load = 0;
   let slots = 0;
@@ -163,7 +204,7 @@ export function planAllocation(
     replicaBudget: o.replicaBudget,
     replicasUsed: used,
     experts: rows,
-    replicas: Object.fromEntries(kept.map((r) => [r.id, r.replicas])),
+    replicas: dict(kept.map((r) => [r.id, r.replicas])),
     retire: rows.filter((r) => r.replicas === 0).map((r) => r.id),
     expectedUtilization: slots === 0 ? 0 : load / slots,
     maxUtilization: max,

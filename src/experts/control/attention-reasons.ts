@@ -12,7 +12,7 @@
  * - `'below-accuracy-target'`: success rate below its `performanceTargets.accuracy`.
  * - `'above-latency-target'`: mean latency above its `performanceTargets.latency`.
  * - `'overloaded'`: utilisation above 1 (more requests in service than `capacity × replicas`).
- * - `'idle'`: no query routed to it while the pool had traffic.
+ * - `'idle'`: no query routed to it, nor tried on it as a fallback, while the pool had traffic.
  * - `'degrading'`: its performance trend is degrading (see {@link ExpertTrend}).
  * - `'low-efficiency'`: efficiency below the monitor's `efficiencyRatio` × the pool's.
  * - `'share-shift'`: its share of traffic moved by more than the monitor's `shareShift` from the baseline.

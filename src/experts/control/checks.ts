@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as v from '../../validate';
+import { positiveUnit } from './lifecycle';
 import type { BalancerSettings } from './request-balancer';
 import type { LoadBalancingOptions, PerformanceTargets } from './types';
 
@@ -57,10 +58,11 @@ export function resolveBalancing(name: string, value: unknown): BalancerSettings
   if (value === undefined || value === false) return undefined;
   const o: Partial<LoadBalancingOptions> = value === true ? {} : v.options<LoadBalancingOptions>(name, value, BALANCING_KEYS);
   return {
-    rate: o.rate === undefined ? 0.01 : v.finite(`${name}.rate`, o.rate, { positive: true }),
+    // Relevance is in [0, 1]: a bias (or a step of it) beyond 1 means nothing more.
+    rate: o.rate === undefined ? 0.01 : positiveUnit(`${name}.rate`, o.rate),
     mode: o.mode === undefined ? 'sign' : v.oneOf(`${name}.mode`, o.mode, ['sign', 'proportional'] as const),
     batchQueries: o.batchQueries === undefined ? 32 : v.integer(`${name}.batchQueries`, o.batchQueries, 1),
-    maxBias: o.maxBias === undefined ? 0.2 : v.finite(`${name}.maxBias`, o.maxBias, { positive: true }),
+    maxBias: o.maxBias === undefined ? 0.2 : positiveUnit(`${name}.maxBias`, o.maxBias),
   };
 }
 

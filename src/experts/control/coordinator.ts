@@ -6,11 +6,12 @@
 import { EventEmitter } from 'node:events';
 import * as v from '../../validate';
 import type { RewiringExperts } from '../routing/rewiring-experts';
-import { type AllocationPlan, type AllocationInput, planAllocation } from './allocation';
+import { type AllocationPlan, type AllocationInput, MAX_REPLICA_BUDGET, planAllocation } from './allocation';
 import type { ExpertAttentionReason, RecommendedAction } from './attention-reasons';
-import { emptyCounters, meanLatency } from './counters';
+import { attempts, emptyCounters, meanLatency } from './counters';
 import { type ControlInternals, INTERNALS } from './internals';
 import { positiveUnit } from './lifecycle';
+import { callListeners, reportTimerError } from './listeners';
 import type { MoEControlAPI } from './moe-control-api';
 import { ExpertMonitor } from './monitor';
 
@@ -48,7 +49,7 @@ export interface CoordinatorOptions {
   router?: RewiringExperts;
   /** A monitor of the same pool: its flagged experts are listed in each plan. */
   monitor?: ExpertMonitor;
-  /** Window measured, ms; default the control plane's `loadWindowMs`, at most its `retainMs`. */
+  /** Window measured, ms, in [`bucketMs`, `retainMs`] of the control plane; default its `loadWindowMs`. */
   windowMs?: number;
 }
 
@@ -62,7 +63,7 @@ export interface CoordinatorOptions {
  * ```
  */
 export interface CoordinationConstraints {
-  /** Replicas in all, an integer >= 1; default the control plane's `replicaBudget`. */
+  /** Replicas in all, an integer in [1, {@link MAX_REPLICA_BUDGET}]; default the control plane's `replicaBudget`. */
   replicaBudget?: number;
   /** Utilisation the allocation aims at, in (0, 1]; default 0.75. */
   targetUtilization?: number;
@@ -115,13 +116,15 @@ export interface SystemFigures {
 /**
  * A whole-pool plan from {@link ExpertCoordinator.optimizeSystemPerformance}.
  *
- * **Model.** Over the window each active expert i has a measured traffic share sᵢ (queries
- * routed to it / all routed), success rate pᵢ and mean latency Wᵢ (an expert without outcomes
+ * **Model.** Over the window each active expert i has a measured traffic share sᵢ (its
+ * attempts — queries routed to it plus fallback tries on it — over all attempts), success rate
+ * pᵢ and mean latency Wᵢ (an expert without outcomes
  * in the window takes its all-time mean latency and the pool's success rate). The plan moves
  * the traffic of the `shiftAway` experts to the others in proportion to their shares (sᵢ' =
  * sᵢ / (1 − Σ shifted shares)), assumes each expert keeps its measured success rate and
  * latency under the new traffic (no queueing model: the allocation keeps utilisation at the
- * target), and allocates replicas for the new loads (λ · sᵢ' · Wᵢ, λ = queries per ms). The
+ * target), and allocates replicas for the new loads (λ · sᵢ' · Wᵢ, λ = attempts per ms of the
+ * window — of the time counted, while the control plane is younger than the window). The
  * current and projected {@link SystemFigures} are computed with the same formulas, so their
  * ratios isolate the plan's effect. The model cannot know how well the other experts answer the
  * queries moved to them: where they answer them worse than their own, the projection is an upper
@@ -205,8 +208,9 @@ export interface AutomaticCoordinationOptions {
  * that break the constraints (traffic should move away from them), allocates replicas for the
  * loads that remain, and projects the effect on success rate, latency, efficiency and
  * throughput capacity (the model is on {@link SystemOptimizationPlan}). Emits `'plan'` for each
- * plan made on its timer, and `'error'` for a failed timed plan when an `'error'` listener is
- * attached. Create it with {@link MoEControlAPI.createCoordinator}.
+ * plan made on its timer, and `'error'` for a failed timed plan, or a `'plan'` listener that
+ * threw, to the `'error'` listeners (dropped when there are none; one that throws is ignored:
+ * the timer never throws). Create it with {@link MoEControlAPI.createCoordinator}.
  *
  * @example
  * ```ts
@@ -228,8 +232,9 @@ export class ExpertCoordinator extends EventEmitter {
   /**
    * Use {@link MoEControlAPI.createCoordinator}.
    *
-   * @param control The control plane of the pool.
+   * @param control The control plane of the pool (open).
    * @param options See {@link CoordinatorOptions}.
+   * @throws Error when the control plane is closed.
    *
    * @example
    * ```ts
@@ -240,10 +245,11 @@ export class ExpertCoordinator extends EventEmitter {
     super();
     const internals = INTERNALS.get(control);
     if (internals === undefined) throw v.typeError('control', 'MoEControlAPI', control);
+    if (control.closed) throw new Error('MoEControlAPI is closed');
     const o = v.options<CoordinatorOptions>('options', options, OPTION_KEYS);
     if (o.router !== undefined && o.router !== control.router) throw v.rangeError('options.router', "the control plane's router", o.router);
     if (o.monitor !== undefined && !(o.monitor instanceof ExpertMonitor)) throw v.typeError('options.monitor', 'ExpertMonitor', o.monitor);
-    this.windowMs = o.windowMs === undefined ? control.loadWindowMs : v.integer('options.windowMs', o.windowMs, 1, internals.ledger.retainMs);
+    this.windowMs = o.windowMs === undefined ? control.loadWindowMs : v.integer('options.windowMs', o.windowMs, internals.ledger.bucketMs, internals.ledger.retainMs);
     this.#control = control;
     this.#internals = internals;
     this.#monitor = o.monitor;
@@ -296,13 +302,15 @@ export class ExpertCoordinator extends EventEmitter {
     const apply = o.apply === undefined ? true : v.boolean('options.apply', o.apply);
     this.disableAutomaticCoordination();
     this.#timer = setInterval(() => {
+      let plan: SystemOptimizationPlan;
       try {
-        const plan = this.#plan(objectives, constraints);
+        plan = this.#plan(objectives, constraints);
         if (apply) this.#control.applyAllocationPlan(plan.allocation);
-        this.emit('plan', plan);
       } catch (err) {
-        if (this.listenerCount('error') > 0) this.emit('error', err);
+        reportTimerError(this, err);
+        return;
       }
+      for (const err of callListeners(this, 'plan', [plan])) reportTimerError(this, err);
     }, seconds * 1000);
     this.#timer.unref();
     return this;
@@ -343,18 +351,20 @@ export class ExpertCoordinator extends EventEmitter {
   #plan(objectives: CoordinationObjective[], c: ResolvedConstraints): SystemOptimizationPlan {
     const ledger = this.#internals.ledger;
     const now = this.#internals.now();
-    const win = ledger.since(now - this.windowMs);
+    const win = ledger.since(now - this.windowMs, now);
+    const spanMs = ledger.span(this.windowMs, now);
     const active = this.#internals.active();
     const rows = active.map((r) => ({ r, c: win.get(r.id) ?? emptyCounters(), allTimeLatency: meanLatency(ledger.totals(r.id)) }));
-    const routed = rows.reduce((t, x) => t + x.c.routed, 0);
+    const requests = rows.reduce((t, x) => t + attempts(x.c), 0);
     const pool = rows.reduce((t, x) => ({ s: t.s + x.c.successes, n: t.n + x.c.outcomes, l: t.l + x.c.latencyMs }), { s: 0, n: 0, l: 0 });
     const experts = rows.map(({ r, c: k, allTimeLatency }) => ({
       r,
-      share: routed === 0 ? 0 : k.routed / routed,
+      share: requests === 0 ? 0 : attempts(k) / requests,
       p: k.outcomes > 0 ? k.successes / k.outcomes : pool.n > 0 ? pool.s / pool.n : 0,
       w: k.outcomes > 0 ? k.latencyMs / k.outcomes : allTimeLatency,
       outcomes: k.outcomes,
       routed: k.routed,
+      attempts: attempts(k),
       successes: k.successes,
     }));
     let shiftAway: SystemOptimizationPlan['shiftAway'] = [];
@@ -364,13 +374,13 @@ export class ExpertCoordinator extends EventEmitter {
       if (reason !== null) shiftAway.push({ id: e.r.id, reason, successRate: e.p, meanLatencyMs: e.w });
     }
     const shifted = new Set(shiftAway.map((s) => s.id));
-    const constraintsMet = experts.some((e) => e.share > 0 && !shifted.has(e.r.id)) || routed === 0;
+    const constraintsMet = experts.some((e) => e.share > 0 && !shifted.has(e.r.id)) || requests === 0;
     if (!constraintsMet) {
       shiftAway = [];
       shifted.clear();
     }
     const kept = 1 - experts.reduce((t, e) => t + (shifted.has(e.r.id) ? e.share : 0), 0);
-    const lambda = routed / this.windowMs;
+    const lambda = requests / spanMs;
     const projectedShare = (e: (typeof experts)[number]): number => (shifted.has(e.r.id) || kept <= 0 ? 0 : e.share / kept);
     const inputs: AllocationInput[] = experts.map((e) => ({
       id: e.r.id,
@@ -378,6 +388,7 @@ export class ExpertCoordinator extends EventEmitter {
       capacity: e.r.capacity,
       replicas: e.r.replicas,
       routed: e.routed,
+      attempts: e.attempts,
       successes: e.successes,
       outcomes: e.outcomes,
     }));
@@ -389,6 +400,7 @@ export class ExpertCoordinator extends EventEmitter {
       targetUtilization: c.targetUtilization,
       rebalancingStrategy: quality >= 0 && (throughput < 0 || quality < throughput) ? 'performance_based' : 'load_based',
       replicaBudget: c.replicaBudget,
+      budgetName: c.budgetName,
       retireIdle: true,
     });
     type Row = (typeof experts)[number];
@@ -440,6 +452,7 @@ export class ExpertCoordinator extends EventEmitter {
 
 interface ResolvedConstraints {
   replicaBudget: number;
+  budgetName: string;
   targetUtilization: number;
   minSuccessRate: number | undefined;
   maxLatencyMs: number | undefined;
@@ -455,7 +468,8 @@ function checkObjectives(name: string, value: unknown): CoordinationObjective[] 
 function checkConstraints(name: string, value: unknown, budget: number): ResolvedConstraints {
   const c = v.options<CoordinationConstraints>(name, value, CONSTRAINT_KEYS);
   return {
-    replicaBudget: c.replicaBudget === undefined ? budget : v.integer(`${name}.replicaBudget`, c.replicaBudget, 1),
+    replicaBudget: c.replicaBudget === undefined ? budget : v.integer(`${name}.replicaBudget`, c.replicaBudget, 1, MAX_REPLICA_BUDGET),
+    budgetName: c.replicaBudget === undefined ? 'MoEControlAPI.replicaBudget' : `${name}.replicaBudget`,
     targetUtilization: c.targetUtilization === undefined ? 0.75 : positiveUnit(`${name}.targetUtilization`, c.targetUtilization),
     minSuccessRate: c.minSuccessRate === undefined ? undefined : v.unitInterval(`${name}.minSuccessRate`, c.minSuccessRate),
     maxLatencyMs: c.maxLatencyMs === undefined ? undefined : v.finite(`${name}.maxLatencyMs`, c.maxLatencyMs, { positive: true }),

@@ -17,6 +17,11 @@
 export interface ExpertCounters {
   /** Queries routed to it (it was the decision's choice). */
   routed: number;
+  /**
+   * Outcomes recorded for it as a fallback: queries routed to another expert that were then
+   * tried on it. `routed + fallbacks` is the requests it was given (its *attempts*).
+   */
+  fallbacks: number;
   /** Outcomes recorded for it (the chosen expert or a fallback that was tried). */
   outcomes: number;
   /** Successful outcomes. */
@@ -33,12 +38,13 @@ export interface ExpertCounters {
 
 /** Zeroed counters. */
 export function emptyCounters(): ExpertCounters {
-  return { routed: 0, outcomes: 0, successes: 0, failures: 0, latencyMs: 0, qualitySum: 0, qualityCount: 0 };
+  return { routed: 0, fallbacks: 0, outcomes: 0, successes: 0, failures: 0, latencyMs: 0, qualitySum: 0, qualityCount: 0 };
 }
 
 /** Adds `b` into `a` (in place) and returns `a`. */
 export function addCounters(a: ExpertCounters, b: Readonly<ExpertCounters>): ExpertCounters {
   a.routed += b.routed;
+  a.fallbacks += b.fallbacks;
   a.outcomes += b.outcomes;
   a.successes += b.successes;
   a.failures += b.failures;
@@ -63,12 +69,18 @@ export function efficiency(c: Readonly<ExpertCounters>): number {
   return c.latencyMs === 0 ? 0 : c.successes / (c.latencyMs / 1000);
 }
 
+/** Requests the expert was given: queries routed to it plus fallback tries on it. */
+export function attempts(c: Readonly<ExpertCounters>): number {
+  return c.routed + c.fallbacks;
+}
+
 /**
  * Offered load in Erlangs (mean requests in service at once), by Little's law L = λ·W:
- * λ = routed / span (per s), W = the mean measured latency (s) — of the window's outcomes, else
- * `fallbackLatencyMs` (e.g. the all-time mean); 0 when no latency was ever measured.
+ * λ = attempts (routed + fallback tries) / span (per s), W = the mean measured latency (s) — of
+ * the window's outcomes, else `fallbackLatencyMs` (e.g. the all-time mean); 0 when no latency
+ * was ever measured.
  */
 export function offeredLoad(c: Readonly<ExpertCounters>, spanMs: number, fallbackLatencyMs: number): number {
   const w = c.outcomes > 0 ? c.latencyMs / c.outcomes : fallbackLatencyMs;
-  return spanMs <= 0 ? 0 : (c.routed / spanMs) * w;
+  return spanMs <= 0 ? 0 : (attempts(c) / spanMs) * w;
 }

@@ -1,4 +1,4 @@
-export { type AllocationPlan, type ExpertAllocation, type RebalancingStrategy } from './allocation';
+export { type AllocationPlan, type ExpertAllocation, MAX_REPLICA_BUDGET, type RebalancingStrategy } from './allocation';
 export { type ExpertAttentionReason, type RecommendedAction } from './attention-reasons';
 export {
   type AutomaticCoordinationOptions, type CoordinationConstraints, type CoordinationObjective, ExpertCoordinator, type CoordinatorOptions, type SystemFigures,

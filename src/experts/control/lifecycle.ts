@@ -28,7 +28,11 @@ import { cosineSimilarity, jensenShannonDivergence } from './statistics';
 export interface LifecyclePolicy {
   /** Timer period, ms, >= 1; default 60,000. */
   intervalMs?: number;
-  /** Retire an expert with no query routed to it for this long (ms, > 0; counted from its registration when it never had one). Default 3,600,000. */
+  /**
+   * Retire an expert not used for this long — no query routed to it and no outcome recorded for
+   * it (a fallback try counts as use) — ms, > 0; counted from its registration when it never was.
+   * Default 3,600,000.
+   */
   idleMs?: number | false;
   /** Retire an expert whose failures / outcomes in the window is strictly above this, in [0, 1]. Default 0.5. */
   maxFailureRate?: number | false;
@@ -38,7 +42,10 @@ export interface LifecyclePolicy {
    * Merge two experts when the *overlap* of their routed traffic in the window is at least this,
    * in [0, 1]: the cosine similarity of the term histograms (the query terms of `tokenize`) of
    * the queries routed to each. Queries that look alike go to both: the router cannot tell them
-   * apart. Default 0.8. Counting query terms costs about 2 µs per routed query; `false` saves it.
+   * apart. Default 0.8. Counting query terms costs about 2 µs per routed query, so terms are
+   * counted only while the policy has this rule: from the control plane's first pass with it, or
+   * from `enableDynamicManagement` with it. A window whose queries were not all counted (traffic
+   * came before) merges nothing; `false` stops counting.
    */
   mergeOverlap?: number | false;
   /** Queries each of two experts needs in the window before their overlap counts, an integer >= 1; default 20. */
@@ -178,7 +185,7 @@ export interface LifecycleReport {
     id: string;
     /** The rule. */
     reason: 'idle' | 'failing';
-    /** For `'idle'`: ms since its last routed query (or its registration). */
+    /** For `'idle'`: ms since it was last used (see {@link LifecyclePolicy.idleMs}), or since its registration. */
     idleForMs?: number;
     /** For `'failing'`: failures / outcomes in the window. */
     failureRate?: number;

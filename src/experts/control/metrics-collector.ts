@@ -7,6 +7,7 @@ import * as v from '../../validate';
 import { RewiringExperts } from '../routing/rewiring-experts';
 import type { RoutingContext } from '../routing/types';
 import { efficiency, meanLatency, successRate } from './counters';
+import { dict } from './dict';
 import { INTERNALS } from './internals';
 import { MoEControlAPI } from './moe-control-api';
 import { TrafficLedger } from './traffic-ledger';
@@ -40,7 +41,9 @@ export interface ExpertMetricsCollectorOptions {
 /**
  * Metrics of one domain. A query's domain is its `context.domain` hint, else the
  * specialization (profile domain) of the expert it was routed to; its outcomes — fallbacks
- * included — count for that domain.
+ * included — count for that domain. At most 4,096 domains are kept apart: when a new one would
+ * make more, the 1,024 least recently used are folded into the domain `'other'` (hints that
+ * vary per request must not grow memory without bound).
  *
  * The seed's domain-specific figures (reasoning quality, theorem usage, originality …) are not
  * provided: they need a grader per domain; `qualityMean` carries whatever quality the caller
@@ -190,7 +193,7 @@ export interface BenchmarkReport {
   belowTarget: string[];
   /** Accuracy of routing at random among the candidates (expected value), and of always routing to the most frequent right expert; null when not asked or nothing is scored. */
   baselines: {
-    /** Mean over scored cases of (right experts / candidates). */
+    /** Mean over scored cases of (right experts among the candidates the router could choose / those candidates): at most 1. */
     random: number;
     /** Share of scored cases the most frequent right expert is right for. */
     majority: number;
@@ -281,8 +284,12 @@ export class ExpertMetricsCollector {
     }
     if (seconds !== undefined) {
       const timer = setInterval(() => {
-        this.#history.push({ at: this.#now(), domains: this.collectDomainMetrics() });
-        if (this.#history.length > this.#maxHistory) this.#history.shift();
+        try {
+          this.#history.push({ at: this.#now(), domains: this.collectDomainMetrics() });
+          if (this.#history.length > this.#maxHistory) this.#history.shift();
+        } catch {
+          // A timer callback never throws (it can only fail once closed, which stops it).
+        }
       }, seconds * 1000);
       timer.unref();
       this.#cleanup.push(() => clearInterval(timer));
@@ -301,7 +308,7 @@ export class ExpertMetricsCollector {
    */
   collectDomainMetrics(): Record<string, DomainMetrics> {
     this.#check();
-    const out: Record<string, DomainMetrics> = {};
+    const out = dict<DomainMetrics>();
     for (const [domain, c] of this.#ledger.domains()) {
       out[domain] = {
         queries: c.routed,
@@ -310,7 +317,7 @@ export class ExpertMetricsCollector {
         meanLatencyMs: meanLatency(c),
         qualityMean: c.qualityCount === 0 ? null : c.qualitySum / c.qualityCount,
         efficiency: efficiency(c),
-        experts: Object.fromEntries([...c.byExpert].map(([id, n]) => [id, c.routed === 0 ? 0 : n / c.routed])),
+        experts: dict([...c.byExpert].map(([id, n]) => [id, c.routed === 0 ? 0 : n / c.routed])),
       };
     }
     return out;
@@ -328,7 +335,10 @@ export class ExpertMetricsCollector {
    */
   history(): DomainSnapshot[] {
     this.#check();
-    return this.#history.map((h) => ({ at: h.at, domains: structuredClone(h.domains) }));
+    return this.#history.map((h) => ({
+      at: h.at,
+      domains: dict(Object.entries(h.domains).map(([d, m]) => [d, { ...m, experts: dict(Object.entries(m.experts)) }])),
+    }));
   }
 
   /**
@@ -363,10 +373,11 @@ export class ExpertMetricsCollector {
     const excluded = profiles.filter((p) => !candidates.includes(p)).map((p) => p.id);
     const cases = testSuite.map((c: unknown, i) => this.#case(`testSuite[${i}]`, c, candidates.map((p) => p.id)));
 
-    const categories: Record<string, { cases: number; scored: number; right: number; scores: Map<string, number[]>; routed: Map<string, number>; margins: number[] }> = {};
-    const confusion: Record<string, Record<string, number>> = {};
-    const experts: Record<string, { routed: number; scoredRouted: number; right: number; rightFor: number }> = {};
-    for (const p of candidates) experts[p.id] = { routed: 0, scoredRouted: 0, right: 0, rightFor: 0 };
+    // Keyed by the caller's labels and ids: Maps, so that no label can reach a prototype.
+    const categories = new Map<string, { cases: number; scored: number; right: number; scores: Map<string, number[]>; routed: Map<string, number>; margins: number[] }>();
+    const confusion = new Map<string, Map<string, number>>();
+    const experts = new Map<string, { routed: number; scoredRouted: number; right: number; rightFor: number }>();
+    for (const p of candidates) experts.set(p.id, { routed: 0, scoredRouted: 0, right: 0, rightFor: 0 });
     const pairs = new Map<string, { a: string; b: string; n: number; margin: number }>();
     let scored = 0;
     let right = 0;
@@ -374,7 +385,8 @@ export class ExpertMetricsCollector {
     for (const c of cases) {
       const context = { ...c.context, exclude: [...new Set([...(c.context.exclude ?? []), ...excluded])] };
       const d = this.router.previewRoute(c.query, context);
-      const cat = (categories[c.label] ??= { cases: 0, scored: 0, right: 0, scores: new Map(), routed: new Map(), margins: [] });
+      let cat = categories.get(c.label);
+      if (cat === undefined) categories.set(c.label, (cat = { cases: 0, scored: 0, right: 0, scores: new Map(), routed: new Map(), margins: [] }));
       cat.cases++;
       cat.routed.set(d.expertId, (cat.routed.get(d.expertId) ?? 0) + 1);
       for (const r of d.ranking) {
@@ -382,9 +394,11 @@ export class ExpertMetricsCollector {
         list.push(r.score);
         cat.scores.set(r.id, list);
       }
-      const row = (confusion[c.label] ??= {});
-      row[d.expertId] = (row[d.expertId] ?? 0) + 1;
-      experts[d.expertId]!.routed++;
+      let row = confusion.get(c.label);
+      if (row === undefined) confusion.set(c.label, (row = new Map()));
+      row.set(d.expertId, (row.get(d.expertId) ?? 0) + 1);
+      const chosen = experts.get(d.expertId)!;
+      chosen.routed++;
       const [first, second] = d.ranking;
       const margin = second === undefined ? undefined : first!.score === 0 ? 0 : (first!.score - second.score) / Math.abs(first!.score);
       if (margin !== undefined) {
@@ -398,13 +412,14 @@ export class ExpertMetricsCollector {
       if (c.right.size === 0) continue;
       scored++;
       cat.scored++;
-      randomSum += c.right.size / d.ranking.length;
-      experts[d.expertId]!.scoredRouted++;
-      for (const id of c.right) experts[id]!.rightFor++;
+      // Routing at random picks among the experts the router could choose: the ranking.
+      randomSum += d.ranking.filter((r) => c.right.has(r.id)).length / d.ranking.length;
+      chosen.scoredRouted++;
+      for (const id of c.right) experts.get(id)!.rightFor++;
       if (c.right.has(d.expertId)) {
         right++;
         cat.right++;
-        experts[d.expertId]!.right++;
+        chosen.right++;
       }
     }
 
@@ -413,14 +428,14 @@ export class ExpertMetricsCollector {
       cases: cases.length,
       scored,
       accuracy: scored === 0 ? null : right / scored,
-      categories: {},
-      confusion,
-      experts: {},
+      categories: dict(),
+      confusion: dict([...confusion].map(([label, row]) => [label, dict(row)])),
+      experts: dict(),
       belowTarget: [],
       baselines: null,
       overlap: [],
     };
-    for (const [label, cat] of Object.entries(categories)) {
+    for (const [label, cat] of categories) {
       report.categories[label] = {
         cases: cat.cases,
         scored: cat.scored,
@@ -432,14 +447,14 @@ export class ExpertMetricsCollector {
       };
     }
     const targets = new Map((this.#control?.getAllExperts() ?? []).map((e) => [e.id, e.performanceTargets.specializationScore]));
-    for (const [id, e] of Object.entries(experts)) {
+    for (const [id, e] of experts) {
       const precision = e.scoredRouted === 0 ? null : e.right / e.scoredRouted;
       report.experts[id] = { routed: e.routed, precision, recall: e.rightFor === 0 ? null : e.right / e.rightFor };
       const target = targets.get(id);
       if (target !== undefined && precision !== null && precision < target) report.belowTarget.push(id);
     }
     if (baselines && scored > 0) {
-      const best = Math.max(...Object.values(experts).map((e) => e.rightFor));
+      const best = Math.max(...[...experts.values()].map((e) => e.rightFor));
       report.baselines = { random: randomSum / scored, majority: best / scored };
     }
     if (overlapWanted) {

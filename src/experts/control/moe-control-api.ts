@@ -6,13 +6,15 @@ import { EventEmitter } from 'node:events';
 import * as v from '../../validate';
 import { RewiringExperts, type RewiringExpertsOptions, type RoutingDecision } from '../routing/rewiring-experts';
 import type { ExpertProfile } from '../routing/types';
-import { type AllocationPlan, planAllocation } from './allocation';
+import { type AllocationPlan, MAX_REPLICA_BUDGET, planAllocation } from './allocation';
 import type { ExpertAttentionReason } from './attention-reasons';
 import { checkId, checkKeywords, checkSpecializations, checkTargets, checkTrainingData, checkWorkload, resolveBalancing } from './checks';
 import { ExpertCoordinator, type CoordinatorOptions } from './coordinator';
-import { emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
+import { attempts, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
+import { dict } from './dict';
 import { INTERNALS } from './internals';
 import { type LifecyclePolicy, type LifecycleReport, measureDrift, overlappingPairs, positiveUnit, REBALANCING, type ResolvedPolicy, resolvePolicy } from './lifecycle';
+import { callListeners, reportTimerError } from './listeners';
 import { ExpertMonitor, type MonitorOptions } from './monitor';
 import { RequestBalancer } from './request-balancer';
 import { specializationProfile } from './specialization-profile';
@@ -31,6 +33,13 @@ const ALLOCATION_KEYS = ['currentWorkload', 'targetUtilization', 'rebalancingStr
 const DEFAULT_CAPACITY = 4;
 
 /**
+ * Per router, the experts that a control plane runs on several replicas, with their capacity
+ * per replica and replica count: the router holds only the product. A later control plane over
+ * the same router reads them back rather than taking the product for one replica's capacity.
+ */
+const REPLICAS = new WeakMap<RewiringExperts, Map<string, { capacity: number; replicas: number }>>();
+
+/**
  * The control plane of an expert pool: a registry of experts over a {@link RewiringExperts}
  * router, with their lifecycle (create, retire, merge), replica allocation plans, load
  * balancing, lifecycle rules on a timer, monitors and a coordinator. Every figure comes from
@@ -39,8 +48,16 @@ const DEFAULT_CAPACITY = 4;
  *
  * **Experts** are the router's: the registry adopts experts added to the router directly and
  * notices ones removed from it. `numExperts` is the capacity of the pool (active experts at
- * once). Nothing is trained: training is out of scope by design, so `createExpert` registers an
- * expert served by a model or service the caller runs.
+ * once): `createExpert` refuses to go beyond it, but an expert added to the router directly is
+ * adopted even then — the router routes to it either way — and the status reports the excess
+ * (`overCapacity`). Nothing is trained: training is out of scope by design, so `createExpert`
+ * registers an expert served by a model or service the caller runs.
+ *
+ * **Replicas.** The registry keeps each expert's capacity per replica and its replica count;
+ * the router gets their product (its concurrency). Control planes over the same router object
+ * share that split, so a second one does not read the product as one replica's capacity. A
+ * router restored from a file only has the products: a control plane over it reads each as one
+ * replica's capacity (pass per-replica capacities in the profiles to keep the split).
  *
  * **Load balancing** (`loadBalancing`) applies DeepSeek-V3's loss-free bias controller to
  * request load (see {@link LoadBalancingOptions}).
@@ -48,8 +65,11 @@ const DEFAULT_CAPACITY = 4;
  * **Events:** `'created'` (ManagedExpert), `'retired'` (ManagedExpert), `'merged'`
  * (ManagedExpert, source ids), `'allocated'` (AllocationPlan), `'drift'` (DriftReport, when
  * detected), `'attention'` ({ id, reasons }), `'lifecycle'` (LifecycleReport), and `'error'`
- * for an error in a timer-driven pass (only when an `'error'` listener is attached; otherwise
- * the pass's error is dropped so that a timer never crashes the process).
+ * for an error in a timer-driven pass. A lifecycle pass emits its events once it has finished,
+ * each listener called on its own: one that throws stops neither the pass nor the other
+ * listeners. {@link MoEControlAPI.runLifecycle} then throws the first listener error; on the
+ * timer, errors go to the `'error'` listeners (dropped when there are none, and an `'error'`
+ * listener that throws is ignored), so that a timer never crashes the process.
  *
  * @example
  * ```ts
@@ -68,7 +88,7 @@ export class MoEControlAPI extends EventEmitter {
   readonly router: RewiringExperts;
   /** Whether lifecycle passes also apply allocation plans. */
   readonly dynamicExpertAllocation: boolean;
-  /** Replicas the pool may run in all (the default budget of allocation plans). */
+  /** Replicas the pool may run in all (the default budget of allocation plans): at least one per active expert. */
   readonly replicaBudget: number;
   /** Window of the load figures, ms. */
   readonly loadWindowMs: number;
@@ -84,12 +104,14 @@ export class MoEControlAPI extends EventEmitter {
   #policy: ResolvedPolicy = resolvePolicy(undefined);
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  // Events of the lifecycle pass running now, emitted when it ends; null outside a pass.
+  #deferred: Array<[string, unknown[]]> | null = null;
 
   /**
    * Creates the control plane over `options.router`, or over a new router.
    *
    * @param options Pool size, specializations, balancing, router, windows, clock.
-   * @throws TypeError / RangeError naming the bad option; RangeError when the router starts with more than `numExperts` experts.
+   * @throws TypeError / RangeError naming the bad option; RangeError when the router starts with more than `numExperts` experts, or `replicaBudget` experts.
    *
    * @example
    * ```ts
@@ -104,10 +126,12 @@ export class MoEControlAPI extends EventEmitter {
     const specs = o.expertSpecializations === undefined ? [] : checkSpecializations('options.expertSpecializations', o.expertSpecializations);
     this.dynamicExpertAllocation = o.dynamicExpertAllocation === undefined ? false : v.boolean('options.dynamicExpertAllocation', o.dynamicExpertAllocation);
     const balancing = resolveBalancing('options.loadBalancing', o.loadBalancing);
-    this.replicaBudget = o.replicaBudget === undefined ? this.numExperts : v.integer('options.replicaBudget', o.replicaBudget, 1);
+    const replicaBudget = o.replicaBudget === undefined ? this.numExperts : v.integer('options.replicaBudget', o.replicaBudget, 1, MAX_REPLICA_BUDGET);
+    this.replicaBudget = replicaBudget;
     const bucketMs = o.bucketMs === undefined ? 1000 : v.integer('options.bucketMs', o.bucketMs, 1);
     const retainMs = o.retainMs === undefined ? 3_600_000 : v.integer('options.retainMs', o.retainMs, bucketMs);
-    this.loadWindowMs = o.loadWindowMs === undefined ? Math.min(60_000, retainMs) : v.integer('options.loadWindowMs', o.loadWindowMs, 1, retainMs);
+    // A window shorter than a bucket would hold no bucket at all.
+    this.loadWindowMs = o.loadWindowMs === undefined ? Math.min(Math.max(60_000, bucketMs), retainMs) : v.integer('options.loadWindowMs', o.loadWindowMs, bucketMs, retainMs);
 
     if (o.router !== undefined) {
       if (!(o.router instanceof RewiringExperts)) throw v.typeError('options.router', 'RewiringExperts', o.router);
@@ -128,11 +152,11 @@ export class MoEControlAPI extends EventEmitter {
     }
     const profiles = this.router.experts();
     const missing = specs.filter((s) => !profiles.some((p) => p.domain === s));
-    if (profiles.length + missing.length > this.numExperts) {
-      throw v.rangeError('options.numExperts', `integer >= ${profiles.length + missing.length} (the experts the pool starts with)`, this.numExperts);
-    }
+    const starting = profiles.length + missing.length;
+    if (starting > this.numExperts) throw v.rangeError('options.numExperts', `integer >= ${starting} (the experts the pool starts with)`, this.numExperts);
+    if (starting > replicaBudget) throw v.rangeError('options.replicaBudget', `integer >= ${starting} (one replica per expert the pool starts with)`, replicaBudget);
     const now = this.#now();
-    for (const p of profiles) this.#records.set(p.id, record(p.id, p.domain, null, p.capacity ?? DEFAULT_CAPACITY, now));
+    for (const p of profiles) this.#records.set(p.id, this.#adopt(p, now));
     for (const s of missing) {
       const id = this.#freeId(s);
       this.router.addExpert(specializationProfile(id, s, {}));
@@ -141,7 +165,8 @@ export class MoEControlAPI extends EventEmitter {
 
     this.#ledger = new TrafficLedger({ bucketMs, retainMs, now: this.#now, domainOf: (id) => this.#specializationOf(id) });
     this.#detach.push(this.#ledger.attach(this.router));
-    this.#tap = this.#ledger.tap(true);
+    // Query terms are counted only for the merge rule, from the first pass or policy that has it.
+    this.#tap = this.#ledger.tap(false);
     if (balancing !== undefined) {
       const balancer = new RequestBalancer(balancing, this.#activeIds());
       this.#balancer = balancer;
@@ -194,15 +219,16 @@ export class MoEControlAPI extends EventEmitter {
   getExpertStatus(): ExpertPoolStatus {
     this.#open();
     const now = this.#now();
-    const win = this.#ledger.since(now - this.loadWindowMs);
+    const win = this.#ledger.since(now - this.loadWindowMs, now);
+    const span = this.#ledger.span(this.loadWindowMs, now);
     const inFlight = this.router.getMetrics().inFlight;
     const bias = this.#balancer?.bias() ?? new Map<string, number>();
     const active = this.#active();
     const experts: ExpertState[] = active.map((r) => {
       const total = this.#ledger.totals(r.id);
       const window = win.get(r.id) ?? emptyCounters();
-      const load = offeredLoad(window, this.loadWindowMs, meanLatency(total));
-      const last = this.#ledger.lastRoutedAt(r.id);
+      const load = offeredLoad(window, span, meanLatency(total));
+      const last = this.#ledger.lastUsedAt(r.id);
       return {
         id: r.id,
         specialization: r.specialization,
@@ -210,28 +236,30 @@ export class MoEControlAPI extends EventEmitter {
         capacity: r.capacity,
         total,
         window,
-        inFlight: inFlight[r.id] ?? 0,
+        // Own keys only: the router's record is a plain object.
+        inFlight: Object.hasOwn(inFlight, r.id) ? inFlight[r.id]! : 0,
         successRate: successRate(total),
         meanLatencyMs: meanLatency(total),
         load,
         utilization: load / (r.capacity * r.replicas),
         bias: bias.get(r.id) ?? 0,
         health: this.router.expertHealth(r.id),
-        lastRoutedAt: last === undefined || last < r.createdAt ? null : last,
+        lastUsedAt: last === undefined || last < r.createdAt ? null : last,
       };
     });
     const windowRouted = experts.reduce((s, e) => s + e.window.routed, 0);
     const perReplica = experts.map((e) => e.window.routed / e.replicas);
     const mean = perReplica.reduce((a, b) => a + b, 0) / perReplica.length;
-    const specializations: Record<string, number> = {};
+    const specializations = dict<number>();
     for (const r of active) specializations[r.specialization] = (specializations[r.specialization] ?? 0) + 1;
     return {
       capacity: this.numExperts,
       activeCount: active.length,
+      overCapacity: Math.max(0, active.length - this.numExperts),
       retiredCount: this.#records.size - active.length,
       specializedCount: active.filter((r) => r.specialization !== 'general').length,
       specializations,
-      loadDistribution: Object.fromEntries(experts.map((e) => [e.id, windowRouted === 0 ? 0 : e.window.routed / windowRouted])),
+      loadDistribution: dict(experts.map((e) => [e.id, windowRouted === 0 ? 0 : e.window.routed / windowRouted])),
       maxVio: mean > 0 ? (Math.max(...perReplica) - mean) / mean : NaN,
       windowRouted,
       windowMs: this.loadWindowMs,
@@ -286,7 +314,8 @@ export class MoEControlAPI extends EventEmitter {
    * @param options Specialization, base model, training data, targets, id, profile words, capacity.
    * @returns The new expert.
    * @throws TypeError / RangeError naming a bad option (a missing training-data path included);
-   * RangeError when the pool already holds `numExperts` active experts.
+   * RangeError when the pool already holds `numExperts` active experts, or as many as `replicaBudget`
+   * (each needs a replica).
    *
    * @example
    * ```ts
@@ -312,13 +341,16 @@ export class MoEControlAPI extends EventEmitter {
     if (active >= this.numExperts) {
       throw new RangeError(`MoEControlAPI.createExpert: the pool is full (${active} active experts, numExperts ${this.numExperts}); retire or merge experts first`);
     }
+    if (active >= this.replicaBudget) {
+      throw new RangeError(`MoEControlAPI.createExpert: the replica budget is spent (${active} active experts, one replica each, replicaBudget ${this.replicaBudget}); retire or merge experts first`);
+    }
     this.router.addExpert(specializationProfile(id, specialization, { ...(description === undefined ? {} : { description }), ...(keywords === undefined ? {} : { keywords }), capacity }));
     const r = record(id, specialization, baseModel, capacity, this.#now());
     r.performanceTargets = targets;
     r.trainingData = trainingData;
     this.#records.set(id, r);
     this.#changed();
-    this.emit('created', copy(r));
+    this.#emit('created', copy(r));
     return copy(r);
   }
 
@@ -402,8 +434,9 @@ export class MoEControlAPI extends EventEmitter {
       {
         targetUtilization: o.targetUtilization === undefined ? 0.75 : positiveUnit('options.targetUtilization', o.targetUtilization),
         rebalancingStrategy: o.rebalancingStrategy === undefined ? 'load_based' : v.oneOf('options.rebalancingStrategy', o.rebalancingStrategy, REBALANCING),
-        replicaBudget: o.replicaBudget === undefined ? this.replicaBudget : v.integer('options.replicaBudget', o.replicaBudget, 1),
-        windowMs: o.windowMs === undefined ? this.loadWindowMs : v.integer('options.windowMs', o.windowMs, 1, this.#ledger.retainMs),
+        replicaBudget: o.replicaBudget === undefined ? this.replicaBudget : v.integer('options.replicaBudget', o.replicaBudget, 1, MAX_REPLICA_BUDGET),
+        budgetName: o.replicaBudget === undefined ? 'MoEControlAPI.replicaBudget' : 'options.replicaBudget',
+        windowMs: o.windowMs === undefined ? this.loadWindowMs : v.integer('options.windowMs', o.windowMs, this.#ledger.bucketMs, this.#ledger.retainMs),
         retireIdle: o.retireIdle === undefined ? true : v.boolean('options.retireIdle', o.retireIdle),
       },
       workload,
@@ -416,7 +449,8 @@ export class MoEControlAPI extends EventEmitter {
   /**
    * Applies an allocation plan: each expert's replica count is recorded and its router
    * capacity becomes `capacity × replicas` (what LOAD_BALANCED and PREDICTIVE read as its
-   * concurrency), and the plan's `retire` experts are retired (reason `'allocation'`).
+   * concurrency; the registry keeps `capacity` per replica), and the plan's `retire` experts are
+   * retired (reason `'allocation'`; an id listed twice is retired once).
    *
    * @param plan From {@link MoEControlAPI.optimizeExpertAllocation} (or built by the caller with the same fields).
    * @throws TypeError / RangeError for a malformed plan, an expert that is no longer active, or a plan retiring every expert.
@@ -432,19 +466,19 @@ export class MoEControlAPI extends EventEmitter {
     const replicas = plan.replicas as unknown;
     if (replicas === null || typeof replicas !== 'object' || Array.isArray(replicas)) throw v.typeError('plan.replicas', 'object of expert id to replicas', replicas);
     if (!Array.isArray(plan.retire)) throw v.typeError('plan.retire', 'array of expert ids', plan.retire);
-    const changes = Object.entries(replicas).map(([id, n]) => [this.#activeRecord('plan.replicas key', id), v.integer(`plan.replicas.${id}`, n, 1)] as const);
-    const retire = plan.retire.map((id: unknown, i) => this.#activeRecord(`plan.retire[${i}]`, id));
-    for (const r of retire) if (r.id in replicas) throw v.rangeError('plan.retire', 'ids not also given replicas', plan.retire);
-    if (new Set(retire).size >= this.#active().length) throw new RangeError('MoEControlAPI.applyAllocationPlan: the plan retires every active expert');
+    const changes = Object.entries(replicas).map(([id, n]) => [this.#activeRecord('plan.replicas key', id), v.integer(`plan.replicas.${id}`, n, 1, MAX_REPLICA_BUDGET)] as const);
+    const retire = [...new Set(plan.retire.map((id: unknown, i) => this.#activeRecord(`plan.retire[${i}]`, id)))];
+    for (const r of retire) if (Object.hasOwn(replicas, r.id)) throw v.rangeError('plan.retire', 'ids not also given replicas', plan.retire);
+    if (retire.length >= this.#active().length) throw new RangeError('MoEControlAPI.applyAllocationPlan: the plan retires every active expert');
     const profiles = new Map(this.router.experts().map((p) => [p.id, p]));
     for (const [r, n] of changes) {
       if (r.replicas === n) continue;
       r.replicas = n;
-      this.router.addExpert({ ...profiles.get(r.id)!, capacity: r.capacity * n });
+      this.#writeCapacity(r, profiles.get(r.id)!);
     }
     const now = this.#now();
     for (const r of retire) this.#retire(r, 'allocation', now);
-    this.emit('allocated', plan);
+    this.#emit('allocated', plan);
   }
 
   /**
@@ -467,13 +501,7 @@ export class MoEControlAPI extends EventEmitter {
     // Query terms are only needed by the merge rule.
     this.#tap.terms = this.#policy.mergeOverlap !== false;
     this.disableDynamicManagement();
-    this.#timer = setInterval(() => {
-      try {
-        this.runLifecycle();
-      } catch (err) {
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      }
-    }, this.#policy.intervalMs);
+    this.#timer = setInterval(() => this.#tick(), this.#policy.intervalMs);
     this.#timer.unref();
     return this;
   }
@@ -496,10 +524,13 @@ export class MoEControlAPI extends EventEmitter {
    * with the policy of {@link MoEControlAPI.enableDynamicManagement} (defaults before it): drift
    * against the previous window, then retirement of failing and idle experts, then merges of
    * overlapping experts, then attention flags, then (with `dynamicExpertAllocation`) an applied
-   * allocation plan. See {@link LifecyclePolicy} for the rules and their measures.
+   * allocation plan. See {@link LifecyclePolicy} for the rules and their measures. The pass's
+   * events are emitted when it has finished, each listener on its own.
    *
    * @param now Clock ms of the pass; default the clock's now.
    * @returns What the pass found and did.
+   * @throws The first error a listener of the pass's events threw, once the pass is done and
+   * every listener was called.
    *
    * @example
    * ```ts
@@ -508,10 +539,47 @@ export class MoEControlAPI extends EventEmitter {
    * ```
    */
   runLifecycle(now?: number): LifecycleReport {
-    this.#open();
+    this.#check();
     const at = now === undefined ? this.#now() : v.finite('now', now);
+    const { report, errors } = this.#pass(at);
+    if (errors.length > 0) throw errors[0];
+    return report;
+  }
+
+  // The timer's pass: nothing it runs may throw out of it.
+  #tick(): void {
+    let errors: unknown[];
+    try {
+      errors = this.#pass(this.#now()).errors;
+    } catch (err) {
+      errors = [err];
+    }
+    for (const err of errors) reportTimerError(this, err);
+  }
+
+  // One pass with its events held back, then emitted; returns the listeners' errors.
+  #pass(at: number): { report: LifecycleReport; errors: unknown[] } {
+    const events: Array<[string, unknown[]]> = [];
+    this.#deferred = events;
+    let report: LifecycleReport;
+    try {
+      this.#sync();
+      report = this.#lifecycle(at);
+    } catch (err) {
+      // What the pass did before failing stands: its events are still emitted.
+      this.#deferred = null;
+      this.#deliver(events);
+      throw err;
+    }
+    this.#deferred = null;
+    return { report, errors: this.#deliver(events) };
+  }
+
+  #lifecycle(at: number): LifecycleReport {
     const p = this.#policy;
     const w = this.#tap.take(at);
+    // Terms are counted from the first pass whose policy merges (the window just closed lacks them).
+    this.#tap.terms = p.mergeOverlap !== false;
     const routed = new Map<string, number>();
     let outcomes = 0;
     for (const [id, c] of w.experts) {
@@ -535,25 +603,24 @@ export class MoEControlAPI extends EventEmitter {
         .sort((x, y) => y.c.failures / y.c.outcomes - x.c.failures / x.c.outcomes);
       for (const { r, c } of failing) {
         if (!roomToShrink()) break;
-        this.#retire(r, 'failing', at);
-        retired.push({ id: r.id, reason: 'failing', failureRate: c.failures / c.outcomes, outcomes: c.outcomes });
+        if (this.#retire(r, 'failing', at)) retired.push({ id: r.id, reason: 'failing', failureRate: c.failures / c.outcomes, outcomes: c.outcomes });
       }
     }
     if (p.idleMs !== false) {
       const limit = p.idleMs;
       const idle = this.#active()
-        .map((r) => ({ r, idleForMs: at - Math.max(this.#ledger.lastRoutedAt(r.id) ?? r.createdAt, r.createdAt) }))
+        .map((r) => ({ r, idleForMs: at - Math.max(this.#ledger.lastUsedAt(r.id) ?? r.createdAt, r.createdAt) }))
         .filter((x) => x.idleForMs >= limit)
         .sort((x, y) => y.idleForMs - x.idleForMs);
       for (const { r, idleForMs } of idle) {
         if (!roomToShrink()) break;
-        this.#retire(r, 'idle', at);
-        retired.push({ id: r.id, reason: 'idle', idleForMs });
+        if (this.#retire(r, 'idle', at)) retired.push({ id: r.id, reason: 'idle', idleForMs });
       }
     }
 
     const merged: LifecycleReport['merged'] = [];
-    if (p.mergeOverlap !== false) {
+    // Overlap needs the terms of every query of the window.
+    if (p.mergeOverlap !== false && w.termsComplete) {
       const done = new Set<string>();
       for (const { a, b, overlap } of overlappingPairs(routed, w.terms, this.#activeIds(), p.mergeOverlap, p.minMergeQueries)) {
         if (done.has(a) || done.has(b) || !roomToShrink()) continue;
@@ -579,19 +646,22 @@ export class MoEControlAPI extends EventEmitter {
       if (load / (r.capacity * r.replicas) > 1) reasons.push('overloaded');
       if (reasons.length > 0) {
         attention.push({ id: r.id, reasons });
-        this.emit('attention', { id: r.id, reasons });
+        this.#emit('attention', { id: r.id, reasons });
       }
     }
 
     let allocation: AllocationPlan | null = null;
     if (this.dynamicExpertAllocation) {
-      const opts = { targetUtilization: p.targetUtilization, rebalancingStrategy: p.rebalancingStrategy, replicaBudget: this.replicaBudget, windowMs: this.loadWindowMs, retireIdle: false };
+      const opts = {
+        targetUtilization: p.targetUtilization, rebalancingStrategy: p.rebalancingStrategy, replicaBudget: this.replicaBudget, budgetName: 'MoEControlAPI.replicaBudget',
+        windowMs: this.loadWindowMs, retireIdle: false,
+      };
       allocation = this.#plan(opts, new Map(), at);
       this.applyAllocationPlan(allocation);
     }
     const report: LifecycleReport = { at, window: { from: w.from, to: at, routed: w.routed, outcomes }, drift, retired, merged, attention, allocation };
-    if (drift?.detected) this.emit('drift', drift);
-    this.emit('lifecycle', report);
+    if (drift?.detected) this.#emit('drift', drift);
+    this.#emit('lifecycle', report);
     return report;
   }
 
@@ -650,34 +720,82 @@ export class MoEControlAPI extends EventEmitter {
     if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
   }
 
-  #open(): void {
+  #check(): void {
     if (this.#closed) throw new Error('MoEControlAPI is closed');
+  }
+
+  #open(): void {
+    this.#check();
     this.#sync();
   }
 
-  // Adopts experts added to the router directly; retires those removed from it.
+  // Adopts experts added to the router directly — even beyond numExperts (see overCapacity):
+  // the router routes to them either way — and retires those removed from it.
   #sync(): void {
     const profiles = this.router.experts();
     const ids = new Set(profiles.map((p) => p.id));
     const now = this.#now();
-    let changed = false;
+    const removed: ManagedExpert[] = [];
     for (const r of this.#records.values()) {
       if (r.status !== 'active' || ids.has(r.id)) continue;
       Object.assign(r, { status: 'retired', retiredAt: now, retireReason: 'removed-from-router' });
-      changed = true;
-      this.emit('retired', copy(r));
+      this.#writeSplit(r);
+      removed.push(r);
     }
+    let changed = removed.length > 0;
     for (const p of profiles) {
       const r = this.#records.get(p.id);
       if (r !== undefined && r.status === 'active') {
         r.specialization = p.domain;
         continue;
       }
-      this.#records.delete(p.id); // a retired id re-added to the router starts a new record
-      this.#records.set(p.id, record(p.id, p.domain, null, p.capacity ?? DEFAULT_CAPACITY, now));
+      if (r !== undefined) {
+        // A retired id added back to the router is a new expert: a new record, fresh counters.
+        this.#records.delete(p.id);
+        this.#ledger.reset(p.id);
+      }
+      this.#records.set(p.id, this.#adopt(p, now));
       changed = true;
     }
     if (changed) this.#changed();
+    for (const r of removed) this.#emit('retired', copy(r));
+  }
+
+  // A record for an expert of the router: one replica of its router capacity, unless a control
+  // plane over this router split that capacity into replicas.
+  #adopt(p: ExpertProfile, now: number): ManagedExpert {
+    const total = p.capacity ?? DEFAULT_CAPACITY;
+    const r = record(p.id, p.domain, null, total, now);
+    const split = REPLICAS.get(this.router)?.get(p.id);
+    if (split !== undefined && split.capacity * split.replicas === total) Object.assign(r, split);
+    return r;
+  }
+
+  // Gives the router an expert's capacity × replicas (`profile`: its current router profile).
+  #writeCapacity(r: ManagedExpert, profile: ExpertProfile): void {
+    this.router.addExpert({ ...profile, capacity: r.capacity * r.replicas });
+    this.#writeSplit(r);
+  }
+
+  // Shares an expert's capacity per replica and replicas with other control planes of the router.
+  #writeSplit(r: ManagedExpert): void {
+    let splits = REPLICAS.get(this.router);
+    if (splits === undefined) REPLICAS.set(this.router, (splits = new Map()));
+    if (r.status === 'active' && r.replicas > 1) splits.set(r.id, { capacity: r.capacity, replicas: r.replicas });
+    else splits.delete(r.id);
+  }
+
+  // Emits now, or at the end of the lifecycle pass running.
+  #emit(event: string, ...args: unknown[]): void {
+    if (this.#deferred !== null) this.#deferred.push([event, args]);
+    else this.emit(event, ...args);
+  }
+
+  // Emits held-back events, each listener on its own; returns what the listeners threw.
+  #deliver(events: ReadonlyArray<[string, unknown[]]>): unknown[] {
+    const errors: unknown[] = [];
+    for (const [event, args] of events) errors.push(...callListeners(this, event, args));
+    return errors;
   }
 
   #changed(): void {
@@ -717,12 +835,16 @@ export class MoEControlAPI extends EventEmitter {
     return id;
   }
 
-  #retire(r: ManagedExpert, reason: RetireReason, now: number): void {
+  // Returns false, doing nothing, for an expert retired meanwhile (by a listener, say).
+  #retire(r: ManagedExpert, reason: RetireReason, now: number): boolean {
+    if (r.status !== 'active') return false;
     if (this.#active().length <= 1) throw new RangeError(`MoEControlAPI.retireExpert: '${r.id}' is the last active expert (the router needs one)`);
     this.router.removeExpert(r.id);
     Object.assign(r, { status: 'retired', retiredAt: now, retireReason: reason });
+    this.#writeSplit(r);
     this.#changed();
-    this.emit('retired', copy(r));
+    this.#emit('retired', copy(r));
+    return true;
   }
 
   #merge(recs: ManagedExpert[], into: string, o: MergeExpertsOptions, now: number): ManagedExpert {
@@ -758,32 +880,40 @@ export class MoEControlAPI extends EventEmitter {
       baseModel: o.baseModel ?? first.baseModel,
       performanceTargets: o.performanceTargets ?? { ...first.performanceTargets },
       trainingData: target.trainingData ?? first.trainingData,
+      // The router got first.capacity × replicas: the registry agrees, whichever id survives.
+      capacity: first.capacity,
       replicas,
       mergedFrom: [...target.mergedFrom, ...ids.filter((id) => id !== into)],
     });
     for (const r of recs) {
-      if (r.id !== into) Object.assign(r, { status: 'retired', retiredAt: now, retireReason: 'merged', mergedInto: into });
+      if (r.id !== into) {
+        Object.assign(r, { status: 'retired', retiredAt: now, retireReason: 'merged', mergedInto: into });
+        this.#writeSplit(r);
+      }
     }
     this.#records.set(into, target);
+    this.#writeSplit(target);
     this.#changed();
-    this.emit('merged', copy(target), ids.filter((id) => id !== into));
+    this.#emit('merged', copy(target), ids.filter((id) => id !== into));
     return target;
   }
 
   #plan(
-    o: { targetUtilization: number; rebalancingStrategy: AllocationPlan['rebalancingStrategy']; replicaBudget: number; windowMs: number; retireIdle: boolean },
+    o: { targetUtilization: number; rebalancingStrategy: AllocationPlan['rebalancingStrategy']; replicaBudget: number; budgetName: string; windowMs: number; retireIdle: boolean },
     workload: ReadonlyMap<string, number>,
     now: number,
   ): AllocationPlan {
-    const win = this.#ledger.since(now - o.windowMs);
+    const win = this.#ledger.since(now - o.windowMs, now);
+    const span = this.#ledger.span(o.windowMs, now);
     const inputs = this.#active().map((r) => {
       const c = win.get(r.id) ?? emptyCounters();
       return {
         id: r.id,
-        load: workload.get(r.id) ?? offeredLoad(c, o.windowMs, meanLatency(this.#ledger.totals(r.id))),
+        load: workload.get(r.id) ?? offeredLoad(c, span, meanLatency(this.#ledger.totals(r.id))),
         capacity: r.capacity,
         replicas: r.replicas,
         routed: c.routed,
+        attempts: attempts(c),
         successes: c.successes,
         outcomes: c.outcomes,
       };

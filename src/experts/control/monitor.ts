@@ -6,7 +6,8 @@
 import * as v from '../../validate';
 import { type ExpertAttentionReason, recommend, type RecommendedAction } from './attention-reasons';
 import { duration } from './checks';
-import { addCounters, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
+import { addCounters, attempts, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
+import { dict } from './dict';
 import { type ControlInternals, INTERNALS } from './internals';
 import type { MoEControlAPI } from './moe-control-api';
 import { leastSquaresSlope } from './statistics';
@@ -155,7 +156,7 @@ export interface ExpertPerformance {
   meanLatencyMs: number;
   /**
    * Busy share of its request slots: `load / (capacity × replicas)`, with load in Erlangs by
-   * Little's law (queries routed per ms of the window × mean latency in ms; all-time mean latency
+   * Little's law (attempts — queries routed plus fallback tries — per ms of the window × mean latency in ms; all-time mean latency
    * when the window has none). 1 = saturated.
    */
   utilization: number;
@@ -215,8 +216,9 @@ export class ExpertMonitor {
   /**
    * Use {@link MoEControlAPI.createMonitor}.
    *
-   * @param control The control plane of the pool.
+   * @param control The control plane of the pool (open).
    * @param options See {@link MonitorOptions}.
+   * @throws Error when the control plane is closed.
    *
    * @example
    * ```ts
@@ -226,6 +228,7 @@ export class ExpertMonitor {
   constructor(control: MoEControlAPI, options: MonitorOptions = {}) {
     const internals = INTERNALS.get(control);
     if (internals === undefined) throw v.typeError('control', 'MoEControlAPI', control);
+    if (control.closed) throw new Error('MoEControlAPI is closed');
     const o = v.options<MonitorOptions>('options', options, OPTION_KEYS);
     this.monitoringFrequency = o.monitoringFrequency === undefined ? 60 : v.finite('options.monitoringFrequency', o.monitoringFrequency, { positive: true });
     if (this.monitoringFrequency * 1000 > 2 ** 31 - 1) throw v.rangeError('options.monitoringFrequency', 'number of seconds in (0, 2147483]', this.monitoringFrequency);
@@ -237,7 +240,13 @@ export class ExpertMonitor {
     this.#shareShift = o.shareShift === undefined ? 0.1 : v.unitInterval('options.shareShift', o.shareShift);
     this.#internals = internals;
     this.#tap = internals.ledger.tap(false);
-    this.#timer = setInterval(() => this.sample(), this.monitoringFrequency * 1000);
+    this.#timer = setInterval(() => {
+      try {
+        this.sample();
+      } catch {
+        // A timer callback never throws; sample() throws only once closed, which stops the timer.
+      }
+    }, this.monitoringFrequency * 1000);
     this.#timer.unref();
     this.#forget = internals.adopt(this);
   }
@@ -318,7 +327,7 @@ export class ExpertMonitor {
     const pool = [...now.values()].reduce((acc, c) => addCounters(acc, c), emptyCounters());
     const poolEfficiency = efficiency(pool);
     const watch = new Set(this.metrics);
-    const out: Record<string, ExpertPerformance> = {};
+    const out = dict<ExpertPerformance>();
     for (const r of active) {
       const c = now.get(r.id)!;
       const total = this.#internals.ledger.totals(r.id);
@@ -339,7 +348,7 @@ export class ExpertMonitor {
         if (enough && r.performanceTargets.latency !== undefined && meanLatency(c) > r.performanceTargets.latency) reasons.push('above-latency-target');
       }
       if (watch.has('utilizationRate')) {
-        if (c.routed === 0 && routedAll > 0) reasons.push('idle');
+        if (attempts(c) === 0 && routedAll > 0) reasons.push('idle');
         if (utilization > 1) reasons.push('overloaded');
       }
       if (watch.has('resourceEfficiency') && enough && pool.outcomes >= this.#minOutcomes && efficiency(c) < this.#efficiencyRatio * poolEfficiency) {

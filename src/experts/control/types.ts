@@ -165,7 +165,11 @@ export interface ExpertState {
   successRate: number;
   /** All-time mean outcome latency, ms (0 before any). */
   meanLatencyMs: number;
-  /** Offered load over the window, Erlangs (Little's law; see {@link AllocationPlan}). */
+  /**
+   * Offered load over the window, Erlangs (Little's law; see {@link AllocationPlan}): its
+   * attempts (routed + fallback tries) per ms of the window — of the time counted, while the
+   * control plane is younger than the window — times their mean latency.
+   */
   load: number;
   /** `load / (capacity × replicas)`. */
   utilization: number;
@@ -173,8 +177,11 @@ export interface ExpertState {
   bias: number;
   /** The router's health of it. */
   health: ExpertHealth;
-  /** Clock ms it was last routed a query, or null. */
-  lastRoutedAt: number | null;
+  /**
+   * Clock ms it was last used — routed a query, or an outcome recorded for it (a fallback try
+   * included) — or null. The idle rule counts from it.
+   */
+  lastUsedAt: number | null;
 }
 
 /**
@@ -191,6 +198,11 @@ export interface ExpertPoolStatus {
   capacity: number;
   /** Active experts. */
   activeCount: number;
+  /**
+   * Active experts beyond `numExperts`: experts added to the router directly are adopted even
+   * when the pool is full (the router routes to them either way); 0 otherwise.
+   */
+  overCapacity: number;
   /** Retired experts still in the registry. */
   retiredCount: number;
   /** Active experts whose specialization is not `'general'`. */
@@ -229,13 +241,13 @@ export interface ExpertPoolStatus {
  * ```
  */
 export interface LoadBalancingOptions {
-  /** γ, > 0; default 0.01. */
+  /** γ, in (0, 1]; default 0.01. */
   rate?: number;
   /** `'sign'` (DeepSeek-V3, default) or `'proportional'`. */
   mode?: 'sign' | 'proportional';
   /** Routed queries per update, an integer >= 1; default 32. */
   batchQueries?: number;
-  /** Bound of |bias|, > 0; default 0.2. */
+  /** Bound of |bias|, in (0, 1] (relevance is in [0, 1]); default 0.2. */
   maxBias?: number;
 }
 
@@ -269,9 +281,12 @@ export interface MoEControlAPIOptions {
   router?: RewiringExperts;
   /** Options of the router created when `router` is not given. */
   routerOptions?: RewiringExpertsOptions;
-  /** Replicas the pool may run in all, for allocation plans; an integer >= 1, default `numExperts`. */
+  /**
+   * Replicas the pool may run in all, for allocation plans; an integer in [1, {@link MAX_REPLICA_BUDGET}],
+   * at least the experts the pool starts with (each needs one); default `numExperts`.
+   */
   replicaBudget?: number;
-  /** Window of the load figures (status, allocation), ms; default 60,000, at most `retainMs`. */
+  /** Window of the load figures (status, allocation), ms, in [`bucketMs`, `retainMs`]; default 60,000 (within those bounds). */
   loadWindowMs?: number;
   /** Width of the time buckets traffic is counted in, ms (event times are rounded down to it); default 1,000. */
   bucketMs?: number;
@@ -299,11 +314,11 @@ export interface AllocationOptions {
   targetUtilization?: number;
   /** How the next replica is chosen; default `'load_based'`. */
   rebalancingStrategy?: RebalancingStrategy;
-  /** Replicas in all; default the instance's `replicaBudget`. */
+  /** Replicas in all, an integer in [1, {@link MAX_REPLICA_BUDGET}]; default the instance's `replicaBudget`. */
   replicaBudget?: number;
-  /** Measured window, ms; default the instance's `loadWindowMs`, at most `retainMs`. */
+  /** Measured window, ms, in [`bucketMs`, `retainMs`]; default the instance's `loadWindowMs`. */
   windowMs?: number;
-  /** Retire experts with no routed query in the window (while others had some); default true. */
+  /** Retire experts given no request in the window (neither routed nor tried as a fallback) while others had some; default true. */
   retireIdle?: boolean;
   /** Apply the plan at once (see {@link MoEControlAPI.applyAllocationPlan}); default false. */
   apply?: boolean;

@@ -229,7 +229,13 @@ const STRATEGIES = Object.values(RoutingStrategy);
  * **Events.** `'rewired'` ({ from, to, before, after, success }), `'cooldown'` and
  * `'recovered'` (expert id, status); `'routed'` (decision, text, context) after each
  * `routeQuery`, and `'outcome'` (decision id, outcome with its `expertId` filled in) for each
- * outcome applied — what a control plane (see `MoEControlAPI`) counts traffic from.
+ * outcome applied — what a control plane (see `MoEControlAPI`) counts traffic from. Listeners
+ * observe: each is called on its own, once the router has recorded what the event reports, and
+ * one that throws neither stops the others nor undoes the router's bookkeeping nor fails the
+ * call (`routeQuery` still returns its decision, `routeWithFallback` its result). Its error goes
+ * to the `'error'` listeners when there are any; otherwise (or when an `'error'` listener
+ * throws) it is re-thrown on the next tick (`process.nextTick`), an uncaught exception as an
+ * unhandled `'error'` event would be.
  *
  * @example
  * ```ts
@@ -250,6 +256,11 @@ export class RewiringExperts extends EventEmitter {
   readonly #graph: ExpertGraph;
   #policy: Strategy;
   readonly #pending = new Map<string, Pending>();
+  // Pending decision ids in routing order, for expiry; ids closed since are skipped when
+  // reached. (Iterating #pending from its start instead scans the slots V8 leaves behind
+  // deleted entries until a rehash: microseconds per query once many decisions are closed.)
+  #order: string[] = [];
+  #orderHead = 0;
   // The pending decisions' query features, one row per slot: no allocation per decision.
   #slab: Float32Array | undefined;
   readonly #freeSlots: number[] = [];
@@ -299,14 +310,14 @@ export class RewiringExperts extends EventEmitter {
       this.#health = new HealthTracker({
         ...h,
         now: this.#clock,
-        onChange: (id, status) => this.emit(status.available ? 'recovered' : 'cooldown', id, status),
+        onChange: (id, status) => this.#notify(status.available ? 'recovered' : 'cooldown', id, status),
       });
     } catch (err) {
       // Name the option as the caller wrote it: options.health.x, not the tracker's options.x.
       if (err instanceof TypeError || err instanceof RangeError) throw new (err.constructor as typeof Error)(err.message.replace(' for options.', ' for options.health.'));
       throw err;
     }
-    this.#graph = new ExpertGraph({ onRewire: (e) => this.emit('rewired', e) });
+    this.#graph = new ExpertGraph({ onRewire: (e) => this.#notify('rewired', e) });
     this.#policy = createStrategy(this.strategy, { dimensions: this.#dims, seed });
     const experts = o.experts ?? DEFAULT_EXPERTS;
     if (!Array.isArray(experts)) throw v.typeError('options.experts', 'array of ExpertProfile', experts);
@@ -407,7 +418,7 @@ export class RewiringExperts extends EventEmitter {
 
   /**
    * Sets a per-expert additive bias on relevance, used to select experts only: candidates are
-   * ranked on `max(0, relevance + bias)` (so a biased relevance may exceed 1), while
+   * ranked on `relevance + bias` clamped to [0, 1] (the range strategies rank), while
    * `reasons.relevance` stays the unbiased value and `reasons.bias` reports the bias. This is
    * where a load controller (DeepSeek-V3's loss-free bias, see `BiasBalancer`) steers requests.
    * Experts missing from the map get 0; `null` removes the bias.
@@ -443,7 +454,7 @@ export class RewiringExperts extends EventEmitter {
     const available: Candidate[] = [];
     for (let i = 0; i < n; i++) {
       const id = scored.ids[i]!;
-      const relevance = bias === undefined ? scored.relevance[i]! : Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0));
+      const relevance = bias === undefined ? scored.relevance[i]! : Math.min(1, Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0)));
       const c = { id, relevance, inFlight: this.#inFlight.get(id) ?? 0, capacity: this.#experts.get(id)!.capacity };
       all[i] = c;
       if (this.#health.isAvailable(id)) available.push(c);
@@ -483,10 +494,12 @@ export class RewiringExperts extends EventEmitter {
     };
     if (!commit) return { ...decision, id: '' };
     this.#pending.set(decision.id, { expertId: best.id, fallbacks, slot: this.#keep(scored.features), at: now, open: true, calls: 0 });
+    this.#order.push(decision.id);
+    this.#compactOrder();
     this.#inFlight.set(best.id, (this.#inFlight.get(best.id) ?? 0) + 1);
     this.#routedTo.set(best.id, (this.#routedTo.get(best.id) ?? 0) + 1);
     this.#stats.routed++;
-    this.emit('routed', decision, text, ctx);
+    this.#notify('routed', decision, text, ctx);
     return decision;
   }
 
@@ -541,7 +554,7 @@ export class RewiringExperts extends EventEmitter {
     this.#stats.outcomes++;
     if (success) this.#stats.successes++;
     this.#stats.latencySum += latencyMs;
-    this.emit('outcome', decisionId, { ...o, expertId });
+    this.#notify('outcome', decisionId, { ...o, expertId });
     // A success answers the query: the decision is done and its slot is free.
     if (success && p.calls === 0) this.#close(decisionId, p);
   }
@@ -768,13 +781,56 @@ export class RewiringExperts extends EventEmitter {
     if (n !== undefined) this.#inFlight.set(p.expertId, Math.max(0, n - 1));
   }
 
-  // Decisions are kept in insertion (time) order: drop the ones past their TTL, and the
-  // oldest beyond MAX_PENDING.
+  // Calls each listener of an event on its own: see the class description.
+  #notify(event: string, ...args: unknown[]): void {
+    if (this.listenerCount(event) === 0) return;
+    for (const listener of this.rawListeners(event)) {
+      try {
+        (listener as (...a: unknown[]) => unknown).apply(this, args);
+      } catch (err) {
+        this.#listenerError(err);
+      }
+    }
+  }
+
+  #listenerError(err: unknown): void {
+    if (this.listenerCount('error') > 0) {
+      try {
+        this.emit('error', err);
+        return;
+      } catch (thrown) {
+        err = thrown;
+      }
+    }
+    process.nextTick(() => {
+      throw err;
+    });
+  }
+
+  // Decisions are taken in routing (time) order: drop the ones past their TTL, and the
+  // oldest beyond maxPendingDecisions.
   #expire(now: number): void {
-    for (const [id, p] of this.#pending) {
-      if (now - p.at < this.#ttl && this.#pending.size < this.#maxPending) break;
-      if (p.calls > 0) continue; // a routeWithFallback call still uses it
-      this.#close(id, p);
+    while (this.#orderHead < this.#order.length) {
+      const id = this.#order[this.#orderHead]!;
+      const p = this.#pending.get(id);
+      if (p !== undefined) {
+        if (now - p.at < this.#ttl && this.#pending.size < this.#maxPending) break;
+        // A routeWithFallback call still using it closes it when done.
+        if (p.calls === 0) this.#close(id, p);
+      }
+      this.#orderHead++;
+    }
+  }
+
+  // Keeps #order within about twice the pending decisions: O(1) amortised per decision.
+  #compactOrder(): void {
+    const head = this.#orderHead;
+    if (this.#order.length - head > 2 * this.#pending.size + 1024) {
+      this.#order = this.#order.slice(head).filter((id) => this.#pending.has(id));
+      this.#orderHead = 0;
+    } else if (head >= 1024 && 2 * head >= this.#order.length) {
+      this.#order = this.#order.slice(head);
+      this.#orderHead = 0;
     }
   }
 

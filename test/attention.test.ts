@@ -90,6 +90,11 @@ describe('attention vs a float64 reference', () => {
     expect(maxDiff(attention(q, k16, v16, options(c)), ref.output)).toBeLessThan(1e-4);
   });
 
+  it('rounds float16 once, from the exact value', () => {
+    expect(toFloat16([1 + 2 ** -11 + 2 ** -30])[0]).toBe(0x3c01); // through float32 it would tie and round to even (0x3c00)
+    expect(Array.from(toFloat16([-0, 65504, 65519, 65520, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, NaN]))).toEqual([0x8000, 0x7bff, 0x7bff, 0x7c00, 1, 0, 1, 0x7e00]);
+  });
+
   it('async equals sync, fills lse, and reads SharedArrayBuffer inputs in place', async () => {
     const c: Case = { nq: 40, nk: 500, queryHeads: 8, kvHeads: 2, headDim: 64 };
     const { q, k, v } = tensors(c, 3);

@@ -57,6 +57,22 @@ describe('DuoAttention.processAttention', () => {
     expect(d.kvBytesSaved).toBe(2 * 80 * bytes);
   });
 
+  it('ADAPTIVE splits when the queries sit past sink + recent, however few the keys', async () => {
+    const s = tensors(2, 10, 5);
+    const r = await duo().processAttention({ q: s.q, k: s.k, v: s.v, queryOffset: 30 });
+    expect(r.ranAs).toBe('parallel');
+    const want = referenceAttention(s.q, s.k, s.v, { queryHeads: H, kvHeads: KVH, headDim: D, queryOffset: 30, sink: 4, recent: 16, streaming: [false, true, true, false] }).output;
+    expect(maxDiff(r.output, want)).toBeLessThan(1e-4);
+    // Streaming heads see the 4 sink keys only (the window 15..31 holds no key); retrieval heads all 10.
+    expect(r.kvBytesAttended).toBe(2 * (2 * 10 + 2 * 4) * 2 * D * 4);
+  });
+
+  it('uses the head pattern\'s own window unless told otherwise', () => {
+    const withWindow = HeadPattern.fromJSON({ ...headPattern.toJSON(), sink: 8, recent: 32 });
+    const d = duo({ headPattern: withWindow, sink: undefined, recent: undefined });
+    expect([d.sink, d.recent]).toEqual([8, 32]);
+  });
+
   it('ADAPTIVE runs every head full while the context fits in sink + recent', async () => {
     const s = tensors(20, 20, 2);
     const r = await duo().processAttention({ q: s.q, k: s.k, v: s.v });
@@ -120,11 +136,15 @@ describe('DuoAttention errors', () => {
     expect(() => duo({ headPattern: HeadPattern.allRetrieval(1, 2) })).toThrow(new RangeError('Expected headPattern with 4 KV heads per layer (kvHeads) but received 2'));
     expect(() => duo({ mode: 'hierarchical' as never })).toThrow(new RangeError("Expected one of 'parallel', 'sequential', 'adaptive' for mode but received 'hierarchical' of type string"));
     expect(() => duo({ executionProviders: ['cuda'] })).toThrow(new TypeError("Expected executionProviders only with backend: 'onnxruntime'"));
+    expect(() => duo({ backend: 'onnxruntime', executionProviders: [] })).toThrow(new TypeError('Expected non-empty array of provider names for executionProviders but received Array of length 0'));
     const d = duo();
     const t = tensors(2, 2, 4);
     await expect(d.processAttention({ ...t, layer: 2 })).rejects.toThrow(new RangeError('Expected integer in [0, 1] for layer but received 2 of type number'));
     await expect(d.processAttention({ ...t, type: 'spatial' as never })).rejects.toThrow(new RangeError("Expected one of 'self', 'cross', 'temporal' for type but received 'spatial' of type string"));
     await expect(d.processAttention({ ...t, q: t.q.subarray(1) })).rejects.toThrow(RangeError);
+    await expect(d.processAttention({ ...t, type: 'cross', queryOffset: 1 })).rejects.toThrow(
+      new TypeError("Expected queryOffset only with a causal type ('self' or 'temporal'): a cross-attention query sees every key"),
+    );
     await d.close();
     await expect(d.processAttention(t)).rejects.toThrow(new Error('DuoAttention is closed'));
   });

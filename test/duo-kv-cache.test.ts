@@ -87,6 +87,36 @@ describe('DuoKVCache.attend', () => {
     expect(c.length(1)).toBe(3);
   });
 
+  it('rolls back whenever the window the next query needs is still held', () => {
+    const c = cache();
+    feed(c, 1, s, 0, [40]);
+    c.truncate(0); // everything forgotten: the ring is written afresh from here
+    feed(c, 1, s, 0, [8]);
+    c.truncate(7);
+    expect(c.length(1)).toBe(7);
+    // recent 1: the next query needs no ring position at all.
+    const one = cache({ recent: 1, maxRollback: 0 });
+    feed(one, 1, s, 0, [20]);
+    one.truncate(10);
+    const want = referenceAttention(s.q.subarray(0, 12 * QH * D), s.k.subarray(0, 12 * KVH * D), s.v.subarray(0, 12 * KVH * D), {
+      queryHeads: QH, kvHeads: KVH, headDim: D, sink: 3, recent: 1, streaming: [true, false],
+    }).output;
+    expect(maxDiff(feed(one, 1, s, 10, [2]), want.subarray(10 * QH * D))).toBeLessThan(1e-4);
+  });
+
+  it('attendAsync stores the keys and values of the call, even if the caller reuses its arrays at once', async () => {
+    const a = cache();
+    const b = cache();
+    const k = s.k.slice(0, 30 * KVH * D);
+    const v = s.v.slice(0, 30 * KVH * D);
+    const pending = b.attendAsync(0, s.q.subarray(0, 30 * QH * D), k, v, { queryHeads: QH });
+    k.fill(0);
+    v.fill(0);
+    await pending;
+    feed(a, 0, s, 0, [30]);
+    expect(maxDiff(feed(b, 0, s, 30, [5]), feed(a, 0, s, 30, [5]))).toBe(0);
+  });
+
   it('float16 storage equals the reference on the rounded keys and values', () => {
     const c = cache({ dtype: 'float16' });
     const k16 = fromFloat16(toFloat16(s.k));
@@ -129,6 +159,10 @@ describe('DuoKVCache errors', () => {
     expect(() => cache({ headPattern: HeadPattern.allRetrieval(3, 2) })).toThrow(new RangeError('Expected headPattern of 2 layers × 2 kvHeads but received 3 × 2'));
     expect(() => cache({ headPattern: {} as never })).toThrow(new TypeError('Expected HeadPattern for headPattern but received object'));
     expect(() => cache({ recent: 0 })).toThrow(new RangeError('Expected integer >= 1 for recent but received 0 of type number'));
+    expect(() => cache({ maxRollback: 401 })).toThrow(new RangeError('Expected integer in [0, 400] for maxRollback but received 401 of type number'));
+    expect(() => new DuoKVCache({ layers: 1, kvHeads: 1, headDim: 1, headPattern: HeadPattern.allStreaming(1, 1), sink: 2 ** 40 - 2, recent: 1, maxTokens: 2 ** 40 })).toThrow(
+      new RangeError(`Could not allocate ${(2 ** 40 - 1 + 64) * 4} bytes of KV cache (kvHeads 1 × headDim 1 × sink + recent + maxRollback or maxTokens rows)`),
+    );
     expect(() => cache({ dtype: 'int8' as never })).toThrow(new RangeError("Expected one of 'float32', 'float16' for dtype but received 'int8' of type string"));
   });
   it('refuses tokens past maxTokens and bad chunks', () => {

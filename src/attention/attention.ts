@@ -28,12 +28,39 @@ export interface AttentionCallOptions extends AttentionOptions {
   lse?: Float32Array;
 }
 
-/** The segment table of a dense `[keys, kvHeads, headDim]` tensor: one row of 8 per KV head. */
-export function denseSegments(c: CheckedAttention): Float64Array {
-  const table = new Float64Array(c.kvHeads * 8);
+/** The segment table of a dense `[keys, kvHeads, headDim]` tensor: one row of 8 per KV head (of `heads`, default all). */
+function denseSegments(c: CheckedAttention, heads?: readonly number[]): Float64Array {
+  const list = heads ?? Array.from({ length: c.kvHeads }, (_, h) => h);
+  const table = new Float64Array(list.length * 8);
   const stride = c.kvHeads * c.headDim;
-  for (let h = 0; h < c.kvHeads; h++) table.set([h, 0, 1, h * c.headDim, h * c.headDim, stride, c.nk, 0], h * 8);
+  list.forEach((h, i) => table.set([h, 0, 1, h * c.headDim, h * c.headDim, stride, c.nk, 0], i * 8));
   return table;
+}
+
+function nativeArgs(c: CheckedAttention, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, heads?: readonly number[]): AttentionArgs {
+  return [
+    q, c.nq, c.queryHeads, c.kvHeads, c.headDim, c.queryOffset, c.causal, c.nk - 1, c.scale, c.sink, c.recent,
+    [k, v], denseSegments(c, heads), c.anyStreaming ? c.streaming : null, c.threads,
+  ];
+}
+
+/**
+ * Attention of the query groups of `heads` only, for an already checked call; the other heads'
+ * outputs are 0. How DuoAttention runs its head groups as separate calls.
+ */
+export function attentionOfHeads(
+  c: CheckedAttention,
+  q: Float32Array,
+  k: Float32Array | Uint16Array,
+  v: Float32Array | Uint16Array,
+  heads: readonly number[],
+  onWorker: boolean,
+): Float32Array | Promise<Float32Array> {
+  const args = nativeArgs(c, q, k, v, heads);
+  if (onWorker) return native().attentionRunAsync(...args, false).then((r) => r.output);
+  const out = new Float32Array(c.nq * c.queryHeads * c.headDim);
+  native().attentionRun(...args, out, null);
+  return out;
 }
 
 function prepare(q: unknown, k: unknown, v: unknown, options: AttentionCallOptions) {
@@ -41,10 +68,7 @@ function prepare(q: unknown, k: unknown, v: unknown, options: AttentionCallOptio
   const { lse, ...rest } = options;
   const c = checkAttentionOptions(q, k, v, rest);
   const lseOut = lse === undefined ? null : is.float32Array('lse', lse, c.nq * c.queryHeads);
-  const args: AttentionArgs = [
-    q as Float32Array, c.nq, c.queryHeads, c.kvHeads, c.headDim, c.queryOffset, c.causal, c.nk - 1, c.scale, c.sink, c.recent,
-    [k as Float32Array | Uint16Array, v as Float32Array | Uint16Array], denseSegments(c), c.anyStreaming ? c.streaming : null, c.threads,
-  ];
+  const args = nativeArgs(c, q as Float32Array, k as Float32Array | Uint16Array, v as Float32Array | Uint16Array);
   return { c, lseOut, args };
 }
 
@@ -76,8 +100,10 @@ export function attention(q: Float32Array, k: Float32Array | Uint16Array, v: Flo
 
 /**
  * {@link attention} on a worker thread, for calls that take more than about a millisecond (long
- * contexts, prefill). Inputs on a `SharedArrayBuffer` are read in place; others are copied first
- * so that the caller may reuse them at once.
+ * contexts, prefill). Inputs on a `SharedArrayBuffer` are read in place; others are copied first,
+ * on the calling thread, so that the caller may reuse them at once — for a decode step (a few
+ * queries over a long context) that copy costs about as much as the attention itself: keep
+ * long-lived K/V on SharedArrayBuffers (as {@link DuoKVCache} does) or call {@link attention}.
  *
  * @example
  * ```ts

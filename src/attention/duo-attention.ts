@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import * as is from '../validate';
-import { attention, attentionAsync } from './attention';
+import { attentionOfHeads } from './attention';
 import { type CheckedAttention, checkAttentionOptions } from './check';
 import { HeadPattern } from './head-pattern';
 import { OnnxAttention } from './onnx-attention';
@@ -15,7 +15,8 @@ import type { AttentionOptions } from './types';
 /**
  * How the two head groups run.
  * - `PARALLEL`: both groups in one call, their heads spread over the threads together.
- * - `SEQUENTIAL`: the retrieval group, then the streaming group, as two calls.
+ * - `SEQUENTIAL`: the retrieval group, then the streaming group, as two native calls each over
+ *   its own heads (the ONNX Runtime backend runs its groups one after the other in either mode).
  * - `ADAPTIVE`: every head full while the context fits in `sink + recent` (the window would hold
  *   every key anyway, so nothing is saved by splitting), the parallel split once it does not.
  *
@@ -73,9 +74,9 @@ export interface DuoAttentionOptions {
   headDim: number;
   /** Which KV heads are retrieval heads, per layer; default every head retrieval (full attention). */
   headPattern?: HeadPattern;
-  /** Sink positions of streaming heads; default 64 (the paper's evaluation setting). */
+  /** Sink positions of streaming heads; default the head pattern's (from its config.json), else 64 (the paper's evaluation setting). */
   sink?: number;
-  /** Recent positions of streaming heads, the query's own included; default 256. */
+  /** Recent positions of streaming heads, the query's own included; default the head pattern's, else 256. */
   recent?: number;
   /** Default {@link AttentionMode.ADAPTIVE}. */
   mode?: AttentionMode | `${AttentionMode}`;
@@ -192,8 +193,15 @@ const SYNC_WORK = 1 << 20;
 function keysSeen(c: CheckedAttention, streaming: boolean): number {
   let sum = 0;
   for (let t = 0; t < c.nq; t++) {
-    const i = Math.min(c.nk - 1, c.causal ? c.queryOffset + t : c.nk - 1);
-    sum += streaming ? Math.min(c.sink, i + 1) + Math.max(0, i - Math.max(c.sink, i - c.recent + 1) + 1) : i + 1;
+    const i = c.causal ? c.queryOffset + t : c.nk - 1; // the query's position; keys stop at nk - 1
+    const last = Math.min(i, c.nk - 1);
+    if (!streaming) {
+      sum += last + 1;
+      continue;
+    }
+    const sink = Math.min(c.sink, last + 1);
+    const from = Math.max(c.sink, i - c.recent + 1);
+    sum += sink + Math.max(0, last - from + 1);
   }
   return sum;
 }
@@ -257,10 +265,11 @@ export class DuoAttention {
       throw new RangeError(`Expected numHeads to be a multiple of kvHeads (${this.kvHeads}) but received ${this.numHeads}`);
     }
     this.headDim = is.integer('headDim', o.headDim, 1, 256);
-    this.sink = o.sink === undefined ? 64 : is.integer('sink', o.sink, 0);
-    this.recent = o.recent === undefined ? 256 : is.integer('recent', o.recent, 1);
     const pattern = o.headPattern ?? HeadPattern.allRetrieval(1, this.kvHeads);
     if (!(pattern instanceof HeadPattern)) throw is.typeError('headPattern', 'HeadPattern', pattern);
+    // A pattern loaded from DuoAttention's files carries the window it was made for.
+    this.sink = o.sink === undefined ? (pattern.sink ?? 64) : is.integer('sink', o.sink, 0);
+    this.recent = o.recent === undefined ? (pattern.recent ?? 256) : is.integer('recent', o.recent, 1);
     if (pattern.kvHeads !== this.kvHeads) {
       throw new RangeError(`Expected headPattern with ${this.kvHeads} KV heads per layer (kvHeads) but received ${pattern.kvHeads}`);
     }
@@ -268,19 +277,35 @@ export class DuoAttention {
     this.mode = o.mode === undefined ? AttentionMode.ADAPTIVE : (is.oneOf('mode', o.mode, Object.values(AttentionMode)) as AttentionMode);
     this.backend = o.backend === undefined ? 'native' : is.oneOf('backend', o.backend, ['native', 'onnxruntime'] as const);
     this.#threads = is.threads('threads', o.threads);
-    if (o.executionProviders !== undefined && this.backend !== 'onnxruntime') {
-      throw new TypeError("Expected executionProviders only with backend: 'onnxruntime'");
+    if (o.executionProviders !== undefined) {
+      if (this.backend !== 'onnxruntime') throw new TypeError("Expected executionProviders only with backend: 'onnxruntime'");
+      const p: unknown = o.executionProviders;
+      if (!Array.isArray(p) || p.length === 0 || !p.every((x) => typeof x === 'string')) {
+        throw is.typeError('executionProviders', 'non-empty array of provider names', p);
+      }
     }
     this.#providers = o.executionProviders;
   }
 
-  #backendRun(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: AttentionOptions, c: CheckedAttention): Promise<Float32Array> | Float32Array {
+  /**
+   * One call over the KV heads `heads` (default all) with `options`. Native calls go to a worker
+   * thread when they are big enough to pay for it: inputs not on a SharedArrayBuffer are copied
+   * first, which for a few queries over a long context costs about what the attention does, so
+   * those run on the calling thread.
+   */
+  #run(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: AttentionOptions, heads?: readonly number[]): Promise<Float32Array> | Float32Array {
+    if (this.#closed) throw new Error('DuoAttention is closed');
     if (this.backend === 'onnxruntime') {
       this.#onnx ??= OnnxAttention.create(this.#providers ? { executionProviders: this.#providers } : {});
       return this.#onnx.then((ort) => ort.run(q, k, v, options));
     }
-    const work = c.nq * c.queryHeads * c.headDim * Math.min(c.nk, c.anyStreaming ? c.sink + c.recent + c.nq : c.nk);
-    return work < SYNC_WORK ? attention(q, k, v, options) : attentionAsync(q, k, v, options);
+    const c = checkAttentionOptions(q, k, v, options, 'query');
+    const list = heads ?? Array.from({ length: c.kvHeads }, (_, h) => h);
+    let keys = 0;
+    for (const h of list) keys += c.streaming[h] ? Math.min(c.nk, c.sink + c.recent + c.nq) : c.nk;
+    const work = c.nq * c.group * c.headDim * keys;
+    const shared = [q, k, v].every((a) => a.buffer instanceof SharedArrayBuffer);
+    return attentionOfHeads(c, q, k, v, list, work >= SYNC_WORK && (shared || c.nq >= 8));
   }
 
   /**
@@ -301,6 +326,9 @@ export class DuoAttention {
     const type = o.type === undefined ? AttentionType.SELF : (is.oneOf('type', o.type, Object.values(AttentionType)) as AttentionType);
     const layer = o.layer === undefined ? 0 : is.integer('layer', o.layer, 0, this.headPattern.layers - 1);
     const checkQuality = o.checkQuality === undefined ? false : is.boolean('checkQuality', o.checkQuality);
+    if (type === AttentionType.CROSS && o.queryOffset !== undefined) {
+      throw new TypeError("Expected queryOffset only with a causal type ('self' or 'temporal'): a cross-attention query sees every key");
+    }
     const flags = type === AttentionType.TEMPORAL ? new Array<boolean>(this.kvHeads).fill(true) : this.headPattern.streamingFlags(layer);
     const base: AttentionOptions = {
       queryHeads: this.numHeads, kvHeads: this.kvHeads, headDim: this.headDim, causal: type !== AttentionType.CROSS,
@@ -315,7 +343,8 @@ export class DuoAttention {
     const v = o.v!;
     const streamingHeads = flags.flatMap((f, h) => (f ? [h] : []));
     const retrievalHeads = flags.flatMap((f, h) => (f ? [] : [h]));
-    const fits = Math.min(c.nk, c.causal ? c.queryOffset + c.nq : c.nk) <= this.sink + this.recent;
+    // Every query's window holds all its keys: the last query sits at queryOffset + nq - 1 (causal) or sees nk keys.
+    const fits = (c.causal ? c.queryOffset + c.nq : c.nk) <= this.sink + this.recent;
     const ranAs: AttentionResult['ranAs'] =
       streamingHeads.length === 0 || (this.mode === AttentionMode.ADAPTIVE && fits)
         ? 'full'
@@ -324,14 +353,14 @@ export class DuoAttention {
     const start = performance.now();
     let output: Float32Array;
     if (ranAs === 'full') {
-      output = await this.#backendRun(q, k, v, base, c);
-    } else if (ranAs === 'parallel' || retrievalHeads.length === 0) {
-      output = await this.#backendRun(q, k, v, split, c);
+      output = await this.#run(q, k, v, base);
+    } else if (ranAs === 'parallel' || this.backend === 'onnxruntime') {
+      // ONNX Runtime runs the two groups as separate graphs, one after the other, in either mode.
+      output = await this.#run(q, k, v, split);
     } else {
-      // Two calls, each over its own group; the other group's outputs are taken from its own call.
-      const retrieval = await this.#backendRun(q, k, v, base, c);
-      const streaming = await this.#backendRun(q, k, v, { ...base, streamingHeads: new Array<boolean>(this.kvHeads).fill(true) }, c);
-      output = retrieval;
+      // Two calls, each over its own group's heads only; the streaming group's rows go into the first output.
+      output = await this.#run(q, k, v, split, retrievalHeads);
+      const streaming = await this.#run(q, k, v, split, streamingHeads);
       const group = this.numHeads / this.kvHeads;
       for (let t = 0; t < c.nq; t++) {
         for (const h of streamingHeads) {
@@ -349,7 +378,7 @@ export class DuoAttention {
       output, ranAs, retrievalHeads, streamingHeads, kvBytesAttended: attended, kvBytesSaved: full - attended, timeMs,
     };
     if (checkQuality) {
-      const reference = await this.#backendRun(q, k, v, base, c);
+      const reference = await this.#run(q, k, v, base);
       let diff = 0;
       let norm = 0;
       for (let i = 0; i < output.length; i++) {
@@ -401,6 +430,8 @@ export class DuoAttention {
     this.#closed = true;
     const onnx = this.#onnx;
     this.#onnx = undefined;
-    if (onnx) await (await onnx).close();
+    // A backend that failed to start has nothing to release (its error went to the call that started it).
+    const ort = await onnx?.catch(() => undefined);
+    await ort?.close();
   }
 }

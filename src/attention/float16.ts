@@ -4,38 +4,32 @@
  * @module
  */
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** The float16 bits nearest to `x` (round half to even; overflow → ±Infinity; NaN stays NaN). */
-function halfBits(x: number): number {
-  f32[0] = x;
-  const bits = u32[0]!;
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  const mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half (or zero): shift the mantissa with its implicit 1 into place, rounding to even.
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = m & ((1 << shift) - 1);
-    let out = m >>> shift;
-    if (rest > half || (rest === half && (out & 1) !== 0)) out++;
-    return sign | out;
-  }
-  let out = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (out & 1) !== 0)) out++; // may carry into the exponent: still right
-  return sign | out;
+/** Round half to even of a non-negative number. */
+function roundEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
 }
 
 /**
- * Float32 values → float16 bits, rounded to nearest even.
+ * The float16 bits nearest to `x`, rounded once from the exact value (round half to even;
+ * |x| >= 65520 → ±Infinity; NaN → a quiet NaN). Scaling by powers of two is exact in doubles,
+ * so the mantissa is rounded straight from x, never through float32 first.
+ */
+function halfBits(x: number): number {
+  if (Number.isNaN(x)) return 0x7e00;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a >= 65520) return sign | 0x7c00;
+  if (a < 2 ** -14) return sign | roundEven(a * 2 ** 24); // subnormal (1024 carries into the smallest normal)
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  return sign | (((e + 15) << 10) + roundEven((a / 2 ** e - 1) * 1024)); // 1024 carries into the exponent
+}
+
+/**
+ * Numbers → float16 bits, rounded to nearest even (once, from the exact value).
  *
  * @param src Values to convert.
  * @param dst Where to write; default a new Uint16Array of `src.length`.

@@ -37,7 +37,7 @@ export interface DuoKVCacheOptions {
   dtype?: 'float32' | 'float16';
   /**
    * Extra ring slots per streaming head, so that {@link DuoKVCache.truncate} can roll back this
-   * many tokens (speculative decoding, retries). Default 64.
+   * many tokens (speculative decoding, retries). Default 64 (at most maxTokens).
    */
   maxRollback?: number;
 }
@@ -137,7 +137,7 @@ export class DuoKVCache {
       throw new RangeError(`Expected sink + recent (${this.sink} + ${this.recent}) <= maxTokens (${this.maxTokens})`);
     }
     this.dtype = o.dtype === undefined ? 'float32' : is.oneOf('dtype', o.dtype, ['float32', 'float16'] as const);
-    this.maxRollback = o.maxRollback === undefined ? 64 : is.integer('maxRollback', o.maxRollback, 0);
+    this.maxRollback = o.maxRollback === undefined ? Math.min(64, this.maxTokens) : is.integer('maxRollback', o.maxRollback, 0, this.maxTokens);
     const pattern = o.headPattern as HeadPattern | undefined;
     if (pattern === null || typeof pattern !== 'object' || typeof pattern.streamingFlags !== 'function') {
       throw is.typeError('headPattern', 'HeadPattern', pattern);
@@ -174,7 +174,15 @@ export class DuoKVCache {
 
   #alloc(elements: number): Storage {
     const bytes = this.dtype === 'float16' ? 2 : 4;
-    const buffer = new SharedArrayBuffer(elements * bytes);
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = new SharedArrayBuffer(elements * bytes);
+    } catch (err) {
+      throw new RangeError(
+        `Could not allocate ${elements * bytes} bytes of KV cache (kvHeads ${this.kvHeads} × headDim ${this.headDim} × sink + recent + maxRollback or maxTokens rows)`,
+        { cause: err },
+      );
+    }
     return this.dtype === 'float16' ? new Uint16Array(buffer) : new Float32Array(buffer);
   }
 
@@ -356,8 +364,9 @@ export class DuoKVCache {
   }
 
   /**
-   * {@link DuoKVCache.attend} on a worker thread. The cache is read in place, so it refuses every
-   * other change until the promise settles.
+   * {@link DuoKVCache.attend} on a worker thread. The cache is read in place (its buffers are
+   * SharedArrayBuffers), so it refuses every other change until the promise settles; the new
+   * tokens' k and v are copied at the call, so the caller may reuse its arrays at once.
    *
    * @example
    * ```ts
@@ -374,7 +383,9 @@ export class DuoKVCache {
     const site = new Error();
     this.#idle('attend');
     const l = this.#layer(layer);
-    const chunk = this.#chunk(l, layer, k, v);
+    const given = this.#chunk(l, layer, k, v);
+    // Stored when the promise settles: keep the values of now, as attentionAsync lets callers reuse their arrays.
+    const chunk = { n: given.n, k: given.k === k ? given.k.slice() : given.k, v: given.v === v ? given.v.slice() : given.v };
     const { args, lse } = this.#args(l, layer, q, chunk, options);
     this.#busy++;
     let r: { output: Float32Array; lse: Float32Array | null };
@@ -411,13 +422,18 @@ export class DuoKVCache {
       if (n >= l.length || l.streaming.length === 0) return;
       const held = Math.max(this.sink, l.ringFloor);
       const needed = Math.max(this.sink, n - this.recent + 1);
-      if (n > this.sink && needed < held) {
+      // Positions [needed, n) must still be in the ring (none when n <= sink or recent is 1).
+      if (needed < n && needed < held) {
         throw new RangeError(
           `Cannot truncate layer ${i} from ${l.length} to ${n} tokens: its streaming heads no longer hold positions ${needed} to ${held - 1} (raise maxRollback, now ${this.maxRollback})`,
         );
       }
     });
-    for (const l of this.#layers) l.length = Math.min(l.length, n);
+    for (const l of this.#layers) {
+      l.length = Math.min(l.length, n);
+      // Positions from n on are forgotten and will be written afresh.
+      l.ringFloor = Math.min(l.ringFloor, l.length);
+    }
   }
 
   /** Forgets every token (buffers are kept for reuse). */

@@ -35,8 +35,8 @@ export interface AttentionOptions {
   sink?: number;
   /** Most recent positions a streaming head keeps, the query's own included; default 0. */
   recent?: number;
-  /** One flag per KV head, `true` = streaming (sink + recent window); default: none streaming (full attention). */
-  streamingHeads?: ArrayLike<boolean>;
+  /** One flag per KV head, `true` (or 1) = streaming (sink + recent window); default: none streaming (full attention). */
+  streamingHeads?: readonly boolean[] | Uint8Array;
   /** Worker threads for one call; default `os.availableParallelism()`. */
   threads?: number;
 }

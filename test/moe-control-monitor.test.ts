@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { type BenchmarkCase, ExpertCoordinator, ExpertMetricsCollector, ExpertMonitor, type ExpertProfile, MoEControlAPI, RewiringExperts, type RoutingDecision } from '../src/index';
 import { TrafficLedger } from '../src/experts/control/traffic-ledger';
+import { QUERIES } from './support/labelled-queries';
 
 function clock(start = 1_000_000) {
   const c = { now: start, fn: () => c.now };
@@ -13,14 +14,6 @@ const ABC: ExpertProfile[] = [
   { id: 'b', domain: 'beta', description: 'beta questions', keywords: ['beta'], capacity: 1 },
   { id: 'c', domain: 'gamma', description: 'gamma questions', keywords: ['gamma'], capacity: 1 },
 ];
-const QUERIES: Record<string, string[]> = {
-  python: ['How do I read a CSV into a pandas DataFrame?', 'My Python list comprehension is slow', 'pip install fails in my virtualenv'],
-  sql: ['This LEFT JOIN query is slow on Postgres', 'How do I add an index to a table?', 'Write a SELECT with GROUP BY and HAVING'],
-  javascript: ['React useEffect runs twice', 'How do promises and async/await work in Node.js?', 'npm package.json scripts for a TypeScript build'],
-  debug: ['Segmentation fault with a stack trace in gdb', 'Why does my program throw a null pointer exception?', 'Set a breakpoint and step through the crash'],
-  ml: ['Train a neural network classifier with PyTorch', 'My model overfits: regularisation and dropout', 'Gradient descent learning rate for a transformer'],
-  api: ['Design a REST endpoint with pagination', 'OAuth2 bearer token for my HTTP API', 'Rate limiting and 429 responses in a web service'],
-};
 
 /** Routes `text` n times with the outcome of `outcome(i)`, checking each goes to `expect`. */
 function drive(control: MoEControlAPI, text: string, n: number, outcome: (i: number) => { success: boolean; latencyMs: number; quality?: number }, to?: string): void {

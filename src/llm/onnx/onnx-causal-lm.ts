@@ -8,6 +8,7 @@ import type { FinishReason, GenerateOptions, GenerateResult, Generator, Generato
 import { checkGenerateOptions, checkPrompt } from '../generate-options';
 import { StopStream } from '../stop-stream';
 import * as v from '../../validate';
+import { type CreatedSession, createSession, executionProviderNames, loadOrt } from '../../onnx/session';
 import { configInt, type ModelDir, readModelDir, tokenIds } from './model-dir';
 import { KVCache, type PastSlot } from './kv-cache';
 import { Detokenizer } from './detokenizer';
@@ -193,19 +194,12 @@ export class OnnxCausalLM implements Generator {
   static async load(dir: string, options: OnnxCausalLMOptions = {}): Promise<OnnxCausalLM> {
     v.nonEmptyString('dir', dir);
     const o = v.options<OnnxCausalLMOptions>('options', options, LOAD_KEYS);
-    let providers = ['cpu'];
-    if (o.executionProviders !== undefined) {
-      if (!Array.isArray(o.executionProviders) || o.executionProviders.length === 0) {
-        throw v.typeError('options.executionProviders', 'non-empty array of provider names', o.executionProviders);
-      }
-      providers = o.executionProviders.map((p: unknown, i) => v.nonEmptyString(`options.executionProviders[${i}]`, p));
-    }
+    const requested = executionProviderNames('options.executionProviders', o.executionProviders);
     const threads = o.threads === undefined ? undefined : v.integer('options.threads', o.threads, 1, 256);
     const modelFile = o.modelFile === undefined ? undefined : v.nonEmptyString('options.modelFile', o.modelFile);
 
     const files = readModelDir(dir, modelFile);
-    // Loaded on first use: importing the package stays cheap for callers that never run a model.
-    const ort = require('onnxruntime-node') as typeof Ort;
+    const ort = loadOrt();
     const { Tokenizer } = require('@huggingface/tokenizers') as { Tokenizer: typeof HFTokenizer };
     let tokenizer: HFTokenizer;
     try {
@@ -213,24 +207,13 @@ export class OnnxCausalLM implements Generator {
     } catch (err) {
       throw new Error(`OnnxCausalLM.load: ${dir}/tokenizer.json could not be read by @huggingface/tokenizers: ${(err as Error).message}`);
     }
-    const sessionOptions = (eps: string[]): Ort.InferenceSession.SessionOptions => ({
-      executionProviders: eps,
-
-      graphOptimizationLevel: 'all',
-      ...(threads === undefined ? {} : { intraOpNumThreads: threads, interOpNumThreads: 1 }),
-    });
-    let session: Ort.InferenceSession;
+    let created: CreatedSession;
     try {
-      session = await ort.InferenceSession.create(files.modelPath, sessionOptions(providers));
+      created = await createSession(ort, files.modelPath, { providers: requested, threads, warningType: 'OnnxCausalLMWarning', what: files.modelPath });
     } catch (err) {
-      if (providers.length === 1 && providers[0] === 'cpu') throw new Error(`OnnxCausalLM.load: ONNX Runtime could not load ${files.modelPath}: ${(err as Error).message}`);
-      process.emitWarning(`execution providers [${providers.join(', ')}] are not available (${(err as Error).message.split('\n')[0]}); running ${files.modelPath} on the CPU`, {
-        code: 'CAPIBARA_ORT_PROVIDER',
-        type: 'OnnxCausalLMWarning',
-      });
-      providers = ['cpu'];
-      session = await ort.InferenceSession.create(files.modelPath, sessionOptions(providers));
+      throw new Error(`OnnxCausalLM.load: ONNX Runtime could not load ${files.modelPath}: ${(err as Error).message}`);
     }
+    const { session, providers } = created;
     try {
       const { slots, positionIds, vocabSize } = inspectGraph(session, files);
       return new OnnxCausalLM(ort, session, providers, tokenizer, files, slots, positionIds, vocabSize);

@@ -177,3 +177,14 @@ describe('DuoKVCache errors', () => {
     expect(c.length(0)).toBe(0);
   });
 });
+
+describe('HeadPattern.kvBytes and the cache agree', () => {
+  it('with the cache rollback slots counted', () => {
+    const c = cache({ maxRollback: 4 });
+    const s = attentionInputs(100, 100, QH, KVH, D, 9);
+    for (const layer of [0, 1]) c.append(layer, s.k, s.v);
+    const sized = pattern.kvBytes({ tokens: 100, headDim: D, sink: 3, recent: 7, maxRollback: 4 });
+    expect(sized.bytes).toBe(c.bytesUsed());
+    expect(sized.fullBytes).toBe(c.bytesFullCache());
+  });
+});

@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import * as v from '../validate';
+import type { DuoKVCache, DuoKVCacheOptions } from './kv-cache';
 import {
   CONFIG_NAME,
   type ModelConfig,
@@ -97,6 +98,11 @@ export interface KvSizeOptions {
   sink?: number;
   /** Recent tokens of a streaming head; default the pattern's. */
   recent?: number;
+  /**
+   * Extra ring slots a streaming head keeps for rollback ({@link DuoKVCacheOptions.maxRollback});
+   * default 0 (the paper's sink + recent). Give the cache's value to size a {@link DuoKVCache} exactly.
+   */
+  maxRollback?: number;
 }
 
 /**
@@ -129,7 +135,7 @@ export interface BudgetOptions extends KvSizeOptions {
  * ```
  */
 export interface KvBytes {
-  /** Bytes kept: retrieval heads hold `tokens`, streaming heads `min(tokens, sink + recent)` positions, keys and values. */
+  /** Bytes kept: retrieval heads hold `tokens`, streaming heads `min(tokens, sink + recent + maxRollback)` positions, keys and values. */
   bytes: number;
   /** Bytes of the full cache (every head holds `tokens` positions). */
   fullBytes: number;
@@ -327,7 +333,7 @@ export class HeadPattern {
    * ```
    */
   static fromBudget(scores: HeadScores, options: BudgetOptions): HeadPattern {
-    const o = v.options<BudgetOptions>('options', options, ['layers', 'kvHeads', 'bytes', 'tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent']);
+    const o = v.options<BudgetOptions>('options', options, ['layers', 'kvHeads', 'bytes', 'tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent', 'maxRollback']);
     const sink = v.integer('options.sink', o.sink, 0);
     const recent = v.integer('options.recent', o.recent, 0);
     const shape = readShape({ layers: o.layers, kvHeads: o.kvHeads, sink, recent });
@@ -570,7 +576,7 @@ export class HeadPattern {
    * ```
    */
   kvBytes(options: KvSizeOptions): KvBytes {
-    const o = v.options<KvSizeOptions>('options', options, ['tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent']);
+    const o = v.options<KvSizeOptions>('options', options, ['tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent', 'maxRollback']);
     const sink = windowPart('options.sink', o.sink, this.sink);
     const recent = windowPart('options.recent', o.recent, this.recent);
     const { full, streaming } = headBytes(o, sink, recent);
@@ -836,8 +842,9 @@ function headBytes(o: Partial<KvSizeOptions>, sink: number, recent: number): { f
     o.bytesPerElement !== undefined
       ? v.finite('options.bytesPerElement', o.bytesPerElement, { positive: true })
       : BYTES[v.oneOf('options.dtype', o.dtype ?? 'float32', ['float32', 'float16'])];
+  const rollback = o.maxRollback === undefined ? 0 : v.integer('options.maxRollback', o.maxRollback, 0);
   const per = 2 * headDim * bpe;
-  return { full: per * tokens, streaming: per * Math.min(tokens, sink + recent) };
+  return { full: per * tokens, streaming: per * Math.min(tokens, sink + recent + rollback) };
 }
 
 function windowPart(name: string, given: number | undefined, own: number | undefined): number {

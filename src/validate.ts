@@ -169,3 +169,12 @@ export function rebase(err: unknown, site: Error): Error {
   out.stack = `${Ctor.name}: ${err.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`;
   return out;
 }
+
+/** Runs native async work; what it throws or rejects with is {@link rebase}d onto `site`. */
+export async function atSite<T>(site: Error, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    throw rebase(err, site);
+  }
+}

@@ -118,11 +118,7 @@ export async function attentionAsync(
 ): Promise<Float32Array> {
   const site = new Error();
   const { lseOut, args } = prepare(q, k, v, options);
-  try {
-    const r = await native().attentionRunAsync(...args, lseOut !== null);
-    if (lseOut !== null && r.lse !== null) lseOut.set(r.lse);
-    return r.output;
-  } catch (err) {
-    throw is.rebase(err, site);
-  }
+  const r = await is.atSite(site, () => native().attentionRunAsync(...args, lseOut !== null));
+  if (lseOut !== null && r.lse !== null) lseOut.set(r.lse);
+  return r.output;
 }

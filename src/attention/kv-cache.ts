@@ -390,9 +390,7 @@ export class DuoKVCache {
     this.#busy++;
     let r: { output: Float32Array; lse: Float32Array | null };
     try {
-      r = await native().attentionRunAsync(...args, lse !== null);
-    } catch (err) {
-      throw is.rebase(err, site);
+      r = await is.atSite(site, () => native().attentionRunAsync(...args, lse !== null));
     } finally {
       this.#busy--;
     }

@@ -134,12 +134,7 @@ export async function int8ScoresAsync(
 ): Promise<Float32Array> {
   const site = new Error();
   const { args, out, given } = prepareInt8(query, queryScale, codes, scales, dims, options, false);
-  let r: Float32Array;
-  try {
-    r = await native().memoryInt8ScoresAsync(args[0], args[1], args[2], args[3], args[4], args[5], args[6]);
-  } catch (err) {
-    throw v.rebase(err, site);
-  }
+  const r = await v.atSite(site, () => native().memoryInt8ScoresAsync(args[0], args[1], args[2], args[3], args[4], args[5], args[6]));
   if (!given) return r;
   out.set(r);
   return out;
@@ -185,12 +180,7 @@ export async function float32ScoresAsync(
 ): Promise<Float32Array> {
   const site = new Error();
   const { args, out, given } = prepareFloat32(query, matrix, dims, options, false);
-  let r: Float32Array;
-  try {
-    r = await native().memoryFloat32ScoresAsync(args[0], args[1], args[2], args[3], args[4]);
-  } catch (err) {
-    throw v.rebase(err, site);
-  }
+  const r = await v.atSite(site, () => native().memoryFloat32ScoresAsync(args[0], args[1], args[2], args[3], args[4]));
   if (!given) return r;
   out.set(r);
   return out;

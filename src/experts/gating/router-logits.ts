@@ -63,12 +63,7 @@ export function routerLogits(hidden: LogitsInput, weight: Float32Array, options:
 export async function routerLogitsAsync(hidden: LogitsInput, weight: Float32Array, options: RouterLogitsOptions = {}): Promise<Float32Array> {
   const site = new Error();
   const { args, out, given } = prepare(hidden, weight, options, false);
-  let r: Float32Array;
-  try {
-    r = await native().gatingRouterLogitsAsync(args[0], args[1], args[2], args[3], args[4], args[5]);
-  } catch (err) {
-    throw v.rebase(err, site);
-  }
+  const r = await v.atSite(site, () => native().gatingRouterLogitsAsync(args[0], args[1], args[2], args[3], args[4], args[5]));
   if (!given) return r;
   out.set(r);
   return out;

@@ -202,13 +202,9 @@ export async function topkGatingAsync(logits: LogitsInput, options: TopkGatingOp
   const site = new Error();
   const { args, result, out } = prepare(logits, options, false);
   const [logitsData, tokens, experts, k, scoring, bias, renormalize, routeScale, groups, topkGroups, groupScore, start, end, threads] = args;
-  let r: { weights: Float32Array; indices: Int32Array };
-  try {
-    r = await native().gatingTopkAsync(logitsData, tokens, experts, k, scoring, bias, renormalize, routeScale, groups,
-      topkGroups, groupScore, start, end, threads);
-  } catch (err) {
-    throw v.rebase(err, site);
-  }
+  const r = await v.atSite(site, () =>
+    native().gatingTopkAsync(logitsData, tokens, experts, k, scoring, bias, renormalize, routeScale, groups, topkGroups, groupScore, start, end, threads),
+  );
   if (!out) return { ...result, weights: r.weights, indices: r.indices };
   result.weights.set(r.weights);
   result.indices.set(r.indices);

@@ -175,6 +175,9 @@ describe('DuoKVCache errors', () => {
     expect(() => c.attend(0, s.q.subarray(0, 5), s.k.subarray(0, KVH * D), s.v.subarray(0, KVH * D), { queryHeads: QH })).toThrow(
       new RangeError(`Expected Float32Array of length ${QH * D} for q but received Float32Array of length 5`),
     );
+    const half = cache({ dtype: 'float16', maxTokens: 20 });
+    const kv = attentionInputs(2, 2, QH, KVH, D, 5);
+    expect(() => half.append(0, kv.k, toFloat16(kv.v))).toThrow(new TypeError(`Expected Float32Array (the type of k) for v but received Uint16Array of length ${2 * KVH * D}`));
     expect(c.length(0)).toBe(0);
   });
 });

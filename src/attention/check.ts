@@ -58,6 +58,30 @@ function kvArray(name: string, value: unknown): Float32Array | Uint16Array {
   throw is.typeError(name, 'Float32Array or Uint16Array (float16 bits)', value);
 }
 
+/** Query heads (named `name`) as a whole number of groups per KV head. */
+export function checkGroup(name: string, queryHeads: number, kvHeads: number): number {
+  if (queryHeads % kvHeads !== 0) {
+    throw new RangeError(`Expected ${name} to be a multiple of kvHeads (${kvHeads}) but received ${queryHeads}`);
+  }
+  return queryHeads / kvHeads;
+}
+
+/**
+ * Keys and values `[tokens, kvHeads, headDim]`: Float32Arrays, or Uint16Arrays of float16 bits,
+ * both of one type and length.
+ */
+export function checkKeysValues(k: unknown, v: unknown, kvHeads: number, headDim: number): { k: Float32Array | Uint16Array; v: Float32Array | Uint16Array; tokens: number } {
+  const ka = kvArray('k', k);
+  const va = kvArray('v', v);
+  if (va.constructor !== ka.constructor) throw is.typeError('v', `${ka.constructor.name} (the type of k)`, v);
+  const kvRow = kvHeads * headDim;
+  if (ka.length % kvRow !== 0) {
+    throw new RangeError(`Expected k length to be a multiple of kvHeads * headDim (${kvRow}) but received ${ka.length}`);
+  }
+  if (va.length !== ka.length) throw new RangeError(`Expected v length to equal k length (${ka.length}) but received ${va.length}`);
+  return { k: ka, v: va, tokens: ka.length / kvRow };
+}
+
 function streamingFlags(value: unknown, kvHeads: number): Uint8Array {
   const out = new Uint8Array(kvHeads);
   if (value === undefined) return out;
@@ -101,24 +125,15 @@ export function checkAttentionOptions(q: unknown, k: unknown, v: unknown, option
   const headDim = is.integer('headDim', o.headDim, 1, MAX_HEAD_DIM);
   const kvHeads = is.integer('kvHeads', o.kvHeads, 1, MAX_HEADS);
   const queryHeads = is.integer('queryHeads', o.queryHeads, 1, MAX_HEADS);
-  if (queryHeads % kvHeads !== 0) {
-    throw new RangeError(`Expected queryHeads to be a multiple of kvHeads (${kvHeads}) but received ${queryHeads}`);
-  }
+  const group = checkGroup('queryHeads', queryHeads, kvHeads);
   const qa = is.float32Array('q', q);
-  const ka = kvArray('k', k);
-  const va = kvArray('v', v);
-  if (va.constructor !== ka.constructor) throw is.typeError('v', `${ka.constructor.name} (the type of k)`, v);
+  const kv = checkKeysValues(k, v, kvHeads, headDim);
   const qRow = queryHeads * headDim;
-  const kvRow = kvHeads * headDim;
   if (qa.length % qRow !== 0) {
     throw new RangeError(`Expected q length to be a multiple of queryHeads * headDim (${qRow}) but received ${qa.length}`);
   }
-  if (ka.length % kvRow !== 0) {
-    throw new RangeError(`Expected k length to be a multiple of kvHeads * headDim (${kvRow}) but received ${ka.length}`);
-  }
-  if (va.length !== ka.length) throw new RangeError(`Expected v length to equal k length (${ka.length}) but received ${va.length}`);
   const nq = qa.length / qRow;
-  const nk = ka.length / kvRow;
+  const nk = kv.tokens;
   if (nk === 0) throw new RangeError('Expected at least one key token in k but received 0');
 
   const causal = o.causal === undefined ? true : is.boolean('causal', o.causal);
@@ -144,7 +159,7 @@ export function checkAttentionOptions(q: unknown, k: unknown, v: unknown, option
   }
   const threads = is.threads('threads', o.threads);
   return {
-    nq, nk, queryHeads, kvHeads, headDim, group: queryHeads / kvHeads, causal, queryOffset, scale, sink, recent,
-    streaming, anyStreaming, kvType: ka instanceof Uint16Array ? 'float16' : 'float32', threads,
+    nq, nk, queryHeads, kvHeads, headDim, group, causal, queryOffset, scale, sink, recent,
+    streaming, anyStreaming, kvType: kv.k instanceof Uint16Array ? 'float16' : 'float32', threads,
   };
 }

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import * as is from '../validate';
 import { attentionOfHeads } from './attention';
-import { type CheckedAttention, checkAttentionOptions } from './check';
+import { type CheckedAttention, checkAttentionOptions, checkGroup } from './check';
 import { HeadPattern } from './head-pattern';
 import { OnnxAttention } from './onnx-attention';
 import type { AttentionOptions } from './types';
@@ -261,9 +261,7 @@ export class DuoAttention {
     const o = is.options<DuoAttentionOptions>('options', options, KEYS);
     this.numHeads = is.integer('numHeads', o.numHeads, 1, 65536);
     this.kvHeads = o.kvHeads === undefined ? this.numHeads : is.integer('kvHeads', o.kvHeads, 1, 65536);
-    if (this.numHeads % this.kvHeads !== 0) {
-      throw new RangeError(`Expected numHeads to be a multiple of kvHeads (${this.kvHeads}) but received ${this.numHeads}`);
-    }
+    checkGroup('numHeads', this.numHeads, this.kvHeads);
     this.headDim = is.integer('headDim', o.headDim, 1, 256);
     const pattern = o.headPattern ?? HeadPattern.allRetrieval(1, this.kvHeads);
     if (!(pattern instanceof HeadPattern)) throw is.typeError('headPattern', 'HeadPattern', pattern);

@@ -7,6 +7,7 @@
  */
 import { type AttentionArgs, native } from '../native';
 import * as is from '../validate';
+import { checkGroup, checkKeysValues } from './check';
 import { toFloat16 } from './float16';
 import type { HeadPattern } from './head-pattern';
 
@@ -201,25 +202,16 @@ export class DuoKVCache {
 
   /** The k/v of a step as the cache's storage type, checked against the layer's room. */
   #chunk(l: Layer, layer: number, k: unknown, v: unknown): { n: number; k: Storage; v: Storage } {
-    const row = this.kvHeads * this.headDim;
-    const check = (name: string, x: unknown): Storage => {
-      if (!(x instanceof Float32Array) && !(x instanceof Uint16Array)) throw is.typeError(name, 'Float32Array or Uint16Array (float16 bits)', x);
-      if (x.length % row !== 0) {
-        throw new RangeError(`Expected ${name} length to be a multiple of kvHeads * headDim (${row}) but received ${x.length}`);
-      }
-      if (x instanceof Uint16Array && this.dtype !== 'float16') throw is.typeError(name, 'Float32Array (the cache stores float32)', x);
-      return this.dtype === 'float16' && x instanceof Float32Array ? toFloat16(x) : x;
-    };
-    const kk = check('k', k);
-    const vv = check('v', v);
-    if (vv.length !== kk.length) throw new RangeError(`Expected v length to equal k length (${kk.length}) but received ${vv.length}`);
-    const n = kk.length / row;
+    const kv = checkKeysValues(k, v, this.kvHeads, this.headDim);
+    if (kv.k instanceof Uint16Array && this.dtype !== 'float16') throw is.typeError('k', 'Float32Array (the cache stores float32)', k);
+    const n = kv.tokens;
     if (l.length + n > this.maxTokens) {
       throw new RangeError(
         `Expected at most ${this.maxTokens - l.length} more tokens for layer ${layer} (maxTokens ${this.maxTokens}, ${l.length} stored) but received ${n}`,
       );
     }
-    return { n, k: kk, v: vv };
+    const store = (x: Storage): Storage => (this.dtype === 'float16' && x instanceof Float32Array ? toFloat16(x) : x);
+    return { n, k: store(kv.k), v: store(kv.v) };
   }
 
   #grow(l: Layer, need: number): void {
@@ -294,9 +286,7 @@ export class DuoKVCache {
   #args(l: Layer, layer: number, q: unknown, chunk: { n: number; k: Storage; v: Storage }, options: CacheAttendOptions) {
     const o = is.options<CacheAttendOptions>('options', options, ATTEND_KEYS);
     const queryHeads = is.integer('queryHeads', o.queryHeads, 1, 65536);
-    if (queryHeads % this.kvHeads !== 0) {
-      throw new RangeError(`Expected queryHeads to be a multiple of kvHeads (${this.kvHeads}) but received ${queryHeads}`);
-    }
+    checkGroup('queryHeads', queryHeads, this.kvHeads);
     const qa = is.float32Array('q', q, chunk.n * queryHeads * this.headDim);
     const scale = o.scale === undefined ? 1 / Math.sqrt(this.headDim) : is.finite('scale', o.scale, { positive: true });
     const threads = is.threads('threads', o.threads);

@@ -72,19 +72,11 @@ struct Ahead {
 #define CAPIBARA_KERNEL_BODY "attention/attend_rows.inc"
 #include "common/isa_each.inc"
 
-int64_t LaneWidth() {
-#ifdef CAPIBARA_X86_DISPATCH
-  if (CurrentIsa() == Isa::kAvx512) return 16;
-  if (CurrentIsa() == Isa::kAvx2) return 8;
-#endif
-  return 4;
-}
-
 }  // namespace
 
 void Attend(const Params& p, const float* q, const std::vector<std::vector<Segment>>& segments,
             const uint8_t* streaming, float* out, float* lse) {
-  const int64_t heads = p.kv_heads * p.group, width = LaneWidth();
+  const int64_t heads = p.kv_heads * p.group, width = CAPIBARA_DISPATCH(Lanes);
   const int64_t pad = (p.dim + width - 1) / width * width;
   const int64_t tile_tokens = std::max<int64_t>(1, kTileRows / p.group);
   const int64_t tiles_per_head = (p.queries + tile_tokens - 1) / tile_tokens;

@@ -82,6 +82,19 @@ describe('topkGating against a float64 reference', () => {
     }
   });
 
+  it('ranks ties and skips masked experts on the row path too (many experts, k > 4)', () => {
+    // Shapes past the tile limits go row by row: a threshold from the lane maxima, then a rank
+    // over the candidates; ties must still go to the lower index and -Infinity never win.
+    for (const [experts, k] of [[256, 8], [200, 6], [2000, 16]] as const) {
+      expectMatches(ties(rand, 40 * experts), experts, { k });
+      expectMatches(ties(rand, 40 * experts), experts, { k, renormalize: false });
+      const logits = normal(rand, 40 * experts);
+      for (let i = 0; i < logits.length; i++) if (rand() < 0.97) logits[i] = -Infinity;
+      expectMatches(logits, experts, { k, scoring: 'sigmoid' });
+      expectMatches(logits, experts, { k, renormalize: false });
+    }
+  });
+
   it('selects on score + bias but weighs with the unbiased scores', () => {
     for (const [experts, k] of [[64, 8], [60, 6], [256, 8]] as const) {
       const bias = normal(rand, experts, 0.05);
@@ -145,6 +158,8 @@ describe('topkGating against a float64 reference', () => {
       [60, { k: 6, scoring: 'sigmoid' as const }],
       [256, { k: 8, scoring: 'sigmoid' as const, bias: normal(rand, 256, 0.3), groups: { count: 8, topkGroups: 4 }, routeScale: 2.5 }],
       [64, { k: 4, bias: normal(rand, 64, 0.3), renormalize: false }],
+      [256, { k: 8, renormalize: false }],
+      [1000, { k: 3 }],
     ] as const) {
       const rows = normal(rand, 4 * experts, 2);
       const logits = new Float32Array(20 * experts);
@@ -155,6 +170,17 @@ describe('topkGating against a float64 reference', () => {
       const k = opts.k;
       expect(Array.from(r.indices.subarray(16 * k))).toEqual(Array.from(r.indices.subarray(0, 4 * k)));
       expect(Array.from(r.weights.subarray(16 * k))).toEqual(Array.from(r.weights.subarray(0, 4 * k)));
+    }
+  });
+
+  it('names the first bad logit wherever it sits (full tile, padded tail, row path)', () => {
+    for (const [experts, k, token, expert] of [[64, 2, 3, 7], [64, 2, 18, 63], [8, 8, 19, 0], [256, 8, 17, 200]] as const) {
+      const logits = normal(rand, 20 * experts);
+      logits[token * experts + expert] = NaN;
+      logits[19 * experts + experts - 1] = Infinity; // a later bad value is not the one named
+      expect(() => topkGating(logits, { experts, k })).toThrow(
+        new RangeError(`Expected finite or -Infinity (masked) logits but token ${token}, expert ${expert} is NaN`),
+      );
     }
   });
 

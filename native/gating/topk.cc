@@ -19,8 +19,13 @@ namespace gating {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// Token-per-lane tiles pay k compare-and-blend steps per expert: a win for the usual MoE
-// shapes, not for thousands of experts. Chosen from bench/gating.bench.mjs.
+// Token-per-lane tiles pay k compare-and-blend steps per expert; the row path pays a fixed
+// cost per token (a threshold, then ranking a handful of candidates) and one pass per expert.
+// Without bias or groups, tiles win up to 128 experts, and up to 512 for k <= 4 (measured
+// on AVX-512 with bench/gating.bench.mjs); with bias or groups, up to kTileMaxExperts.
+constexpr int64_t kTileFastMaxExperts = 128;
+constexpr int64_t kTileFastMaxExpertsSmallK = 512;
+constexpr int kTileSmallK = 4;
 constexpr int64_t kTileMaxExperts = 1024;
 // Tiles are instantiated for k = 1..kTileMaxK; larger k takes the row path.
 constexpr int kTileMaxK = 8;
@@ -48,10 +53,19 @@ struct TopK {
 };
 
 struct Scratch {
-  std::vector<float> top_v, score, select, group_v, cand_v, tile;
-  std::vector<int32_t> top_i, group_i, cand_i, rank;
+  std::vector<float> top_v, score, select, group_v, cand_v, tile, pad, pad_w;
+  std::vector<int32_t> top_i, group_i, cand_i, rank, pad_i;
   std::vector<uint8_t> group_on;
 };
+
+// Whether a call goes through the token-per-lane tiles (the same for every token of the call).
+bool UsesTiles(const TopkParams& p) {
+  const bool general = p.bias != nullptr || p.groups > 1;
+  const int64_t max_experts = general           ? kTileMaxExperts
+                              : p.k <= kTileSmallK ? kTileFastMaxExpertsSmallK
+                                                   : kTileFastMaxExperts;
+  return p.k <= kTileMaxK && p.groups <= kTileMaxGroups && p.experts <= max_experts;
+}
 
 // The ISA variants of the kernel body.
 #define CAPIBARA_KERNEL_BODY "gating/topk_rows.inc"
@@ -78,8 +92,13 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     s.cand_i.resize(cand);
     s.rank.resize(cand);
     // Logits tile, plus a score tile for the general path.
-    if (p.experts <= kTileMaxExperts && p.k <= kTileMaxK) s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
-    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // scores, or the row path's exps
+    if (UsesTiles(p)) {
+      s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
+      s.pad.resize(static_cast<size_t>(p.experts * kLanes));
+      s.pad_w.resize(static_cast<size_t>(p.k * kLanes));
+      s.pad_i.resize(static_cast<size_t>(p.k * kLanes));
+    }
+    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // scores, or the row path's ranked candidates
     if (general) {
       s.select.resize(static_cast<size_t>(p.experts));
       s.group_v.resize(static_cast<size_t>(p.topk_groups));

@@ -24,6 +24,8 @@ const CASES: [string, Case][] = [
   ['GQA 32/8 decode, dim 128', { nq: 1, nk: 300, queryHeads: 32, kvHeads: 8, headDim: 128 }],
   ['GQA 4/2 prefill over a cache (queryOffset)', { nq: 70, nk: 200, queryHeads: 4, kvHeads: 2, headDim: 80 }],
   ['odd head dim 33, group 3', { nq: 9, nk: 50, queryHeads: 6, kvHeads: 2, headDim: 33 }],
+  ['head dims 24 and 8 (16- and 8-column key transposes)', { nq: 40, nk: 40, queryHeads: 2, kvHeads: 1, headDim: 24 }],
+  ['head dim 8 prefill', { nq: 33, nk: 33, queryHeads: 4, kvHeads: 2, headDim: 8 }],
   ['head dim 256 and 1', { nq: 5, nk: 40, queryHeads: 2, kvHeads: 1, headDim: 256 }],
   ['head dim 1', { nq: 5, nk: 40, queryHeads: 2, kvHeads: 2, headDim: 1 }],
   ['cross-attention (non-causal)', { nq: 11, nk: 90, queryHeads: 4, kvHeads: 2, headDim: 48, causal: false }],

@@ -82,7 +82,7 @@ describe('topkGating against a float64 reference', () => {
     }
   });
 
-  it('ranks ties and skips masked experts on the row path too (many experts, k > 4)', () => {
+  it('ranks ties and skips masked experts on the row paths too (many experts, large k)', () => {
     // Shapes past the tile limits go row by row: a threshold from the lane maxima, then a rank
     // over the candidates; ties must still go to the lower index and -Infinity never win.
     for (const [experts, k] of [[256, 8], [200, 6], [2000, 16]] as const) {
@@ -93,6 +93,14 @@ describe('topkGating against a float64 reference', () => {
       expectMatches(logits, experts, { k, scoring: 'sigmoid' });
       expectMatches(logits, experts, { k, renormalize: false });
     }
+    // The general path goes row by row past the tiles' limits (k > 8, or more than 1024 experts).
+    const bias = (n: number) => normal(rand, n, 0.1);
+    expectMatches(normal(rand, 20 * 1100), 1100, { k: 8, scoring: 'sigmoid', bias: bias(1100), groups: { count: 10, topkGroups: 3 }, routeScale: 2.5 });
+    expectMatches(normal(rand, 20 * 1100), 1100, { k: 6, bias: bias(1100), groups: { count: 20, topkGroups: 2, score: 'max' }, renormalize: false });
+    expectMatches(ties(rand, 30 * 64), 64, { k: 12, scoring: 'sigmoid', bias: new Float32Array(64), groups: { count: 4, topkGroups: 2 } });
+    const masked = normal(rand, 30 * 96);
+    for (let i = 0; i < masked.length; i++) if (rand() < 0.9) masked[i] = -Infinity;
+    expectMatches(masked, 96, { k: 10, bias: bias(96), groups: { count: 8, topkGroups: 2 } });
   });
 
   it('selects on score + bias but weighs with the unbiased scores', () => {

@@ -53,8 +53,8 @@ struct TopK {
 };
 
 struct Scratch {
-  std::vector<float> top_v, score, select, group_v, cand_v, tile, pad, pad_w;
-  std::vector<int32_t> top_i, group_i, cand_i, rank, pad_i;
+  std::vector<float> top_v, score, select, group_v, cand_v, sorted_v, tile, pad, pad_w;
+  std::vector<int32_t> top_i, group_i, cand_i, sorted_i, pad_i;
   std::vector<uint8_t> group_on;
 };
 
@@ -90,7 +90,8 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     const size_t cand = static_cast<size_t>(p.experts + kLanes);
     s.cand_v.resize(cand);
     s.cand_i.resize(cand);
-    s.rank.resize(cand);
+    s.sorted_v.resize(cand);
+    s.sorted_i.resize(cand);
     // Logits tile, plus a score tile for the general path.
     if (UsesTiles(p)) {
       s.tile.resize(static_cast<size_t>(2 * p.experts * kLanes));
@@ -98,7 +99,7 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
       s.pad_w.resize(static_cast<size_t>(p.k * kLanes));
       s.pad_i.resize(static_cast<size_t>(p.k * kLanes));
     }
-    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // scores, or the row path's ranked candidates
+    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // the general path's scores
     if (general) {
       s.select.resize(static_cast<size_t>(p.experts));
       s.group_v.resize(static_cast<size_t>(p.topk_groups));

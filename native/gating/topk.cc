@@ -27,6 +27,8 @@ constexpr int64_t kTileFastMaxExperts = 128;
 constexpr int64_t kTileFastMaxExpertsSmallK = 512;
 constexpr int kTileSmallK = 4;
 constexpr int64_t kTileMaxExperts = 1024;
+// The benchmark floors go through tiles up to this many experts (faster there, measured).
+constexpr int64_t kTileFloorMaxExperts = 16;
 // Tiles are instantiated for k = 1..kTileMaxK; larger k takes the row path.
 constexpr int kTileMaxK = 8;
 // Per-lane group bookkeeping lives in stack arrays of this size.

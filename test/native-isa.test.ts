@@ -53,6 +53,38 @@ describe('ISA variants of the kernels', () => {
   });
 });
 
+// The row paths (many experts) add the softmax normaliser over thousands of logits: in a
+// width-independent order, or the ISAs would drift apart by several 1e-6 and flip near-ties.
+const ROW_SUM_SCRIPT = `
+const { topkGating, nativeInfo } = require(${JSON.stringify(lib)});
+const runs = [];
+for (const E of [513, 2048, 4096]) for (const c of [-7, -9]) {
+  const x = new Float32Array(E).fill(c); x[0] = 0; // one clear winner, the mass spread thin
+  runs.push(Array.from(topkGating(x, { experts: E, k: 9, renormalize: false }).weights));
+  if (E > 1024) runs.push(Array.from(topkGating(x, { experts: E, k: 2, renormalize: false, bias: new Float32Array(E) }).weights));
+}
+const x = new Float32Array(2048).fill(-9); x[0] = 0; x[1] = -0.5;
+const bias = new Float32Array(2048); bias[1] = 0.21165538; // within 2e-6 of a tie with expert 0
+runs.push(Array.from(topkGating(x, { experts: 2048, k: 1, bias }).indices));
+console.log(JSON.stringify({ isa: nativeInfo().isa, runs }));`;
+
+describe('ISA variants of the row paths', () => {
+  it('add the softmax normaliser in the same order on every ISA', () => {
+    const go = (isa?: string) => {
+      const env = { ...process.env };
+      if (isa) env['CAPIBARA_ISA'] = isa;
+      else delete env['CAPIBARA_ISA'];
+      return JSON.parse(execFileSync(process.execPath, ['-e', ROW_SUM_SCRIPT], { env, encoding: 'utf8' })) as { isa: string; runs: number[][] };
+    };
+    const best = go();
+    for (const isa of ['avx2', 'generic']) {
+      const other = go(isa);
+      if (other.isa !== isa) continue;
+      best.runs.forEach((b, i) => b.forEach((w, j) => expect(Math.abs(other.runs[i]![j]! - w), `${isa} run ${i} slot ${j}`).toBeLessThan(1e-6)));
+    }
+  });
+});
+
 // Attention on every ISA: decode-sized tiles (dot products) and prefill tiles (transposed keys),
 // float32 and float16 KV, head dims that are and are not multiples of the vector width.
 const ATTENTION_SCRIPT = `

@@ -22,15 +22,26 @@ for (const [E, k, extra] of [[8, 2, {}], [60, 8, {}], [64, 3, { renormalize: fal
 }
 console.log(JSON.stringify(out));`;
 
-function run(isa?: string) {
+// Runs a script in a child process with the ISA capped at `isa` (or the best one) and parses its JSON.
+function runUnder<T>(script: string, isa?: string): T {
   const env = { ...process.env };
   if (isa) env['CAPIBARA_ISA'] = isa;
   else delete env['CAPIBARA_ISA'];
-  return JSON.parse(execFileSync(process.execPath, ['-e', SCRIPT], { env, encoding: 'utf8' })) as {
-    isa: string;
-    runs: Array<{ indices: number[]; weights: number[]; aux: number; z: number; h: number }>;
-  };
+  return JSON.parse(execFileSync(process.execPath, ['-e', script], { env, encoding: 'utf8' })) as T;
 }
+
+// Every narrower ISA this CPU has must give the best ISA's numbers (arrays of runs) within `tolerance`.
+function expectIsasAgree(script: string, tolerance: number) {
+  const best = runUnder<{ runs: number[][] }>(script);
+  for (const isa of ['avx2', 'generic']) {
+    const other = runUnder<{ isa: string; runs: number[][] }>(script, isa);
+    if (other.isa !== isa) continue; // the CPU lacks it
+    best.runs.forEach((b, i) => b.forEach((x, j) => expect(Math.abs(other.runs[i]![j]! - x), `${isa} run ${i} element ${j}`).toBeLessThan(tolerance)));
+  }
+}
+
+const run = (isa?: string) =>
+  runUnder<{ isa: string; runs: Array<{ indices: number[]; weights: number[]; aux: number; z: number; h: number }> }>(SCRIPT, isa);
 
 describe('ISA variants of the kernels', () => {
   it('reports the ISA in use', () => {
@@ -69,20 +80,7 @@ runs.push(Array.from(topkGating(x, { experts: 2048, k: 1, bias }).indices));
 console.log(JSON.stringify({ isa: nativeInfo().isa, runs }));`;
 
 describe('ISA variants of the row paths', () => {
-  it('add the softmax normaliser in the same order on every ISA', () => {
-    const go = (isa?: string) => {
-      const env = { ...process.env };
-      if (isa) env['CAPIBARA_ISA'] = isa;
-      else delete env['CAPIBARA_ISA'];
-      return JSON.parse(execFileSync(process.execPath, ['-e', ROW_SUM_SCRIPT], { env, encoding: 'utf8' })) as { isa: string; runs: number[][] };
-    };
-    const best = go();
-    for (const isa of ['avx2', 'generic']) {
-      const other = go(isa);
-      if (other.isa !== isa) continue;
-      best.runs.forEach((b, i) => b.forEach((w, j) => expect(Math.abs(other.runs[i]![j]! - w), `${isa} run ${i} slot ${j}`).toBeLessThan(1e-6)));
-    }
-  });
+  it('add the softmax normaliser in the same order on every ISA', () => expectIsasAgree(ROW_SUM_SCRIPT, 1e-6));
 });
 
 // Attention on every ISA: decode-sized tiles (dot products) and prefill tiles (transposed keys),
@@ -102,18 +100,5 @@ for (const [nq, nk, qh, kvh, d, half, window] of [[1, 300, 8, 2, 128, false, fal
 console.log(JSON.stringify(out));`;
 
 describe('ISA variants of the attention kernel', () => {
-  it('gives the same outputs on every ISA this CPU has', () => {
-    const go = (isa?: string) => {
-      const env = { ...process.env };
-      if (isa) env['CAPIBARA_ISA'] = isa;
-      else delete env['CAPIBARA_ISA'];
-      return JSON.parse(execFileSync(process.execPath, ['-e', ATTENTION_SCRIPT], { env, encoding: 'utf8' })) as { isa: string; runs: number[][] };
-    };
-    const best = go();
-    for (const isa of ['avx2', 'generic']) {
-      const other = go(isa);
-      if (other.isa !== isa) continue;
-      best.runs.forEach((b, i) => b.forEach((x, j) => expect(Math.abs(other.runs[i]![j]! - x), `${isa} run ${i} element ${j}`).toBeLessThan(1e-5)));
-    }
-  });
+  it('gives the same outputs on every ISA this CPU has', () => expectIsasAgree(ATTENTION_SCRIPT, 1e-5));
 });

@@ -1,4 +1,5 @@
 // Shared pieces of the benchmarks: seeded inputs and the interleaved timing loop.
+import { Bench } from 'tinybench';
 
 // mulberry32: small, seeded, good enough to make reproducible inputs.
 export function prng(seed) {
@@ -24,23 +25,23 @@ export function normalLogits(n, seed) {
   return out;
 }
 
-// Interleaved rounds, each contender once per round in a rotating order, instead of one
-// contender's whole run after another: on a shared 2-core machine a burst of outside load then
-// hits every contender alike, and the ratios stay honest. Returns median ms per call.
+// Interleaved rounds timed by tinybench: each round is a tinybench run of every contender once,
+// in a rotating order, instead of one contender's whole run after another — on a shared 2-core
+// machine a burst of outside load then hits every contender alike, and the ratios stay honest.
+// Round 0 also warms each contender up `timing.warmup` times. Returns median ms per call.
 export async function measure(contenders, timing) {
   const times = contenders.map(() => []);
-  for (const [, fn, isAsync] of contenders) {
-    for (let i = 0; i < timing.warmup; i++) if (isAsync) await fn(); else fn();
-  }
   const start = performance.now();
   for (let round = 0; round < timing.minRounds || performance.now() - start < timing.timeMs; round++) {
-    for (let j = 0; j < contenders.length; j++) {
-      const c = (round + j) % contenders.length;
-      const [, fn, isAsync] = contenders[c];
-      const t0 = performance.now();
-      if (isAsync) await fn(); else fn();
-      times[c].push(performance.now() - t0);
-    }
+    const warm = round === 0 && timing.warmup > 0;
+    const bench = new Bench({
+      iterations: 1, time: 0, warmup: warm, warmupIterations: timing.warmup, warmupTime: 0,
+      retainSamples: true, throws: true,
+    });
+    const order = contenders.map((_, j) => (round + j) % contenders.length);
+    for (const c of order) bench.add(String(c), contenders[c][1], { async: Boolean(contenders[c][2]) });
+    await bench.run();
+    for (const task of bench.tasks) times[Number(task.name)].push(...task.result.latency.samples);
   }
   return Object.fromEntries(contenders.map(([name], c) => {
     const s = times[c].sort((a, b) => a - b);
@@ -48,4 +49,3 @@ export async function measure(contenders, timing) {
     return [name, { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, samples: s.length }];
   }));
 }
-

@@ -184,6 +184,24 @@ describe('sessions, providers and lifecycle', () => {
     }
   });
 
+  it('keeps at most maxSessions sessions, releasing the least recently used, with the same results', async () => {
+    const b = await OnnxAttention.create({ maxSessions: 2 });
+    try {
+      const runs = [16, 8, 16, 24, 16, 8].map((headDim, i) => ({ headDim, seed: i + 1 }));
+      for (const { headDim, seed } of runs) {
+        const c = { queryHeads: 4, kvHeads: 2, headDim, nq: 3, nk: 9 };
+        const { q, k, v } = inputs(c, seed);
+        const want = referenceAttention(q, k, v, { queryHeads: 4, kvHeads: 2, headDim }).output;
+        expect(maxDiff(await b.run(q, k, v, { queryHeads: 4, kvHeads: 2, headDim, threads: 1 }), want)).toBeLessThan(TOL);
+        expect(b.sessions).toBeLessThanOrEqual(2);
+      }
+      expect(b.sessions).toBe(2);
+      await expect(OnnxAttention.create({ maxSessions: 0 })).rejects.toThrow('Expected integer >= 1 for options.maxSessions but received 0 of type number');
+    } finally {
+      await b.close();
+    }
+  });
+
   it('cuda requested where ORT has no CUDA provider: one warning, then CPU results', async () => {
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
@@ -243,7 +261,7 @@ describe('sessions, providers and lifecycle', () => {
     );
     await expect(OnnxAttention.create({ scoreBudget: 0 })).rejects.toThrow('Expected integer >= 1 for options.scoreBudget but received 0 of type number');
     await expect(OnnxAttention.create({ threads: 1 } as never)).rejects.toThrow(
-      "Unknown option 'threads' in options (expected one of: executionProviders, operator, scoreBudget)",
+      "Unknown option 'threads' in options (expected one of: executionProviders, operator, scoreBudget, maxSessions)",
     );
     const b = await OnnxAttention.create();
     const pending = b.run(q, k, v, { queryHeads: 4, kvHeads: 2, headDim: 8 });

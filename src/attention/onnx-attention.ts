@@ -40,9 +40,15 @@ export interface OnnxAttentionOptions {
    * longer prefills run in more, smaller query chunks. Default 2^25 (128 MiB).
    */
   scoreBudget?: number;
+  /**
+   * Most sessions kept (one per graph signature and thread count; see {@link OnnxAttention});
+   * past it the least recently used one is released. Default 32: a model's layers share
+   * signatures, but each distinct subset of streaming heads is its own graph.
+   */
+  maxSessions?: number;
 }
 
-const CREATE_KEYS = ['executionProviders', 'operator', 'scoreBudget'] as const;
+const CREATE_KEYS = ['executionProviders', 'operator', 'scoreBudget', 'maxSessions'] as const;
 /** Queries per chunk of streaming heads in prefill, at least (a chunk reads sink + recent + chunk keys). */
 const MIN_STREAMING_CHUNK = 64;
 
@@ -95,17 +101,20 @@ export class OnnxAttention {
   readonly operator: 'MultiHeadAttention' | 'GroupQueryAttention';
   /** Most floats of one masked run's score matrix (see {@link OnnxAttentionOptions.scoreBudget}). */
   readonly scoreBudget: number;
+  /** Most sessions kept (see {@link OnnxAttentionOptions.maxSessions}). */
+  readonly maxSessions: number;
 
   readonly #ort: typeof Ort;
   readonly #sessions = new Map<string, Promise<Ort.InferenceSession>>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  private constructor(ort: typeof Ort, providers: string[], operator: OnnxAttention['operator'], scoreBudget: number) {
+  private constructor(ort: typeof Ort, providers: string[], operator: OnnxAttention['operator'], scoreBudget: number, maxSessions: number) {
     this.#ort = ort;
     this.executionProviders = providers;
     this.operator = operator;
     this.scoreBudget = scoreBudget;
+    this.maxSessions = maxSessions;
   }
 
   /**
@@ -127,13 +136,14 @@ export class OnnxAttention {
     let providers = executionProviderNames('options.executionProviders', o.executionProviders);
     const operator = o.operator === undefined ? 'MultiHeadAttention' : is.oneOf('options.operator', o.operator, ['MultiHeadAttention', 'GroupQueryAttention'] as const);
     const scoreBudget = o.scoreBudget === undefined ? 2 ** 25 : is.integer('options.scoreBudget', o.scoreBudget, 1);
+    const maxSessions = o.maxSessions === undefined ? 32 : is.integer('options.maxSessions', o.maxSessions, 1);
     const ort = loadOrt();
     if (!providers.every((p) => p === 'cpu')) {
       const probe = await createSession(ort, identityModel(), { providers, threads: 1, warningType: 'OnnxAttentionWarning', what: 'the attention graphs' });
       providers = probe.providers;
       await probe.session.release();
     }
-    return new OnnxAttention(ort, providers, operator, scoreBudget);
+    return new OnnxAttention(ort, providers, operator, scoreBudget, maxSessions);
   }
 
   /** Whether {@link OnnxAttention.close} was called. */
@@ -141,7 +151,7 @@ export class OnnxAttention {
     return this.#closed;
   }
 
-  /** Sessions created so far (one per graph signature and thread count). */
+  /** Sessions held now (one per graph signature and thread count, at most {@link OnnxAttention.maxSessions}). */
   get sessions(): number {
     return this.#sessions.size;
   }
@@ -321,12 +331,23 @@ export class OnnxAttention {
   #session(sig: GraphSignature, threads: number): Promise<Ort.InferenceSession> {
     const key = `${JSON.stringify(sig)}/${threads}`;
     let session = this.#sessions.get(key);
+    // The map's order is the use order: a hit moves to the end, the front is evicted.
+    this.#sessions.delete(key);
     if (session === undefined) {
       const request = { providers: [...this.executionProviders], threads, warningType: 'OnnxAttentionWarning', what: 'the attention graphs' };
-      session = createSession(this.#ort, attentionModel(sig), request).then((s) => s.session);
+      const created = createSession(this.#ort, attentionModel(sig), request).then((s) => s.session);
       // A failed creation is not cached: the next call tries again.
-      session.catch(() => this.#sessions.delete(key));
-      this.#sessions.set(key, session);
+      created.catch(() => {
+        if (this.#sessions.get(key) === created) this.#sessions.delete(key);
+      });
+      session = created;
+    }
+    this.#sessions.set(key, session);
+    if (this.#sessions.size > this.maxSessions) {
+      // Calls run one at a time and each awaits its runs, so no run holds the evicted session.
+      const [oldest, evicted] = this.#sessions.entries().next().value!;
+      this.#sessions.delete(oldest);
+      evicted.then((s) => s.release()).catch(() => undefined);
     }
     return session;
   }

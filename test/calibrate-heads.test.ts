@@ -149,7 +149,7 @@ describe('calibrateHeads', () => {
       new TypeError('Expected an array, iterable or async iterable of samples for samples but received 42 of type number'),
     );
     await expect(calibrateHeads(samples, { ...options, queryHeads: 6 })).rejects.toThrow(
-      new RangeError('Expected multiple of kvHeads (4) for options.queryHeads but received 6 of type number'),
+      new RangeError('Expected options.queryHeads to be a multiple of kvHeads (4) but received 6'),
     );
     await expect(calibrateHeads(samples, { ...options, method: 'mass' as never })).rejects.toThrow(
       new RangeError("Expected one of 'output-error', 'attention-mass', 'both' for options.method but received 'mass' of type string"),

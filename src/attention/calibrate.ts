@@ -6,6 +6,7 @@
  */
 import * as v from '../validate';
 import { attentionAsync } from './attention';
+import { checkGroup } from './check';
 import { HeadPattern } from './head-pattern';
 import type { AttentionOptions } from './types';
 
@@ -139,7 +140,7 @@ export async function calibrateHeads(
   const layers = v.integer('options.layers', o.layers, 1);
   const kvHeads = v.integer('options.kvHeads', o.kvHeads, 1);
   const queryHeads = v.integer('options.queryHeads', o.queryHeads, 1);
-  if (queryHeads % kvHeads !== 0) throw v.rangeError('options.queryHeads', `multiple of kvHeads (${kvHeads})`, queryHeads);
+  checkGroup('options.queryHeads', queryHeads, kvHeads);
   const headDim = v.integer('options.headDim', o.headDim, 1, 256);
   const sink = v.integer('options.sink', o.sink, 0);
   const recent = v.integer('options.recent', o.recent, 1);

@@ -22,7 +22,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Token-per-lane tiles pay k compare-and-blend steps per expert; the row path pays a fixed
 // cost per token (a threshold, then ranking a handful of candidates) and one pass per expert.
 // Without bias or groups, tiles win up to 128 experts, and up to 512 for k <= 4 (measured
-// on AVX-512 with bench/gating.bench.mjs); with bias or groups, up to kTileMaxExperts.
+// on AVX-512, 4,096 tokens); with bias or groups, up to kTileMaxExperts.
 constexpr int64_t kTileFastMaxExperts = 128;
 constexpr int64_t kTileFastMaxExpertsSmallK = 512;
 constexpr int kTileSmallK = 4;
@@ -101,8 +101,8 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
       s.pad_w.resize(static_cast<size_t>(p.k * kLanes));
       s.pad_i.resize(static_cast<size_t>(p.k * kLanes));
     }
-    s.score.resize(static_cast<size_t>(p.experts + kLanes));  // the general path's scores
     if (general) {
+      s.score.resize(static_cast<size_t>(p.experts + kLanes));
       s.select.resize(static_cast<size_t>(p.experts));
       s.group_v.resize(static_cast<size_t>(p.topk_groups));
       s.group_i.resize(static_cast<size_t>(p.topk_groups));

@@ -55,6 +55,15 @@ describe('MemAgent: store and get', () => {
     await m.close();
   });
 
+  it('keeps metadata fields named __proto__ or constructor (nothing stored is lost)', async () => {
+    const m = open();
+    const metadata = JSON.parse('{"__proto__": "p", "constructor": 3, "a": 1}') as Record<string, string | number>;
+    const id = await m.storeMemory('a note with odd metadata keys', MemoryType.SEMANTIC, MemoryPriority.LOW, [], { metadata });
+    expect(Object.entries(m.getMemory(id)!.metadata)).toEqual([['__proto__', 'p'], ['constructor', 3], ['a', 1]]);
+    expect(Object.getPrototypeOf(Object.prototype)).toBeNull(); // Object.prototype untouched
+    await m.close();
+  });
+
   it('rejects bad input with the argument named', async () => {
     const m = open();
     await expect(m.storeMemory('', MemoryType.SEMANTIC, MemoryPriority.LOW)).rejects.toThrow(new RangeError("Expected non-empty string for content but received '' of type string"));

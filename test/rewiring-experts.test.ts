@@ -136,6 +136,15 @@ describe('RewiringExperts learning and health', () => {
     expect(router.getMetrics()).toMatchObject({ outcomes: 1, successRate: 1, meanLatencyMs: 12 });
   });
 
+  it('reports metrics for an expert whose id is __proto__', () => {
+    const router = new RewiringExperts({ experts: [{ id: '__proto__', name: 'P', domain: 'sql', description: 'SQL joins', keywords: ['join'] }, { id: 'b', name: 'B', domain: 'python', description: 'Python lists', keywords: ['list'] }] });
+    router.routeQuery('slow SQL join');
+    const m = router.getMetrics();
+    expect(Object.keys(m.utilization)).toEqual(['__proto__', 'b']);
+    expect(m.utilization['__proto__']).toBe(1);
+    expect(m.inFlight['__proto__']).toBe(1);
+  });
+
   it('closes a decision on success and keeps at most maxPendingDecisions open', () => {
     const router = new RewiringExperts({ maxPendingDecisions: 2 });
     const a = router.routeQuery('slow SQL join');

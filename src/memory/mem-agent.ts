@@ -5,6 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
+import { dict } from '../dict';
 import * as v from '../validate';
 import { compileFilter } from './filter';
 import { Bm25Index } from './bm25';
@@ -1233,7 +1234,8 @@ function checkScope(name: string, scope: unknown): MemoryScope {
 
 function checkMetadata(name: string, m: unknown): Record<string, MetadataValue> {
   if (m === null || typeof m !== 'object' || Array.isArray(m)) throw v.typeError(name, 'an object of JSON scalars and arrays of them', m);
-  const out: Record<string, MetadataValue> = {};
+  // No prototype: a field named `__proto__` is an ordinary key, stored like any other.
+  const out = dict<MetadataValue>();
   for (const [k, x] of Object.entries(m)) {
     const scalar = (y: unknown) => y === null || typeof y === 'string' || typeof y === 'boolean' || (typeof y === 'number' && Number.isFinite(y));
     if (!(scalar(x) || (Array.isArray(x) && x.every(scalar)))) throw v.typeError(`${name}.${k}`, 'JSON scalar or array of JSON scalars', x);

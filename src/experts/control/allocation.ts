@@ -4,7 +4,7 @@
  * @module
  */
 import * as v from '../../validate';
-import { dict } from './dict';
+import { dict } from '../../dict';
 
 /**
  * The largest replica budget a pool or a plan takes: 65,536 (replicas are processes or

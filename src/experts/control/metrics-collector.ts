@@ -7,7 +7,7 @@ import * as v from '../../validate';
 import { RewiringExperts } from '../routing/rewiring-experts';
 import type { RoutingContext } from '../routing/types';
 import { efficiency, meanLatency, successRate } from './counters';
-import { dict } from './dict';
+import { dict } from '../../dict';
 import { INTERNALS } from './internals';
 import { MoEControlAPI } from './moe-control-api';
 import { TrafficLedger } from './traffic-ledger';

@@ -11,7 +11,7 @@ import type { ExpertAttentionReason } from './attention-reasons';
 import { checkId, checkKeywords, checkSpecializations, checkTargets, checkTrainingData, checkWorkload, resolveBalancing } from './checks';
 import { ExpertCoordinator, type CoordinatorOptions } from './coordinator';
 import { attempts, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
-import { dict } from './dict';
+import { dict } from '../../dict';
 import { INTERNALS } from './internals';
 import { type LifecyclePolicy, type LifecycleReport, measureDrift, overlappingPairs, positiveUnit, REBALANCING, type ResolvedPolicy, resolvePolicy } from './lifecycle';
 import { callListeners, reportTimerError } from './listeners';

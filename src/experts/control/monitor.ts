@@ -7,7 +7,7 @@ import * as v from '../../validate';
 import { type ExpertAttentionReason, recommend, type RecommendedAction } from './attention-reasons';
 import { duration } from './checks';
 import { addCounters, attempts, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
-import { dict } from './dict';
+import { dict } from '../../dict';
 import { type ControlInternals, INTERNALS } from './internals';
 import type { MoEControlAPI } from './moe-control-api';
 import { leastSquaresSlope } from './statistics';

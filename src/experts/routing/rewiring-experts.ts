@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { dict } from '../../dict';
 import * as v from '../../validate';
 import type { Embedder } from '../../memory/types';
 import { DEFAULT_EXPERTS } from './default-experts';
@@ -660,8 +661,9 @@ export class RewiringExperts extends EventEmitter {
   getMetrics(): RoutingMetrics {
     this.#expire(this.#clock());
     const s = this.#stats;
-    const utilization: Record<string, number> = {};
-    const inFlight: Record<string, number> = {};
+    // No prototype: an expert id such as `__proto__` is an ordinary key.
+    const utilization = dict<number>();
+    const inFlight = dict<number>();
     for (const id of this.#experts.keys()) {
       utilization[id] = s.routed === 0 ? 0 : (this.#routedTo.get(id) ?? 0) / s.routed;
       inFlight[id] = this.#inFlight.get(id) ?? 0;

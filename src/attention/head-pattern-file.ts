@@ -206,15 +206,7 @@ export interface ModelConfig {
 export async function readModelConfig(modelConfig: unknown): Promise<{ config: ModelConfig; label: string }> {
   if (typeof modelConfig !== 'string') return { config: modelConfigObject(modelConfig), label: 'modelConfig' };
   v.nonEmptyString('modelConfig', modelConfig);
-  let path = modelConfig;
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
-    path = join(path, CONFIG_NAME);
-    text = await readFile(path, 'utf8');
-  }
+  const { path, text } = await readFileOrIn(modelConfig, CONFIG_NAME);
   return { config: modelConfigObject(parseJson(text, path)), label: basename(path) };
 }
 
@@ -223,6 +215,17 @@ function modelConfigObject(value: unknown): ModelConfig {
     throw v.typeError('modelConfig', 'a Hugging Face config object or a path to config.json', value);
   }
   return value as ModelConfig;
+}
+
+/** Reads `path`, or the file `name` inside it when `path` is a directory; returns the path read. */
+export async function readFileOrIn(path: string, name: string): Promise<{ path: string; text: string }> {
+  try {
+    return { path, text: await readFile(path, 'utf8') };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
+    const inside = join(path, name);
+    return { path: inside, text: await readFile(inside, 'utf8') };
+  }
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   formatPythonJson,
   parseFullAttentionHeads,
   parseJson,
+  readFileOrIn,
   readModelConfig,
 } from './head-pattern-file';
 
@@ -689,15 +690,7 @@ export class HeadPattern {
     if (rules.length > 1) throw new TypeError(`Expected at most one of sparsity, retrievalRatio, threshold in options but received ${rules.join(' and ')}`);
     const clip = o.clip === undefined ? false : v.boolean('options.clip', o.clip);
 
-    let tsvPath = path;
-    let text: string;
-    try {
-      text = await readFile(tsvPath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
-      tsvPath = join(path, TSV_NAME);
-      text = await readFile(tsvPath, 'utf8');
-    }
+    const { path: tsvPath, text } = await readFileOrIn(path, TSV_NAME);
     const name = basename(tsvPath);
     const parsed = parseFullAttentionHeads(text, name);
     if (clip) for (let i = 0; i < parsed.scores.length; i++) parsed.scores[i] = Math.min(1, Math.max(0, parsed.scores[i]!));

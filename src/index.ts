@@ -17,6 +17,7 @@ export { type NativeInfo, nativeInfo } from './info';
 export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';
 export * from './serve/index';
+export * from './text/index';
 export * from './memory/index';
 export * from './experts/routing/index';
 export * from './experts/control/index';

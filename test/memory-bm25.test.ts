@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { Bm25Index, tokenize } from '../src/memory/bm25';
+import { Bm25Index } from '../src/text/bm25';
+import { tokenize } from '../src/text/tokenize';
 import { rng } from './support/random';
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { tokenize } from '../src/memory/bm25';
-import { HashedEmbedder } from '../src/memory/hashed-embedder';
+import { tokenize } from '../src/text/tokenize';
+import { HashedEmbedder } from '../src/text/hashed-embedder';
 
 /** 32-bit FNV-1a over bytes, as published (reference for the test, over Node's own UTF-8 encoder). */
 function fnv1a(bytes: Uint8Array): number {

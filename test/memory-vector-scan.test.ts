@@ -3,8 +3,8 @@ import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 
-import { dequantizeInt8, quantizeInt8 } from '../src/memory/quantize';
-import { float32Scores, float32ScoresAsync, int8Scores, int8ScoresAsync } from '../src/memory/vector-scan';
+import { dequantizeInt8, quantizeInt8 } from '../src/text/quantize';
+import { float32Scores, float32ScoresAsync, int8Scores, int8ScoresAsync } from '../src/text/vector-scan';
 import { native } from '../src/native';
 import { normal, rng } from './support/random';
 

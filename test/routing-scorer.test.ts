@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_EXPERTS } from '../src/experts/routing/default-experts';
 import { ProfileScorer, profileText, RELEVANCE_WEIGHTS, type ScoredExperts } from '../src/experts/routing/profile-scorer';
 import type { ExpertProfile } from '../src/experts/routing/types';
-import { Bm25Index } from '../src/memory/bm25';
-import { HashedEmbedder } from '../src/memory/hashed-embedder';
+import { Bm25Index } from '../src/text/bm25';
+import { HashedEmbedder } from '../src/text/hashed-embedder';
 
 // Written for this test, independently of the profiles' keywords: how users actually ask.
 const LABELLED: Record<string, string[]> = {

@@ -8,15 +8,12 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { dict } from '../dict';
 import * as v from '../validate';
 import { compileFilter } from './filter';
-import { Bm25Index } from './bm25';
-import { HashedEmbedder } from './hashed-embedder';
-import { quantizeInt8 } from './quantize';
-import { int8Scores } from './vector-scan';
+import { Bm25Index, type Embedder, HashedEmbedder, int8Scores, quantizeInt8 } from '../text/index';
 import { openDatabase } from './schema';
 import { type Compression, PageStore } from './pages';
 import { EmbeddingMatrix, ItemIndex, type ItemRecord } from './item-index';
 import { DEFAULT_WEIGHTS, pack, rank, type RankingWeights, type ScoreExplanation } from './retrieval';
-import { type Embedder, type MemoryScope, MemoryPriority, type MemoryTokenizer, MemoryType, type MetadataFilter, type MetadataValue } from './types';
+import { type MemoryScope, MemoryPriority, type MemoryTokenizer, MemoryType, type MetadataFilter, type MetadataValue } from './types';
 
 /**
  * Options of {@link MemAgent}.

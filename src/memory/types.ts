@@ -126,23 +126,6 @@ export type MetadataFilter =
   | { [field: string]: FieldCondition | string | number | boolean | null };
 
 /**
- * Turns texts into embedding vectors for the vector part of retrieval. Plug a real model here
- * (transformers.js, an ONNX model through onnxruntime-node, a remote API); the default is the
- * offline {@link HashedEmbedder}.
- *
- * @example
- * ```ts
- * const embedder: Embedder = { dimensions: 384, embed: async (texts) => texts.map(() => new Float32Array(384)) };
- * ```
- */
-export interface Embedder {
-  /** Length of every vector. */
-  readonly dimensions: number;
-  /** One vector per text, in order. Vectors need not be normalised; cosine similarity is used. */
-  embed(texts: readonly string[]): Promise<Float32Array[]> | Float32Array[];
-}
-
-/**
  * Counts tokens for budgets and capacity; any Generator (its `countTokens`) fits.
  *
  * @example

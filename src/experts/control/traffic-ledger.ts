@@ -4,7 +4,7 @@
  * or monitor sample to the next), counted exactly from event to event.
  * @module
  */
-import { tokenize } from '../../memory/bm25';
+import { tokenize } from '../../text/index';
 import type { RewiringExperts, RoutingDecision } from '../routing/rewiring-experts';
 import type { RoutingContext, RoutingOutcome } from '../routing/types';
 import { addCounters, emptyCounters, type ExpertCounters } from './counters';

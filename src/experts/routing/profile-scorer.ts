@@ -3,10 +3,7 @@
  * query, offline (hashed embeddings + BM25), with no hosted embedding service.
  * @module
  */
-import { Bm25Index, tokenize } from '../../memory/bm25';
-import { HashedEmbedder } from '../../memory/hashed-embedder';
-import type { Embedder } from '../../memory/types';
-import { float32Scores, MAX_SCAN_DIMS } from '../../memory/vector-scan';
+import { Bm25Index, float32Scores, HashedEmbedder, MAX_SCAN_DIMS, type SyncEmbedder, tokenize } from '../../text/index';
 import * as v from '../../validate';
 import { topkGating } from '../gating/topk-gating';
 import type { DEFAULT_EXPERTS } from './default-experts';
@@ -161,7 +158,7 @@ export interface ProfileScorerOptions {
   /** Embedding length when no `embedder` is given, in [1, 65536]; default 256. With an embedder, must equal its `dimensions` if given. */
   dimensions?: number;
   /** How texts become vectors; default `new HashedEmbedder({ dimensions })`. Must answer synchronously. */
-  embedder?: Embedder;
+  embedder?: SyncEmbedder;
   /** Queries whose embedding, cosines and BM25 scores are kept (least recently used dropped); 0 turns it off. Default 1024. */
   cacheSize?: number;
 }
@@ -284,7 +281,7 @@ export class ProfileScorer {
    * ```
    */
   readonly dimensions: number;
-  readonly #embedder: Embedder;
+  readonly #embedder: SyncEmbedder;
   readonly #cacheSize: number;
   #ids: readonly string[] = Object.freeze([]);
   #experts: Row[] = [];
@@ -318,7 +315,7 @@ export class ProfileScorer {
     if (o.embedder === undefined) {
       this.#embedder = new HashedEmbedder({ dimensions: dims ?? 256 });
     } else {
-      const e = o.embedder as Partial<Embedder> | null;
+      const e = o.embedder as Partial<SyncEmbedder> | null;
       if (e === null || typeof e !== 'object' || typeof e.embed !== 'function') {
         throw v.typeError('options.embedder', 'an Embedder ({ dimensions, embed(texts) })', e);
       }

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { dict } from '../../dict';
 import * as v from '../../validate';
-import type { Embedder } from '../../memory/types';
+import type { SyncEmbedder } from '../../text/index';
 import { DEFAULT_EXPERTS } from './default-experts';
 import { ExpertGraph } from './expert-graph';
 import { HealthTracker } from './health';
@@ -32,7 +32,7 @@ export interface RewiringExpertsOptions {
   /** Fallbacks listed in each decision, an integer in [0, 16]; default 3. */
   maxFallbacks?: number;
   /** Embeds queries and profiles (must be synchronous); default the offline hashed embedder. */
-  embedder?: Embedder;
+  embedder?: SyncEmbedder;
   /** Health window and cooldown rules (see {@link HealthTracker}). */
   health?: {
     /** Window of outcomes counted, ms; default 60,000. */

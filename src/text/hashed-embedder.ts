@@ -1,6 +1,6 @@
 import * as v from '../validate';
-import { tokenize } from './bm25';
-import type { Embedder } from './types';
+import type { SyncEmbedder } from './embedder';
+import { tokenize } from './tokenize';
 
 /** Weight of each kind of feature, before `1 + ln(tf)`: whole terms count most. */
 const UNIGRAM_WEIGHT = 1;
@@ -56,7 +56,7 @@ export interface HashedEmbedderOptions {
  * for (let i = 0; i < a.length; i++) cosine += a[i] * b[i]; // unit vectors: the dot product
  * ```
  */
-export class HashedEmbedder implements Embedder {
+export class HashedEmbedder implements SyncEmbedder {
   /**
    * Length of every vector.
    *

@@ -14,6 +14,7 @@
 export * from './experts/gating/index';
 export * from './budget/index';
 export { type NativeInfo, nativeInfo } from './info';
+export { ClosedError } from './toolkit/closing';
 export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';
 export * from './serve/index';

@@ -1,4 +1,4 @@
-import type { FinishReason, GenerateOptions, GenerateResult, Generator } from '../llm/generator';
+import type { FinishReason, GenerateOptions, GenerateResult, Generator } from '../llm/index';
 import * as v from '../validate';
 
 /**

@@ -9,8 +9,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OnnxCausalLM } from '../llm/onnx/onnx-causal-lm';
-import { createCompletionsServer } from '../serve/completions-server';
+import { OnnxCausalLM } from '../llm/index';
+import { createCompletionsServer } from '../serve/index';
 import * as v from '../validate';
 
 const USAGE = `Usage:

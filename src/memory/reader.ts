@@ -4,7 +4,7 @@
  * the answer is written from the question and the final memory only, so the cost is O(N).
  * @module
  */
-import type { FinishReason, GenerateOptions, GenerateResult, Generator } from '../llm/generator';
+import type { FinishReason, GenerateOptions, GenerateResult, Generator } from '../llm/index';
 import * as v from '../validate';
 
 // The prompts are MemAgent's own, verbatim (trailing space after `<problem>` included), from

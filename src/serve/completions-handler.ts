@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from '../llm/generator';
+import type { GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from '../llm/index';
 import * as v from '../validate';
 import { type CompletionsRequest, HttpError } from './completions-request';
 

@@ -3,7 +3,7 @@
  * type every answer other than 2xx is built from.
  * @module
  */
-import type { GeneratorPrompt } from '../llm/generator';
+import type { GeneratorPrompt } from '../llm/index';
 import * as v from '../validate';
 
 /** An answer other than 2xx, sent as OpenAI's `{ error: { message, type, param, code } }`. */

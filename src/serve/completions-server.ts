@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { GenerateOptions, GenerateResult, Generator } from '../llm/generator';
-import type { OpenAICompatibleGenerator } from '../llm/openai-compatible';
+import type { GenerateOptions, GenerateResult, Generator } from '../llm/index';
+import type { OpenAICompatibleGenerator } from '../llm/index';
 import * as v from '../validate';
 import { complete, messageOf, sendJSON } from './completions-handler';
 import { HttpError, checkModel, parseBody, parseCompletionsRequest, parseTokenizeRequest } from './completions-request';

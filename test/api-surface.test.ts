@@ -1,0 +1,35 @@
+/**
+ * The public API only grows: every export and member of the 0.1.0 surface
+ * (test/fixtures/api-surface.json, taken from src/index.ts before the architecture step) is
+ * still there with the same declared type. Additions are free; a change needs a reason below.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { apiSurface } from './support/api-surface';
+
+const CHANGED: Record<string, { from: string; to: string; why: string }> = {
+  'RewiringExpertsOptions.embedder?': {
+    from: 'Embedder | undefined',
+    to: 'SyncEmbedder | undefined',
+    why: 'routing answers synchronously; an async embedder was accepted by the type and refused at run time',
+  },
+  'ProfileScorerOptions.embedder?': {
+    from: 'Embedder | undefined',
+    to: 'SyncEmbedder | undefined',
+    why: 'as RewiringExpertsOptions.embedder',
+  },
+};
+
+it('keeps every export and member of the published surface', () => {
+  const before = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'api-surface.json'), 'utf8')) as Record<string, string>;
+  const now = apiSurface(join(__dirname, '..', 'src', 'index.ts'));
+  const diff: string[] = [];
+  for (const [key, type] of Object.entries(before)) {
+    const allowed = CHANGED[key];
+    const expected = allowed && allowed.from === type ? allowed.to : type;
+    if (!(key in now)) diff.push(`removed ${key}: ${type}`);
+    else if (now[key] !== expected) diff.push(`changed ${key}: ${type} -> ${now[key]}`);
+  }
+  expect(diff).toEqual([]);
+}, 60_000);

@@ -271,29 +271,37 @@ describe('lifecycle rules', () => {
       control.on('error', () => {
         throw new Error('error listener bug');
       });
+      // …its error becomes a process warning.
+      const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
       expect(() => vi.advanceTimersByTime(1000)).not.toThrow();
+      expect(warn.mock.calls.map((c) => c[0])).toEqual(["an 'error' listener threw: error listener bug"]);
       expect(reports).toHaveLength(2);
       expect(errors).toEqual(['attention listener bug', 'lifecycle listener bug']);
       control.close();
     } finally {
+      vi.restoreAllMocks();
       vi.useRealTimers();
     }
   });
 
-  it('runs a manual pass to its end before a listener error surfaces', () => {
+  it('runs a manual pass to its end whatever its listeners throw, and returns its report', () => {
     const c = clock();
     const control = new MoEControlAPI({ now: c.fn, routerOptions: { experts: ABC, clock: c.fn } });
     control.enableDynamicManagement({ ...OFF, idleMs: 10_000 });
     const seen: string[] = [];
+    const errors: string[] = [];
     control.on('retired', (e) => {
       seen.push(e.id);
       throw new Error(`listener bug on ${e.id}`);
     });
     control.on('lifecycle', (r) => seen.push(`lifecycle:${r.retired.length}`));
+    control.on('error', (e: Error) => errors.push(e.message));
     c.now += 5_000;
     drive(control, ['beta beta'], 1, null);
     c.now += 10_000;
-    expect(() => control.runLifecycle()).toThrow(new Error('listener bug on a'));
+    // A listener that throws changes nothing for the caller: its error goes to 'error'.
+    expect(control.runLifecycle().retired.map((r) => r.id)).toEqual(['a', 'c']);
+    expect(errors).toEqual(['listener bug on a', 'listener bug on c']);
     // Both idle experts were retired and every listener was called, after the pass.
     expect(seen).toEqual(['a', 'c', 'lifecycle:2']);
     expect(control.getAllExperts().map((e) => e.id)).toEqual(['b']);

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type BenchmarkCase, ExpertCoordinator, ExpertMetricsCollector, ExpertMonitor, type ExpertProfile, MoEControlAPI, RewiringExperts, type RoutingDecision } from '../src/index';
+import { type BenchmarkCase, ClosedError, ExpertCoordinator, ExpertMetricsCollector, ExpertMonitor, type ExpertProfile, MoEControlAPI, RewiringExperts, type RoutingDecision } from '../src/index';
 import { TrafficLedger } from '../src/experts/control/traffic-ledger';
 import { QUERIES } from './support/labelled-queries';
 
@@ -101,7 +101,7 @@ describe('ExpertMonitor', () => {
     expect(() => control.createMonitor({ monitoringFrequency: 0 })).toThrow(new RangeError('Expected finite number > 0 for options.monitoringFrequency but received 0 of type number'));
     control.close();
     // Closing the control plane closes its monitors.
-    expect(() => monitor.sample()).toThrow(new Error('ExpertMonitor is closed'));
+    expect(() => monitor.sample()).toThrow(new ClosedError('ExpertMonitor'));
   });
 
   it('is refused over a closed control plane, starting no timer', () => {
@@ -109,9 +109,9 @@ describe('ExpertMonitor', () => {
     try {
       const control = new MoEControlAPI({ routerOptions: { experts: ABC } });
       control.close();
-      expect(() => new ExpertMonitor(control, { monitoringFrequency: 1 })).toThrow(new Error('MoEControlAPI is closed'));
-      expect(() => new ExpertCoordinator(control)).toThrow(new Error('MoEControlAPI is closed'));
-      expect(() => new ExpertMetricsCollector({ control, collectionInterval: 1 })).toThrow(new Error('MoEControlAPI is closed'));
+      expect(() => new ExpertMonitor(control, { monitoringFrequency: 1 })).toThrow(new ClosedError('MoEControlAPI'));
+      expect(() => new ExpertCoordinator(control)).toThrow(new ClosedError('MoEControlAPI'));
+      expect(() => new ExpertMetricsCollector({ control, collectionInterval: 1 })).toThrow(new ClosedError('MoEControlAPI'));
       expect(vi.getTimerCount()).toBe(0);
     } finally {
       vi.useRealTimers();
@@ -127,7 +127,7 @@ describe('ExpertMonitor', () => {
       expect(monitor.sampleCount).toBe(3);
       monitor.close();
       vi.advanceTimersByTime(3_000);
-      expect(() => monitor.analyzeExpertPerformance()).toThrow(new Error('ExpertMonitor is closed'));
+      expect(() => monitor.analyzeExpertPerformance()).toThrow(new ClosedError('ExpertMonitor'));
       control.close();
     } finally {
       vi.useRealTimers();
@@ -152,7 +152,7 @@ describe('ExpertMetricsCollector', () => {
     expect(m.sql).toEqual({ queries: 5, outcomes: 6, successRate: 5 / 6, meanLatencyMs: 600 / 6, qualityMean: 0.8, efficiency: 5 / 0.6, experts: { sql: 1 } });
     expect(m.data).toEqual({ queries: 1, outcomes: 1, successRate: 0, meanLatencyMs: 300, qualityMean: null, efficiency: 0, experts: { [d.expertId]: 1 } });
     collector.close();
-    expect(() => collector.collectDomainMetrics()).toThrow(new Error('ExpertMetricsCollector is closed'));
+    expect(() => collector.collectDomainMetrics()).toThrow(new ClosedError('ExpertMetricsCollector'));
     control.close();
   });
 
@@ -400,11 +400,15 @@ describe('ExpertCoordinator', () => {
         throw new Error('error listener bug');
       });
       coordinator.enableAutomaticCoordination({ coordinationFrequency: 1 });
+      const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
       expect(() => vi.advanceTimersByTime(2000)).not.toThrow();
+      // The 'error' listener that throws becomes a process warning.
+      expect(warn.mock.calls.map((c) => c[0])).toEqual(Array(2).fill("an 'error' listener threw: error listener bug"));
       expect(plans).toHaveLength(2);
       expect(errors).toEqual(['plan listener bug', 'plan listener bug']);
       control.close();
     } finally {
+      vi.restoreAllMocks();
       vi.useRealTimers();
     }
   });
@@ -421,7 +425,7 @@ describe('ExpertCoordinator', () => {
       control.close(); // closes the coordinator too
       vi.advanceTimersByTime(600_000);
       expect(plans).toHaveLength(2);
-      expect(() => coordinator.optimizeSystemPerformance()).toThrow(new Error('ExpertCoordinator is closed'));
+      expect(() => coordinator.optimizeSystemPerformance()).toThrow(new ClosedError('ExpertCoordinator'));
     } finally {
       vi.useRealTimers();
     }

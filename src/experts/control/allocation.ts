@@ -5,6 +5,7 @@
  */
 import * as v from '../../validate';
 import { dict } from '../../dict';
+import { utilization } from './counters';
 
 /**
  * The largest replica budget a pool or a plan takes: 65,536 (replicas are processes or
@@ -144,14 +145,14 @@ export function planAllocation(
     capacity: e.capacity,
     currentReplicas: e.replicas,
     replicas: idle(e) ? 0 : 1,
-    utilizationBefore: e.load / (e.capacity * e.replicas),
+    utilizationBefore: utilization(e.load, e.capacity, e.replicas),
     utilizationAfter: 0,
     routed: e.routed,
     successEstimate: (1 + e.successes) / (2 + e.outcomes),
   }));
   const kept = rows.filter((r) => r.replicas > 0);
   if (o.replicaBudget < kept.length) throw v.rangeError(o.budgetName, `integer >= ${kept.length} (one replica per expert kept)`, o.replicaBudget);
-  const util = (r: ExpertAllocation) => r.load / (r.capacity * r.replicas);
+  const util = (r: ExpertAllocation) => utilization(r.load, r.capacity, r.replicas);
   const weight = (r: ExpertAllocation) => (o.rebalancingStrategy === 'performance_based' ? r.successEstimate : 1);
   const key = (i: number) => weight(kept[i]!) * util(kept[i]!);
   // The experts above the target in a max-heap on their key (ties: registry order), so that

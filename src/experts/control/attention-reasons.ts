@@ -1,7 +1,10 @@
 /**
- * Why an expert needs attention, and what to do about it.
+ * Why an expert needs attention, and what to do about it: the one set of rules the lifecycle
+ * pass and the monitor both apply.
  * @module
  */
+import { attempts, efficiency, type ExpertCounters, meanLatency, successRate } from './counters';
+import type { PerformanceTargets } from './types';
 
 /**
  * Why an expert was flagged. Each is measured over a window (a lifecycle window, or a monitor's
@@ -62,4 +65,54 @@ const ORDER: RecommendedAction[] = ['investigate', 'add-replicas', 'retire'];
 export function recommend(reasons: readonly ExpertAttentionReason[]): RecommendedAction {
   const actions = new Set(reasons.map((r) => ACTION[r]));
   return ORDER.find((a) => actions.has(a)) ?? 'none';
+}
+
+/**
+ * What the attention rules read about one expert over a window. A rule whose fact is absent
+ * (undefined) is not applied: the lifecycle pass and each monitor metric watch their own rules.
+ * @internal
+ */
+export interface AttentionFacts {
+  /** The expert's counters over the window. */
+  window: Readonly<ExpertCounters>;
+  /** Outcomes the window needs before rates, targets and efficiency count. */
+  minOutcomes: number;
+  /** Whether the router has it available: false → `'cooling-down'`. */
+  available?: boolean;
+  /** Failure rate above which it is `'failing'`. */
+  maxFailureRate?: number;
+  /** Its fitted trend: `'degrading'` flags it. */
+  trend?: string | null;
+  /** Its targets (`'below-accuracy-target'`, `'above-latency-target'`). */
+  targets?: PerformanceTargets;
+  /** Queries routed to the pool in the window: `'idle'` when it had no request while the pool had some. */
+  poolRouted?: number;
+  /** Its utilisation: above 1 is `'overloaded'`. */
+  utilization?: number;
+  /** Efficiency under which it is `'low-efficiency'` (the monitor's ratio × the pool's). */
+  efficiencyFloor?: number;
+  /** Whether its traffic share moved beyond the monitor's bound (`'share-shift'`). */
+  shareShifted?: boolean;
+}
+
+/** Whether a window with enough outcomes fails more often than `maxFailureRate`. @internal */
+export function isFailing(c: Readonly<ExpertCounters>, minOutcomes: number, maxFailureRate: number): boolean {
+  return c.outcomes >= minOutcomes && c.failures / c.outcomes > maxFailureRate;
+}
+
+/** The reasons the facts flag (see {@link ExpertAttentionReason}), in a fixed order. @internal */
+export function attentionReasons(f: AttentionFacts): ExpertAttentionReason[] {
+  const c = f.window;
+  const enough = c.outcomes >= f.minOutcomes;
+  const out: ExpertAttentionReason[] = [];
+  if (f.available === false) out.push('cooling-down');
+  if (f.maxFailureRate !== undefined && isFailing(c, f.minOutcomes, f.maxFailureRate)) out.push('failing');
+  if (f.trend === 'degrading') out.push('degrading');
+  if (enough && f.targets?.accuracy !== undefined && successRate(c) < f.targets.accuracy) out.push('below-accuracy-target');
+  if (enough && f.targets?.latency !== undefined && meanLatency(c) > f.targets.latency) out.push('above-latency-target');
+  if (f.poolRouted !== undefined && attempts(c) === 0 && f.poolRouted > 0) out.push('idle');
+  if (f.utilization !== undefined && f.utilization > 1) out.push('overloaded');
+  if (f.efficiencyFloor !== undefined && enough && efficiency(c) < f.efficiencyFloor) out.push('low-efficiency');
+  if (f.shareShifted === true) out.push('share-shift');
+  return out;
 }

@@ -4,16 +4,17 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
+import type { RewiringExperts } from '../routing/index';
+import { CloseGuard } from '../../toolkit/closing';
+import { emitSafely, reportError } from '../../toolkit/listeners';
 import * as v from '../../validate';
-import type { RewiringExperts } from '../routing/rewiring-experts';
 import { type AllocationPlan, type AllocationInput, MAX_REPLICA_BUDGET, planAllocation } from './allocation';
 import type { ExpertAttentionReason, RecommendedAction } from './attention-reasons';
-import { attempts, emptyCounters, meanLatency } from './counters';
-import { type ControlInternals, INTERNALS } from './internals';
+import { attempts, meanLatency } from './counters';
 import { positiveUnit } from './lifecycle';
-import { callListeners, reportTimerError } from './listeners';
-import type { MoEControlAPI } from './moe-control-api';
 import { ExpertMonitor } from './monitor';
+import { windowRows } from './pool-figures';
+import { type CoordinatorView, type ExpertPoolControl, poolViewOf } from './pool-view';
 
 /**
  * What a plan optimises for. `'quality'` (when listed before `'throughput'`) makes the
@@ -208,9 +209,9 @@ export interface AutomaticCoordinationOptions {
  * that break the constraints (traffic should move away from them), allocates replicas for the
  * loads that remain, and projects the effect on success rate, latency, efficiency and
  * throughput capacity (the model is on {@link SystemOptimizationPlan}). Emits `'plan'` for each
- * plan made on its timer, and `'error'` for a failed timed plan, or a `'plan'` listener that
- * threw, to the `'error'` listeners (dropped when there are none; one that throws is ignored:
- * the timer never throws). Create it with {@link MoEControlAPI.createCoordinator}.
+ * plan made on its timer. A timed plan that fails, or a `'plan'` listener that throws, goes to
+ * the `'error'` listeners, or to `process.emitWarning` when there are none (or when an `'error'`
+ * listener throws too): the timer never throws. Create it with {@link MoEControlAPI.createCoordinator}.
  *
  * @example
  * ```ts
@@ -222,38 +223,35 @@ export interface AutomaticCoordinationOptions {
 export class ExpertCoordinator extends EventEmitter {
   /** Window measured, ms. */
   readonly windowMs: number;
-  readonly #control: MoEControlAPI;
-  readonly #internals: ControlInternals;
+  readonly #guard = new CloseGuard('ExpertCoordinator');
+  readonly #view: CoordinatorView;
   readonly #monitor: ExpertMonitor | undefined;
   readonly #forget: () => void;
   #timer: NodeJS.Timeout | undefined;
-  #closed = false;
 
   /**
    * Use {@link MoEControlAPI.createCoordinator}.
    *
    * @param control The control plane of the pool (open).
    * @param options See {@link CoordinatorOptions}.
-   * @throws Error when the control plane is closed.
+   * @throws ClosedError when the control plane is closed.
    *
    * @example
    * ```ts
    * const coordinator = new ExpertCoordinator(control, { windowMs: 120_000 });
    * ```
    */
-  constructor(control: MoEControlAPI, options: CoordinatorOptions = {}) {
+  constructor(control: ExpertPoolControl, options: CoordinatorOptions = {}) {
     super();
-    const internals = INTERNALS.get(control);
-    if (internals === undefined) throw v.typeError('control', 'MoEControlAPI', control);
-    if (control.closed) throw new Error('MoEControlAPI is closed');
+    const view: CoordinatorView = poolViewOf('control', control);
+    view.check();
     const o = v.options<CoordinatorOptions>('options', options, OPTION_KEYS);
-    if (o.router !== undefined && o.router !== control.router) throw v.rangeError('options.router', "the control plane's router", o.router);
+    if (o.router !== undefined && o.router !== view.router) throw v.rangeError('options.router', "the control plane's router", o.router);
     if (o.monitor !== undefined && !(o.monitor instanceof ExpertMonitor)) throw v.typeError('options.monitor', 'ExpertMonitor', o.monitor);
-    this.windowMs = o.windowMs === undefined ? control.loadWindowMs : v.integer('options.windowMs', o.windowMs, internals.ledger.bucketMs, internals.ledger.retainMs);
-    this.#control = control;
-    this.#internals = internals;
+    this.windowMs = o.windowMs === undefined ? view.loadWindowMs : v.integer('options.windowMs', o.windowMs, view.ledger.bucketMs, view.ledger.retainMs);
+    this.#view = view;
     this.#monitor = o.monitor;
-    this.#forget = internals.adopt(this);
+    this.#forget = view.adopt(this);
   }
 
   /**
@@ -269,13 +267,13 @@ export class ExpertCoordinator extends EventEmitter {
    * ```
    */
   optimizeSystemPerformance(options: SystemOptimizationOptions = {}): SystemOptimizationPlan {
-    this.#check();
+    this.#guard.check();
     const o = v.options<SystemOptimizationOptions>('options', options, OPTIMIZE_KEYS);
     const objectives = checkObjectives('options.objectives', o.objectives);
-    const c = checkConstraints('options.constraints', o.constraints, this.#control.replicaBudget);
+    const c = checkConstraints('options.constraints', o.constraints, this.#view.replicaBudget);
     const apply = o.apply === undefined ? false : v.boolean('options.apply', o.apply);
     const plan = this.#plan(objectives, c);
-    if (apply) this.#control.applyAllocationPlan(plan.allocation);
+    if (apply) this.#view.applyAllocationPlan(plan.allocation);
     return plan;
   }
 
@@ -293,24 +291,24 @@ export class ExpertCoordinator extends EventEmitter {
    * ```
    */
   enableAutomaticCoordination(options: AutomaticCoordinationOptions = {}): this {
-    this.#check();
+    this.#guard.check();
     const o = v.options<AutomaticCoordinationOptions>('options', options, AUTO_KEYS);
     const seconds = o.coordinationFrequency === undefined ? 300 : v.finite('options.coordinationFrequency', o.coordinationFrequency, { positive: true });
     if (seconds * 1000 > 2 ** 31 - 1) throw v.rangeError('options.coordinationFrequency', 'number of seconds in (0, 2147483]', seconds);
     const objectives = checkObjectives('options.objectives', o.objectives);
-    const constraints = checkConstraints('options.constraints', o.constraints, this.#control.replicaBudget);
+    const constraints = checkConstraints('options.constraints', o.constraints, this.#view.replicaBudget);
     const apply = o.apply === undefined ? true : v.boolean('options.apply', o.apply);
     this.disableAutomaticCoordination();
     this.#timer = setInterval(() => {
       let plan: SystemOptimizationPlan;
       try {
         plan = this.#plan(objectives, constraints);
-        if (apply) this.#control.applyAllocationPlan(plan.allocation);
+        if (apply) this.#view.applyAllocationPlan(plan.allocation);
       } catch (err) {
-        reportTimerError(this, err);
+        reportError(this, err, 'the coordination timer');
         return;
       }
-      for (const err of callListeners(this, 'plan', [plan])) reportTimerError(this, err);
+      emitSafely(this, 'plan', plan);
     }, seconds * 1000);
     this.#timer.unref();
     return this;
@@ -330,7 +328,7 @@ export class ExpertCoordinator extends EventEmitter {
   }
 
   /**
-   * Stops the timer. Idempotent; later calls of other methods throw.
+   * Stops the timer. Idempotent; later calls of other methods throw {@link ClosedError}.
    *
    * @example
    * ```ts
@@ -338,30 +336,34 @@ export class ExpertCoordinator extends EventEmitter {
    * ```
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.disableAutomaticCoordination();
-    this.#forget();
+    this.#guard.closeSync(() => {
+      this.disableAutomaticCoordination();
+      this.#forget();
+    });
   }
 
-  #check(): void {
-    if (this.#closed) throw new Error('ExpertCoordinator is closed');
+  /**
+   * {@link ExpertCoordinator.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using coordinator = control.createCoordinator();
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
   }
 
   #plan(objectives: CoordinationObjective[], c: ResolvedConstraints): SystemOptimizationPlan {
-    const ledger = this.#internals.ledger;
-    const now = this.#internals.now();
-    const win = ledger.since(now - this.windowMs, now);
-    const spanMs = ledger.span(this.windowMs, now);
-    const active = this.#internals.active();
-    const rows = active.map((r) => ({ r, c: win.get(r.id) ?? emptyCounters(), allTimeLatency: meanLatency(ledger.totals(r.id)) }));
-    const requests = rows.reduce((t, x) => t + attempts(x.c), 0);
-    const pool = rows.reduce((t, x) => ({ s: t.s + x.c.successes, n: t.n + x.c.outcomes, l: t.l + x.c.latencyMs }), { s: 0, n: 0, l: 0 });
-    const experts = rows.map(({ r, c: k, allTimeLatency }) => ({
+    const now = this.#view.now();
+    const { rows, spanMs } = windowRows(this.#view.ledger, this.#view.active(), this.windowMs, now);
+    const requests = rows.reduce((t, x) => t + attempts(x.window), 0);
+    const pool = rows.reduce((t, x) => ({ s: t.s + x.window.successes, n: t.n + x.window.outcomes }), { s: 0, n: 0 });
+    const experts = rows.map(({ expert: r, window: k, total }) => ({
       r,
       share: requests === 0 ? 0 : attempts(k) / requests,
       p: k.outcomes > 0 ? k.successes / k.outcomes : pool.n > 0 ? pool.s / pool.n : 0,
-      w: k.outcomes > 0 ? k.latencyMs / k.outcomes : allTimeLatency,
+      w: k.outcomes > 0 ? k.latencyMs / k.outcomes : meanLatency(total),
       outcomes: k.outcomes,
       routed: k.routed,
       attempts: attempts(k),

@@ -75,6 +75,14 @@ export function attempts(c: Readonly<ExpertCounters>): number {
 }
 
 /**
+ * Busy share of an expert's request slots: `load / (capacity × replicas)` (1 = saturated), the
+ * one definition behind every utilisation the control plane reports.
+ */
+export function utilization(load: number, capacity: number, replicas: number): number {
+  return load / (capacity * replicas);
+}
+
+/**
  * Offered load in Erlangs (mean requests in service at once), by Little's law L = λ·W:
  * λ = attempts (routed + fallback tries) / span (per s), W = the mean measured latency (s) — of
  * the window's outcomes, else `fallbackLatencyMs` (e.g. the all-time mean); 0 when no latency

@@ -3,13 +3,13 @@
  * benchmark on labelled queries.
  * @module
  */
-import * as v from '../../validate';
-import { RewiringExperts } from '../routing/rewiring-experts';
-import type { RoutingContext } from '../routing/types';
-import { efficiency, meanLatency, successRate } from './counters';
+import { RewiringExperts, type RoutingContext } from '../routing/index';
 import { dict } from '../../dict';
-import { INTERNALS } from './internals';
-import { MoEControlAPI } from './moe-control-api';
+import { CloseGuard } from '../../toolkit/closing';
+import * as v from '../../validate';
+import { efficiency, meanLatency, successRate } from './counters';
+import type { MoEControlAPI } from './moe-control-api';
+import { type CollectorView, poolViewOf } from './pool-view';
 import { TrafficLedger } from './traffic-ledger';
 import type { ManagedExpert } from './types';
 
@@ -233,14 +233,15 @@ export interface BenchmarkReport {
 export class ExpertMetricsCollector {
   /** The router measured. */
   readonly router: RewiringExperts;
-  readonly #control: MoEControlAPI | undefined;
-  readonly #ledger: TrafficLedger;
+  readonly #guard = new CloseGuard('ExpertMetricsCollector');
+  // The control plane's view, when created over one.
+  readonly #view: CollectorView | undefined;
+  readonly #ledger: Pick<TrafficLedger, 'domains'>;
   readonly #experts: Set<string> | undefined;
   readonly #history: DomainSnapshot[] = [];
   readonly #maxHistory: number;
   readonly #now: () => number;
   readonly #cleanup: Array<() => void> = [];
-  #closed = false;
 
   /**
    * @param options A control plane or a router, experts, collection interval.
@@ -254,22 +255,21 @@ export class ExpertMetricsCollector {
   constructor(options: ExpertMetricsCollectorOptions) {
     if (options === undefined) throw v.typeError('options', 'an options object', options);
     const o = v.options<ExpertMetricsCollectorOptions>('options', options, OPTION_KEYS);
-    if (o.control !== undefined && !(o.control instanceof MoEControlAPI)) throw v.typeError('options.control', 'MoEControlAPI', o.control);
+    const control = o.control === undefined ? undefined : poolViewOf('options.control', o.control);
     if (o.router !== undefined && !(o.router instanceof RewiringExperts)) throw v.typeError('options.router', 'RewiringExperts', o.router);
     if ((o.control === undefined) === (o.router === undefined)) throw new TypeError('Expected one of options.control and options.router');
-    if (o.control?.closed) throw new Error('MoEControlAPI is closed');
+    control?.check();
     if (o.experts !== undefined && !Array.isArray(o.experts)) throw v.typeError('options.experts', 'array of expert ids or records', o.experts);
     this.#experts = o.experts === undefined ? undefined : new Set(o.experts.map((e: unknown, i) => v.nonEmptyString(`options.experts[${i}]`, typeof e === 'object' && e !== null ? (e as ManagedExpert).id : e)));
     this.#maxHistory = o.maxHistory === undefined ? 1000 : v.integer('options.maxHistory', o.maxHistory, 1);
     const seconds = o.collectionInterval === undefined ? undefined : v.finite('options.collectionInterval', o.collectionInterval, { positive: true });
     if (seconds !== undefined && seconds * 1000 > 2 ** 31 - 1) throw v.rangeError('options.collectionInterval', 'number of seconds in (0, 2147483]', seconds);
-    this.#control = o.control;
-    if (o.control !== undefined) {
-      const internals = INTERNALS.get(o.control)!;
-      this.router = o.control.router;
-      this.#ledger = internals.ledger;
-      this.#now = internals.now;
-      this.#cleanup.push(internals.adopt(this));
+    this.#view = control;
+    if (control !== undefined) {
+      this.router = control.router;
+      this.#ledger = control.ledger;
+      this.#now = () => control.now();
+      this.#cleanup.push(control.adopt(this));
     } else {
       const router = o.router!;
       this.router = router;
@@ -279,8 +279,9 @@ export class ExpertMetricsCollector {
         if (!domains.has(id)) domains = new Map(router.experts().map((p) => [p.id, p.domain]));
         return domains.get(id) ?? id;
       };
-      this.#ledger = new TrafficLedger({ bucketMs: 60_000, retainMs: 60_000, now: Date.now, domainOf });
-      this.#cleanup.push(this.#ledger.attach(router));
+      const ledger = new TrafficLedger({ bucketMs: 60_000, retainMs: 60_000, now: Date.now, domainOf });
+      this.#ledger = ledger;
+      this.#cleanup.push(ledger.attach(router));
     }
     if (seconds !== undefined) {
       const timer = setInterval(() => {
@@ -307,7 +308,7 @@ export class ExpertMetricsCollector {
    * ```
    */
   collectDomainMetrics(): Record<string, DomainMetrics> {
-    this.#check();
+    this.#guard.check();
     const out = dict<DomainMetrics>();
     for (const [domain, c] of this.#ledger.domains()) {
       out[domain] = {
@@ -334,7 +335,7 @@ export class ExpertMetricsCollector {
    * ```
    */
   history(): DomainSnapshot[] {
-    this.#check();
+    this.#guard.check();
     return this.#history.map((h) => ({
       at: h.at,
       domains: dict(Object.entries(h.domains).map(([d, m]) => [d, { ...m, experts: dict(Object.entries(m.experts)) }])),
@@ -361,7 +362,7 @@ export class ExpertMetricsCollector {
    * ```
    */
   crossExpertBenchmark(testSuite: readonly BenchmarkCase[], options: BenchmarkOptions = {}): BenchmarkReport {
-    this.#check();
+    this.#guard.check();
     if (!Array.isArray(testSuite)) throw v.typeError('testSuite', 'array of labelled queries (named suites are not provided)', testSuite);
     if (testSuite.length === 0) throw v.rangeError('testSuite', 'at least one labelled query', testSuite);
     const o = v.options<BenchmarkOptions>('options', options, BENCH_KEYS);
@@ -446,7 +447,7 @@ export class ExpertMetricsCollector {
         meanMargin: cat.margins.length === 0 ? null : mean(cat.margins),
       };
     }
-    const targets = new Map((this.#control?.getAllExperts() ?? []).map((e) => [e.id, e.performanceTargets.specializationScore]));
+    const targets = new Map((this.#view?.active() ?? []).map((e) => [e.id, e.performanceTargets.specializationScore]));
     for (const [id, e] of experts) {
       const precision = e.scoredRouted === 0 ? null : e.right / e.scoredRouted;
       report.experts[id] = { routed: e.routed, precision, recall: e.rightFor === 0 ? null : e.right / e.rightFor };
@@ -467,7 +468,7 @@ export class ExpertMetricsCollector {
 
   /**
    * Stops the collection timer and, for a collector over a router, stops counting its traffic.
-   * Idempotent; later calls of other methods throw.
+   * Idempotent; later calls of other methods throw {@link ClosedError}.
    *
    * @example
    * ```ts
@@ -475,13 +476,21 @@ export class ExpertMetricsCollector {
    * ```
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const c of this.#cleanup) c();
+    this.#guard.closeSync(() => {
+      for (const c of this.#cleanup) c();
+    });
   }
 
-  #check(): void {
-    if (this.#closed) throw new Error('ExpertMetricsCollector is closed');
+  /**
+   * {@link ExpertMetricsCollector.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using collector = new ExpertMetricsCollector({ control });
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
   }
 
   #case(name: string, value: unknown, ids: readonly string[]): { query: string; label: string; right: Set<string>; context: RoutingContext } {

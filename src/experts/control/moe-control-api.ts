@@ -1,43 +1,31 @@
 /**
- * MoEControlAPI: the registry and lifecycle of an expert pool served by a request router.
+ * MoEControlAPI: the facade of an expert pool's control plane. It wires the pieces — the
+ * registry (registry.ts), the options (control-options.ts), the traffic ledger, the lifecycle
+ * plan (lifecycle-plan.ts, pure) and the held-back events (deferred-events.ts) — and applies what
+ * they decide.
  * @module
  */
 import { EventEmitter } from 'node:events';
+import type { RewiringExperts, RoutingDecision } from '../routing/index';
+import { CloseGuard } from '../../toolkit/closing';
+import { reportError } from '../../toolkit/listeners';
 import * as v from '../../validate';
-import { RewiringExperts, type RewiringExpertsOptions, type RoutingDecision } from '../routing/rewiring-experts';
-import type { ExpertProfile } from '../routing/types';
-import { type AllocationPlan, MAX_REPLICA_BUDGET, planAllocation } from './allocation';
-import type { ExpertAttentionReason } from './attention-reasons';
-import { checkId, checkKeywords, checkSpecializations, checkTargets, checkTrainingData, checkWorkload, resolveBalancing } from './checks';
+import { type AllocationPlan, planAllocation } from './allocation';
+import { attentionReasons } from './attention-reasons';
+import { type AllocationSettings, checkAllocationOptions, checkCreateOptions, checkMerge, checkPlan } from './checks';
+import { resolveControlOptions } from './control-options';
 import { ExpertCoordinator, type CoordinatorOptions } from './coordinator';
-import { attempts, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
-import { dict } from '../../dict';
-import { INTERNALS } from './internals';
-import { type LifecyclePolicy, type LifecycleReport, measureDrift, overlappingPairs, positiveUnit, REBALANCING, type ResolvedPolicy, resolvePolicy } from './lifecycle';
-import { callListeners, reportTimerError } from './listeners';
+import { emptyCounters, meanLatency, offeredLoad, utilization } from './counters';
+import { DeferredEvents } from './deferred-events';
+import { type LifecyclePolicy, type LifecycleReport, type ResolvedPolicy, resolvePolicy } from './lifecycle';
+import { planLifecycle } from './lifecycle-plan';
 import { ExpertMonitor, type MonitorOptions } from './monitor';
+import { allocationInputs, poolStatus, windowRows } from './pool-figures';
+import { POOL_VIEW, type ExpertPoolControl, type PoolView } from './pool-view';
+import { copy, ExpertRegistry } from './registry';
 import { RequestBalancer } from './request-balancer';
-import { specializationProfile } from './specialization-profile';
-import { type LedgerTap, TrafficLedger } from './traffic-ledger';
-import type {
-  AllocationOptions, CreateExpertOptions, ExpertPoolStatus, ExpertState, ManagedExpert, MergeExpertsOptions, MoEControlAPIOptions, RetireReason,
-} from './types';
-
-const OPTION_KEYS = [
-  'numExperts', 'expertSpecializations', 'dynamicExpertAllocation', 'loadBalancing', 'router', 'routerOptions', 'replicaBudget', 'loadWindowMs', 'bucketMs',
-  'retainMs', 'now',
-] as const;
-const CREATE_KEYS = ['specialization', 'baseModel', 'trainingData', 'performanceTargets', 'id', 'description', 'keywords', 'capacity'] as const;
-const MERGE_KEYS = ['id', 'specialization', 'baseModel', 'performanceTargets'] as const;
-const ALLOCATION_KEYS = ['currentWorkload', 'targetUtilization', 'rebalancingStrategy', 'replicaBudget', 'windowMs', 'retireIdle', 'apply'] as const;
-const DEFAULT_CAPACITY = 4;
-
-/**
- * Per router, the experts that a control plane runs on several replicas, with their capacity
- * per replica and replica count: the router holds only the product. A later control plane over
- * the same router reads them back rather than taking the product for one replica's capacity.
- */
-const REPLICAS = new WeakMap<RewiringExperts, Map<string, { capacity: number; replicas: number }>>();
+import { type LedgerTap, TrafficLedger, type WindowCounts } from './traffic-ledger';
+import type { AllocationOptions, CreateExpertOptions, ExpertPoolStatus, ManagedExpert, MergeExpertsOptions, MoEControlAPIOptions } from './types';
 
 /**
  * The control plane of an expert pool: a registry of experts over a {@link RewiringExperts}
@@ -65,11 +53,11 @@ const REPLICAS = new WeakMap<RewiringExperts, Map<string, { capacity: number; re
  * **Events:** `'created'` (ManagedExpert), `'retired'` (ManagedExpert), `'merged'`
  * (ManagedExpert, source ids), `'allocated'` (AllocationPlan), `'drift'` (DriftReport, when
  * detected), `'attention'` ({ id, reasons }), `'lifecycle'` (LifecycleReport), and `'error'`
- * for an error in a timer-driven pass. A lifecycle pass emits its events once it has finished,
- * each listener called on its own: one that throws stops neither the pass nor the other
- * listeners. {@link MoEControlAPI.runLifecycle} then throws the first listener error; on the
- * timer, errors go to the `'error'` listeners (dropped when there are none, and an `'error'`
- * listener that throws is ignored), so that a timer never crashes the process.
+ * for an error in a timer-driven pass. A lifecycle pass emits its events once it has finished.
+ * Each listener is called on its own, and one that throws changes nothing for the caller nor
+ * stops the other listeners: its error goes to the `'error'` listeners, or to
+ * `process.emitWarning` when there are none (or when an `'error'` listener throws too). A timer
+ * pass that fails goes the same way, so that a timer never crashes the process.
  *
  * @example
  * ```ts
@@ -81,7 +69,7 @@ const REPLICAS = new WeakMap<RewiringExperts, Map<string, { capacity: number; re
  * control.close();
  * ```
  */
-export class MoEControlAPI extends EventEmitter {
+export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
   /** Experts the pool may hold at once. */
   readonly numExperts: number;
   /** The router whose experts this registry manages. */
@@ -92,20 +80,21 @@ export class MoEControlAPI extends EventEmitter {
   readonly replicaBudget: number;
   /** Window of the load figures, ms. */
   readonly loadWindowMs: number;
-  readonly #records = new Map<string, ManagedExpert>();
+  readonly #guard = new CloseGuard('MoEControlAPI');
+  readonly #events = new DeferredEvents(this);
+  readonly #registry: ExpertRegistry;
   readonly #ledger: TrafficLedger;
   readonly #now: () => number;
   readonly #detach: Array<() => void> = [];
   readonly #balancer: RequestBalancer | undefined;
   readonly #tap: LedgerTap;
   readonly #children = new Set<{ close(): void }>();
+  readonly #view: PoolView;
+  // Queries routed per expert in the previous lifecycle window; null before the first pass.
   #previous: Map<string, number> | null = null;
   #poolChanged = false;
   #policy: ResolvedPolicy = resolvePolicy(undefined);
   #timer: NodeJS.Timeout | undefined;
-  #closed = false;
-  // Events of the lifecycle pass running now, emitted when it ends; null outside a pass.
-  #deferred: Array<[string, unknown[]]> | null = null;
 
   /**
    * Creates the control plane over `options.router`, or over a new router.
@@ -120,76 +109,59 @@ export class MoEControlAPI extends EventEmitter {
    */
   constructor(options: MoEControlAPIOptions = {}) {
     super();
-    const o = v.options<MoEControlAPIOptions>('options', options, OPTION_KEYS);
-    this.numExperts = o.numExperts === undefined ? 32 : v.integer('options.numExperts', o.numExperts, 1, 4096);
-    this.#now = v.optionalFunction<() => number>('options.now', o.now) ?? Date.now;
-    const specs = o.expertSpecializations === undefined ? [] : checkSpecializations('options.expertSpecializations', o.expertSpecializations);
-    this.dynamicExpertAllocation = o.dynamicExpertAllocation === undefined ? false : v.boolean('options.dynamicExpertAllocation', o.dynamicExpertAllocation);
-    const balancing = resolveBalancing('options.loadBalancing', o.loadBalancing);
-    const replicaBudget = o.replicaBudget === undefined ? this.numExperts : v.integer('options.replicaBudget', o.replicaBudget, 1, MAX_REPLICA_BUDGET);
-    this.replicaBudget = replicaBudget;
-    const bucketMs = o.bucketMs === undefined ? 1000 : v.integer('options.bucketMs', o.bucketMs, 1);
-    const retainMs = o.retainMs === undefined ? 3_600_000 : v.integer('options.retainMs', o.retainMs, bucketMs);
-    // A window shorter than a bucket would hold no bucket at all.
-    this.loadWindowMs = o.loadWindowMs === undefined ? Math.min(Math.max(60_000, bucketMs), retainMs) : v.integer('options.loadWindowMs', o.loadWindowMs, bucketMs, retainMs);
-
-    if (o.router !== undefined) {
-      if (!(o.router instanceof RewiringExperts)) throw v.typeError('options.router', 'RewiringExperts', o.router);
-      if (o.routerOptions !== undefined) throw new TypeError('Expected options.router or options.routerOptions, not both');
-      this.router = o.router;
-    } else {
-      const ro = v.options<RewiringExpertsOptions>('options.routerOptions', o.routerOptions, ROUTER_KEYS);
-      const experts = ro.experts ?? (specs.length > 0 ? specs.map((s) => specializationProfile(s, s, {})) : undefined);
-      try {
-        this.router = new RewiringExperts({ clock: this.#now, ...ro, ...(experts === undefined ? {} : { experts }) });
-      } catch (err) {
-        // Name the option as the caller wrote it: options.routerOptions.x.
-        if (err instanceof TypeError || err instanceof RangeError) {
-          throw new (err.constructor as typeof Error)(err.message.replace(/ (for|in) options([.\s])/, ' $1 options.routerOptions$2'));
-        }
-        throw err;
-      }
-    }
+    const s = resolveControlOptions(options);
+    this.numExperts = s.numExperts;
+    this.router = s.router;
+    this.dynamicExpertAllocation = s.dynamicExpertAllocation;
+    this.replicaBudget = s.replicaBudget;
+    this.loadWindowMs = s.loadWindowMs;
+    this.#now = s.now;
+    this.#registry = new ExpertRegistry(this.router, {
+      now: () => this.#now(),
+      emit: (event, ...args) => this.#events.emit(event, ...args),
+      changed: () => this.#changed(),
+      resetTraffic: (id) => this.#ledger.reset(id),
+      mergeTraffic: (ids, into) => this.#mergeTraffic(ids, into),
+    });
     const profiles = this.router.experts();
-    const missing = specs.filter((s) => !profiles.some((p) => p.domain === s));
+    const missing = s.specializations.filter((spec) => !profiles.some((p) => p.domain === spec));
     const starting = profiles.length + missing.length;
     if (starting > this.numExperts) throw v.rangeError('options.numExperts', `integer >= ${starting} (the experts the pool starts with)`, this.numExperts);
-    if (starting > replicaBudget) throw v.rangeError('options.replicaBudget', `integer >= ${starting} (one replica per expert the pool starts with)`, replicaBudget);
-    const now = this.#now();
-    for (const p of profiles) this.#records.set(p.id, this.#adopt(p, now));
-    for (const s of missing) {
-      const id = this.#freeId(s);
-      this.router.addExpert(specializationProfile(id, s, {}));
-      this.#records.set(id, record(id, s, null, DEFAULT_CAPACITY, now));
-    }
+    if (starting > this.replicaBudget) throw v.rangeError('options.replicaBudget', `integer >= ${starting} (one replica per expert the pool starts with)`, this.replicaBudget);
+    this.#registry.addSpecializations(missing);
 
-    this.#ledger = new TrafficLedger({ bucketMs, retainMs, now: this.#now, domainOf: (id) => this.#specializationOf(id) });
+    this.#ledger = new TrafficLedger({ bucketMs: s.bucketMs, retainMs: s.retainMs, now: this.#now, domainOf: (id) => this.#registry.specializationOf(id) });
     this.#detach.push(this.#ledger.attach(this.router));
     // Query terms are counted only for the merge rule, from the first pass or policy that has it.
     this.#tap = this.#ledger.tap(false);
-    if (balancing !== undefined) {
-      const balancer = new RequestBalancer(balancing, this.#activeIds());
+    if (s.balancing !== undefined) {
+      const balancer = new RequestBalancer(s.balancing, this.#registry.activeIds());
       this.#balancer = balancer;
       const onRouted = (d: RoutingDecision) => {
-        const bias = balancer.observe(d.expertId, (id) => this.#records.get(id)?.replicas ?? 1);
+        const bias = balancer.observe(d.expertId, (id) => this.#registry.get(id)?.replicas ?? 1);
         if (bias !== undefined) this.router.setRelevanceBias(bias);
       };
       this.router.on('routed', onRouted);
       this.#detach.push(() => this.router.off('routed', onRouted));
     }
-    INTERNALS.set(this, {
+    this.#view = {
+      router: this.router,
       ledger: this.#ledger,
-      now: this.#now,
+      loadWindowMs: this.loadWindowMs,
+      replicaBudget: this.replicaBudget,
+      now: () => this.#now(),
+      check: () => this.#guard.check(),
       active: () => {
-        this.#sync();
-        return this.#active().map(copy);
+        this.#registry.sync();
+        return this.#registry.active().map(copy);
       },
-      health: (id) => this.router.expertHealth(id).available,
+      available: (id) => this.router.expertHealth(id).available,
+      applyAllocationPlan: (plan) => this.applyAllocationPlan(plan),
       adopt: (child) => {
         this.#children.add(child);
         return () => this.#children.delete(child);
       },
-    });
+    };
   }
 
   /**
@@ -201,7 +173,7 @@ export class MoEControlAPI extends EventEmitter {
    * ```
    */
   get closed(): boolean {
-    return this.#closed;
+    return this.#guard.closed;
   }
 
   /**
@@ -218,53 +190,17 @@ export class MoEControlAPI extends EventEmitter {
    */
   getExpertStatus(): ExpertPoolStatus {
     this.#open();
-    const now = this.#now();
-    const win = this.#ledger.since(now - this.loadWindowMs, now);
-    const span = this.#ledger.span(this.loadWindowMs, now);
-    const inFlight = this.router.getMetrics().inFlight;
-    const bias = this.#balancer?.bias() ?? new Map<string, number>();
-    const active = this.#active();
-    const experts: ExpertState[] = active.map((r) => {
-      const total = this.#ledger.totals(r.id);
-      const window = win.get(r.id) ?? emptyCounters();
-      const load = offeredLoad(window, span, meanLatency(total));
-      const last = this.#ledger.lastUsedAt(r.id);
-      return {
-        id: r.id,
-        specialization: r.specialization,
-        replicas: r.replicas,
-        capacity: r.capacity,
-        total,
-        window,
-        // Own keys only: the router's record is a plain object.
-        inFlight: Object.hasOwn(inFlight, r.id) ? inFlight[r.id]! : 0,
-        successRate: successRate(total),
-        meanLatencyMs: meanLatency(total),
-        load,
-        utilization: load / (r.capacity * r.replicas),
-        bias: bias.get(r.id) ?? 0,
-        health: this.router.expertHealth(r.id),
-        lastUsedAt: last === undefined || last < r.createdAt ? null : last,
-      };
-    });
-    const windowRouted = experts.reduce((s, e) => s + e.window.routed, 0);
-    const perReplica = experts.map((e) => e.window.routed / e.replicas);
-    const mean = perReplica.reduce((a, b) => a + b, 0) / perReplica.length;
-    const specializations = dict<number>();
-    for (const r of active) specializations[r.specialization] = (specializations[r.specialization] ?? 0) + 1;
-    return {
-      capacity: this.numExperts,
-      activeCount: active.length,
-      overCapacity: Math.max(0, active.length - this.numExperts),
-      retiredCount: this.#records.size - active.length,
-      specializedCount: active.filter((r) => r.specialization !== 'general').length,
-      specializations,
-      loadDistribution: dict(experts.map((e) => [e.id, windowRouted === 0 ? 0 : e.window.routed / windowRouted])),
-      maxVio: mean > 0 ? (Math.max(...perReplica) - mean) / mean : NaN,
-      windowRouted,
+    const active = this.#registry.active();
+    return poolStatus({
+      now: this.#now(),
       windowMs: this.loadWindowMs,
-      experts,
-    };
+      capacity: this.numExperts,
+      retiredCount: this.#registry.all().length - active.length,
+      active,
+      ledger: this.#ledger,
+      router: this.router,
+      bias: this.#balancer?.bias() ?? new Map<string, number>(),
+    });
   }
 
   /**
@@ -282,7 +218,7 @@ export class MoEControlAPI extends EventEmitter {
     this.#open();
     const o = v.options<{ includeRetired: boolean }>('options', options, ['includeRetired']);
     const all = o.includeRetired === undefined ? false : v.boolean('options.includeRetired', o.includeRetired);
-    return [...this.#records.values()].filter((r) => all || r.status === 'active').map(copy);
+    return (all ? this.#registry.all() : this.#registry.active()).map(copy);
   }
 
   /**
@@ -299,10 +235,7 @@ export class MoEControlAPI extends EventEmitter {
    */
   getExpert(id: string): ManagedExpert {
     this.#open();
-    v.string('id', id);
-    const r = this.#records.get(id);
-    if (r === undefined) throw v.rangeError('id', `id of an expert of the registry (${[...this.#records.keys()].join(', ')})`, id);
-    return copy(r);
+    return copy(this.#registry.record('id', id));
   }
 
   /**
@@ -324,34 +257,15 @@ export class MoEControlAPI extends EventEmitter {
    */
   createExpert(options: CreateExpertOptions): ManagedExpert {
     this.#open();
-    if (options === undefined) throw v.typeError('options', 'an options object', options);
-    const o = v.options<CreateExpertOptions>('options', options, CREATE_KEYS);
-    const specialization = v.nonEmptyString('options.specialization', o.specialization);
-    const baseModel = v.nonEmptyString('options.baseModel', o.baseModel);
-    const targets = checkTargets('options.performanceTargets', o.performanceTargets);
-    const description = o.description === undefined ? undefined : v.nonEmptyString('options.description', o.description);
-    const keywords = o.keywords === undefined ? undefined : checkKeywords('options.keywords', o.keywords);
-    const capacity = o.capacity === undefined ? DEFAULT_CAPACITY : v.integer('options.capacity', o.capacity, 1);
-    let id: string;
-    if (o.id === undefined) id = this.#freeId(specialization);
-    else if (this.#taken(checkId('options.id', o.id))) throw v.rangeError('options.id', 'an id no expert of the registry has', o.id);
-    else id = o.id;
-    const trainingData = o.trainingData === undefined ? null : checkTrainingData('options.trainingData', o.trainingData);
-    const active = this.#active().length;
+    const e = checkCreateOptions(options, this.#registry);
+    const active = this.#registry.active().length;
     if (active >= this.numExperts) {
       throw new RangeError(`MoEControlAPI.createExpert: the pool is full (${active} active experts, numExperts ${this.numExperts}); retire or merge experts first`);
     }
     if (active >= this.replicaBudget) {
       throw new RangeError(`MoEControlAPI.createExpert: the replica budget is spent (${active} active experts, one replica each, replicaBudget ${this.replicaBudget}); retire or merge experts first`);
     }
-    this.router.addExpert(specializationProfile(id, specialization, { ...(description === undefined ? {} : { description }), ...(keywords === undefined ? {} : { keywords }), capacity }));
-    const r = record(id, specialization, baseModel, capacity, this.#now());
-    r.performanceTargets = targets;
-    r.trainingData = trainingData;
-    this.#records.set(id, r);
-    this.#changed();
-    this.#emit('created', copy(r));
-    return copy(r);
+    return copy(this.#registry.create(e));
   }
 
   /**
@@ -369,8 +283,8 @@ export class MoEControlAPI extends EventEmitter {
    */
   retireExpert(id: string): ManagedExpert {
     this.#open();
-    const r = this.#activeRecord('id', id);
-    this.#retire(r, 'manual', this.#now());
+    const r = this.#registry.activeRecord('id', id);
+    this.#registry.retire(r, 'manual', this.#now());
     return copy(r);
   }
 
@@ -395,18 +309,8 @@ export class MoEControlAPI extends EventEmitter {
    */
   mergeExperts(ids: readonly string[], options: MergeExpertsOptions = {}): ManagedExpert {
     this.#open();
-    if (!Array.isArray(ids)) throw v.typeError('ids', 'array of at least 2 expert ids', ids);
-    if (ids.length < 2) throw v.rangeError('ids', 'array of at least 2 expert ids', ids);
-    const recs = ids.map((id, i) => this.#activeRecord(`ids[${i}]`, id));
-    if (new Set(ids).size !== ids.length) throw v.rangeError('ids', 'distinct expert ids', ids);
-    const o = v.options<MergeExpertsOptions>('options', options, MERGE_KEYS);
-    const into = o.id === undefined ? ids[0]! : checkId('options.id', o.id);
-    if (!ids.includes(into) && this.#taken(into)) throw v.rangeError('options.id', 'one of ids, or an id no expert of the registry has', into);
-    const fields: MergeExpertsOptions = {};
-    if (o.specialization !== undefined) fields.specialization = v.nonEmptyString('options.specialization', o.specialization);
-    if (o.baseModel !== undefined) fields.baseModel = v.nonEmptyString('options.baseModel', o.baseModel);
-    if (o.performanceTargets !== undefined) fields.performanceTargets = checkTargets('options.performanceTargets', o.performanceTargets);
-    return copy(this.#merge(recs, into, fields, this.#now()));
+    const { records, into, fields } = checkMerge(ids, options, this.#registry);
+    return copy(this.#registry.merge(records, into, fields, this.#now()));
   }
 
   /**
@@ -427,22 +331,10 @@ export class MoEControlAPI extends EventEmitter {
    */
   optimizeExpertAllocation(options: AllocationOptions = {}): AllocationPlan {
     this.#open();
-    const o = v.options<AllocationOptions>('options', options, ALLOCATION_KEYS);
-    const workload = o.currentWorkload === undefined ? new Map<string, number>() : checkWorkload('options.currentWorkload', o.currentWorkload);
-    for (const id of workload.keys()) this.#activeRecord('options.currentWorkload key', id);
-    const plan = this.#plan(
-      {
-        targetUtilization: o.targetUtilization === undefined ? 0.75 : positiveUnit('options.targetUtilization', o.targetUtilization),
-        rebalancingStrategy: o.rebalancingStrategy === undefined ? 'load_based' : v.oneOf('options.rebalancingStrategy', o.rebalancingStrategy, REBALANCING),
-        replicaBudget: o.replicaBudget === undefined ? this.replicaBudget : v.integer('options.replicaBudget', o.replicaBudget, 1, MAX_REPLICA_BUDGET),
-        budgetName: o.replicaBudget === undefined ? 'MoEControlAPI.replicaBudget' : 'options.replicaBudget',
-        windowMs: o.windowMs === undefined ? this.loadWindowMs : v.integer('options.windowMs', o.windowMs, this.#ledger.bucketMs, this.#ledger.retainMs),
-        retireIdle: o.retireIdle === undefined ? true : v.boolean('options.retireIdle', o.retireIdle),
-      },
-      workload,
-      this.#now(),
-    );
-    if (o.apply !== undefined && v.boolean('options.apply', o.apply)) this.applyAllocationPlan(plan);
+    const defaults = { replicaBudget: this.replicaBudget, windowMs: this.loadWindowMs, bucketMs: this.#ledger.bucketMs, retainMs: this.#ledger.retainMs };
+    const { settings, workload, apply } = checkAllocationOptions(options, defaults, this.#registry);
+    const plan = this.#plan(settings, workload, this.#now());
+    if (apply) this.applyAllocationPlan(plan);
     return plan;
   }
 
@@ -462,23 +354,11 @@ export class MoEControlAPI extends EventEmitter {
    */
   applyAllocationPlan(plan: Pick<AllocationPlan, 'replicas' | 'retire'>): void {
     this.#open();
-    if (plan === null || typeof plan !== 'object') throw v.typeError('plan', 'an AllocationPlan', plan);
-    const replicas = plan.replicas as unknown;
-    if (replicas === null || typeof replicas !== 'object' || Array.isArray(replicas)) throw v.typeError('plan.replicas', 'object of expert id to replicas', replicas);
-    if (!Array.isArray(plan.retire)) throw v.typeError('plan.retire', 'array of expert ids', plan.retire);
-    const changes = Object.entries(replicas).map(([id, n]) => [this.#activeRecord('plan.replicas key', id), v.integer(`plan.replicas.${id}`, n, 1, MAX_REPLICA_BUDGET)] as const);
-    const retire = [...new Set(plan.retire.map((id: unknown, i) => this.#activeRecord(`plan.retire[${i}]`, id)))];
-    for (const r of retire) if (Object.hasOwn(replicas, r.id)) throw v.rangeError('plan.retire', 'ids not also given replicas', plan.retire);
-    if (retire.length >= this.#active().length) throw new RangeError('MoEControlAPI.applyAllocationPlan: the plan retires every active expert');
-    const profiles = new Map(this.router.experts().map((p) => [p.id, p]));
-    for (const [r, n] of changes) {
-      if (r.replicas === n) continue;
-      r.replicas = n;
-      this.#writeCapacity(r, profiles.get(r.id)!);
-    }
+    const { changes, retire } = checkPlan(plan, this.#registry);
+    this.#registry.setReplicas(changes);
     const now = this.#now();
-    for (const r of retire) this.#retire(r, 'allocation', now);
-    this.#emit('allocated', plan);
+    for (const r of retire) this.#registry.retire(r, 'allocation', now);
+    this.#events.emit('allocated', plan);
   }
 
   /**
@@ -525,12 +405,12 @@ export class MoEControlAPI extends EventEmitter {
    * against the previous window, then retirement of failing and idle experts, then merges of
    * overlapping experts, then attention flags, then (with `dynamicExpertAllocation`) an applied
    * allocation plan. See {@link LifecyclePolicy} for the rules and their measures. The pass's
-   * events are emitted when it has finished, each listener on its own.
+   * events are emitted when it has finished, each listener on its own; a listener that throws
+   * changes nothing for the caller (its error goes to the `'error'` listeners, see the class).
    *
    * @param now Clock ms of the pass; default the clock's now.
    * @returns What the pass found and did.
-   * @throws The first error a listener of the pass's events threw, once the pass is done and
-   * every listener was called.
+   * @throws RangeError for a `now` that is not finite.
    *
    * @example
    * ```ts
@@ -539,130 +419,9 @@ export class MoEControlAPI extends EventEmitter {
    * ```
    */
   runLifecycle(now?: number): LifecycleReport {
-    this.#check();
+    this.#guard.check();
     const at = now === undefined ? this.#now() : v.finite('now', now);
-    const { report, errors } = this.#pass(at);
-    if (errors.length > 0) throw errors[0];
-    return report;
-  }
-
-  // The timer's pass: nothing it runs may throw out of it.
-  #tick(): void {
-    let errors: unknown[];
-    try {
-      errors = this.#pass(this.#now()).errors;
-    } catch (err) {
-      errors = [err];
-    }
-    for (const err of errors) reportTimerError(this, err);
-  }
-
-  // One pass with its events held back, then emitted; returns the listeners' errors.
-  #pass(at: number): { report: LifecycleReport; errors: unknown[] } {
-    const events: Array<[string, unknown[]]> = [];
-    this.#deferred = events;
-    let report: LifecycleReport;
-    try {
-      this.#sync();
-      report = this.#lifecycle(at);
-    } catch (err) {
-      // What the pass did before failing stands: its events are still emitted.
-      this.#deferred = null;
-      this.#deliver(events);
-      throw err;
-    }
-    this.#deferred = null;
-    return { report, errors: this.#deliver(events) };
-  }
-
-  #lifecycle(at: number): LifecycleReport {
-    const p = this.#policy;
-    const w = this.#tap.take(at);
-    // Terms are counted from the first pass whose policy merges (the window just closed lacks them).
-    this.#tap.terms = p.mergeOverlap !== false;
-    const routed = new Map<string, number>();
-    let outcomes = 0;
-    for (const [id, c] of w.experts) {
-      if (c.routed > 0) routed.set(id, c.routed);
-      outcomes += c.outcomes;
-    }
-    const drift = p.driftThreshold === false || this.#previous === null ? null : measureDrift(this.#previous, routed, p.driftThreshold, p.minDriftQueries, this.#poolChanged);
-    this.#previous = new Map(routed);
-    this.#poolChanged = false;
-    const counters = (id: string): ExpertCounters => w.experts.get(id) ?? emptyCounters();
-    const roomToShrink = () => this.#active().length > p.minActive;
-
-    // Worst first (highest failure rate, longest idle; ties in registry order), so that when
-    // minActive stops the rule, the experts kept are the better ones.
-    const retired: LifecycleReport['retired'] = [];
-    if (p.maxFailureRate !== false) {
-      const limit = p.maxFailureRate;
-      const failing = this.#active()
-        .map((r) => ({ r, c: counters(r.id) }))
-        .filter(({ c }) => c.outcomes >= p.minOutcomes && c.failures / c.outcomes > limit)
-        .sort((x, y) => y.c.failures / y.c.outcomes - x.c.failures / x.c.outcomes);
-      for (const { r, c } of failing) {
-        if (!roomToShrink()) break;
-        if (this.#retire(r, 'failing', at)) retired.push({ id: r.id, reason: 'failing', failureRate: c.failures / c.outcomes, outcomes: c.outcomes });
-      }
-    }
-    if (p.idleMs !== false) {
-      const limit = p.idleMs;
-      const idle = this.#active()
-        .map((r) => ({ r, idleForMs: at - Math.max(this.#ledger.lastUsedAt(r.id) ?? r.createdAt, r.createdAt) }))
-        .filter((x) => x.idleForMs >= limit)
-        .sort((x, y) => y.idleForMs - x.idleForMs);
-      for (const { r, idleForMs } of idle) {
-        if (!roomToShrink()) break;
-        if (this.#retire(r, 'idle', at)) retired.push({ id: r.id, reason: 'idle', idleForMs });
-      }
-    }
-
-    const merged: LifecycleReport['merged'] = [];
-    // Overlap needs the terms of every query of the window.
-    if (p.mergeOverlap !== false && w.termsComplete) {
-      const done = new Set<string>();
-      for (const { a, b, overlap } of overlappingPairs(routed, w.terms, this.#activeIds(), p.mergeOverlap, p.minMergeQueries)) {
-        if (done.has(a) || done.has(b) || !roomToShrink()) continue;
-        const [into, from] = (routed.get(a) ?? 0) >= (routed.get(b) ?? 0) ? [a, b] : [b, a];
-        this.#merge([this.#records.get(into)!, this.#records.get(from)!], into, {}, at);
-        merged.push({ into, from, overlap });
-        done.add(a).add(b);
-      }
-    }
-
-    const attention: LifecycleReport['attention'] = [];
-    for (const r of this.#active()) {
-      const c = counters(r.id);
-      const reasons: ExpertAttentionReason[] = [];
-      if (!this.router.expertHealth(r.id).available) reasons.push('cooling-down');
-      if (c.outcomes >= p.minOutcomes) {
-        if (p.maxFailureRate !== false && c.failures / c.outcomes > p.maxFailureRate) reasons.push('failing');
-        const t = r.performanceTargets;
-        if (t.accuracy !== undefined && successRate(c) < t.accuracy) reasons.push('below-accuracy-target');
-        if (t.latency !== undefined && meanLatency(c) > t.latency) reasons.push('above-latency-target');
-      }
-      const load = offeredLoad(c, at - w.from, meanLatency(this.#ledger.totals(r.id)));
-      if (load / (r.capacity * r.replicas) > 1) reasons.push('overloaded');
-      if (reasons.length > 0) {
-        attention.push({ id: r.id, reasons });
-        this.#emit('attention', { id: r.id, reasons });
-      }
-    }
-
-    let allocation: AllocationPlan | null = null;
-    if (this.dynamicExpertAllocation) {
-      const opts = {
-        targetUtilization: p.targetUtilization, rebalancingStrategy: p.rebalancingStrategy, replicaBudget: this.replicaBudget, budgetName: 'MoEControlAPI.replicaBudget',
-        windowMs: this.loadWindowMs, retireIdle: false,
-      };
-      allocation = this.#plan(opts, new Map(), at);
-      this.applyAllocationPlan(allocation);
-    }
-    const report: LifecycleReport = { at, window: { from: w.from, to: at, routed: w.routed, outcomes }, drift, retired, merged, attention, allocation };
-    if (drift?.detected) this.#emit('drift', drift);
-    this.#emit('lifecycle', report);
-    return report;
+    return this.#pass(at);
   }
 
   /**
@@ -703,7 +462,8 @@ export class MoEControlAPI extends EventEmitter {
   /**
    * Stops every timer (lifecycle, monitors, coordinators, collectors created over it), stops
    * counting the router's traffic and removes the load-balancing bias from the router. The
-   * router itself stays usable. Idempotent; later calls of other methods throw.
+   * router itself stays usable. Idempotent; later calls of other methods throw
+   * {@link ClosedError}.
    *
    * @example
    * ```ts
@@ -711,237 +471,132 @@ export class MoEControlAPI extends EventEmitter {
    * ```
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.disableDynamicManagement();
-    for (const c of [...this.#children]) c.close();
-    for (const d of this.#detach) d();
-    this.#tap.close();
-    if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
+    this.#guard.closeSync(() => {
+      this.disableDynamicManagement();
+      for (const c of [...this.#children]) c.close();
+      for (const d of this.#detach) d();
+      this.#tap.close();
+      if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
+    });
   }
 
-  #check(): void {
-    if (this.#closed) throw new Error('MoEControlAPI is closed');
+  /**
+   * {@link MoEControlAPI.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using control = new MoEControlAPI();
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  /** The view that monitors, coordinators and collectors created over this control plane take. @internal */
+  [POOL_VIEW](): PoolView {
+    return this.#view;
   }
 
   #open(): void {
-    this.#check();
-    this.#sync();
+    this.#guard.check();
+    this.#registry.sync();
   }
 
-  // Adopts experts added to the router directly — even beyond numExperts (see overCapacity):
-  // the router routes to them either way — and retires those removed from it.
-  #sync(): void {
-    const profiles = this.router.experts();
-    const ids = new Set(profiles.map((p) => p.id));
-    const now = this.#now();
-    const removed: ManagedExpert[] = [];
-    for (const r of this.#records.values()) {
-      if (r.status !== 'active' || ids.has(r.id)) continue;
-      Object.assign(r, { status: 'retired', retiredAt: now, retireReason: 'removed-from-router' });
-      this.#writeSplit(r);
-      removed.push(r);
+  // The timer's pass: nothing it runs may throw out of it.
+  #tick(): void {
+    try {
+      this.#pass(this.#now());
+    } catch (err) {
+      reportError(this, err, 'the lifecycle timer');
     }
-    let changed = removed.length > 0;
-    for (const p of profiles) {
-      const r = this.#records.get(p.id);
-      if (r !== undefined && r.status === 'active') {
-        r.specialization = p.domain;
-        continue;
+  }
+
+  // One pass, its events held back until it ends.
+  #pass(at: number): LifecycleReport {
+    return this.#events.hold(() => {
+      this.#registry.sync();
+      return this.#lifecycle(at);
+    });
+  }
+
+  #lifecycle(at: number): LifecycleReport {
+    const p = this.#policy;
+    const w = this.#tap.take(at);
+    // Terms are counted from the first pass whose policy merges (the window just closed lacks them).
+    this.#tap.terms = p.mergeOverlap !== false;
+    const active = this.#registry.active().map((r) => ({ id: r.id, createdAt: r.createdAt, lastUsedAt: this.#ledger.lastUsedAt(r.id) }));
+    const plan = planLifecycle({ policy: p, at, window: w, previous: this.#previous, poolChanged: this.#poolChanged, active });
+    this.#previous = new Map(plan.routed);
+    this.#poolChanged = false;
+    const retired: LifecycleReport['retired'] = [];
+    const merged: LifecycleReport['merged'] = [];
+    for (const a of plan.actions) {
+      if (a.type === 'retire') {
+        if (this.#registry.retire(this.#registry.get(a.retired.id)!, a.retired.reason, at)) retired.push(a.retired);
+      } else {
+        const { into, from } = a.merged;
+        this.#registry.merge([this.#registry.get(into)!, this.#registry.get(from)!], into, {}, at);
+        merged.push(a.merged);
       }
-      if (r !== undefined) {
-        // A retired id added back to the router is a new expert: a new record, fresh counters.
-        this.#records.delete(p.id);
-        this.#ledger.reset(p.id);
-      }
-      this.#records.set(p.id, this.#adopt(p, now));
-      changed = true;
     }
-    if (changed) this.#changed();
-    for (const r of removed) this.#emit('retired', copy(r));
+    const attention = this.#attention(p, w, at);
+    let allocation: AllocationPlan | null = null;
+    if (this.dynamicExpertAllocation) {
+      const settings: AllocationSettings = {
+        targetUtilization: p.targetUtilization, rebalancingStrategy: p.rebalancingStrategy, replicaBudget: this.replicaBudget, budgetName: 'MoEControlAPI.replicaBudget',
+        windowMs: this.loadWindowMs, retireIdle: false,
+      };
+      allocation = this.#plan(settings, new Map(), at);
+      this.applyAllocationPlan(allocation);
+    }
+    const report: LifecycleReport = { at, window: { from: w.from, to: at, routed: w.routed, outcomes: plan.outcomes }, drift: plan.drift, retired, merged, attention, allocation };
+    if (plan.drift?.detected) this.#events.emit('drift', plan.drift);
+    this.#events.emit('lifecycle', report);
+    return report;
   }
 
-  // A record for an expert of the router: one replica of its router capacity, unless a control
-  // plane over this router split that capacity into replicas.
-  #adopt(p: ExpertProfile, now: number): ManagedExpert {
-    const total = p.capacity ?? DEFAULT_CAPACITY;
-    const r = record(p.id, p.domain, null, total, now);
-    const split = REPLICAS.get(this.router)?.get(p.id);
-    if (split !== undefined && split.capacity * split.replicas === total) Object.assign(r, split);
-    return r;
+  // The attention flags of the active experts over the pass's window (after its changes).
+  #attention(p: ResolvedPolicy, w: WindowCounts, at: number): LifecycleReport['attention'] {
+    const out: LifecycleReport['attention'] = [];
+    for (const r of this.#registry.active()) {
+      const c = w.experts.get(r.id) ?? emptyCounters();
+      const load = offeredLoad(c, at - w.from, meanLatency(this.#ledger.totals(r.id)));
+      const reasons = attentionReasons({
+        window: c,
+        minOutcomes: p.minOutcomes,
+        available: this.router.expertHealth(r.id).available,
+        maxFailureRate: p.maxFailureRate === false ? undefined : p.maxFailureRate,
+        targets: r.performanceTargets,
+        utilization: utilization(load, r.capacity, r.replicas),
+      });
+      if (reasons.length > 0) {
+        out.push({ id: r.id, reasons });
+        this.#events.emit('attention', { id: r.id, reasons });
+      }
+    }
+    return out;
   }
 
-  // Gives the router an expert's capacity × replicas (`profile`: its current router profile).
-  #writeCapacity(r: ManagedExpert, profile: ExpertProfile): void {
-    this.router.addExpert({ ...profile, capacity: r.capacity * r.replicas });
-    this.#writeSplit(r);
-  }
-
-  // Shares an expert's capacity per replica and replicas with other control planes of the router.
-  #writeSplit(r: ManagedExpert): void {
-    let splits = REPLICAS.get(this.router);
-    if (splits === undefined) REPLICAS.set(this.router, (splits = new Map()));
-    if (r.status === 'active' && r.replicas > 1) splits.set(r.id, { capacity: r.capacity, replicas: r.replicas });
-    else splits.delete(r.id);
-  }
-
-  // Emits now, or at the end of the lifecycle pass running.
-  #emit(event: string, ...args: unknown[]): void {
-    if (this.#deferred !== null) this.#deferred.push([event, args]);
-    else this.emit(event, ...args);
-  }
-
-  // Emits held-back events, each listener on its own; returns what the listeners threw.
-  #deliver(events: ReadonlyArray<[string, unknown[]]>): unknown[] {
-    const errors: unknown[] = [];
-    for (const [event, args] of events) errors.push(...callListeners(this, event, args));
-    return errors;
+  #plan(settings: AllocationSettings, workload: ReadonlyMap<string, number>, now: number): AllocationPlan {
+    const { rows } = windowRows(this.#ledger, this.#registry.active(), settings.windowMs, now);
+    return planAllocation(allocationInputs(rows, workload), { createdAt: now, ...settings });
   }
 
   #changed(): void {
     this.#poolChanged = true;
-    this.#balancer?.setExperts(this.#activeIds());
+    this.#balancer?.setExperts(this.#registry.activeIds());
   }
 
-  #active(): ManagedExpert[] {
-    return [...this.#records.values()].filter((r) => r.status === 'active');
-  }
-
-  #activeIds(): string[] {
-    return this.#active().map((r) => r.id);
-  }
-
-  #activeRecord(name: string, id: unknown): ManagedExpert {
-    v.string(name, id);
-    const r = this.#records.get(id as string);
-    if (r === undefined || r.status !== 'active') throw v.rangeError(name, `id of an active expert (${this.#activeIds().join(', ')})`, id);
-    return r;
-  }
-
-  #specializationOf(id: string): string {
-    const r = this.#records.get(id);
-    if (r !== undefined) return r.specialization;
-    return this.router.experts().find((p) => p.id === id)?.domain ?? id;
-  }
-
-  #taken(id: string): boolean {
-    return this.#records.has(id) || this.router.experts().some((p) => p.id === id);
-  }
-
-  #freeId(specialization: string): string {
-    const base = specialization.length > 120 ? specialization.slice(0, 120) : specialization;
-    let id = base;
-    for (let n = 2; this.#taken(id); n++) id = `${base}-${n}`;
-    return id;
-  }
-
-  // Returns false, doing nothing, for an expert retired meanwhile (by a listener, say).
-  #retire(r: ManagedExpert, reason: RetireReason, now: number): boolean {
-    if (r.status !== 'active') return false;
-    if (this.#active().length <= 1) throw new RangeError(`MoEControlAPI.retireExpert: '${r.id}' is the last active expert (the router needs one)`);
-    this.router.removeExpert(r.id);
-    Object.assign(r, { status: 'retired', retiredAt: now, retireReason: reason });
-    this.#writeSplit(r);
-    this.#changed();
-    this.#emit('retired', copy(r));
-    return true;
-  }
-
-  #merge(recs: ManagedExpert[], into: string, o: MergeExpertsOptions, now: number): ManagedExpert {
-    const profiles = new Map(this.router.experts().map((p) => [p.id, p]));
-    const ps = recs.map((r) => profiles.get(r.id)!);
-    const first = recs[0]!;
-    const ids = recs.map((r) => r.id);
-    const replicas = recs.reduce((s, r) => s + r.replicas, 0);
-    const specialization = o.specialization ?? first.specialization;
-    const profile: ExpertProfile = {
-      id: into,
-      domain: specialization,
-      description: [...new Set(ps.map((p) => p.description))].join(' '),
-      keywords: [...new Set(ps.flatMap((p) => p.keywords ?? []))],
-      capacity: first.capacity * replicas,
-    };
-    if (ps[0]!.name !== undefined) profile.name = ps[0]!.name;
-    for (const id of ids) if (id !== into) this.router.removeExpert(id);
-    this.router.addExpert(profile);
+  // A merge moves the sources' traffic onto the expert kept, the previous lifecycle window's
+  // included, so that a merge is not read as drift.
+  #mergeTraffic(ids: readonly string[], into: string): void {
     this.#ledger.merge(ids, into);
-    // The previous lifecycle window is re-keyed too, so that a merge is not read as drift.
-    if (this.#previous !== null) {
-      let n = 0;
-      for (const id of ids) {
-        n += this.#previous.get(id) ?? 0;
-        this.#previous.delete(id);
-      }
-      if (n > 0) this.#previous.set(into, n);
+    if (this.#previous === null) return;
+    let n = 0;
+    for (const id of ids) {
+      n += this.#previous.get(id) ?? 0;
+      this.#previous.delete(id);
     }
-    const target = this.#records.get(into)?.status === 'active' ? this.#records.get(into)! : record(into, specialization, first.baseModel, first.capacity, now);
-    Object.assign(target, {
-      specialization,
-      baseModel: o.baseModel ?? first.baseModel,
-      performanceTargets: o.performanceTargets ?? { ...first.performanceTargets },
-      trainingData: target.trainingData ?? first.trainingData,
-      // The router got first.capacity × replicas: the registry agrees, whichever id survives.
-      capacity: first.capacity,
-      replicas,
-      mergedFrom: [...target.mergedFrom, ...ids.filter((id) => id !== into)],
-    });
-    for (const r of recs) {
-      if (r.id !== into) {
-        Object.assign(r, { status: 'retired', retiredAt: now, retireReason: 'merged', mergedInto: into });
-        this.#writeSplit(r);
-      }
-    }
-    this.#records.set(into, target);
-    this.#writeSplit(target);
-    this.#changed();
-    this.#emit('merged', copy(target), ids.filter((id) => id !== into));
-    return target;
+    if (n > 0) this.#previous.set(into, n);
   }
-
-  #plan(
-    o: { targetUtilization: number; rebalancingStrategy: AllocationPlan['rebalancingStrategy']; replicaBudget: number; budgetName: string; windowMs: number; retireIdle: boolean },
-    workload: ReadonlyMap<string, number>,
-    now: number,
-  ): AllocationPlan {
-    const win = this.#ledger.since(now - o.windowMs, now);
-    const span = this.#ledger.span(o.windowMs, now);
-    const inputs = this.#active().map((r) => {
-      const c = win.get(r.id) ?? emptyCounters();
-      return {
-        id: r.id,
-        load: workload.get(r.id) ?? offeredLoad(c, span, meanLatency(this.#ledger.totals(r.id))),
-        capacity: r.capacity,
-        replicas: r.replicas,
-        routed: c.routed,
-        attempts: attempts(c),
-        successes: c.successes,
-        outcomes: c.outcomes,
-      };
-    });
-    return planAllocation(inputs, { createdAt: now, ...o });
-  }
-}
-
-const ROUTER_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'maxPendingDecisions', 'seed', 'clock'] as const;
-
-function record(id: string, specialization: string, baseModel: string | null, capacity: number, now: number): ManagedExpert {
-  return {
-    id,
-    specialization,
-    baseModel,
-    status: 'active',
-    replicas: 1,
-    capacity,
-    performanceTargets: {},
-    trainingData: null,
-    createdAt: now,
-    retiredAt: null,
-    retireReason: null,
-    mergedFrom: [],
-    mergedInto: null,
-  };
-}
-
-function copy(r: ManagedExpert): ManagedExpert {
-  return { ...r, performanceTargets: { ...r.performanceTargets }, trainingData: r.trainingData === null ? null : { ...r.trainingData }, mergedFrom: [...r.mergedFrom] };
 }

@@ -3,13 +3,13 @@
  * (utilisation, efficiency, trends, baselines, attention).
  * @module
  */
-import * as v from '../../validate';
-import { type ExpertAttentionReason, recommend, type RecommendedAction } from './attention-reasons';
-import { duration } from './checks';
-import { addCounters, attempts, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate } from './counters';
 import { dict } from '../../dict';
-import { type ControlInternals, INTERNALS } from './internals';
-import type { MoEControlAPI } from './moe-control-api';
+import { CloseGuard } from '../../toolkit/closing';
+import * as v from '../../validate';
+import { attentionReasons, type ExpertAttentionReason, recommend, type RecommendedAction } from './attention-reasons';
+import { duration } from './checks';
+import { addCounters, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate, utilization } from './counters';
+import { type ExpertPoolControl, type MonitorView, poolViewOf } from './pool-view';
 import { leastSquaresSlope } from './statistics';
 import type { LedgerTap } from './traffic-ledger';
 
@@ -203,7 +203,8 @@ export class ExpertMonitor {
   readonly metrics: readonly MonitorMetric[];
   /** Samples kept. */
   readonly maxSamples: number;
-  readonly #internals: ControlInternals;
+  readonly #guard = new CloseGuard('ExpertMonitor');
+  readonly #view: MonitorView;
   readonly #tap: LedgerTap;
   readonly #samples: Sample[] = [];
   readonly #timer: NodeJS.Timeout;
@@ -211,24 +212,22 @@ export class ExpertMonitor {
   readonly #minOutcomes: number;
   readonly #efficiencyRatio: number;
   readonly #shareShift: number;
-  #closed = false;
 
   /**
    * Use {@link MoEControlAPI.createMonitor}.
    *
    * @param control The control plane of the pool (open).
    * @param options See {@link MonitorOptions}.
-   * @throws Error when the control plane is closed.
+   * @throws ClosedError when the control plane is closed.
    *
    * @example
    * ```ts
    * const monitor = new ExpertMonitor(control, { monitoringFrequency: 30 });
    * ```
    */
-  constructor(control: MoEControlAPI, options: MonitorOptions = {}) {
-    const internals = INTERNALS.get(control);
-    if (internals === undefined) throw v.typeError('control', 'MoEControlAPI', control);
-    if (control.closed) throw new Error('MoEControlAPI is closed');
+  constructor(control: ExpertPoolControl, options: MonitorOptions = {}) {
+    const view: MonitorView = poolViewOf('control', control);
+    view.check();
     const o = v.options<MonitorOptions>('options', options, OPTION_KEYS);
     this.monitoringFrequency = o.monitoringFrequency === undefined ? 60 : v.finite('options.monitoringFrequency', o.monitoringFrequency, { positive: true });
     if (this.monitoringFrequency * 1000 > 2 ** 31 - 1) throw v.rangeError('options.monitoringFrequency', 'number of seconds in (0, 2147483]', this.monitoringFrequency);
@@ -238,8 +237,8 @@ export class ExpertMonitor {
     this.#minOutcomes = o.minOutcomes === undefined ? 10 : v.integer('options.minOutcomes', o.minOutcomes, 1);
     this.#efficiencyRatio = o.efficiencyRatio === undefined ? 0.5 : v.unitInterval('options.efficiencyRatio', o.efficiencyRatio);
     this.#shareShift = o.shareShift === undefined ? 0.1 : v.unitInterval('options.shareShift', o.shareShift);
-    this.#internals = internals;
-    this.#tap = internals.ledger.tap(false);
+    this.#view = view;
+    this.#tap = view.ledger.tap(false);
     this.#timer = setInterval(() => {
       try {
         this.sample();
@@ -248,7 +247,7 @@ export class ExpertMonitor {
       }
     }, this.monitoringFrequency * 1000);
     this.#timer.unref();
-    this.#forget = internals.adopt(this);
+    this.#forget = view.adopt(this);
   }
 
   /**
@@ -282,8 +281,8 @@ export class ExpertMonitor {
     /** Queries routed in it. */
     routed: number;
   } {
-    this.#check();
-    const at = now === undefined ? this.#internals.now() : v.finite('now', now);
+    this.#guard.check();
+    const at = now === undefined ? this.#view.now() : v.finite('now', now);
     const w = this.#tap.take(at);
     this.#samples.push({ from: w.from, to: w.to, experts: w.experts });
     if (this.#samples.length > this.maxSamples) this.#samples.shift();
@@ -305,15 +304,15 @@ export class ExpertMonitor {
    * ```
    */
   analyzeExpertPerformance(options: AnalyzeOptions = {}): Record<string, ExpertPerformance> {
-    this.#check();
+    this.#guard.check();
     const o = v.options<AnalyzeOptions>('options', options, ANALYZE_KEYS);
     const windowMs = o.timeWindow === undefined ? 86_400_000 : duration('options.timeWindow', o.timeWindow);
     const includeTrends = o.includeTrends === undefined ? true : v.boolean('options.includeTrends', o.includeTrends);
     const compare = o.compareToBaseline === undefined ? false : v.boolean('options.compareToBaseline', o.compareToBaseline);
-    const end = this.#samples[this.#samples.length - 1]?.to ?? this.#internals.now();
+    const end = this.#samples[this.#samples.length - 1]?.to ?? this.#view.now();
     const inWindow = this.#samples.filter((s) => s.to > end - windowMs);
     const before = this.#samples.filter((s) => s.to <= end - windowMs);
-    const active = this.#internals.active();
+    const active = this.#view.active();
     const sum = (samples: Sample[]) => {
       const m = new Map<string, ExpertCounters>(active.map((r) => [r.id, emptyCounters()]));
       for (const s of samples) for (const [id, c] of s.experts) if (m.has(id)) addCounters(m.get(id)!, c);
@@ -327,11 +326,13 @@ export class ExpertMonitor {
     const pool = [...now.values()].reduce((acc, c) => addCounters(acc, c), emptyCounters());
     const poolEfficiency = efficiency(pool);
     const watch = new Set(this.metrics);
+    const performance = watch.has('performanceScore');
+    const efficiencyFloor = watch.has('resourceEfficiency') && pool.outcomes >= this.#minOutcomes ? this.#efficiencyRatio * poolEfficiency : undefined;
     const out = dict<ExpertPerformance>();
     for (const r of active) {
       const c = now.get(r.id)!;
-      const total = this.#internals.ledger.totals(r.id);
-      const utilization = offeredLoad(c, span(inWindow), meanLatency(total)) / (r.capacity * r.replicas);
+      const total = this.#view.ledger.totals(r.id);
+      const util = utilization(offeredLoad(c, span(inWindow), meanLatency(total)), r.capacity, r.replicas);
       const trend = includeTrends ? fitTrend(inWindow, r.id) : null;
       const b = then.get(r.id)!;
       const baseline: BaselineFigures | null =
@@ -339,22 +340,14 @@ export class ExpertMonitor {
           ? { routed: b.routed, trafficShare: b.routed / routedBefore, successRate: successRate(b), meanLatencyMs: meanLatency(b), efficiency: efficiency(b) }
           : null;
       const share = routedAll === 0 ? 0 : c.routed / routedAll;
-      const enough = c.outcomes >= this.#minOutcomes;
-      const reasons: ExpertAttentionReason[] = [];
-      if (watch.has('performanceScore')) {
-        if (!this.#internals.health(r.id)) reasons.push('cooling-down');
-        if (trend?.direction === 'degrading') reasons.push('degrading');
-        if (enough && r.performanceTargets.accuracy !== undefined && successRate(c) < r.performanceTargets.accuracy) reasons.push('below-accuracy-target');
-        if (enough && r.performanceTargets.latency !== undefined && meanLatency(c) > r.performanceTargets.latency) reasons.push('above-latency-target');
-      }
-      if (watch.has('utilizationRate')) {
-        if (attempts(c) === 0 && routedAll > 0) reasons.push('idle');
-        if (utilization > 1) reasons.push('overloaded');
-      }
-      if (watch.has('resourceEfficiency') && enough && pool.outcomes >= this.#minOutcomes && efficiency(c) < this.#efficiencyRatio * poolEfficiency) {
-        reasons.push('low-efficiency');
-      }
-      if (watch.has('specializationDrift') && baseline !== null && Math.abs(share - baseline.trafficShare) > this.#shareShift) reasons.push('share-shift');
+      const reasons: ExpertAttentionReason[] = attentionReasons({
+        window: c,
+        minOutcomes: this.#minOutcomes,
+        ...(performance ? { available: this.#view.available(r.id), trend: trend?.direction ?? null, targets: r.performanceTargets } : {}),
+        ...(watch.has('utilizationRate') ? { poolRouted: routedAll, utilization: util } : {}),
+        efficiencyFloor,
+        shareShifted: watch.has('specializationDrift') && baseline !== null && Math.abs(share - baseline.trafficShare) > this.#shareShift,
+      });
       out[r.id] = {
         id: r.id,
         routed: c.routed,
@@ -362,7 +355,7 @@ export class ExpertMonitor {
         trafficShare: share,
         successRate: successRate(c),
         meanLatencyMs: meanLatency(c),
-        utilization,
+        utilization: util,
         efficiency: efficiency(c),
         trend,
         baseline,
@@ -375,7 +368,8 @@ export class ExpertMonitor {
   }
 
   /**
-   * Stops the timer and drops the samples. Idempotent; later calls of other methods throw.
+   * Stops the timer and drops the samples. Idempotent; later calls of other methods throw
+   * {@link ClosedError}.
    *
    * @example
    * ```ts
@@ -383,16 +377,24 @@ export class ExpertMonitor {
    * ```
    */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    this.#tap.close();
-    this.#samples.length = 0;
-    this.#forget();
+    this.#guard.closeSync(() => {
+      clearInterval(this.#timer);
+      this.#tap.close();
+      this.#samples.length = 0;
+      this.#forget();
+    });
   }
 
-  #check(): void {
-    if (this.#closed) throw new Error('ExpertMonitor is closed');
+  /**
+   * {@link ExpertMonitor.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using monitor = control.createMonitor();
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
   }
 }
 

@@ -3,7 +3,7 @@
  * with the queries routed per replica, its bias applied to the router's relevance.
  * @module
  */
-import { BiasBalancer } from '../gating/bias-balancer';
+import { BiasBalancer } from '../gating/index';
 
 /** Resolved {@link LoadBalancingOptions}. */
 export interface BalancerSettings {

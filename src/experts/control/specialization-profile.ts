@@ -2,8 +2,7 @@
  * Router profiles for experts named only by their specialization.
  * @module
  */
-import { DEFAULT_EXPERTS } from '../routing/default-experts';
-import type { ExpertProfile } from '../routing/types';
+import { DEFAULT_EXPERTS, type ExpertProfile } from '../routing/index';
 
 /**
  * The profile of an expert of `specialization`: the seed expert of that domain (python, sql,

@@ -4,9 +4,9 @@
  * or monitor sample to the next), counted exactly from event to event.
  * @module
  */
+import type { RewiringExperts, RoutingContext, RoutingDecision, RoutingOutcome } from '../routing/index';
 import { tokenize } from '../../text/index';
-import type { RewiringExperts, RoutingDecision } from '../routing/rewiring-experts';
-import type { RoutingContext, RoutingOutcome } from '../routing/types';
+import { CloseGuard } from '../../toolkit/closing';
 import { addCounters, emptyCounters, type ExpertCounters } from './counters';
 
 /** Counters of one consecutive window, from a tap. */
@@ -41,8 +41,9 @@ export const DOMAIN_FOLD = 1024;
 /** The domain that folded domains are counted under. */
 export const OTHER_DOMAIN = 'other';
 
-/** Counts events from the moment it opens until `take`, which starts the next window. */
+/** Counts events from the moment it opens until `take`, which starts the next window; `close` stops it. */
 export class LedgerTap {
+  readonly #guard = new CloseGuard('The ledger tap');
   #terms: boolean;
   // Whether terms were counted over the whole window so far.
   #termsWhole = true;
@@ -88,17 +89,9 @@ export class LedgerTap {
     }
   }
 
-  /** The window so far, without closing it. */
-  peek(now: number): WindowCounts {
-    const experts = new Map<string, ExpertCounters>();
-    for (const [id, c] of this.#experts) experts.set(id, { ...c });
-    const terms = new Map<string, Map<string, number>>();
-    for (const [id, m] of this.#termCounts) terms.set(id, new Map(m));
-    return { from: this.#from, to: now, experts, routed: this.#routed, terms, termsComplete: this.#terms && this.#termsWhole };
-  }
-
   /** Closes the window at `now` and opens the next one. */
   take(now: number): WindowCounts {
+    this.#guard.check();
     const out: WindowCounts = {
       from: this.#from, to: now, experts: this.#experts, routed: this.#routed, terms: this.#termCounts, termsComplete: this.#terms && this.#termsWhole,
     };
@@ -135,8 +128,13 @@ export class LedgerTap {
     this.#termCounts.delete(id);
   }
 
+  /** Stops counting (the ledger forgets the tap). Idempotent; `take` then throws. */
   close(): void {
-    this.#onClose();
+    this.#guard.closeSync(this.#onClose);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
   }
 }
 

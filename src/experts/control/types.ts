@@ -2,8 +2,7 @@
  * Public types of the MoE control plane: managed experts, pool status, options.
  * @module
  */
-import type { ExpertHealth } from '../routing/health';
-import type { RewiringExperts, RewiringExpertsOptions } from '../routing/rewiring-experts';
+import type { ExpertHealth, RewiringExperts, RewiringExpertsOptions } from '../routing/index';
 import type { RebalancingStrategy } from './allocation';
 import type { ExpertCounters } from './counters';
 

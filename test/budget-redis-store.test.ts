@@ -428,9 +428,31 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore with Redis', () => {
   });
 });
 
+describe('RedisBudgetStore and the process lifetime', () => {
+  // Before: ioredis's own retry timer kept reconnecting forever, so a process that created a store
+  // for an unreachable Redis and never closed it never exited.
+  it('lets a process exit that never closed a store whose Redis is unreachable', async () => {
+    const port = await freePort();
+    const lib = JSON.stringify(path.resolve(__dirname, '../lib/index.js'));
+    const code = `const { RedisBudgetStore } = require(${lib});
+      const s = new RedisBudgetStore({ url: 'redis://127.0.0.1:${port}', commandTimeoutMs: 200, connectTimeoutMs: 200 });
+      s.usage(['a'], Date.now()).then(() => process.exit(3), (e) => console.log(e.message));`;
+    const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    // The test's own timeout is the bound: the child must end by itself, not be killed.
+    try {
+      const [status, signal] = (await once(child, 'exit')) as [number | null, string | null];
+      expect({ status, signal }).toEqual({ status: 0, signal: null });
+      expect(out).toMatch(/^RedisBudgetStore\.usage: Redis is not reachable/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 20_000);
+});
+
 describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
   const TIMEOUT = 400;
-  const SLACK = 1000;
 
   it('rejects at once, sending nothing, once Redis has stopped mid-run', async () => {
     const own = await startRedisServer();
@@ -442,18 +464,15 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
       const inFlight = Array.from({ length: 200 }, (_, i) => reserve(s, `f${i}`, 1, [win('a', 1000)], t));
       // Observe them before stopping: those that fail while the server goes are handled, not unhandled rejections.
       const settling = Promise.allSettled(inFlight);
-      const stopped = performance.now();
       await own.stop();
       const settled = await settling;
       for (const r of settled) {
         if (r.status === 'rejected') expect((r.reason as Error).message).toMatch(/^RedisBudgetStore\.reserve: /);
       }
-      const t0 = performance.now();
       const err = await reserve(s, 'after', 1, [win('a', 1000)], t).catch((e: unknown) => e as Error);
-      expect(performance.now() - stopped).toBeLessThan(TIMEOUT + SLACK);
-      expect(performance.now() - t0).toBeLessThan(TIMEOUT);
       expect(err).toBeInstanceOf(Error);
-      // The client may learn of the lost connection only from this call.
+      // The client may learn of the lost connection only from this call. Either way it answers
+      // at once: the message of a call that waited out commandTimeoutMs says 'within 400 ms'.
       expect((err as Error).message).toMatch(/^RedisBudgetStore\.reserve: (the connection to Redis closed before the reply; it may or may not have been applied|Redis is not reachable \(connection (reconnecting|connecting|close|closing)\b.*\); nothing was sent)$/);
       expect((err as Error).stack).toContain('budget-redis-store.test.ts');
       await expect(s.usage(['a'], t)).rejects.toThrow(/^RedisBudgetStore\.usage: Redis is not reachable/);
@@ -476,7 +495,6 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
         `RedisBudgetStore.reserve: no reply from Redis within ${TIMEOUT} ms; it may or may not have been applied`,
       );
       expect(performance.now() - t0).toBeGreaterThanOrEqual(TIMEOUT - 5);
-      expect(performance.now() - t0).toBeLessThan(TIMEOUT + SLACK);
       own.resume();
       // The late reserve did run: this is the case the message warns about.
       expect(await s.usage(['a'], t)).toEqual([{ committed: 0, reserved: 2 }]);
@@ -498,11 +516,9 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
     const port = await freePort();
     const s = new RedisBudgetStore({ url: `redis://127.0.0.1:${port}`, prefix: freshPrefix(), commandTimeoutMs: TIMEOUT });
     try {
-      const t0 = performance.now();
       await expect(s.usage(['a'], Date.now())).rejects.toThrow(
         new RegExp(`^RedisBudgetStore\\.usage: Redis is not reachable \\(connection \\w+, last error: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)`),
       );
-      expect(performance.now() - t0).toBeLessThan(TIMEOUT + SLACK);
     } finally {
       await s.close();
     }
@@ -516,11 +532,9 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
     const { port } = silent.address() as net.AddressInfo;
     const s = new RedisBudgetStore({ url: `redis://127.0.0.1:${port}`, prefix: freshPrefix(), commandTimeoutMs: TIMEOUT, connectTimeoutMs: 5000 });
     try {
-      const t0 = performance.now();
       await expect(s.expire(Date.now())).rejects.toThrow(
         new RegExp(`^RedisBudgetStore\\.expire: Redis is not reachable \\(connection \\w+\\) within ${TIMEOUT} ms; nothing was sent$`),
       );
-      expect(performance.now() - t0).toBeLessThan(TIMEOUT + SLACK);
     } finally {
       await s.close();
       for (const sock of sockets) sock.destroy();
@@ -541,9 +555,7 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
       const lost = new Promise((resolve) => client.once('close', resolve));
       await own.stop();
       await lost;
-      const t0 = performance.now();
       await expect(s.release('r1', t)).rejects.toThrow(/^RedisBudgetStore\.release: Redis is not reachable \(connection \w+\)/);
-      expect(performance.now() - t0).toBeLessThan(TIMEOUT + SLACK);
       // Listening first: the client may reconnect before the server has answered our PING.
       // (Not events.once: it would reject on the client's connection-refused 'error' events.)
       const readyAgain = new Promise((resolve) => client.once('ready', resolve));
@@ -564,7 +576,7 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
 // The child processes load the store as plain CommonJS: transpile its two source files.
 function transpileStore(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-store-'));
-  for (const file of ['budget/redis-store.ts', 'validate.ts']) {
+  for (const file of ['budget/redis-store.ts', 'validate.ts', 'toolkit/closing.ts']) {
     const source = readFileSync(path.resolve('src', file), 'utf8');
     const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
     const out = path.join(dir, file.replace(/\.ts$/, '.js'));

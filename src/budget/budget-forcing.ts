@@ -1,238 +1,29 @@
+/**
+ * The BudgetForcing facade: reserve → commit/release over a {@link BudgetStore}, with events,
+ * alerts and counters. Window selection is in windows.ts, argument checks in checks.ts.
+ * @module
+ */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
+import { CloseGuard } from '../toolkit/closing';
+import { emitSafely } from '../toolkit/listeners';
 import * as v from '../validate';
-import { calendarWindow, checkTimeZone } from './periods';
+import { checkDefinition, checkRequest, LEVELS, OPTION_KEYS, RESOURCES } from './checks';
 import { type BudgetStore, MemoryBudgetStore, type SettleResult, type WindowCheck } from './store';
-import { type BudgetDecision, type BudgetDefinition, type BudgetRequest, type BudgetScope, EnforcementLevel, ResourceType } from './types';
+import {
+  type BudgetAlert, type BudgetDecision, type BudgetDefinition, type BudgetForcingOptions, type BudgetMetrics, type BudgetRequest, type BudgetStatus,
+  type BudgetViolation, type CommitResult, EnforcementLevel, type Overdraft, type ResourceType,
+} from './types';
+import { type BudgetWindow, budgetWindows, windowCap } from './windows';
 
-/**
- * Options of {@link BudgetForcing}.
- *
- * @example
- * ```ts
- * const opts: BudgetForcingOptions = { enforcementLevel: EnforcementLevel.MEDIUM, overdraft: { ratio: 0.2, minPriority: 5 } };
- * ```
- */
-export interface BudgetForcingOptions {
-  /** How requests past a limit are treated; default `HARD`. */
-  enforcementLevel?: EnforcementLevel;
-  /** Where reservations live; default a {@link MemoryBudgetStore} (this process only). */
-  store?: BudgetStore;
-  /**
-   * When the store cannot be reached: `'fail-closed'` (default) denies the request;
-   * `'fail-open'` approves it without a reservation (`unbacked: true`) and emits `storeError`.
-   */
-  onStoreError?: 'fail-open' | 'fail-closed';
-  /** MEDIUM only: the overdraft high-priority requests may use. Default `{ ratio: 0.1, minPriority: 5 }`. */
-  overdraft?: Overdraft;
-  /** Budgets to start with (more with {@link BudgetForcing.setBudget}). */
-  budgets?: BudgetDefinition[];
-  /** How often expired reservations are swept and reported (ms, unref'd timer); default 1000. */
-  sweepIntervalMs?: number;
-  /** How long a `session` window lives after its first reservation (ms); default 24 h. */
-  sessionTtlMs?: number;
-  /** Called with every violation (also emitted as `violation`). */
-  onViolation?: (v: BudgetViolation) => void;
-  /** Called with every soft-threshold alert (also emitted as `alert`). */
-  onAlert?: (a: BudgetAlert) => void;
-  /** Clock (epoch ms), for tests; default `Date.now`. */
-  now?: () => number;
-}
-
-/**
- * MEDIUM enforcement's allowance: requests with priority >= `minPriority` may take a window up
- * to `limit × (1 + ratio)`.
- *
- * @example
- * ```ts
- * const od: Overdraft = { ratio: 0.2, minPriority: 5 };
- * ```
- */
-export interface Overdraft {
-  /** Fraction of the limit that may be overdrawn (>= 0). */
-  ratio: number;
-  /** Lowest request priority (0-10) allowed into the overdraft. */
-  minPriority: number;
-}
-
-/**
- * A budget exceeded: by an approved request (SOFT, or a MEDIUM overdraft) or by a commit of
- * more than was reserved.
- *
- * @example
- * ```ts
- * budgets.on('violation', (v: BudgetViolation) => log.warn(`${v.requesterId} is over ${v.budgetId}: ${v.used} / ${v.limit}`));
- * ```
- */
-export interface BudgetViolation {
-  /** Id of the budget exceeded. */
-  budgetId: string;
-  /** The budget's definition (null if it was removed before a late commit). */
-  budget: BudgetDefinition | null;
-  /** Whose request or commit exceeded it. */
-  requesterId: string;
-  /** `'request'` (approved past the limit) or `'commit'` (a charge of more than was reserved took the window past its limit). */
-  cause: 'request' | 'commit';
-  /** The window's committed + reserved after the event. */
-  used: number;
-  /** The budget's limit. */
-  limit: number;
-  /** The allocation involved. */
-  allocationId: string;
-}
-
-/**
- * A window's committed + reserved reached its budget's soft threshold — by a request or a
- * commit. Emitted once per window by each BudgetForcing instance.
- *
- * @example
- * ```ts
- * budgets.on('alert', (a: BudgetAlert) => notify(`${a.budgetId} at ${(a.fraction * 100).toFixed(0)} %`));
- * ```
- */
-export interface BudgetAlert {
-  /** Id of the budget. */
-  budgetId: string;
-  /** The budget's definition. */
-  budget: BudgetDefinition;
-  /** The requester whose request crossed it. */
-  requesterId: string;
-  /** (committed + reserved) / limit after the crossing. */
-  fraction: number;
-}
-
-/**
- * Counters of one {@link BudgetForcing} instance (this process's decisions).
- *
- * @example
- * ```ts
- * const m = await budgets.getMetrics();
- * console.log(m.approved, m.denied, m.preventionRate);
- * ```
- */
-export interface BudgetMetrics {
-  /** Requests approved (including over-limit approvals and fail-open ones). */
-  approved: number;
-  /** Requests denied. */
-  denied: number;
-  /** Violations recorded (see {@link BudgetViolation}). */
-  violations: number;
-  /**
-   * Would-be overspends: requests that would take some window past its limit, plus commits
-   * that took a window past its limit.
-   */
-  wouldOverspend: number;
-  /** Of those, the requests denied. */
-  prevented: number;
-  /**
-   * prevented / wouldOverspend; null before any would-be overspend. Only requests can be
-   * stopped, so with no over-limit commits HARD gives 1 and SOFT 0; commits past a limit lower it.
-   */
-  preventionRate: number | null;
-  /** Mean wall time of `requestBudget` (ms), store round trip and synchronous event listeners included; null before any. */
-  meanDecisionMs: number | null;
-  /**
-   * Per resource: Σ (committed + reserved) / Σ limit over the current windows this instance has
-   * reserved in (request-scope budgets excluded); null for resources without such windows.
-   */
-  utilisation: Partial<Record<ResourceType, number | null>>;
-}
-
-/**
- * Usage of one budget window.
- *
- * @example
- * ```ts
- * for (const s of await budgets.status('user_001')) console.log(s.budgetId, s.committed, s.limit, new Date(s.resetsAt ?? 0));
- * ```
- */
-export interface BudgetStatus {
-  /** Budget id. */
-  budgetId: string;
-  /** Its definition. */
-  budget: BudgetDefinition;
-  /** Window key (e.g. `2026-11-25`, `2026-W48`, `2026-11`, a session id). */
-  window: string;
-  /** Charged so far in the window. */
-  committed: number;
-  /** Held by open reservations. */
-  reserved: number;
-  /** The limit. */
-  limit: number;
-  /** When the window resets (epoch ms), or null for session windows. */
-  resetsAt: number | null;
-}
-
-/**
- * Result of {@link BudgetForcing.commit}.
- *
- * @example
- * ```ts
- * const { charged, returned } = await budgets.commit(id, 812);
- * ```
- */
-export interface CommitResult {
-  /** Amount charged (the actual use). */
-  charged: number;
-  /** Reserved amount given back (reserved − charged, at least 0). */
-  returned: number;
-  /** Whether the charge took some window past its limit (a violation was recorded). */
-  overLimit: boolean;
-  /**
-   * True for a fail-open allocation: the store was unreachable when it was approved, nothing was
-   * reserved, and nothing is charged (`charged` is 0) — the use is not recorded anywhere.
-   */
-  unbacked: boolean;
-}
+// Fail-open allocation ids carry this prefix: they hold nothing in the store.
+const UNBACKED = 'unbacked:';
 
 interface Meta {
   requesterId: string;
   resourceType: ResourceType;
   windows: Array<{ budgetId: string; key: string; limit: number }>;
-}
-
-const KEYS = ['enforcementLevel', 'store', 'onStoreError', 'overdraft', 'budgets', 'sweepIntervalMs', 'sessionTtlMs', 'onViolation', 'onAlert', 'now'];
-const SCOPES: readonly BudgetScope[] = ['request', 'session', 'daily', 'weekly', 'monthly'];
-const RESOURCES = Object.values(ResourceType) as ResourceType[];
-const LEVELS = Object.values(EnforcementLevel) as EnforcementLevel[];
-const UNBACKED = 'unbacked:';
-
-function checkDefinition(d: unknown): BudgetDefinition {
-  const o = v.options<BudgetDefinition>('budget', d, ['resourceType', 'scope', 'limit', 'requesterId', 'shared', 'softThreshold', 'timeZone']);
-  if (d === undefined) throw v.typeError('budget', 'a budget definition', d);
-  const def: BudgetDefinition = {
-    resourceType: v.oneOf('budget.resourceType', o.resourceType, RESOURCES),
-    scope: v.oneOf('budget.scope', o.scope, SCOPES),
-    limit: v.finite('budget.limit', o.limit, { min: 0 }),
-  };
-  if (o.requesterId !== undefined) def.requesterId = v.nonEmptyString('budget.requesterId', o.requesterId);
-  if (o.shared !== undefined) def.shared = v.boolean('budget.shared', o.shared);
-  if (o.softThreshold !== undefined) {
-    const t = v.finite('budget.softThreshold', o.softThreshold, { positive: true });
-    if (t > 1) throw v.rangeError('budget.softThreshold', 'fraction in (0, 1]', t);
-    def.softThreshold = t;
-  }
-  if (o.timeZone !== undefined) {
-    if (typeof o.timeZone !== 'string') throw v.typeError('budget.timeZone', 'IANA time zone string', o.timeZone);
-    def.timeZone = checkTimeZone('budget.timeZone', o.timeZone);
-  }
-  return def;
-}
-
-function checkRequest(r: unknown): BudgetRequest {
-  const o = v.options<BudgetRequest>('request', r, ['resourceType', 'requestedAmount', 'priority', 'estimatedDuration', 'requesterId', 'justification', 'sessionId']);
-  if (r === undefined) throw v.typeError('request', 'a budget request', r);
-  const req: BudgetRequest = {
-    resourceType: v.oneOf('request.resourceType', o.resourceType, RESOURCES),
-    requestedAmount: v.finite('request.requestedAmount', o.requestedAmount, { positive: true }),
-    priority: v.integer('request.priority', o.priority, 0, 10),
-    estimatedDuration: v.finite('request.estimatedDuration', o.estimatedDuration, { positive: true }),
-    requesterId: v.nonEmptyString('request.requesterId', o.requesterId),
-  };
-  if (o.justification !== undefined) req.justification = v.string('request.justification', o.justification);
-  if (o.sessionId !== undefined) req.sessionId = v.nonEmptyString('request.sessionId', o.sessionId);
-  return req;
 }
 
 const unknownAllocation = (id: string) =>
@@ -250,7 +41,9 @@ const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.
  * with {@link RedisBudgetStore} — cannot push committed + reserved past a HARD limit.
  *
  * Events: `approved`, `denied` (the decision), `violation` ({@link BudgetViolation}), `alert`
- * ({@link BudgetAlert}), `expired` (`{ allocationId, requesterId, resourceType }`), `storeError` (the error).
+ * ({@link BudgetAlert}), `expired` (`{ allocationId, requesterId, resourceType }`), `storeError` (the error,
+ * from a decision or from the timed sweep). A listener that throws never changes what a call
+ * returns: its error goes to the `'error'` listeners, or without any to a process warning.
  *
  * @example
  * ```ts
@@ -281,12 +74,12 @@ export class BudgetForcing extends EventEmitter {
   // Windows whose soft threshold has alerted (in this process), until the window is pruned.
   readonly #alerted = new Set<string>();
   readonly #m = { approved: 0, denied: 0, violations: 0, wouldOverspend: 0, prevented: 0, decisions: 0, decisionMs: 0 };
-  #closed = false;
+  readonly #guard = new CloseGuard('BudgetForcing');
 
   /** Creates the controller; checks every option and budget. */
   constructor(options: BudgetForcingOptions = {}) {
     super();
-    const o = v.options<BudgetForcingOptions>('options', options, KEYS);
+    const o = v.options<BudgetForcingOptions>('options', options, OPTION_KEYS);
     this.enforcementLevel = o.enforcementLevel === undefined ? EnforcementLevel.HARD : v.oneOf('enforcementLevel', o.enforcementLevel, LEVELS);
     this.#store = o.store ?? new MemoryBudgetStore();
     for (const m of ['reserve', 'commit', 'release', 'expire', 'usage', 'close'] as const) {
@@ -314,7 +107,8 @@ export class BudgetForcing extends EventEmitter {
       if (!Array.isArray(o.budgets)) throw v.typeError('budgets', 'an array of budget definitions', o.budgets);
       for (const b of o.budgets) this.setBudget(b);
     }
-    this.#timer = setInterval(() => void this.sweep().catch(() => undefined), sweep);
+    // A failed sweep (the store unreachable) is retried on the next tick and reported as `storeError`.
+    this.#timer = setInterval(() => void this.sweep().catch((err: unknown) => emitSafely(this, 'storeError', err)), sweep);
     this.#timer.unref();
   }
 
@@ -328,11 +122,11 @@ export class BudgetForcing extends EventEmitter {
    * ```
    */
   get closed(): boolean {
-    return this.#closed;
+    return this.#guard.closed;
   }
 
   #ensureOpen(): void {
-    if (this.#closed) throw new Error('BudgetForcing is closed');
+    this.#guard.check();
   }
 
   /**
@@ -378,37 +172,12 @@ export class BudgetForcing extends EventEmitter {
     return new Map(this.#budgets);
   }
 
-  /** The windows a request by `requesterId` (in `sessionId`) falls in, for every matching budget. */
-  #windows(resourceType: ResourceType, requesterId: string, sessionId: string | undefined, now: number) {
-    const out: Array<{ budgetId: string; def: BudgetDefinition; key: string; window: string; end: number | null }> = [];
-    for (const [budgetId, def] of this.#budgets) {
-      if (def.resourceType !== resourceType) continue;
-      if (def.requesterId !== undefined && def.requesterId !== requesterId) continue;
-      const owner = def.requesterId !== undefined || def.shared ? '*' : requesterId;
-      let window: string;
-      let end: number | null;
-      if (def.scope === 'request') {
-        window = 'request';
-        end = null;
-      } else if (def.scope === 'session') {
-        if (sessionId === undefined) continue;
-        window = `session:${sessionId}`;
-        end = null;
-      } else {
-        const w = calendarWindow(def.scope, now, def.timeZone ?? 'UTC');
-        window = w.key;
-        end = w.end;
-      }
-      // Ids are caller text: encode them so no requester or session can name another's window.
-      out.push({ budgetId, def, key: `${budgetId}|${encodeURIComponent(owner)}|${encodeURIComponent(window)}`, window, end });
-    }
-    return out;
+  #windows(resourceType: ResourceType, requesterId: string, sessionId: string | undefined, now: number): BudgetWindow[] {
+    return budgetWindows(this.#budgets, resourceType, requesterId, sessionId, now);
   }
 
   #cap(limit: number, priority: number): number {
-    if (this.enforcementLevel === EnforcementLevel.SOFT) return Infinity;
-    if (this.enforcementLevel === EnforcementLevel.MEDIUM && priority >= this.#overdraft.minPriority) return limit * (1 + this.#overdraft.ratio);
-    return limit;
+    return windowCap(this.enforcementLevel, this.#overdraft, limit, priority);
   }
 
   /**
@@ -462,14 +231,14 @@ export class BudgetForcing extends EventEmitter {
       // With only per-request budgets there is nothing to hold: no store round trip.
       result = checks.length === 0 ? { placed: true, before: [], refusedBy: -1 } : await this.#store.reserve({ id, amount, windows: checks, now, expiresAt: now + req.estimatedDuration * 1000, meta: JSON.stringify(meta) });
     } catch (err) {
-      this.emit('storeError', err);
+      emitSafely(this, 'storeError', err);
       if (this.#onStoreError === 'fail-closed') {
         return this.#deny(req, `Denied: the budget store is unavailable (${err instanceof Error ? err.message : String(err)}); onStoreError is 'fail-closed'`, false);
       }
       this.#m.approved++;
       this.#unbacked.set(`${UNBACKED}${id}`, now + req.estimatedDuration * 1000);
       const decision: BudgetDecision = { approved: true, allocationId: `${UNBACKED}${id}`, message: 'Approved without a reservation: the budget store is unavailable and onStoreError is \'fail-open\'', overLimit: false, unbacked: true };
-      this.emit('approved', decision, req);
+      emitSafely(this, 'approved', decision, req);
       return decision;
     }
 
@@ -505,7 +274,7 @@ export class BudgetForcing extends EventEmitter {
       overLimit,
       unbacked: false,
     };
-    this.emit('approved', decision, req);
+    emitSafely(this, 'approved', decision, req);
     return decision;
   }
 
@@ -515,20 +284,20 @@ export class BudgetForcing extends EventEmitter {
     const t = def?.softThreshold;
     if (def === undefined || t === undefined || used < t * def.limit || this.#alerted.has(key)) return;
     this.#alerted.add(key);
-    this.emit('alert', { budgetId, budget: def, requesterId, fraction: def.limit > 0 ? used / def.limit : Infinity } satisfies BudgetAlert);
+    emitSafely(this, 'alert', { budgetId, budget: def, requesterId, fraction: def.limit > 0 ? used / def.limit : Infinity } satisfies BudgetAlert);
   }
 
   #deny(req: BudgetRequest, message: string, prevented: boolean): BudgetDecision {
     this.#m.denied++;
     if (prevented) this.#m.prevented++;
     const decision: BudgetDecision = { approved: false, allocationId: null, message, overLimit: false, unbacked: false };
-    this.emit('denied', decision, req);
+    emitSafely(this, 'denied', decision, req);
     return decision;
   }
 
   #violation(violation: BudgetViolation): void {
     this.#m.violations++;
-    this.emit('violation', violation);
+    emitSafely(this, 'violation', violation);
   }
 
   #checkAllocation(allocationId: unknown): string {
@@ -609,13 +378,13 @@ export class BudgetForcing extends EventEmitter {
    * ```
    */
   async sweep(): Promise<number> {
-    if (this.#closed) return 0;
+    if (this.#guard.closed) return 0;
     const now = this.#now();
     for (const [id, expiresAt] of this.#unbacked) if (expiresAt <= now) this.#unbacked.delete(id);
     const expired = await this.#store.expire(now);
     for (const e of expired) {
       const meta = JSON.parse(e.meta) as Meta;
-      this.emit('expired', { allocationId: e.id, requesterId: meta.requesterId, resourceType: meta.resourceType });
+      emitSafely(this, 'expired', { allocationId: e.id, requesterId: meta.requesterId, resourceType: meta.resourceType });
     }
     return expired.length;
   }
@@ -696,10 +465,15 @@ export class BudgetForcing extends EventEmitter {
    * process.once('SIGTERM', () => void budgets.close());
    * ```
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    await this.#store.close();
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      clearInterval(this.#timer);
+      await this.#store.close();
+    });
+  }
+
+  /** {@link BudgetForcing.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

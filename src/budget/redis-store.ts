@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 
+import { CloseGuard } from '../toolkit/closing';
 import * as v from '../validate';
 import type { BudgetStore, ExpiredReservation, ReserveOp, ReserveResult, SettleResult, WindowUsage } from './store';
 
@@ -59,7 +60,6 @@ const DEFAULT_PREFIX = '{capibara}:budget:';
 // Window counters outlive their expiresAt by this much in Redis: expiry decisions use the callers'
 // `now`, so a caller whose clock lags Redis's must still find the counters.
 const WINDOW_GRACE_MS = 24 * 60 * 60 * 1000;
-const CLOSED = 'The budget store is closed';
 // Internal reason of a failed wait for the connection; callers reword it with their operation.
 const UNREACHABLE = 'unreachable';
 const OPTION_NAMES = ['url', 'client', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs'];
@@ -277,9 +277,12 @@ export class RedisBudgetStore implements BudgetStore {
   readonly #prefix: string;
   readonly #namespaceKeys: string[];
   readonly #timeoutMs: number;
-  #closed = false;
-  #closing: Promise<void> | null = null;
+  readonly #guard = new CloseGuard('The budget store');
   #lastError: Error | null = null;
+  // Reconnection of a client this store created: an unref'd timer, so that an unreachable
+  // Redis never holds the process open (ioredis's own retry timer would).
+  #reconnect: NodeJS.Timeout | undefined;
+  #attempts = 0;
   // One wait for the connection shared by all operations that arrive before it is ready.
   #readyWait: { promise: Promise<void>; reject: (err: Error) => void } | null = null;
 
@@ -322,12 +325,32 @@ export class RedisBudgetStore implements BudgetStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
+      retryStrategy: () => null,
     };
-    this.#client = new RedisClient(url, clientOptions);
+    const client = new RedisClient(url, clientOptions);
+    this.#client = client;
     this.#owned = true;
     // Errors reach callers through rejected operations; keep the last one for their messages.
-    this.#client.on('error', (err: Error) => (this.#lastError = err));
-    this.#client.on('ready', () => (this.#lastError = null));
+    client.on('error', (err: Error) => (this.#lastError = err));
+    client.on('ready', () => {
+      this.#lastError = null;
+      this.#attempts = 0;
+    });
+    // Operations in flight keep the process alive by their own deadline timers; an idle
+    // connection does not (a store the caller forgot to close never hangs its exit).
+    client.on('connect', () => client.stream?.unref?.());
+    client.on('end', () => this.#scheduleReconnect(client));
+  }
+
+  // ioredis's default back-off: 50 ms more per attempt, at most 2 s.
+  #scheduleReconnect(client: Redis): void {
+    if (this.#guard.closed || this.#reconnect !== undefined) return;
+    this.#attempts++;
+    this.#reconnect = setTimeout(() => {
+      this.#reconnect = undefined;
+      if (!this.#guard.closed && client.status === 'end') client.connect().catch(() => undefined);
+    }, Math.min(this.#attempts * 50, 2000));
+    this.#reconnect.unref();
   }
 
   /**
@@ -418,12 +441,17 @@ export class RedisBudgetStore implements BudgetStore {
    * process.once('SIGTERM', () => void store.close());
    * ```
    */
-  async close(): Promise<void> {
-    if (this.#closing) return this.#closing;
-    this.#closed = true;
-    this.#readyWait?.reject(new Error(CLOSED));
-    this.#closing = this.#owned ? this.#shutdown() : Promise.resolve();
-    return this.#closing;
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      clearTimeout(this.#reconnect);
+      this.#readyWait?.reject(this.#guard.error());
+      if (this.#owned) await this.#shutdown();
+    });
+  }
+
+  /** {@link RedisBudgetStore.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #shutdown(): Promise<void> {
@@ -448,7 +476,7 @@ export class RedisBudgetStore implements BudgetStore {
 
   // Runs one script within the operation's deadline; errors keep the caller's stack.
   async #call(op: string, s: Script, keys: string[], args: string[]): Promise<unknown> {
-    if (this.#closed) throw new Error(CLOSED);
+    this.#guard.check();
     const site = new Error();
     const state = { sent: false, late: false };
     let timer: NodeJS.Timeout | undefined;
@@ -465,7 +493,7 @@ export class RedisBudgetStore implements BudgetStore {
     const send = (): Promise<unknown> => {
       // Past the deadline the caller has its answer: sending now could apply an operation it was told failed.
       if (state.late) return Promise.resolve(undefined);
-      if (this.#closed) return Promise.reject(new Error(CLOSED));
+      if (this.#guard.closed) return Promise.reject(this.#guard.error());
       state.sent = true;
       return this.#eval(s, keys, args, () => state.late);
     };
@@ -505,7 +533,8 @@ export class RedisBudgetStore implements BudgetStore {
   }
 
   #connectionState(): string {
-    const status = `connection ${this.#client.status}`;
+    // Between the store's own reconnection attempts ioredis says 'end'.
+    const status = `connection ${this.#reconnect !== undefined ? 'reconnecting' : this.#client.status}`;
     return this.#lastError ? `${status}, last error: ${this.#lastError.message}` : status;
   }
 

@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 
+import { CloseGuard } from '../toolkit/closing';
+import { emitSafely, reportError } from '../toolkit/listeners';
 import * as v from '../validate';
 
 /**
@@ -107,7 +109,7 @@ export class ResourceMonitor extends EventEmitter {
   #last = { wall: performance.now(), cpu: process.cpuUsage() };
   #latest: ResourceSample | null = null;
   readonly #timer: NodeJS.Timeout;
-  #closed = false;
+  readonly #guard = new CloseGuard('ResourceMonitor');
 
   /** Starts sampling. */
   constructor(options: ResourceMonitorOptions = {}) {
@@ -116,11 +118,11 @@ export class ResourceMonitor extends EventEmitter {
     this.intervalMs = o.intervalMs === undefined ? 1000 : v.integer('intervalMs', o.intervalMs, 1, 2 ** 31 - 1);
     if (o.gpu !== undefined && o.gpu !== 'auto' && o.gpu !== false) throw v.typeError('gpu', "'auto' or false", o.gpu);
     this.#gpu = o.gpu !== false;
-    // An 'error' with no listener would throw from the timer and end the process: only emit it when heard.
+    // A timer never throws: listener and sampling errors follow the package's listener policy.
     this.#timer = setInterval(() => {
       this.sample().then(
-        (s) => !this.#closed && this.emit('sample', s),
-        (e) => this.listenerCount('error') > 0 && this.emit('error', e),
+        (s) => !this.#guard.closed && emitSafely(this, 'sample', s),
+        (e: unknown) => reportError(this, e, 'the resource sampler'),
       );
     }, this.intervalMs);
     this.#timer.unref();
@@ -149,7 +151,7 @@ export class ResourceMonitor extends EventEmitter {
    * ```
    */
   get closed(): boolean {
-    return this.#closed;
+    return this.#guard.closed;
   }
 
   /**
@@ -197,7 +199,11 @@ export class ResourceMonitor extends EventEmitter {
    * ```
    */
   close(): void {
-    this.#closed = true;
-    clearInterval(this.#timer);
+    this.#guard.closeSync(() => clearInterval(this.#timer));
+  }
+
+  /** {@link ResourceMonitor.close}, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
   }
 }

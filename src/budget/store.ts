@@ -4,6 +4,7 @@
  * can push committed + reserved past a cap that was checked.
  * @module
  */
+import { CloseGuard } from '../toolkit/closing';
 
 /** One budget window a reservation is checked against and charged to. */
 export interface WindowCheck {
@@ -170,7 +171,7 @@ export class MemoryBudgetStore implements BudgetStore {
   #expired: ExpiredReservation[] = [];
   // Earliest expiry among reservations and windows: until then nothing needs scanning.
   #nextExpiry = Infinity;
-  #closed = false;
+  readonly #guard = new CloseGuard('The budget store');
 
   #window(key: string, expiresAt: number | null = null): WindowUsage & { expiresAt: number | null } {
     let w = this.#windows.get(key);
@@ -183,7 +184,7 @@ export class MemoryBudgetStore implements BudgetStore {
   }
 
   #check(): void {
-    if (this.#closed) throw new Error('The budget store is closed');
+    this.#guard.check();
   }
 
   #expireSync(now: number): void {
@@ -311,7 +312,12 @@ export class MemoryBudgetStore implements BudgetStore {
    * await store.close(); // later calls reject with 'The budget store is closed'
    * ```
    */
-  async close(): Promise<void> {
-    this.#closed = true;
+  close(): Promise<void> {
+    return this.#guard.close(() => undefined);
+  }
+
+  /** {@link MemoryBudgetStore.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -1,3 +1,5 @@
+import type { BudgetStore } from './store';
+
 /**
  * The resources a budget can limit (the seed's eight). Units are the caller's: core-seconds
  * for CPU, bytes for MEMORY, tokens for TOKENS… — a budget and the requests against it must agree.
@@ -117,5 +119,185 @@ export interface BudgetDecision {
   /** True when approved past a limit (SOFT, or a MEDIUM overdraft); the violation was recorded. */
   overLimit: boolean;
   /** True when the store could not be reached and `onStoreError: 'fail-open'` approved it unbacked. */
+  unbacked: boolean;
+}
+
+/**
+ * Options of {@link BudgetForcing}.
+ *
+ * @example
+ * ```ts
+ * const opts: BudgetForcingOptions = { enforcementLevel: EnforcementLevel.MEDIUM, overdraft: { ratio: 0.2, minPriority: 5 } };
+ * ```
+ */
+export interface BudgetForcingOptions {
+  /** How requests past a limit are treated; default `HARD`. */
+  enforcementLevel?: EnforcementLevel;
+  /** Where reservations live; default a {@link MemoryBudgetStore} (this process only). */
+  store?: BudgetStore;
+  /**
+   * When the store cannot be reached: `'fail-closed'` (default) denies the request;
+   * `'fail-open'` approves it without a reservation (`unbacked: true`) and emits `storeError`.
+   */
+  onStoreError?: 'fail-open' | 'fail-closed';
+  /** MEDIUM only: the overdraft high-priority requests may use. Default `{ ratio: 0.1, minPriority: 5 }`. */
+  overdraft?: Overdraft;
+  /** Budgets to start with (more with {@link BudgetForcing.setBudget}). */
+  budgets?: BudgetDefinition[];
+  /** How often expired reservations are swept and reported (ms, unref'd timer); default 1000. */
+  sweepIntervalMs?: number;
+  /** How long a `session` window lives after its first reservation (ms); default 24 h. */
+  sessionTtlMs?: number;
+  /** Called with every violation (also emitted as `violation`). */
+  onViolation?: (v: BudgetViolation) => void;
+  /** Called with every soft-threshold alert (also emitted as `alert`). */
+  onAlert?: (a: BudgetAlert) => void;
+  /** Clock (epoch ms), for tests; default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * MEDIUM enforcement's allowance: requests with priority >= `minPriority` may take a window up
+ * to `limit × (1 + ratio)`.
+ *
+ * @example
+ * ```ts
+ * const od: Overdraft = { ratio: 0.2, minPriority: 5 };
+ * ```
+ */
+export interface Overdraft {
+  /** Fraction of the limit that may be overdrawn (>= 0). */
+  ratio: number;
+  /** Lowest request priority (0-10) allowed into the overdraft. */
+  minPriority: number;
+}
+
+/**
+ * A budget exceeded: by an approved request (SOFT, or a MEDIUM overdraft) or by a commit of
+ * more than was reserved.
+ *
+ * @example
+ * ```ts
+ * budgets.on('violation', (v: BudgetViolation) => log.warn(`${v.requesterId} is over ${v.budgetId}: ${v.used} / ${v.limit}`));
+ * ```
+ */
+export interface BudgetViolation {
+  /** Id of the budget exceeded. */
+  budgetId: string;
+  /** The budget's definition (null if it was removed before a late commit). */
+  budget: BudgetDefinition | null;
+  /** Whose request or commit exceeded it. */
+  requesterId: string;
+  /** `'request'` (approved past the limit) or `'commit'` (a charge of more than was reserved took the window past its limit). */
+  cause: 'request' | 'commit';
+  /** The window's committed + reserved after the event. */
+  used: number;
+  /** The budget's limit. */
+  limit: number;
+  /** The allocation involved. */
+  allocationId: string;
+}
+
+/**
+ * A window's committed + reserved reached its budget's soft threshold — by a request or a
+ * commit. Emitted once per window by each BudgetForcing instance.
+ *
+ * @example
+ * ```ts
+ * budgets.on('alert', (a: BudgetAlert) => notify(`${a.budgetId} at ${(a.fraction * 100).toFixed(0)} %`));
+ * ```
+ */
+export interface BudgetAlert {
+  /** Id of the budget. */
+  budgetId: string;
+  /** The budget's definition. */
+  budget: BudgetDefinition;
+  /** The requester whose request crossed it. */
+  requesterId: string;
+  /** (committed + reserved) / limit after the crossing. */
+  fraction: number;
+}
+
+/**
+ * Counters of one {@link BudgetForcing} instance (this process's decisions).
+ *
+ * @example
+ * ```ts
+ * const m = await budgets.getMetrics();
+ * console.log(m.approved, m.denied, m.preventionRate);
+ * ```
+ */
+export interface BudgetMetrics {
+  /** Requests approved (including over-limit approvals and fail-open ones). */
+  approved: number;
+  /** Requests denied. */
+  denied: number;
+  /** Violations recorded (see {@link BudgetViolation}). */
+  violations: number;
+  /**
+   * Would-be overspends: requests that would take some window past its limit, plus commits
+   * that took a window past its limit.
+   */
+  wouldOverspend: number;
+  /** Of those, the requests denied. */
+  prevented: number;
+  /**
+   * prevented / wouldOverspend; null before any would-be overspend. Only requests can be
+   * stopped, so with no over-limit commits HARD gives 1 and SOFT 0; commits past a limit lower it.
+   */
+  preventionRate: number | null;
+  /** Mean wall time of `requestBudget` (ms), store round trip and synchronous event listeners included; null before any. */
+  meanDecisionMs: number | null;
+  /**
+   * Per resource: Σ (committed + reserved) / Σ limit over the current windows this instance has
+   * reserved in (request-scope budgets excluded); null for resources without such windows.
+   */
+  utilisation: Partial<Record<ResourceType, number | null>>;
+}
+
+/**
+ * Usage of one budget window.
+ *
+ * @example
+ * ```ts
+ * for (const s of await budgets.status('user_001')) console.log(s.budgetId, s.committed, s.limit, new Date(s.resetsAt ?? 0));
+ * ```
+ */
+export interface BudgetStatus {
+  /** Budget id. */
+  budgetId: string;
+  /** Its definition. */
+  budget: BudgetDefinition;
+  /** Window key (e.g. `2026-11-25`, `2026-W48`, `2026-11`, a session id). */
+  window: string;
+  /** Charged so far in the window. */
+  committed: number;
+  /** Held by open reservations. */
+  reserved: number;
+  /** The limit. */
+  limit: number;
+  /** When the window resets (epoch ms), or null for session windows. */
+  resetsAt: number | null;
+}
+
+/**
+ * Result of {@link BudgetForcing.commit}.
+ *
+ * @example
+ * ```ts
+ * const { charged, returned } = await budgets.commit(id, 812);
+ * ```
+ */
+export interface CommitResult {
+  /** Amount charged (the actual use). */
+  charged: number;
+  /** Reserved amount given back (reserved − charged, at least 0). */
+  returned: number;
+  /** Whether the charge took some window past its limit (a violation was recorded). */
+  overLimit: boolean;
+  /**
+   * True for a fail-open allocation: the store was unreachable when it was approved, nothing was
+   * reserved, and nothing is charged (`charged` is 0) — the use is not recorded anywhere.
+   */
   unbacked: boolean;
 }

@@ -5,7 +5,11 @@
  * @module
  */
 import type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from './generator';
+import { sleep } from '../toolkit/sleep';
 import * as v from '../validate';
+import {
+  type Attempt, firstChoice, malformed, MalformedError, parseJSON, parseRetryAfter, type RawOutput, readChoice, readEvents, readUsage, serverStopOf,
+} from './completions-wire';
 import { checkGenerateOptions, checkPrompt } from './generate-options';
 import { firstStop, StopStream } from './stop-stream';
 
@@ -138,17 +142,6 @@ const OPTION_KEYS = ['baseURL', 'model', 'apiKey', 'headers', 'timeoutMs', 'maxR
 /** Backoff before retry `n` (0-based) when the server gives no Retry-After: 500 ms · 2ⁿ. */
 const BACKOFF_MS = 500;
 
-/** Why an attempt failed, for the retry loop. */
-type Attempt<T> = { ok: true; value: T } | { ok: false; error: Error; retryable: boolean; retryAfterMs?: number };
-
-/** What a stream or a JSON body gave: the output before stop handling and the server's own stop facts. */
-interface RawOutput {
-  text: string;
-  finishReason: unknown;
-  /** The matched stop the server reported (vLLM `stop_reason`, SGLang `matched_stop`, llama.cpp `stopping_word`). */
-  serverStop: unknown;
-  usage: number | undefined;
-}
 
 class AbortedError extends Error {}
 
@@ -478,136 +471,7 @@ export class OpenAICompatibleGenerator implements Generator {
       if (!canRetry()) {
         throw new Error(`${outcome.error.message} (after output was streamed, so not retried)`, { cause: outcome.error });
       }
-      await sleep(outcome.retryAfterMs ?? BACKOFF_MS * 2 ** attempt, signal);
+      await sleep(outcome.retryAfterMs ?? BACKOFF_MS * 2 ** attempt, signal, () => new AbortedError());
     }
   }
-}
-
-/** An error in what the server sent; never retried. */
-class MalformedError extends Error {}
-
-function malformed(url: string, what: string): MalformedError {
-  return new MalformedError(`Malformed response from POST ${url}: ${what}`);
-}
-
-function parseJSON(url: string, text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw malformed(url, `body is not JSON: ${v.describe(text)}`);
-  }
-}
-
-interface Choice {
-  text?: unknown;
-  finish_reason?: unknown;
-  stop_reason?: unknown;
-  matched_stop?: unknown;
-  stopping_word?: unknown;
-}
-
-/** `choices[0]` of a body or event; in an event an empty `choices` (the usage event) gives undefined. */
-function firstChoice(url: string, json: unknown, event: boolean): Choice | undefined {
-  const where = event ? 'event' : 'body';
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw malformed(url, `${where} is ${v.describe(json)}, expected an object`);
-  const choices = (json as { choices?: unknown }).choices;
-  if (event && (choices === undefined || (Array.isArray(choices) && choices.length === 0))) return undefined;
-  if (!Array.isArray(choices) || choices.length === 0) throw malformed(url, `${where} has no non-empty 'choices' array`);
-  const c: unknown = choices[0];
-  if (c === null || typeof c !== 'object') throw malformed(url, `${where} choices[0] is ${v.describe(c)}, expected an object`);
-  return c as Choice;
-}
-
-function readUsage(url: string, json: unknown): number | undefined {
-  const usage = (json as { usage?: unknown }).usage;
-  if (usage === undefined || usage === null) return undefined;
-  const n = (usage as { completion_tokens?: unknown }).completion_tokens;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
-    throw malformed(url, `usage.completion_tokens is ${v.describe(n)}, expected an integer >= 0`);
-  }
-  return n;
-}
-
-function serverStopOf(c: Choice): unknown {
-  for (const s of [c.stop_reason, c.matched_stop, c.stopping_word]) if (typeof s === 'string' && s !== '') return s;
-  return undefined;
-}
-
-function readChoice(url: string, json: unknown): RawOutput {
-  const c = firstChoice(url, json, false)!;
-  if (typeof c.text !== 'string') throw malformed(url, `body choices[0].text is ${v.describe(c.text)}, expected a string`);
-  return { text: c.text, finishReason: c.finish_reason, serverStop: serverStopOf(c), usage: readUsage(url, json) };
-}
-
-/** Reads a server-sent-event body, calling `onEvent` per `data:` JSON event until `[DONE]`. */
-async function readEvents(
-  url: string,
-  res: Response,
-  signal: AbortSignal,
-  onEvent: (event: unknown) => { finishReason: unknown; serverStop: unknown } | undefined,
-): Promise<Attempt<{ finishReason: unknown; serverStop: unknown }>> {
-  if (!res.body) throw malformed(url, 'stream has no body');
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  let end: { finishReason: unknown; serverStop: unknown } | undefined;
-  const onAbort = () => void reader.cancel().catch(() => {});
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (signal.aborted) throw signal.reason;
-      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
-      if (done && buffer !== '') buffer += '\n';
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl).replace(/\r$/, '');
-        buffer = buffer.slice(nl + 1);
-        if (line === '' || line.startsWith(':') || !line.startsWith('data:')) continue;
-        const data = line.slice(5).trim();
-        if (data === '[DONE]') {
-          void reader.cancel().catch(() => {});
-          if (!end) throw malformed(url, 'stream ended with [DONE] before any choice had a finish_reason');
-          return { ok: true, value: end };
-        }
-        let event: unknown;
-        try {
-          event = JSON.parse(data);
-        } catch {
-          throw malformed(url, `stream event is not JSON: ${v.describe(data)}`);
-        }
-        if (event !== null && typeof event === 'object' && 'error' in event) {
-          throw malformed(url, `stream event reports an error: ${JSON.stringify((event as { error: unknown }).error).slice(0, 200)}`);
-        }
-        end = onEvent(event) ?? end;
-      }
-      if (done) throw new TypeError('terminated', { cause: new Error('stream ended before data: [DONE]') });
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
-}
-
-/** Retry-After as milliseconds: delay-seconds or an HTTP date; undefined when absent or unreadable. */
-function parseRetryAfter(header: string | null): number | undefined {
-  if (header === null) return undefined;
-  const h = header.trim();
-  if (/^\d+$/.test(h)) return Number(h) * 1000;
-  const at = Date.parse(h);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortedError());
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new AbortedError());
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { GenerateOptions, GenerateResult, Generator } from '../llm/index';
-import type { OpenAICompatibleGenerator } from '../llm/index';
+import type { GenerateOptions, GenerateResult, Generator, OpenAICompatibleGenerator } from '../llm/index';
+import { CloseGuard, ClosedError } from '../toolkit/closing';
 import * as v from '../validate';
 import { complete, messageOf, sendJSON } from './completions-handler';
 import { HttpError, checkModel, parseBody, parseCompletionsRequest, parseTokenizeRequest } from './completions-request';
@@ -131,6 +131,8 @@ export interface CompletionsServer {
    * ```
    */
   close(): Promise<void>;
+  /** {@link CompletionsServer.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 const DEFAULT_MAX_QUEUE = 16;
@@ -220,7 +222,7 @@ class HttpCompletionsServer implements CompletionsServer {
   readonly #created = Math.floor(Date.now() / 1000);
   readonly #controllers = new Set<AbortController>();
   readonly #pending = new Set<Promise<void>>();
-  #closing: Promise<void> | undefined;
+  readonly #guard = new CloseGuard('CompletionsServer');
 
   constructor(
     generator: Generator,
@@ -256,7 +258,7 @@ class HttpCompletionsServer implements CompletionsServer {
   async listen(port: number, host = '127.0.0.1'): Promise<{ url: string }> {
     v.integer('port', port, 0, 65535);
     v.nonEmptyString('host', host);
-    if (this.#closing) throw new Error('CompletionsServer.listen: the server is closed');
+    if (this.#guard.closed) throw new ClosedError('CompletionsServer.listen: the server');
     if (this.httpServer.listening) throw new Error(`CompletionsServer.listen: already listening on ${this.url}`);
     await new Promise<void>((resolve, reject) => {
       this.httpServer.once('error', reject);
@@ -269,7 +271,11 @@ class HttpCompletionsServer implements CompletionsServer {
   }
 
   close(): Promise<void> {
-    return (this.#closing ??= this.#shutdown());
+    return this.#guard.close(() => this.#shutdown());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #shutdown(): Promise<void> {
@@ -298,7 +304,7 @@ class HttpCompletionsServer implements CompletionsServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
-    if (this.#closing) throw shuttingDown();
+    if (this.#guard.closed) throw shuttingDown();
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (path !== '/health') this.#authorize(req);

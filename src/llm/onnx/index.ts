@@ -1,1 +1,2 @@
-export { type LogitsOptions, OnnxCausalLM, type OnnxCausalLMInfo, type OnnxCausalLMOptions, type OnnxGenerateResult } from './onnx-causal-lm';
+export { OnnxCausalLM } from './onnx-causal-lm';
+export type { LogitsOptions, OnnxCausalLMInfo, OnnxCausalLMOptions, OnnxGenerateResult } from './types';

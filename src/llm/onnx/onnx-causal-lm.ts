@@ -4,100 +4,18 @@
  */
 import type * as Ort from 'onnxruntime-node';
 import type { Tokenizer as HFTokenizer } from '@huggingface/tokenizers' with { 'resolution-mode': 'require' };
-import type { FinishReason, GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from '../generator';
+import type { FinishReason, GenerateOptions, Generator, GeneratorPrompt } from '../generator';
 import { checkGenerateOptions, checkPrompt } from '../generate-options';
 import { StopStream } from '../stop-stream';
+import { CloseGuard } from '../../toolkit/closing';
+import { SerialQueue } from '../../toolkit/serial-queue';
 import * as v from '../../validate';
 import { type CreatedSession, createSession, executionProviderNames, loadOrt } from '../../onnx/session';
 import { configInt, type ModelDir, readModelDir, tokenIds } from './model-dir';
 import { KVCache, type PastSlot } from './kv-cache';
 import { Detokenizer } from './detokenizer';
 import { Sampler } from './sampler';
-
-/**
- * Options of {@link OnnxCausalLM.load}.
- *
- * @example
- * ```ts
- * const opts: OnnxCausalLMOptions = { executionProviders: ['cuda', 'cpu'], threads: 4 };
- * ```
- */
-export interface OnnxCausalLMOptions {
-  /**
-   * ONNX Runtime execution providers in order of preference, such as `['cuda', 'cpu']`.
-   * Default `['cpu']`. When the session cannot be created with them (the CUDA provider is
-   * not installed: this package sets `onnxruntime-node-install=skip`, so CUDA needs
-   * onnxruntime-node installed with its CUDA binaries), a warning is emitted and the model
-   * runs on the CPU; {@link OnnxCausalLM.executionProviders} tells which ran.
-   */
-  executionProviders?: string[];
-  /** Intra-op threads of the session, an integer in [1, 256]. Default: ONNX Runtime's (one per core). */
-  threads?: number;
-  /**
-   * The ONNX file, relative to the folder, such as `'onnx/model_q4.onnx'`. Default: the
-   * first of `model.onnx` and `onnx/model.onnx` that exists.
-   */
-  modelFile?: string;
-}
-
-/**
- * Result of {@link OnnxCausalLM.generate}: the {@link GenerateResult} plus what the call cost.
- *
- * @example
- * ```ts
- * const r = await model.generate(prompt, { maxTokens: 64 });
- * console.log(`${r.cachedTokens}/${r.promptTokens} prompt tokens from the cache; ` +
- *   `${(r.tokens / (r.decodeMs / 1000)).toFixed(0)} tokens/s decoding`);
- * ```
- */
-export interface OnnxGenerateResult extends GenerateResult {
-  /** Ids of the generated tokens (always present for this backend), the end-of-sequence token included when generated. */
-  tokenIds: number[];
-  /** Length of the prompt in tokens (after the tokenizer added its special tokens, such as BOS). */
-  promptTokens: number;
-  /**
-   * The prompt's token ids as run. `[...promptTokenIds, ...tokenIds, ...more]` continues this
-   * call exactly, from the cache; a text continuation is re-tokenized and may split differently.
-   */
-  promptTokenIds: number[];
-  /** Prompt tokens whose keys and values came from the KV cache of earlier calls, so were not run. */
-  cachedTokens: number;
-  /** Wall time of the model runs over the prompt (the prefill), in milliseconds. */
-  prefillMs: number;
-  /** Wall time of the one-token model runs and sampling after the prefill, in milliseconds. */
-  decodeMs: number;
-}
-
-/**
- * Options of {@link OnnxCausalLM.logits}.
- *
- * @example
- * ```ts
- * const full = await model.logits(ids, { reuseCache: false }); // recompute every position
- * ```
- */
-export interface LogitsOptions {
-  /**
-   * Reuse the KV cache for the longest prefix of `tokenIds` it holds, running only the
-   * rest (default `true`). `false` runs every token from an empty cache (the result still
-   * becomes the cache).
-   */
-  reuseCache?: boolean;
-}
-
-/** The model's shape, read from the ONNX graph and `config.json`. */
-export interface OnnxCausalLMInfo {
-  /** Number of logits per position. */
-  vocabSize: number;
-  /** Decoder layers (pairs of past key/value inputs). */
-  layers: number;
-  /** Tokens the model may see at once (`max_position_embeddings`); generation stops with `'length'` there. */
-  contextLength: number;
-  /** Ids that end generation (`eos_token_id` of generation_config.json, else of config.json). */
-  eosTokenIds: number[];
-  /** Whether the graph takes `position_ids`. */
-  positionIds: boolean;
-}
+import type { LogitsOptions, OnnxCausalLMInfo, OnnxCausalLMOptions, OnnxGenerateResult } from './types';
 
 const LOAD_KEYS = ['executionProviders', 'threads', 'modelFile'] as const;
 const LOGITS_KEYS = ['reuseCache'] as const;
@@ -149,8 +67,8 @@ export class OnnxCausalLM implements Generator {
   readonly #cache: KVCache;
   readonly #defaults: { temperature: number; topP: number };
   readonly #prefillChunk: number;
-  #queue: Promise<unknown> = Promise.resolve();
-  #closed = false;
+  readonly #queue = new SerialQueue();
+  readonly #guard = new CloseGuard('OnnxCausalLM');
 
   private constructor(ort: typeof Ort, session: Ort.InferenceSession, providers: string[], tokenizer: HFTokenizer, files: ModelDir, slots: PastSlot[], positionIds: boolean, vocabSize: number) {
     this.#ort = ort;
@@ -335,20 +253,23 @@ export class OnnxCausalLM implements Generator {
    * await model.close();
    * ```
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#queue.catch(() => undefined);
-    this.#cache.clear();
-    await this.#session.release();
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      await this.#queue.idle();
+      this.#cache.clear();
+      await this.#session.release();
+    });
+  }
+
+  /** {@link OnnxCausalLM.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // One call at a time: the KV cache is shared state.
   #serial<T>(work: () => Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(new Error('OnnxCausalLM is closed'));
-    const run = this.#queue.then(work, work);
-    this.#queue = run.catch(() => undefined);
-    return run;
+    if (this.#guard.closed) return Promise.reject(this.#guard.error());
+    return this.#queue.run(work);
   }
 
   async #generate(prompt: GeneratorPrompt, o: ReturnType<typeof checkGenerateOptions>): Promise<OnnxGenerateResult> {

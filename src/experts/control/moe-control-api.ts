@@ -11,20 +11,18 @@ import { CloseGuard } from '../../toolkit/closing';
 import { reportError } from '../../toolkit/listeners';
 import * as v from '../../validate';
 import { type AllocationPlan, planAllocation } from './allocation';
-import { attentionReasons } from './attention-reasons';
 import { type AllocationSettings, checkAllocationOptions, checkCreateOptions, checkMerge, checkPlan } from './checks';
 import { resolveControlOptions } from './control-options';
 import { ExpertCoordinator, type CoordinatorOptions } from './coordinator';
-import { emptyCounters, meanLatency, offeredLoad, utilization } from './counters';
 import { DeferredEvents } from './deferred-events';
-import { type LifecyclePolicy, type LifecycleReport, type ResolvedPolicy, resolvePolicy } from './lifecycle';
-import { planLifecycle } from './lifecycle-plan';
+import type { LifecyclePolicy, LifecycleReport } from './lifecycle';
+import { LifecycleRunner } from './lifecycle-runner';
 import { ExpertMonitor, type MonitorOptions } from './monitor';
 import { allocationInputs, poolStatus, windowRows } from './pool-figures';
 import { POOL_VIEW, type ExpertPoolControl, type PoolView } from './pool-view';
 import { copy, ExpertRegistry } from './registry';
 import { RequestBalancer } from './request-balancer';
-import { type LedgerTap, TrafficLedger, type WindowCounts } from './traffic-ledger';
+import { TrafficLedger } from './traffic-ledger';
 import type { AllocationOptions, CreateExpertOptions, ExpertPoolStatus, ManagedExpert, MergeExpertsOptions, MoEControlAPIOptions } from './types';
 
 /**
@@ -87,14 +85,9 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
   readonly #now: () => number;
   readonly #detach: Array<() => void> = [];
   readonly #balancer: RequestBalancer | undefined;
-  readonly #tap: LedgerTap;
+  readonly #lifecycle: LifecycleRunner;
   readonly #children = new Set<{ close(): void }>();
   readonly #view: PoolView;
-  // Queries routed per expert in the previous lifecycle window; null before the first pass.
-  #previous: Map<string, number> | null = null;
-  #poolChanged = false;
-  #policy: ResolvedPolicy = resolvePolicy(undefined);
-  #timer: NodeJS.Timeout | undefined;
 
   /**
    * Creates the control plane over `options.router`, or over a new router.
@@ -121,7 +114,10 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
       emit: (event, ...args) => this.#events.emit(event, ...args),
       changed: () => this.#changed(),
       resetTraffic: (id) => this.#ledger.reset(id),
-      mergeTraffic: (ids, into) => this.#mergeTraffic(ids, into),
+      mergeTraffic: (ids, into) => {
+        this.#ledger.merge(ids, into);
+        this.#lifecycle.merged(ids, into);
+      },
     });
     const profiles = this.router.experts();
     const missing = s.specializations.filter((spec) => !profiles.some((p) => p.domain === spec));
@@ -132,8 +128,14 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
 
     this.#ledger = new TrafficLedger({ bucketMs: s.bucketMs, retainMs: s.retainMs, now: this.#now, domainOf: (id) => this.#registry.specializationOf(id) });
     this.#detach.push(this.#ledger.attach(this.router));
-    // Query terms are counted only for the merge rule, from the first pass or policy that has it.
-    this.#tap = this.#ledger.tap(false);
+    this.#lifecycle = new LifecycleRunner({
+      registry: this.#registry,
+      ledger: this.#ledger,
+      router: this.router,
+      events: this.#events,
+      now: () => this.#now(),
+      ...(this.dynamicExpertAllocation ? { allocate: (p, at) => this.#allocate(p.targetUtilization, p.rebalancingStrategy, at) } : {}),
+    });
     if (s.balancing !== undefined) {
       const balancer = new RequestBalancer(s.balancing, this.#registry.activeIds());
       this.#balancer = balancer;
@@ -377,12 +379,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
    */
   enableDynamicManagement(policy: LifecyclePolicy = {}): this {
     this.#open();
-    this.#policy = resolvePolicy(policy);
-    // Query terms are only needed by the merge rule.
-    this.#tap.terms = this.#policy.mergeOverlap !== false;
-    this.disableDynamicManagement();
-    this.#timer = setInterval(() => this.#tick(), this.#policy.intervalMs);
-    this.#timer.unref();
+    this.#lifecycle.start(policy, (err) => reportError(this, err, 'the lifecycle timer'));
     return this;
   }
 
@@ -395,8 +392,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
    * ```
    */
   disableDynamicManagement(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#lifecycle.stop();
   }
 
   /**
@@ -421,7 +417,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
   runLifecycle(now?: number): LifecycleReport {
     this.#guard.check();
     const at = now === undefined ? this.#now() : v.finite('now', now);
-    return this.#pass(at);
+    return this.#lifecycle.run(at);
   }
 
   /**
@@ -472,10 +468,9 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
    */
   close(): void {
     this.#guard.closeSync(() => {
-      this.disableDynamicManagement();
+      this.#lifecycle.close();
       for (const c of [...this.#children]) c.close();
       for (const d of this.#detach) d();
-      this.#tap.close();
       if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
     });
   }
@@ -502,79 +497,14 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
     this.#registry.sync();
   }
 
-  // The timer's pass: nothing it runs may throw out of it.
-  #tick(): void {
-    try {
-      this.#pass(this.#now());
-    } catch (err) {
-      reportError(this, err, 'the lifecycle timer');
-    }
-  }
-
-  // One pass, its events held back until it ends.
-  #pass(at: number): LifecycleReport {
-    return this.#events.hold(() => {
-      this.#registry.sync();
-      return this.#lifecycle(at);
-    });
-  }
-
-  #lifecycle(at: number): LifecycleReport {
-    const p = this.#policy;
-    const w = this.#tap.take(at);
-    // Terms are counted from the first pass whose policy merges (the window just closed lacks them).
-    this.#tap.terms = p.mergeOverlap !== false;
-    const active = this.#registry.active().map((r) => ({ id: r.id, createdAt: r.createdAt, lastUsedAt: this.#ledger.lastUsedAt(r.id) }));
-    const plan = planLifecycle({ policy: p, at, window: w, previous: this.#previous, poolChanged: this.#poolChanged, active });
-    this.#previous = new Map(plan.routed);
-    this.#poolChanged = false;
-    const retired: LifecycleReport['retired'] = [];
-    const merged: LifecycleReport['merged'] = [];
-    for (const a of plan.actions) {
-      if (a.type === 'retire') {
-        if (this.#registry.retire(this.#registry.get(a.retired.id)!, a.retired.reason, at)) retired.push(a.retired);
-      } else {
-        const { into, from } = a.merged;
-        this.#registry.merge([this.#registry.get(into)!, this.#registry.get(from)!], into, {}, at);
-        merged.push(a.merged);
-      }
-    }
-    const attention = this.#attention(p, w, at);
-    let allocation: AllocationPlan | null = null;
-    if (this.dynamicExpertAllocation) {
-      const settings: AllocationSettings = {
-        targetUtilization: p.targetUtilization, rebalancingStrategy: p.rebalancingStrategy, replicaBudget: this.replicaBudget, budgetName: 'MoEControlAPI.replicaBudget',
-        windowMs: this.loadWindowMs, retireIdle: false,
-      };
-      allocation = this.#plan(settings, new Map(), at);
-      this.applyAllocationPlan(allocation);
-    }
-    const report: LifecycleReport = { at, window: { from: w.from, to: at, routed: w.routed, outcomes: plan.outcomes }, drift: plan.drift, retired, merged, attention, allocation };
-    if (plan.drift?.detected) this.#events.emit('drift', plan.drift);
-    this.#events.emit('lifecycle', report);
-    return report;
-  }
-
-  // The attention flags of the active experts over the pass's window (after its changes).
-  #attention(p: ResolvedPolicy, w: WindowCounts, at: number): LifecycleReport['attention'] {
-    const out: LifecycleReport['attention'] = [];
-    for (const r of this.#registry.active()) {
-      const c = w.experts.get(r.id) ?? emptyCounters();
-      const load = offeredLoad(c, at - w.from, meanLatency(this.#ledger.totals(r.id)));
-      const reasons = attentionReasons({
-        window: c,
-        minOutcomes: p.minOutcomes,
-        available: this.router.expertHealth(r.id).available,
-        maxFailureRate: p.maxFailureRate === false ? undefined : p.maxFailureRate,
-        targets: r.performanceTargets,
-        utilization: utilization(load, r.capacity, r.replicas),
-      });
-      if (reasons.length > 0) {
-        out.push({ id: r.id, reasons });
-        this.#events.emit('attention', { id: r.id, reasons });
-      }
-    }
-    return out;
+  // The allocation a lifecycle pass applies (with dynamicExpertAllocation): idle experts are left to the idle rule.
+  #allocate(targetUtilization: number, rebalancingStrategy: AllocationPlan['rebalancingStrategy'], at: number): AllocationPlan {
+    const settings: AllocationSettings = {
+      targetUtilization, rebalancingStrategy, replicaBudget: this.replicaBudget, budgetName: 'MoEControlAPI.replicaBudget', windowMs: this.loadWindowMs, retireIdle: false,
+    };
+    const plan = this.#plan(settings, new Map(), at);
+    this.applyAllocationPlan(plan);
+    return plan;
   }
 
   #plan(settings: AllocationSettings, workload: ReadonlyMap<string, number>, now: number): AllocationPlan {
@@ -583,20 +513,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
   }
 
   #changed(): void {
-    this.#poolChanged = true;
+    this.#lifecycle.poolChanged();
     this.#balancer?.setExperts(this.#registry.activeIds());
-  }
-
-  // A merge moves the sources' traffic onto the expert kept, the previous lifecycle window's
-  // included, so that a merge is not read as drift.
-  #mergeTraffic(ids: readonly string[], into: string): void {
-    this.#ledger.merge(ids, into);
-    if (this.#previous === null) return;
-    let n = 0;
-    for (const id of ids) {
-      n += this.#previous.get(id) ?? 0;
-      this.#previous.delete(id);
-    }
-    if (n > 0) this.#previous.set(into, n);
   }
 }

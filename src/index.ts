@@ -2,7 +2,9 @@
  * @capibara/core — inference-time optimizations for LLM services on Node.js.
  *
  * Hot paths run in a C++ Node-API addon (runtime-dispatched SIMD) and ONNX Runtime.
- * This release provides the token-level MoE gating kernels; the other parts land as their issues close.
+ * Parts: MoE gating and request routing with its control plane, DuoAttention, MemAgent memory,
+ * budgets (resource and s1 thinking budgets), LLM backends and an OpenAI-compatible server.
+ * Multi-round thinking and one serving pipeline are planned. docs/ARCHITECTURE.md describes the layers.
  *
  * @example
  * ```ts

@@ -303,10 +303,10 @@ describe('Bm25Index: validation', () => {
     expect(() => new Bm25Index({ k1: '1' as unknown as number })).toThrow(
       new TypeError("Expected finite number >= 0 for options.k1 but received '1' of type string"),
     );
-    expect(() => new Bm25Index({ b: 1.5 })).toThrow(new RangeError('Expected finite number in [0, 1] for options.b but received 1.5 of type number'));
-    expect(() => new Bm25Index({ b: -0.1 })).toThrow(new RangeError('Expected finite number in [0, 1] for options.b but received -0.1 of type number'));
-    expect(() => new Bm25Index({ b: NaN })).toThrow(new RangeError('Expected finite number in [0, 1] for options.b but received NaN of type number'));
-    expect(() => new Bm25Index({ b: null as unknown as number })).toThrow(new TypeError('Expected finite number in [0, 1] for options.b but received null'));
+    expect(() => new Bm25Index({ b: 1.5 })).toThrow(new RangeError('Expected number in [0, 1] for options.b but received 1.5 of type number'));
+    expect(() => new Bm25Index({ b: -0.1 })).toThrow(new RangeError('Expected number in [0, 1] for options.b but received -0.1 of type number'));
+    expect(() => new Bm25Index({ b: NaN })).toThrow(new RangeError('Expected number in [0, 1] for options.b but received NaN of type number'));
+    expect(() => new Bm25Index({ b: null as unknown as number })).toThrow(new TypeError('Expected number in [0, 1] for options.b but received null'));
     expect(() => new Bm25Index({ k1: Infinity })).toThrow(
       new RangeError('Expected finite number >= 0 for options.k1 but received Infinity of type number'),
     );

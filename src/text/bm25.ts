@@ -69,10 +69,7 @@ export class Bm25Index {
   constructor(options: Bm25Options = {}) {
     const o = v.options<Bm25Options>('options', options, ['k1', 'b']);
     this.#k1 = o.k1 === undefined ? 1.5 : v.finite('options.k1', o.k1, { min: 0 });
-    const bExpected = 'finite number in [0, 1]';
-    if (o.b !== undefined && typeof o.b !== 'number') throw v.typeError('options.b', bExpected, o.b);
-    if (o.b !== undefined && !(o.b >= 0 && o.b <= 1)) throw v.rangeError('options.b', bExpected, o.b);
-    this.#b = o.b ?? 0.75;
+    this.#b = o.b === undefined ? 0.75 : v.unitInterval('options.b', o.b);
   }
 
   /**

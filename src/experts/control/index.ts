@@ -6,11 +6,11 @@ export {
 } from './coordinator';
 export { type ExpertCounters } from './counters';
 export { type DriftReport, type LifecyclePolicy, type LifecycleReport } from './lifecycle';
-export {
-  type BenchmarkCase, type BenchmarkOptions, type BenchmarkReport, type CategoryResult, type DomainMetrics, type DomainSnapshot, ExpertMetricsCollector, type ExpertMetricsCollectorOptions,
-} from './metrics-collector';
+export { type DomainMetrics, type DomainSnapshot, ExpertMetricsCollector, type ExpertMetricsCollectorOptions } from './metrics-collector';
+export { type BenchmarkCase, type BenchmarkOptions, type BenchmarkReport, type CategoryResult } from './routing-benchmark';
 export { MoEControlAPI } from './moe-control-api';
 export { type AnalyzeOptions, type BaselineFigures, ExpertMonitor, type ExpertPerformance, type ExpertTrend, type MonitorMetric, type MonitorOptions } from './monitor';
+export { type ExpertPoolControl } from './pool-view';
 export { jensenShannonDivergence } from './statistics';
 export {
   type AllocationOptions, type CreateExpertOptions, type ExpertPoolStatus, type ExpertState, type LoadBalancingOptions, type ManagedExpert, type MergeExpertsOptions,

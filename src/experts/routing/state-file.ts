@@ -4,10 +4,9 @@
  * @module
  */
 
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 
+import { writeFileAtomic } from '../../toolkit/atomic-write';
 import * as v from '../../validate';
 
 const FORMAT = 'capibara-routing';
@@ -79,22 +78,11 @@ export async function saveState(path: string, state: unknown, options?: SaveStat
   const head: Omit<RoutingStateEnvelope, 'state'> = { format: FORMAT, version: VERSION, savedAt: now() };
   const text = `${JSON.stringify(head).slice(0, -1)},"state":${body}}`;
 
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await writeFileAtomic(path, text);
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
     throw new Error(`Could not save routing state to ${path}: ${(err as Error).message}`, { cause: err });
   }
-  await syncDirectory(dir, path);
 }
 
 /**
@@ -134,24 +122,4 @@ export async function loadState(path: string): Promise<unknown> {
   if (typeof e.savedAt !== 'number' || !Number.isFinite(e.savedAt)) throw bad('savedAt', 'finite number', e.savedAt);
   if (!('state' in e)) throw bad('state', 'a JSON value', undefined);
   return e.state;
-}
-
-/** Makes the rename durable; a no-op where directories cannot be opened or synced. */
-async function syncDirectory(dir: string, path: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-  } catch {
-    return; // Windows: EISDIR / EPERM
-  }
-  try {
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EPERM' && code !== 'EISDIR' && code !== 'EBADF') {
-      throw new Error(`Could not save routing state to ${path}: ${(err as Error).message}`, { cause: err });
-    }
-  } finally {
-    await fh.close();
-  }
 }

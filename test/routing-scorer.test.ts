@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { DEFAULT_EXPERTS } from '../src/experts/routing/default-experts';
-import { ProfileScorer, profileText, RELEVANCE_WEIGHTS, type ScoredExperts } from '../src/experts/routing/profile-scorer';
+import { ProfileScorer, RELEVANCE_WEIGHTS, type ScoredExperts } from '../src/experts/routing/profile-scorer';
+import { profileText } from '../src/experts/routing/profile';
 import type { ExpertProfile } from '../src/experts/routing/types';
 import { Bm25Index } from '../src/text/bm25';
 import { HashedEmbedder } from '../src/text/hashed-embedder';

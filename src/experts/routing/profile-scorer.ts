@@ -3,10 +3,13 @@
  * query, offline (hashed embeddings + BM25), with no hosted embedding service.
  * @module
  */
-import { Bm25Index, float32Scores, HashedEmbedder, MAX_SCAN_DIMS, type SyncEmbedder, tokenize } from '../../text/index';
+import { type Bm25Index, float32Scores, HashedEmbedder, MAX_SCAN_DIMS, type SyncEmbedder, tokenize } from '../../text/index';
 import * as v from '../../validate';
-import { topkGating } from '../gating/topk-gating';
+import { ArrayPool } from './array-pool';
 import type { DEFAULT_EXPERTS } from './default-experts';
+import { profileText, type ResolvedExpertProfile, validateProfile } from './profile';
+import { ProfileBm25 } from './profile-bm25';
+import { topK } from './top-k';
 import type { ExpertProfile, RoutingContext } from './types';
 
 /**
@@ -52,99 +55,7 @@ export const RELEVANCE_WEIGHTS: RelevanceWeights = Object.freeze({
   domainBonus: 0.3,
 });
 
-/**
- * How many times the keywords appear in an expert's profile text (see {@link profileText}):
- * they are the terms users type, so they weigh more than the description (BM25 term
- * frequency, and `1 + ln tf` in the hashed embedding).
- *
- * @example
- * ```ts
- * KEYWORD_REPEAT; // 2
- * ```
- */
-export const KEYWORD_REPEAT = 2;
-
-const PROFILE_KEYS = ['id', 'name', 'domain', 'description', 'keywords', 'capacity'];
 const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'];
-const MAX_ID_LENGTH = 128;
-const DEFAULT_CAPACITY = 4;
-
-/**
- * An {@link ExpertProfile} checked by {@link validateProfile}, with its defaults filled in.
- *
- * @example
- * ```ts
- * const p: ResolvedExpertProfile = validateProfile({ id: 'sql', domain: 'sql', description: 'SQL' });
- * p.capacity; // 4
- * ```
- */
-export interface ResolvedExpertProfile {
-  /** Unique id, 1 to 128 characters. */
-  readonly id: string;
-  /** Display name (default: the id). */
-  readonly name: string;
-  /** Domain label, non-empty. */
-  readonly domain: string;
-  /** What the expert is good at. */
-  readonly description: string;
-  /** Terms typical of its queries (default: none). */
-  readonly keywords: readonly string[];
-  /** Requests it serves at once, an integer >= 1 (default 4). */
-  readonly capacity: number;
-}
-
-/**
- * Checks an expert profile and fills its defaults (name: the id, keywords: none, capacity: 4).
- * Unknown fields are refused (they are usually typos).
- *
- * @param profile - The profile.
- * @param name - How the profile is named in error messages; default `'profile'`.
- * @returns A frozen copy with every field set.
- * @throws TypeError | RangeError - naming the field: e.g. `Expected string of 1 to 128
- *   characters for profile.id but received '' of type string`.
- *
- * @example
- * ```ts
- * const p = validateProfile({ id: 'api', domain: 'api', description: 'REST APIs', keywords: ['endpoint'] });
- * ```
- */
-export function validateProfile(profile: ExpertProfile, name = 'profile'): ResolvedExpertProfile {
-  if (profile === undefined) throw v.typeError(name, 'an options object', profile);
-  const p = v.options<ExpertProfile>(name, profile, PROFILE_KEYS);
-  const idExpected = `string of 1 to ${MAX_ID_LENGTH} characters`;
-  if (typeof p.id !== 'string') throw v.typeError(`${name}.id`, idExpected, p.id);
-  if (p.id.length === 0 || p.id.length > MAX_ID_LENGTH) throw v.rangeError(`${name}.id`, idExpected, p.id);
-  const keywords = p.keywords ?? [];
-  if (!Array.isArray(keywords)) throw v.typeError(`${name}.keywords`, 'array of strings', keywords);
-  return Object.freeze({
-    id: p.id,
-    name: p.name === undefined ? p.id : v.string(`${name}.name`, p.name),
-    domain: v.nonEmptyString(`${name}.domain`, p.domain),
-    description: v.string(`${name}.description`, p.description),
-    keywords: Object.freeze(keywords.map((k: unknown, i) => v.string(`${name}.keywords[${i}]`, k))),
-    capacity: p.capacity === undefined ? DEFAULT_CAPACITY : v.integer(`${name}.capacity`, p.capacity, 1),
-  });
-}
-
-/**
- * The text an expert is matched on: name, domain, description, then the keywords
- * {@link KEYWORD_REPEAT} times, separated by full stops.
- *
- * @param profile - A valid profile.
- * @returns The text embedded and indexed for it.
- *
- * @example
- * ```ts
- * profileText({ id: 'sql', domain: 'sql', description: 'Writes queries', keywords: ['join'] });
- * // 'sql. sql. Writes queries. join. join'
- * ```
- */
-export function profileText(profile: ExpertProfile | ResolvedExpertProfile): string {
-  const parts = [profile.name ?? profile.id, profile.domain, profile.description];
-  const keywords = profile.keywords ?? [];
-  for (let r = 0; r < KEYWORD_REPEAT; r++) parts.push(...keywords);
-  return parts.join('. ');
-}
 
 /**
  * Options of {@link ProfileScorer}.
@@ -161,6 +72,38 @@ export interface ProfileScorerOptions {
   embedder?: SyncEmbedder;
   /** Queries whose embedding, cosines and BM25 scores are kept (least recently used dropped); 0 turns it off. Default 1024. */
   cacheSize?: number;
+}
+
+/**
+ * {@link ProfileScorerOptions} checked, with their defaults filled in.
+ * @internal
+ */
+export interface ResolvedScorerOptions {
+  /** The caller's embedder, or undefined for the default (made by each scorer: it keeps scratch). */
+  embedder: SyncEmbedder | undefined;
+  /** Length of the embeddings. */
+  dimensions: number;
+  cacheSize: number;
+}
+
+/**
+ * Checks scorer options written at `path` (`'options'` for the scorer's own; a router passes
+ * its own path), so each error names the option as its caller wrote it. A JavaScript caller's
+ * embedder is checked for shape here and for answering synchronously on first use.
+ * @internal
+ */
+export function scorerOptions(options: unknown, path: string): ResolvedScorerOptions {
+  const o = v.options<ProfileScorerOptions>(path, options, ['dimensions', 'embedder', 'cacheSize']);
+  const dims = o.dimensions === undefined ? undefined : v.integer(`${path}.dimensions`, o.dimensions, 1, MAX_SCAN_DIMS);
+  const cacheSize = o.cacheSize === undefined ? 1024 : v.integer(`${path}.cacheSize`, o.cacheSize, 0);
+  if (o.embedder === undefined) return { embedder: undefined, dimensions: dims ?? 256, cacheSize };
+  const e = o.embedder as Partial<SyncEmbedder> | null;
+  if (e === null || typeof e !== 'object' || typeof e.embed !== 'function') {
+    throw v.typeError(`${path}.embedder`, 'an Embedder ({ dimensions, embed(texts) })', e);
+  }
+  const own = v.integer(`${path}.embedder.dimensions`, e.dimensions, 1, MAX_SCAN_DIMS);
+  if (dims !== undefined && dims !== own) throw v.rangeError(`${path}.dimensions`, `embedder.dimensions (${own})`, dims);
+  return { embedder: o.embedder, dimensions: own, cacheSize };
 }
 
 /**
@@ -203,45 +146,11 @@ export interface ScoredExperts {
   parts: RelevanceParts[];
 }
 
-// V8 gives a typed array of more than 64 bytes its own backing store outside the heap, which
-// costs about a microsecond to allocate and more to collect: per-query arrays are views of
-// shared 64 KiB buffers instead (as Node pools small Buffers), about 20 times cheaper.
-const POOL_BYTES = 64 * 1024;
-
-/** Hands out fresh (zeroed, never reused) views of shared buffers; a buffer lives while any view of it does. */
-class ArrayPool {
-  #buffer = new ArrayBuffer(0);
-  #used = 0;
-
-  f32(n: number): Float32Array {
-    const at = this.#take(4 * n);
-    return new Float32Array(this.#buffer, at, n);
-  }
-
-  f64(n: number): Float64Array {
-    const at = this.#take(8 * n);
-    return new Float64Array(this.#buffer, at, n);
-  }
-
-  #take(bytes: number): number {
-    const size = (bytes + 7) & ~7; // keeps every view 8-byte aligned
-    if (this.#used + size > this.#buffer.byteLength) {
-      this.#buffer = new ArrayBuffer(Math.max(POOL_BYTES, size));
-      this.#used = 0;
-    }
-    const at = this.#used;
-    this.#used += size;
-    return at;
-  }
-}
-
 /** What the scorer keeps per expert, besides its matrix row. */
 interface Row {
   profile: ResolvedExpertProfile;
   /** Its document id in the BM25 index: stable while it is held, unlike its row. */
   doc: number;
-  /** Per distinct term of its text: a text that tokenizes to that term alone, or null when none was found. */
-  surfaces: Map<string, string | null>;
 }
 
 /** Per-query work that depends only on the text and the profiles held. */
@@ -287,17 +196,14 @@ export class ProfileScorer {
   #experts: Row[] = [];
   #nextDoc = 0;
   /** BM25 over the profile texts, updated in place on set/remove. */
-  readonly #index = new Bm25Index();
+  readonly #bm25 = new ProfileBm25();
+  /** The rows' BM25 document ids, in row order. */
+  #docs: number[] = [];
   #matrix = new Float32Array(0);
   /** The rows in use, `#matrix[0, size × dimensions)`: what the scan reads. */
   #active = new Float32Array(0);
   readonly #pool = new ArrayPool();
-  /** BM25 contribution of each term to each row; null after a change, rebuilt by the next score. */
-  #bm25: Map<string, Float64Array> | null = null;
-  /** Set when some profile term has no text that tokenizes to it alone: then the index scores each query whole. */
-  #bm25Whole = false;
   #cache = new Map<string, QueryWork>();
-  #weightsScratch = new Float32Array(0);
 
   /**
    * @param options - `dimensions` (default 256), `embedder` (default a {@link HashedEmbedder}), `cacheSize` (default 1024).
@@ -309,20 +215,9 @@ export class ProfileScorer {
    * ```
    */
   constructor(options: ProfileScorerOptions = {}) {
-    const o = v.options<ProfileScorerOptions>('options', options, ['dimensions', 'embedder', 'cacheSize']);
-    const dims = o.dimensions === undefined ? undefined : v.integer('options.dimensions', o.dimensions, 1, MAX_SCAN_DIMS);
-    this.#cacheSize = o.cacheSize === undefined ? 1024 : v.integer('options.cacheSize', o.cacheSize, 0);
-    if (o.embedder === undefined) {
-      this.#embedder = new HashedEmbedder({ dimensions: dims ?? 256 });
-    } else {
-      const e = o.embedder as Partial<SyncEmbedder> | null;
-      if (e === null || typeof e !== 'object' || typeof e.embed !== 'function') {
-        throw v.typeError('options.embedder', 'an Embedder ({ dimensions, embed(texts) })', e);
-      }
-      const own = v.integer('options.embedder.dimensions', e.dimensions, 1, MAX_SCAN_DIMS);
-      if (dims !== undefined && dims !== own) throw v.rangeError('options.dimensions', `embedder.dimensions (${own})`, dims);
-      this.#embedder = o.embedder;
-    }
+    const o = scorerOptions(options, 'options');
+    this.#embedder = o.embedder ?? new HashedEmbedder({ dimensions: o.dimensions });
+    this.#cacheSize = o.cacheSize;
     this.dimensions = this.#embedder.dimensions;
   }
 
@@ -358,8 +253,8 @@ export class ProfileScorer {
     const dims = this.dimensions;
     let at = this.#find(p.id);
     const ids = this.#ids.slice();
-    const entry: Row = { profile: p, doc: at >= 0 ? this.#experts[at]!.doc : this.#nextDoc++, surfaces: surfacesOf(text) };
-    this.#index.add(entry.doc, text); // replaces the old text of a held expert
+    const entry: Row = { profile: p, doc: at >= 0 ? this.#experts[at]!.doc : this.#nextDoc++ };
+    this.#bm25.set(entry.doc, text); // replaces the old text of a held expert
     if (at >= 0) {
       this.#experts[at] = entry;
     } else {
@@ -398,7 +293,7 @@ export class ProfileScorer {
     const dims = this.dimensions;
     const ids = this.#ids.slice();
     ids.splice(at, 1);
-    this.#index.remove(this.#experts[at]!.doc);
+    this.#bm25.remove(this.#experts[at]!.doc);
     this.#experts.splice(at, 1);
     this.#matrix.copyWithin(at * dims, (at + 1) * dims, (ids.length + 1) * dims);
     this.#ids = Object.freeze(ids);
@@ -489,8 +384,7 @@ export class ProfileScorer {
   }
 
   /**
-   * The best experts of a score, by the native top-k of {@link topkGating} over the relevances:
-   * descending relevance, equal relevances in id order.
+   * The best experts of a score: descending relevance, equal relevances in id order.
    *
    * @param scored - A result of {@link ProfileScorer.score}.
    * @param k - How many, an integer >= 1; fewer come back when fewer experts were scored.
@@ -504,14 +398,7 @@ export class ProfileScorer {
    */
   top(scored: ScoredExperts, k: number): Int32Array {
     const relevance = v.float32Array('scored.relevance', (scored as Partial<ScoredExperts> | undefined)?.relevance);
-    const n = relevance.length;
-    const count = Math.min(v.integer('k', k, 1), n);
-    if (count === 0) return new Int32Array(0);
-    // Only the indices are used; the weights go to a reused scratch array.
-    if (this.#weightsScratch.length !== count) this.#weightsScratch = new Float32Array(count);
-    const indices = new Int32Array(count);
-    topkGating(relevance, { experts: n, k: count, threads: 1, out: { weights: this.#weightsScratch, indices } });
-    return indices;
+    return topK(relevance, v.integer('k', k, 1), 'scored.relevance');
   }
 
   /** Row of `id`, or `-(insertion point) - 1` when absent (binary search over the sorted ids). */
@@ -531,7 +418,7 @@ export class ProfileScorer {
 
   #changed(): void {
     this.#active = this.#matrix.subarray(0, this.#ids.length * this.dimensions);
-    this.#bm25 = null;
+    this.#docs = this.#experts.map((e) => e.doc);
     this.#cache.clear();
   }
 
@@ -594,63 +481,6 @@ export class ProfileScorer {
 
   /** Raw BM25 of the query for each row, exactly as {@link Bm25Index.search} over the profile texts. */
   #bm25Scores(text: string, terms: readonly string[]): Float64Array {
-    const n = this.#ids.length;
-    const out = this.#pool.f64(n);
-    if (this.#bm25 === null) this.#rebuildBm25();
-    if (this.#bm25Whole) {
-      const hits = this.#index.search(text);
-      for (let r = 0; r < n; r++) out[r] = hits.get(this.#experts[r]!.doc) ?? 0;
-      return out;
-    }
-    // BM25 is a sum over query term occurrences, so per-term contributions add up to it.
-    for (const term of terms) {
-      const c = this.#bm25!.get(term);
-      if (c !== undefined) for (let r = 0; r < n; r++) out[r] = out[r]! + c[r]!;
-    }
-    return out;
+    return this.#bm25.scores(text, terms, this.#docs, this.#pool.f64(this.#docs.length));
   }
-
-  /** Each term's contribution to each row, asked of the index one term at a time (N and avgdl change with every profile). */
-  #rebuildBm25(): void {
-    const surface = new Map<string, string | null>();
-    for (const { surfaces } of this.#experts) {
-      for (const [term, text] of surfaces) if (text !== null || !surface.has(term)) surface.set(term, text);
-    }
-    const rowOf = new Map(this.#experts.map((e, r) => [e.doc, r]));
-    const table = new Map<string, Float64Array>();
-    this.#bm25Whole = false;
-    for (const [term, text] of surface) {
-      if (text === null) {
-        this.#bm25Whole = true;
-        continue;
-      }
-      const c = new Float64Array(this.#experts.length);
-      for (const [doc, score] of this.#index.search(text)) c[rowOf.get(doc)!] = score;
-      table.set(term, c);
-    }
-    this.#bm25 = table;
-  }
-}
-
-/**
- * For each distinct term of a profile text, a text that tokenizes to that term alone: the term
- * itself almost always, else a word of the text ("databas" tokenizes to "databa", but "database"
- * to "databas"); null when there is none (a word holding two terms, as "uses中").
- */
-function surfacesOf(text: string): Map<string, string | null> {
-  const out = new Map<string, string | null>();
-  let missing = 0;
-  for (const term of tokenize(text)) {
-    if (out.has(term)) continue;
-    const again = tokenize(term);
-    const idempotent = again.length === 1 && again[0] === term;
-    out.set(term, idempotent ? term : null);
-    if (!idempotent) missing++;
-  }
-  if (missing === 0) return out;
-  for (const word of new Set(text.split(/[^\p{L}\p{M}\p{N}'\u2019]+/u))) {
-    const terms = word === '' ? [] : tokenize(word);
-    if (terms.length === 1 && out.get(terms[0]!) === null) out.set(terms[0]!, word);
-  }
-  return out;
 }

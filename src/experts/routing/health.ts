@@ -5,21 +5,10 @@
  */
 
 import * as v from '../../validate';
-import type { RoutingOutcome } from './types';
+import { HealthWindow } from './health-window';
+import type { CooldownReason, RoutingOutcome } from './types';
 
-/**
- * Why an expert is cooling down.
- *
- * - `'failure-rate'`: failures / requests in the window went above the threshold.
- * - `'non-retryable'`: a failure that retrying cannot fix (e.g. HTTP 401 / 404).
- * - `'retry-after'`: the expert asked to be left alone for a while (e.g. `Retry-After`).
- *
- * @example
- * ```ts
- * const why: CooldownReason | null = tracker.status('gpt').reason;
- * ```
- */
-export type CooldownReason = 'failure-rate' | 'non-retryable' | 'retry-after';
+export type { CooldownReason } from './types';
 
 /**
  * The part of a {@link RoutingOutcome} the tracker reads; a whole `RoutingOutcome` can be passed.
@@ -121,58 +110,34 @@ const OPTION_KEYS = ['windowMs', 'failureRate', 'minRequests', 'cooldownMs', 'on
 const REASONS: readonly CooldownReason[] = ['failure-rate', 'non-retryable', 'retry-after'];
 
 /**
- * One expert's window. Outcomes of the same ms share one bucket, so memory stays below
- * min(requests, windowMs) buckets however busy the expert; `head` skips expired buckets
- * without shifting the arrays on every request.
+ * {@link HealthTrackerOptions} checked and with their defaults filled in.
+ * @internal
  */
-class Window {
-  at: number[] = [];
-  requests: number[] = [];
-  failures: number[] = [];
-  head = 0;
-  totalRequests = 0;
-  totalFailures = 0;
-  coolingUntil: number | null = null;
-  reason: CooldownReason | null = null;
+export interface ResolvedHealthOptions {
+  windowMs: number;
+  failureRate: number;
+  minRequests: number;
+  cooldownMs: number;
+  onChange: ((expertId: string, status: ExpertHealth) => void) | undefined;
+  now: () => number;
+}
 
-  add(t: number, failed: boolean): void {
-    const last = this.at.length - 1;
-    // A clock that steps back (NTP) merges into the last bucket, keeping `at` sorted.
-    if (last >= this.head && t <= this.at[last]!) {
-      this.requests[last]! += 1;
-      this.failures[last]! += failed ? 1 : 0;
-    } else {
-      this.at.push(t);
-      this.requests.push(1);
-      this.failures.push(failed ? 1 : 0);
-    }
-    this.totalRequests += 1;
-    this.totalFailures += failed ? 1 : 0;
-  }
-
-  /** Drops buckets recorded at or before `now - windowMs`. */
-  prune(now: number, windowMs: number): void {
-    while (this.head < this.at.length && this.at[this.head]! <= now - windowMs) {
-      this.totalRequests -= this.requests[this.head]!;
-      this.totalFailures -= this.failures[this.head]!;
-      this.head += 1;
-    }
-    if (this.head > 64 && this.head * 2 > this.at.length) {
-      this.at = this.at.slice(this.head);
-      this.requests = this.requests.slice(this.head);
-      this.failures = this.failures.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  clear(): void {
-    this.at = [];
-    this.requests = [];
-    this.failures = [];
-    this.head = 0;
-    this.totalRequests = 0;
-    this.totalFailures = 0;
-  }
+/**
+ * Checks health options written at `path` (`'options'` for the tracker's own, `'options.health'`
+ * in a router's), so each error names the option as its caller wrote it. `keys` narrows the
+ * options accepted (a router takes the rules but not the callbacks).
+ * @internal
+ */
+export function healthOptions(options: unknown, path: string, keys: readonly string[] = OPTION_KEYS): ResolvedHealthOptions {
+  const o = v.options<HealthTrackerOptions>(path, options, keys);
+  return {
+    windowMs: o.windowMs === undefined ? 60_000 : v.finite(`${path}.windowMs`, o.windowMs, { positive: true }),
+    failureRate: o.failureRate === undefined ? 0.5 : v.unitInterval(`${path}.failureRate`, o.failureRate),
+    minRequests: o.minRequests === undefined ? 2 : v.integer(`${path}.minRequests`, o.minRequests, 1),
+    cooldownMs: o.cooldownMs === undefined ? 5_000 : v.finite(`${path}.cooldownMs`, o.cooldownMs, { positive: true }),
+    onChange: v.optionalFunction(`${path}.onChange`, o.onChange),
+    now: v.optionalFunction<() => number>(`${path}.now`, o.now) ?? Date.now,
+  };
 }
 
 /**
@@ -213,7 +178,7 @@ export class HealthTracker {
   readonly cooldownMs: number;
   readonly #now: () => number;
   readonly #onChange: ((expertId: string, status: ExpertHealth) => void) | undefined;
-  readonly #experts = new Map<string, Window>();
+  readonly #experts = new Map<string, HealthWindow>();
 
   /**
    * @param options - Window, threshold, cooldown, event callback and clock; see {@link HealthTrackerOptions}.
@@ -224,13 +189,13 @@ export class HealthTracker {
    * ```
    */
   constructor(options?: HealthTrackerOptions) {
-    const o = v.options<HealthTrackerOptions>('options', options, OPTION_KEYS);
-    this.windowMs = o.windowMs === undefined ? 60_000 : v.finite('options.windowMs', o.windowMs, { positive: true });
-    this.failureRate = o.failureRate === undefined ? 0.5 : v.unitInterval('options.failureRate', o.failureRate);
-    this.minRequests = o.minRequests === undefined ? 2 : v.integer('options.minRequests', o.minRequests, 1);
-    this.cooldownMs = o.cooldownMs === undefined ? 5_000 : v.finite('options.cooldownMs', o.cooldownMs, { positive: true });
-    this.#onChange = v.optionalFunction('options.onChange', o.onChange);
-    this.#now = v.optionalFunction<() => number>('options.now', o.now) ?? Date.now;
+    const o = healthOptions(options, 'options');
+    this.windowMs = o.windowMs;
+    this.failureRate = o.failureRate;
+    this.minRequests = o.minRequests;
+    this.cooldownMs = o.cooldownMs;
+    this.#onChange = o.onChange;
+    this.#now = o.now;
   }
 
   /**
@@ -256,7 +221,7 @@ export class HealthTracker {
     const now = this.#now();
     let w = this.#experts.get(expertId);
     if (w === undefined) {
-      w = new Window();
+      w = new HealthWindow();
       this.#experts.set(expertId, w);
     } else {
       this.#refresh(expertId, w, now);
@@ -416,7 +381,7 @@ export class HealthTracker {
     const j = json as Partial<HealthTrackerJSON>;
     if (j.version !== 1) throw v.rangeError('json.version', '1', j.version);
     if (!Array.isArray(j.experts)) throw v.typeError('json.experts', 'Array', j.experts);
-    const experts = new Map<string, Window>();
+    const experts = new Map<string, HealthWindow>();
     j.experts.forEach((e: unknown, i) => {
       const name = `json.experts[${i}]`;
       if (e === null || typeof e !== 'object' || Array.isArray(e)) throw v.typeError(name, 'object', e);
@@ -424,7 +389,7 @@ export class HealthTracker {
       const id = v.nonEmptyString(`${name}.id`, x.id);
       if (experts.has(id)) throw v.rangeError(`${name}.id`, 'unique id', id);
       if (!Array.isArray(x.window)) throw v.typeError(`${name}.window`, 'Array', x.window);
-      const w = new Window();
+      const w = new HealthWindow();
       x.window.forEach((b: unknown, k) => {
         const bn = `${name}.window[${k}]`;
         if (!Array.isArray(b) || b.length !== 3) throw v.typeError(bn, '[time, requests, failures]', b);
@@ -450,7 +415,7 @@ export class HealthTracker {
   }
 
   /** Prunes the window and ends a cooldown whose time has come (reporting it). */
-  #refresh(expertId: string, w: Window, now: number): void {
+  #refresh(expertId: string, w: HealthWindow, now: number): void {
     if (w.coolingUntil !== null && now >= w.coolingUntil) {
       w.coolingUntil = null;
       w.reason = null;
@@ -461,7 +426,7 @@ export class HealthTracker {
     w.prune(now, this.windowMs);
   }
 
-  #snapshot(w: Window, now: number): ExpertHealth {
+  #snapshot(w: HealthWindow, now: number): ExpertHealth {
     w.prune(now, this.windowMs);
     const n = w.totalRequests;
     const f = w.totalFailures;

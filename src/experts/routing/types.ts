@@ -95,3 +95,17 @@ export interface RoutingOutcome {
   /** The expert asked to be left alone this long (ms), e.g. from `Retry-After`. */
   retryAfterMs?: number;
 }
+
+/**
+ * Why an expert is cooling down.
+ *
+ * - `'failure-rate'`: failures / requests in the window went above the threshold.
+ * - `'non-retryable'`: a failure that retrying cannot fix (e.g. HTTP 401 / 404).
+ * - `'retry-after'`: the expert asked to be left alone for a while (e.g. `Retry-After`).
+ *
+ * @example
+ * ```ts
+ * const why: CooldownReason | null = tracker.status('gpt').reason;
+ * ```
+ */
+export type CooldownReason = 'failure-rate' | 'non-retryable' | 'retry-after';

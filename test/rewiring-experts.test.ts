@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,108 +178,48 @@ describe('RewiringExperts learning and health', () => {
   });
 });
 
-describe('RewiringExperts.routeWithFallback', () => {
-  it('walks the fallback chain on failure, recording every attempt', async () => {
-    const router = new RewiringExperts();
-    const tried: string[] = [];
-    const r = await router.routeWithFallback('This LEFT JOIN query is slow on Postgres', async (expert) => {
-      tried.push(expert.id);
-      if (tried.length < 3) throw Object.assign(new Error(`${expert.id} is down`), { status: 503 });
-      return `answer from ${expert.id}`;
-    });
-    expect(tried[0]).toBe('sql');
-    expect(r.expertId).toBe(tried[2]);
-    expect(r.result).toBe(`answer from ${tried[2]}`);
-    expect(r.attempts.map((a) => a.success)).toEqual([false, false, true]);
-    expect(router.getMetrics()).toMatchObject({ outcomes: 3 });
-    await expect(router.routeWithFallback('slow SQL', async () => Promise.reject(new Error('nope')), { maxAttempts: 2 })).rejects.toThrow(
-      /^RewiringExperts\.routeWithFallback: every expert tried failed \(.*: nope; .*: nope\)$/,
-    );
-  });
-
-  it('stops on abort', async () => {
-    const router = new RewiringExperts();
-    const ac = new AbortController();
-    await expect(
-      router.routeWithFallback('slow SQL', async () => {
-        ac.abort(new Error('user left'));
-        throw new Error('cancelled');
-      }, { signal: ac.signal }),
-    ).rejects.toThrow('user left');
-  });
-});
-
-describe('RewiringExperts.routeWithFallback edge cases', () => {
-  it('waits for the earliest recovery when every expert of the chain cools down', async () => {
-    let now = 1_000_000;
-    const router = new RewiringExperts({ clock: () => now, health: { cooldownMs: 50 } });
-    // Cool every expert down at once.
-    for (const e of router.experts()) {
-      const d = router.routeQuery('anything', { exclude: router.experts().map((x) => x.id).filter((id) => id !== e.id) });
-      router.recordOutcome(d.id, { success: false, latencyMs: 1, nonRetryable: true });
-    }
-    const slept: number[] = [];
-    const t0 = now;
-    const r = await router.routeWithFallback('slow SQL join', async (expert) => {
-      slept.push(now - t0);
-      return expert.id;
-    }, { waitForRecovery: true, signal: AbortSignal.timeout(5000) }).catch((e: Error) => e);
-    // The degraded choice is tried at once (nothing is available); when it succeeds no wait is needed.
-    expect(r).toMatchObject({ expertId: 'sql' });
-    expect(slept).toEqual([0]);
-  });
-
-  it('after the choice fails with every fallback cooling, waits and tries again', async () => {
-    const router = new RewiringExperts({ health: { cooldownMs: 30 } }); // real clock: the wait is real
-    for (const id of ['python', 'javascript', 'debug', 'ml', 'api']) {
-      const d = router.routeQuery('anything', { exclude: router.experts().map((x) => x.id).filter((x) => x !== id) });
-      router.recordOutcome(d.id, { success: false, latencyMs: 1, nonRetryable: true });
-    }
-    const tried: string[] = [];
-    const t0 = Date.now();
-    const r = await router.routeWithFallback('slow SQL join', async (expert) => {
-      tried.push(expert.id);
-      if (tried.length === 1) throw Object.assign(new Error('down'), { status: 401 });
-      return 'ok';
-    }, { waitForRecovery: true, maxAttempts: 3 });
-    expect(r.result).toBe('ok');
-    expect(tried[0]).toBe('sql');
-    expect(tried).toHaveLength(2);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(20); // it waited for a cooldown to end
-  });
-
-  it('releases the in-flight count on abort and routes nothing for an aborted signal', async () => {
-    const router = new RewiringExperts();
-    const ac = new AbortController();
-    await expect(router.routeWithFallback('slow SQL', async () => {
-      ac.abort(new Error('gone'));
-      throw new Error('cancelled');
-    }, { signal: ac.signal })).rejects.toThrow('gone');
-    expect(Object.values(router.getMetrics().inFlight).reduce((a, b) => a + b, 0)).toBe(0);
-    const before = router.getMetrics().totalRouted;
-    await expect(router.routeWithFallback('slow SQL', async () => 1, { signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow('already');
-    expect(router.getMetrics().totalRouted).toBe(before);
-  });
-
-  it('keeps a success even when its decision would have been evicted meanwhile, and survives odd throws', async () => {
-    const router = new RewiringExperts({ maxPendingDecisions: 1 });
-    let release!: () => void;
-    const slow = router.routeWithFallback('slow SQL', () => new Promise<string>((r) => (release = () => r('ANSWER'))));
-    for (let i = 0; i < 5; i++) router.routeQuery(`other query ${i}`); // would evict the oldest decision
-    release();
-    await expect(slow).resolves.toMatchObject({ result: 'ANSWER' });
-    const r = await router.routeWithFallback('slow SQL', async (e) => {
-      if (e.id === 'sql') throw Object.create(null);
-      return 'fine';
-    });
-    expect(r.attempts[0]).toMatchObject({ success: false, error: '[object Object]' });
-    expect(r.result).toBe('fine');
-  });
-
+describe('RewiringExperts options and events', () => {
   it('names health options as written and refuses duplicate expert ids', () => {
     expect(() => new RewiringExperts({ health: { failureRate: 2 } })).toThrow(/for options\.health\.failureRate/);
     const e = { id: 'x', domain: 'x', description: 'x things' };
     expect(() => new RewiringExperts({ experts: [e, e] })).toThrow(new RangeError("Expected an id not used by an earlier expert for options.experts[1].id but received 'x' of type string"));
+  });
+
+  it("sends a throwing listener's error to 'error' listeners, else to process.emitWarning, never failing the call", () => {
+    const router = new RewiringExperts();
+    router.on('routed', () => {
+      throw new Error('routed listener bug');
+    });
+    const seen: string[] = [];
+    router.on('routed', (d) => seen.push(d.expertId)); // still called
+    const errors: string[] = [];
+    const onError = (e: Error) => errors.push(e.message);
+    router.on('error', onError);
+    expect(router.routeQuery('slow SQL join').expertId).toBe('sql');
+    expect(errors).toEqual(['routed listener bug']);
+    // No 'error' listener: a warning, not an exception on a later tick.
+    router.off('error', onError);
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const d = router.routeQuery('pandas groupby');
+      expect(d.expertId).toBe('python');
+      expect(router.getMetrics().inFlight.python).toBe(1);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn.mock.calls[0]![0]).toBe("a 'routed' listener threw: routed listener bug");
+    } finally {
+      warn.mockRestore();
+    }
+    expect(seen).toEqual(['sql', 'python']);
+  });
+
+  it("emits 'outcome' with the expert filled in only when someone listens", () => {
+    const router = new RewiringExperts();
+    const d = router.routeQuery('slow SQL join');
+    router.recordOutcome(d.id, { success: false, latencyMs: 3 }); // nobody listens: nothing to build
+    const got: unknown[] = [];
+    router.on('outcome', (id, o) => got.push([id, o]));
+    router.recordOutcome(d.id, { success: true, latencyMs: 4, quality: 1 });
+    expect(got).toEqual([[d.id, { success: true, latencyMs: 4, quality: 1, expertId: 'sql', nonRetryable: false }]]);
   });
 });
 

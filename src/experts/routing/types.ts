@@ -109,3 +109,90 @@ export interface RoutingOutcome {
  * ```
  */
 export type CooldownReason = 'failure-rate' | 'non-retryable' | 'retry-after';
+
+/**
+ * Why a decision chose its expert.
+ *
+ * @example
+ * ```ts
+ * const { relevance, strategy, health } = decision.reasons;
+ * ```
+ */
+export interface RoutingReasons {
+  /** The chosen expert's relevance to the query in [0, 1] and its parts. */
+  relevance: number;
+  /** Cosine similarity of the query and the expert's profile embeddings. */
+  cosine: number;
+  /** The query's BM25 over the profile, divided by the best expert's. */
+  bm25: number;
+  /** Bonus for matching `context.domain`. */
+  domainBonus: number;
+  /** The strategy's own numbers for the chosen expert (success rate, forecast latency, UCB …). */
+  strategy: Record<string, number>;
+  /** Requests the chosen expert had in flight when the decision was made. */
+  inFlight: number;
+  /** `'available'`, or `'degraded'` when every candidate was cooling down and the best of them was chosen anyway. */
+  health: 'available' | 'degraded';
+  /** The chosen expert's relevance bias (see {@link RewiringExperts.setRelevanceBias}); present while a bias is set. */
+  bias?: number;
+}
+
+/**
+ * The result of {@link RewiringExperts.routeQuery}.
+ *
+ * @example
+ * ```ts
+ * const d = router.routeQuery('optimise this SQL join');
+ * console.log(d.expertId, d.fallbacks, d.reasons);
+ * ```
+ */
+export interface RoutingDecision {
+  /** Pass it to {@link RewiringExperts.recordOutcome}. */
+  id: string;
+  /** The chosen expert. */
+  expertId: string;
+  /** The strategy's score of the chosen expert. */
+  score: number;
+  /**
+   * Experts to try next, in order (fallback affinity from the expert graph, then the
+   * strategy's rank); experts cooling down come after the available ones.
+   */
+  fallbacks: string[];
+  /** The strategy that decided. */
+  strategy: RoutingStrategy;
+  /** Why. */
+  reasons: RoutingReasons;
+  /** Every candidate ranked, best first, with its strategy score. */
+  ranking: Array<{
+    /** The expert. */
+    id: string;
+    /** Its strategy score. */
+    score: number;
+  }>;
+}
+
+/**
+ * Measured routing figures since creation (or since the state was saved, when loaded).
+ *
+ * @example
+ * ```ts
+ * const m = router.getMetrics();
+ * console.log(m.totalRouted, m.successRate, m.meanLatencyMs, m.rewiringEvents, m.utilization);
+ * ```
+ */
+export interface RoutingMetrics {
+  /** routeQuery calls. */
+  totalRouted: number;
+  /** Outcomes recorded. */
+  outcomes: number;
+  /** Successful outcomes / outcomes (0 before any). */
+  successRate: number;
+  /** Mean `latencyMs` of the recorded outcomes (0 before any). */
+  meanLatencyMs: number;
+  /** Fallback-order changes made by the expert graph (see {@link ExpertGraph}). */
+  rewiringEvents: number;
+  /** Per expert: share of routed queries it was chosen for, in [0, 1]. */
+  utilization: Record<string, number>;
+  /** Per expert: requests in flight now (decided, no outcome yet). */
+  inFlight: Record<string, number>;
+}

@@ -40,6 +40,13 @@ function expectIsasAgree(script: string, tolerance: number) {
   }
 }
 
+// The widest ISA of this CPU (a child without CAPIBARA_ISA). With only generic there is nothing
+// to compare: generic would be compared with itself, so the cross-ISA tests are skipped.
+const BEST_ISA = runUnder<{ isa: string }>(`console.log(JSON.stringify({ isa: require(${JSON.stringify(lib)}).nativeInfo().isa }))`).isa;
+const ONE_ISA = BEST_ISA === 'generic';
+const crossIsa = (title: string) =>
+  ONE_ISA ? `${title} (skipped: this CPU has neither AVX2 nor AVX-512, only the generic kernels)` : title;
+
 const run = (isa?: string) =>
   runUnder<{ isa: string; runs: Array<{ indices: number[]; weights: number[]; aux: number; z: number; h: number }> }>(SCRIPT, isa);
 
@@ -49,7 +56,7 @@ describe('ISA variants of the kernels', () => {
     expect(nativeInfo().napiVersion).toBe(8);
   });
 
-  it('gives the same routing on every ISA this CPU has', () => {
+  it.skipIf(ONE_ISA)(crossIsa('gives the same routing on every ISA this CPU has'), () => {
     const best = run();
     for (const isa of ['avx2', 'generic']) {
       const other = run(isa);
@@ -80,7 +87,7 @@ runs.push(Array.from(topkGating(x, { experts: 2048, k: 1, bias }).indices));
 console.log(JSON.stringify({ isa: nativeInfo().isa, runs }));`;
 
 describe('ISA variants of the row paths', () => {
-  it('add the softmax normaliser in the same order on every ISA', () => expectIsasAgree(ROW_SUM_SCRIPT, 1e-6));
+  it.skipIf(ONE_ISA)(crossIsa('add the softmax normaliser in the same order on every ISA'), () => expectIsasAgree(ROW_SUM_SCRIPT, 1e-6));
 });
 
 // Attention on every ISA: decode-sized tiles (dot products) and prefill tiles (transposed keys),
@@ -100,5 +107,5 @@ for (const [nq, nk, qh, kvh, d, half, window] of [[1, 300, 8, 2, 128, false, fal
 console.log(JSON.stringify(out));`;
 
 describe('ISA variants of the attention kernel', () => {
-  it('gives the same outputs on every ISA this CPU has', () => expectIsasAgree(ATTENTION_SCRIPT, 1e-5));
+  it.skipIf(ONE_ISA)(crossIsa('gives the same outputs on every ISA this CPU has'), () => expectIsasAgree(ATTENTION_SCRIPT, 1e-5));
 });

@@ -109,3 +109,30 @@ console.log(JSON.stringify(out));`;
 describe('ISA variants of the attention kernel', () => {
   it.skipIf(ONE_ISA)(crossIsa('gives the same outputs on every ISA this CPU has'), () => expectIsasAgree(ATTENTION_SCRIPT, 1e-5));
 });
+
+// The router projection goes through the same dispatch (common/isa.h) as every kernel, so
+// CAPIBARA_ISA narrows it too: tails of tokens (not a multiple of the 4-token tile) and of the
+// hidden size (not a multiple of 16), several threads.
+const ROUTER_LOGITS_SCRIPT = `
+const { routerLogits, nativeInfo } = require(${JSON.stringify(lib)});
+let a = 4242;
+const rand = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+const runs = [];
+for (const [T, H, E, threads] of [[1, 16, 8, 1], [7, 33, 64, 1], [64, 1024, 60, 2], [130, 200, 256, 2]]) {
+  const hidden = Float32Array.from({ length: T * H }, rand), weight = Float32Array.from({ length: E * H }, rand);
+  runs.push(Array.from(routerLogits(hidden, weight, { hiddenSize: H, threads })));
+}
+console.log(JSON.stringify({ isa: nativeInfo().isa, runs }));`;
+
+describe('ISA variants of the router projection', () => {
+  it.skipIf(ONE_ISA)(crossIsa('gives the same logits under CAPIBARA_ISA=generic (and avx2) as with the default ISA'), () => {
+    const best = runUnder<{ isa: string; runs: number[][] }>(ROUTER_LOGITS_SCRIPT);
+    const generic = runUnder<{ isa: string; runs: number[][] }>(ROUTER_LOGITS_SCRIPT, 'generic');
+    expect(generic.isa).toBe('generic');
+    best.runs.forEach((b, i) => {
+      expect(generic.runs[i]!.length).toBe(b.length);
+      b.forEach((x, j) => expect(Math.abs(generic.runs[i]![j]! - x), `run ${i} element ${j}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(x))));
+    });
+    expectIsasAgree(ROUTER_LOGITS_SCRIPT, 1e-3);
+  });
+});

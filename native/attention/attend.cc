@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "attention/kernels.h"
-#include "common/dispatch.h"
 #include "common/isa.h"
 #include "common/parallel.h"
 #include "common/vec.h"

@@ -1,11 +1,18 @@
-// Runtime ISA dispatch. A kernel body lives in a `.inc` file that is compiled once per
-// instruction set inside a namespace (avx512, avx2, generic) under a target pragma, next to
-// that ISA's few primitive ops (masks, partial loads); the loader picks the widest namespace
-// the CPU supports. Builds stay portable: no host-specific -march flags anywhere.
-// CAPIBARA_ISA=generic|avx2|avx512 in the environment forces a narrower one (for tests).
+// Runtime ISA dispatch, the one mechanism every kernel uses. A kernel body lives in a `.inc`
+// file that is compiled once per instruction set inside a namespace (avx512, avx2, generic)
+// under a target pragma, next to that ISA's few primitive ops (masks, partial loads); the
+// loader picks the widest namespace the CPU supports. Builds stay portable: no host-specific
+// -march flags anywhere. CAPIBARA_ISA=generic|avx2|avx512 in the environment forces a narrower
+// one (for tests); it is read here once, and avx512 also turns off the VNNI int8 extension.
 #pragma once
 #include <cstdlib>
 #include <cstring>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CAPIBARA_INLINE inline __attribute__((always_inline))
+#else
+#define CAPIBARA_INLINE inline
+#endif
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(CAPIBARA_NO_DISPATCH)
@@ -18,6 +25,10 @@
   _Pragma(                                                                                                           \
       "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\"))), " \
       "apply_to = function)")
+#define CAPIBARA_BEGIN_AVX512_VNNI                                                                   \
+  _Pragma(                                                                                           \
+      "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\"))), " \
+      "apply_to = function)")
 #define CAPIBARA_BEGIN_AVX2 \
   _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define CAPIBARA_END_TARGET _Pragma("clang attribute pop")
@@ -26,6 +37,9 @@
 // which some virtual CPUs mask while offering AVX2.
 #define CAPIBARA_BEGIN_AVX512 \
   _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx2,fma\")")
+// The AVX-512 set plus VNNI, for the int8 scans' extension of the AVX-512 namespace (IsaChoice::vnni).
+#define CAPIBARA_BEGIN_AVX512_VNNI \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\")")
 #define CAPIBARA_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define CAPIBARA_END_TARGET _Pragma("GCC pop_options")
 #endif
@@ -42,32 +56,52 @@
 
 namespace capibara {
 
+// Lanes per vector step of kernels whose results must not depend on the ISA: one AVX-512
+// register of floats, two AVX2 ones, four generic ones.
+constexpr int kLanes = 16;
+
 enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
 
-// The widest ISA this CPU supports, narrowed by CAPIBARA_ISA when set.
-inline Isa DetectIsa() {
-  Isa best = Isa::kGeneric;
+// The kernels' ISA, and whether the int8 scans may use AVX-512 VNNI (an extension of the
+// AVX-512 namespace, not an ISA of its own).
+struct IsaChoice {
+  Isa isa = Isa::kGeneric;
+  bool vnni = false;
+};
+
+// The widest ISA this CPU supports, narrowed by CAPIBARA_ISA when set. Naming `avx512`
+// explicitly keeps plain AVX-512 (no VNNI), so tests can compare the two int8 paths.
+inline IsaChoice DetectIsa() {
+  IsaChoice c;
 #ifdef CAPIBARA_X86_DISPATCH
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) c.isa = Isa::kAvx2;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    best = Isa::kAvx512;
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    c.isa = Isa::kAvx512;
+    c.vnni = __builtin_cpu_supports("avx512vnni");
+  }
 #endif
   const char* want = std::getenv("CAPIBARA_ISA");
   if (want != nullptr) {
-    Isa cap = best;
+    Isa cap = c.isa;
     if (std::strcmp(want, "generic") == 0) cap = Isa::kGeneric;
     if (std::strcmp(want, "avx2") == 0) cap = Isa::kAvx2;
-    if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
+    if (std::strcmp(want, "avx512") == 0) c.vnni = false;
+    if (static_cast<int>(cap) < static_cast<int>(c.isa)) c.isa = cap;
   }
-  return best;
+  if (c.isa != Isa::kAvx512) c.vnni = false;
+  return c;
 }
 
-inline Isa CurrentIsa() {
-  static const Isa isa = DetectIsa();
-  return isa;
+// Decided once per process (per loaded addon) and never changed: a kernel's ISA cannot differ
+// between two calls.
+inline const IsaChoice& CurrentIsaChoice() {
+  static const IsaChoice choice = DetectIsa();
+  return choice;
 }
+
+inline Isa CurrentIsa() { return CurrentIsaChoice().isa; }
 
 inline const char* IsaName(Isa isa) {
   return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "generic";

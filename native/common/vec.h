@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "common/dispatch.h"
+#include "common/isa.h"
 
 #if !defined(__GNUC__) && !defined(__clang__)
 #error "@capibara/core kernels need GCC or Clang vector extensions (on Windows, build with clang-cl)"

@@ -8,7 +8,6 @@
 #include <limits>
 #include <vector>
 
-#include "common/dispatch.h"
 #include "common/isa.h"
 #include "common/vec.h"
 #include "gating/kernels.h"

@@ -8,7 +8,6 @@
 #include <mutex>
 #include <vector>
 
-#include "common/dispatch.h"
 #include "common/isa.h"
 #include "common/parallel.h"
 #include "common/vec.h"

@@ -1,8 +1,8 @@
 // Brute-force scans for the memory's vector search. The row loops (memory/int8_rows.inc,
 // memory/float32_rows.inc) are compiled once per ISA like the gating kernels, but by hand
 // rather than through common/isa_each.inc: the int8 dot product needs its own primitives per
-// ISA (defined next to each include) and a fourth variant, AVX-512 VNNI (int8 only), which
-// DetectIsa() does not know about.
+// ISA (defined next to each include) and a fourth variant, AVX-512 VNNI (int8 only), taken
+// when common/isa.h's choice allows it (IsaChoice::vnni).
 
 // GCC fuses a * b + c into FMA on the ISAs that have it (not on generic): that would make the
 // float32 scores differ across ISAs in the last bit. Clang only fuses within one expression,
@@ -18,7 +18,6 @@
 #include <mutex>
 #include <vector>
 
-#include "common/dispatch.h"
 #include "common/isa.h"
 #include "common/parallel.h"
 #include "common/vec.h"
@@ -117,16 +116,7 @@ CAPIBARA_END_TARGET
 
 // VNNI: vpdpbusd multiplies unsigned by signed bytes, so the codes are shifted to c + 128 by
 // flipping their top bit and the query's sum times 128 is taken off at the end. 64 codes per step.
-#if defined(__clang__)
-#define CAPIBARA_BEGIN_VNNI                                                                             \
-  _Pragma(                                                                                              \
-      "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\"))), " \
-      "apply_to = function)")
-#else
-#define CAPIBARA_BEGIN_VNNI \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\")")
-#endif
-CAPIBARA_BEGIN_VNNI
+CAPIBARA_BEGIN_AVX512_VNNI
 namespace vnni {
 typedef __m512i I8Acc;
 constexpr int64_t kI8Step = 64;
@@ -203,18 +193,13 @@ CAPIBARA_INLINE void I8SumRows(const I8Acc* a, int32_t* sums) {
 
 enum class Int8Variant { kGeneric, kAvx2, kAvx512, kVnni };
 
-// VNNI is an extension of the AVX-512 variant: used when the CPU has it, unless CAPIBARA_ISA
-// asks for plain AVX-512 (or less), so tests can compare the two.
+// VNNI is an extension of the AVX-512 variant, used when common/isa.h allows it (the CPU has
+// it and CAPIBARA_ISA does not name avx512 or a narrower ISA).
 Int8Variant DetectInt8Variant() {
-  const Isa isa = CurrentIsa();
-  if (isa == Isa::kGeneric) return Int8Variant::kGeneric;
-  if (isa == Isa::kAvx2) return Int8Variant::kAvx2;
-#ifdef CAPIBARA_X86_DISPATCH
-  const char* want = std::getenv("CAPIBARA_ISA");
-  if (__builtin_cpu_supports("avx512vnni") && (want == nullptr || std::strcmp(want, "avx512") != 0))
-    return Int8Variant::kVnni;
-#endif
-  return Int8Variant::kAvx512;
+  const IsaChoice& c = CurrentIsaChoice();
+  if (c.isa == Isa::kGeneric) return Int8Variant::kGeneric;
+  if (c.isa == Isa::kAvx2) return Int8Variant::kAvx2;
+  return c.vnni ? Int8Variant::kVnni : Int8Variant::kAvx512;
 }
 
 Int8Variant CurrentInt8Variant() {

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { writeFileAtomic } from '../src/toolkit/atomic-write';
 import { CloseGuard, ClosedError } from '../src/toolkit/closing';
 import { emitSafely, reportError } from '../src/toolkit/listeners';
+import { MinHeap } from '../src/toolkit/min-heap';
 import { SerialQueue } from '../src/toolkit/serial-queue';
 import { sleep } from '../src/toolkit/sleep';
 
@@ -151,5 +152,30 @@ describe('listener policy', () => {
       "an 'error' listener threw: second",
     ]);
     expect(emitSafely(new EventEmitter(), 'none')).toBe(false);
+  });
+});
+
+describe('MinHeap', () => {
+  it('pops in key order, equal keys in insertion order, against a reference', () => {
+    const heap = new MinHeap<number>();
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const ref: Array<[number, number]> = [];
+    for (let i = 0; i < 2000; i++) {
+      const key = Math.floor(rand() * 300);
+      heap.push(key, i);
+      ref.push([key, i]);
+      if (rand() < 0.3) {
+        const want = Math.min(...ref.map(([key]) => key));
+        expect(heap.peekKey()).toBe(want);
+        const at = ref.findIndex(([key]) => key === want); // the first inserted of the smallest key
+        expect(heap.pop()).toBe(ref[at]![1]);
+        ref.splice(at, 1);
+      }
+    }
+    ref.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    expect(Array.from({ length: heap.size }, () => heap.pop())).toEqual(ref.map(([, id]) => id));
+    expect(heap.pop()).toBeUndefined();
+    expect(heap.peekKey()).toBe(Infinity);
   });
 });

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 import { CloseGuard } from '../toolkit/closing';
+import { MinHeap } from '../toolkit/min-heap';
 import { emitSafely } from '../toolkit/listeners';
 import * as v from '../validate';
 import { checkDefinition, checkRequest, LEVELS, OPTION_KEYS, RESOURCES } from './checks';
@@ -73,6 +74,8 @@ export class BudgetForcing extends EventEmitter {
   readonly #unbacked = new Map<string, number>();
   // Windows whose soft threshold has alerted (in this process), until the window is pruned.
   readonly #alerted = new Set<string>();
+  // #touched keys by window end, so pruning costs O(log n) per ended window, not a scan per decision.
+  readonly #ends = new MinHeap<string>();
   readonly #m = { approved: 0, denied: 0, violations: 0, wouldOverspend: 0, prevented: 0, decisions: 0, decisionMs: 0 };
   readonly #guard = new CloseGuard('BudgetForcing');
 
@@ -253,7 +256,11 @@ export class BudgetForcing extends EventEmitter {
 
     this.#prune(now);
     windows.forEach((w, i) => {
-      if (!this.#touched.has(w.key)) this.#touched.set(w.key, { resourceType: req.resourceType, limit: w.def.limit, end: checks[i]!.expiresAt ?? now + this.#sessionTtl });
+      if (!this.#touched.has(w.key)) {
+        const end = checks[i]!.expiresAt ?? now + this.#sessionTtl;
+        this.#touched.set(w.key, { resourceType: req.resourceType, limit: w.def.limit, end });
+        this.#ends.push(end, w.key);
+      }
       this.#maybeAlert(w.key, w.budgetId, req.requesterId, result.before[i]!.committed + result.before[i]!.reserved + amount);
     });
     const overLimit = over.length > 0 || overRequest.length > 0;
@@ -409,13 +416,13 @@ export class BudgetForcing extends EventEmitter {
 
   /** Forgets windows that have ended (and their alert state). */
   #prune(now: number): void {
-    for (const [key, t] of this.#touched) {
-      if (t.end <= now) {
-        this.#touched.delete(key);
-        this.#alerted.delete(key);
-      }
+    while (this.#ends.peekKey() <= now) {
+      const key = this.#ends.pop()!;
+      this.#touched.delete(key);
+      this.#alerted.delete(key);
     }
   }
+
 
   /**
    * The counters and, from the store, utilisation per resource.

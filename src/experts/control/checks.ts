@@ -81,6 +81,13 @@ export function checkWorkload(name: string, value: unknown): Map<string, number>
   return out;
 }
 
+/** Seconds between timer ticks (the seed's unit): > 0, and within a timer's reach (2³¹ − 1 ms). */
+export function timerSeconds(name: string, value: unknown): number {
+  const seconds = v.finite(name, value, { positive: true });
+  if (seconds * 1000 > 2 ** 31 - 1) throw v.rangeError(name, 'number of seconds in (0, 2147483]', seconds);
+  return seconds;
+}
+
 /**
  * A duration: ms as a number (> 0), or a string such as `'500ms'`, `'90s'`, `'15m'`, `'24h'`, `'7d'`.
  */

@@ -11,6 +11,7 @@ import * as v from '../../validate';
 import { type AllocationPlan, type AllocationInput, MAX_REPLICA_BUDGET, planAllocation } from './allocation';
 import type { ExpertAttentionReason, RecommendedAction } from './attention-reasons';
 import { attempts, meanLatency } from './counters';
+import { timerSeconds } from './checks';
 import { positiveUnit } from './lifecycle';
 import { ExpertMonitor } from './monitor';
 import { windowRows } from './pool-figures';
@@ -293,8 +294,7 @@ export class ExpertCoordinator extends EventEmitter {
   enableAutomaticCoordination(options: AutomaticCoordinationOptions = {}): this {
     this.#guard.check();
     const o = v.options<AutomaticCoordinationOptions>('options', options, AUTO_KEYS);
-    const seconds = o.coordinationFrequency === undefined ? 300 : v.finite('options.coordinationFrequency', o.coordinationFrequency, { positive: true });
-    if (seconds * 1000 > 2 ** 31 - 1) throw v.rangeError('options.coordinationFrequency', 'number of seconds in (0, 2147483]', seconds);
+    const seconds = o.coordinationFrequency === undefined ? 300 : timerSeconds('options.coordinationFrequency', o.coordinationFrequency);
     const objectives = checkObjectives('options.objectives', o.objectives);
     const constraints = checkConstraints('options.constraints', o.constraints, this.#view.replicaBudget);
     const apply = o.apply === undefined ? true : v.boolean('options.apply', o.apply);

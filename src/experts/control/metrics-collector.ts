@@ -7,6 +7,7 @@ import { RewiringExperts } from '../routing/index';
 import { dict } from '../../dict';
 import { CloseGuard } from '../../toolkit/closing';
 import * as v from '../../validate';
+import { timerSeconds } from './checks';
 import { efficiency, meanLatency, successRate } from './counters';
 import type { MoEControlAPI } from './moe-control-api';
 import { type CollectorView, poolViewOf } from './pool-view';
@@ -136,8 +137,7 @@ export class ExpertMetricsCollector {
     if (o.experts !== undefined && !Array.isArray(o.experts)) throw v.typeError('options.experts', 'array of expert ids or records', o.experts);
     this.#experts = o.experts === undefined ? undefined : new Set(o.experts.map((e: unknown, i) => v.nonEmptyString(`options.experts[${i}]`, typeof e === 'object' && e !== null ? (e as ManagedExpert).id : e)));
     this.#maxHistory = o.maxHistory === undefined ? 1000 : v.integer('options.maxHistory', o.maxHistory, 1);
-    const seconds = o.collectionInterval === undefined ? undefined : v.finite('options.collectionInterval', o.collectionInterval, { positive: true });
-    if (seconds !== undefined && seconds * 1000 > 2 ** 31 - 1) throw v.rangeError('options.collectionInterval', 'number of seconds in (0, 2147483]', seconds);
+    const seconds = o.collectionInterval === undefined ? undefined : timerSeconds('options.collectionInterval', o.collectionInterval);
     this.#view = control;
     if (control !== undefined) {
       this.router = control.router;

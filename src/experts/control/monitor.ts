@@ -7,7 +7,7 @@ import { dict } from '../../dict';
 import { CloseGuard } from '../../toolkit/closing';
 import * as v from '../../validate';
 import { attentionReasons, type ExpertAttentionReason, recommend, type RecommendedAction } from './attention-reasons';
-import { duration } from './checks';
+import { duration, timerSeconds } from './checks';
 import { addCounters, efficiency, emptyCounters, type ExpertCounters, meanLatency, offeredLoad, successRate, utilization } from './counters';
 import { type ExpertPoolControl, type MonitorView, poolViewOf } from './pool-view';
 import { leastSquaresSlope } from './statistics';
@@ -229,8 +229,7 @@ export class ExpertMonitor {
     const view: MonitorView = poolViewOf('control', control);
     view.check();
     const o = v.options<MonitorOptions>('options', options, OPTION_KEYS);
-    this.monitoringFrequency = o.monitoringFrequency === undefined ? 60 : v.finite('options.monitoringFrequency', o.monitoringFrequency, { positive: true });
-    if (this.monitoringFrequency * 1000 > 2 ** 31 - 1) throw v.rangeError('options.monitoringFrequency', 'number of seconds in (0, 2147483]', this.monitoringFrequency);
+    this.monitoringFrequency = o.monitoringFrequency === undefined ? 60 : timerSeconds('options.monitoringFrequency', o.monitoringFrequency);
     if (o.metrics !== undefined && !Array.isArray(o.metrics)) throw v.typeError('options.metrics', 'array of metric names', o.metrics);
     this.metrics = Object.freeze(o.metrics === undefined ? [...METRICS] : o.metrics.map((m: unknown, i) => v.oneOf(`options.metrics[${i}]`, m, METRICS)));
     this.maxSamples = o.maxSamples === undefined ? 1440 : v.integer('options.maxSamples', o.maxSamples, 2);

@@ -1,5 +1,34 @@
-// Shared pieces of the benchmarks: seeded inputs and the interleaved timing loop.
+// Shared pieces of the benchmarks: seeded inputs, the interleaved timing loop, and the
+// bench-only addon with the floors.
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 import { Bench } from 'tinybench';
+
+const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+
+// capibara_bench.node: the benchmark floors (native/bench), built next to capibara.node by the
+// same `npm run build:native` and kept out of the production addon. With CAPIBARA_NATIVE_PATH
+// set, the one in the same folder (so floors and kernels come from the same build).
+export function benchAddonPath() {
+  const override = process.env.CAPIBARA_NATIVE_PATH;
+  const dir = override ? path.dirname(path.resolve(override)) : path.join(ROOT, 'build', 'Release');
+  return path.join(dir, 'capibara_bench.node');
+}
+
+// Loads the bench addon (floors: gatingFloor, memoryReadFloor) and checks that its floors run
+// with the ISA the kernels run with, or a floor would not be one.
+export function benchAddon(kernelIsa) {
+  const file = benchAddonPath();
+  if (!existsSync(file)) throw new Error(`${file} missing: run \`npm run build:native\` first`);
+  const mod = { exports: {} };
+  process.dlopen(mod, file);
+  if (kernelIsa !== undefined && mod.exports.floorIsa !== kernelIsa) {
+    throw new Error(`bench addon floors run on ${mod.exports.floorIsa} but the kernels on ${kernelIsa}: rebuild both`);
+  }
+  return mod.exports;
+}
 
 // mulberry32: small, seeded, good enough to make reproducible inputs.
 export function prng(seed) {

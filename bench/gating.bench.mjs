@@ -5,7 +5,8 @@
 //   onnxruntime  a Softmax -> TopK graph on ORT's CPU provider
 //   floor        native max + sum pass over the same logits: the bandwidth floor the target
 //                refers to; and a max + softmax-normaliser pass, the least any softmax gate
-//                that reports probabilities must compute (one exp per logit)
+//                that reports probabilities must compute (one exp per logit). Both come from
+//                the bench-only addon (native/bench), not the production one.
 // Runs standalone (`node bench/gating.bench.mjs [--quick]`) or under bench/run.mjs.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +14,7 @@ import * as os from 'node:os';
 
 import * as ort from 'onnxruntime-node';
 
-import { measure, normalLogits } from './common.mjs';
+import { benchAddon, measure, normalLogits } from './common.mjs';
 import { buildModel } from '../scripts/onnx-graph.mjs';
 
 const require = createRequire(import.meta.url);
@@ -118,6 +119,7 @@ const fmtRatio = ({ value, target, atMost, met }) =>
   `${value.toFixed(2)}× ${met ? 'met' : 'MISSED'} (${atMost ? '≤' : '≥'}${target})`;
 
 const binding = native();
+const floors = benchAddon(binding.kernelIsa);
 const rows = [];
 let sink = 0;
 
@@ -144,8 +146,8 @@ for (const experts of EXPERTS) {
       ['native', () => topkGating(x, opts)],
       ['typescript', () => tsGating(x, ts.weights, ts.indices)],
       ['onnxruntime', () => session.run({ logits: input }), true],
-      ['floor-normaliser', () => (sink += binding.gatingFloor(x, TOKENS, experts, 1))],
-      ['floor-maxsum', () => (sink += binding.gatingFloor(x, TOKENS, experts, 0))],
+      ['floor-normaliser', () => (sink += floors.gatingFloor(x, TOKENS, experts, 1))],
+      ['floor-maxsum', () => (sink += floors.gatingFloor(x, TOKENS, experts, 0))],
     ], TIMING);
     await session.release();
 

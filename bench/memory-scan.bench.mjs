@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 
-import { measure, normalLogits } from './common.mjs';
+import { benchAddon, measure, normalLogits } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const { int8Scores, float32Scores } = require('../lib/memory/vector-scan.js');
@@ -62,6 +62,7 @@ const ratio = (value, target) => ({ value, target, met: value >= target });
 const fmtRatio = ({ value, target, met }) => `${value.toFixed(2)}× ${met ? 'met' : 'MISSED'} (≥${target})`;
 
 const binding = native();
+const floors = benchAddon(binding.kernelIsa);
 const rows = [];
 let sink = 0;
 
@@ -96,8 +97,8 @@ for (const n of SIZES) {
     ['int8', () => int8Scores(q.codes, q.scale, codes, scales, DIMS, i8)],
     ['float32', () => float32Scores(queryDq, matrix, DIMS, f32)],
     ['typescript', () => tsScores(queryDq, matrix, n, outTs)],
-    ['floor-int8', () => (sink += binding.memoryReadFloor(codes))],
-    ['floor-f32', () => (sink += binding.memoryReadFloor(bytesF32))],
+    ['floor-int8', () => (sink += floors.memoryReadFloor(codes))],
+    ['floor-f32', () => (sink += floors.memoryReadFloor(bytesF32))],
   ], TIMING);
 
   const ms = Object.fromEntries(Object.entries(timed).map(([name, t]) => [name, t.median]));

@@ -25,7 +25,9 @@ const filters = args.filter((a) => !a.startsWith('-'));
 const addon = process.env.CAPIBARA_NATIVE_PATH
   ? path.resolve(process.env.CAPIBARA_NATIVE_PATH)
   : path.join(ROOT, 'build', 'Release', 'capibara.node');
-const missing = [path.join(ROOT, 'lib', 'index.js'), path.join(ROOT, 'lib', 'native.js'), addon].filter((f) => !existsSync(f));
+// The floors live in a bench-only addon built next to it (bench/common.mjs).
+const benchAddon = path.join(path.dirname(addon), 'capibara_bench.node');
+const missing = [path.join(ROOT, 'lib', 'index.js'), path.join(ROOT, 'lib', 'native.js'), addon, benchAddon].filter((f) => !existsSync(f));
 if (missing.length > 0) {
   const shown = missing.map((f) => (f.startsWith(ROOT + path.sep) ? path.relative(ROOT, f) : f));
   console.error(`bench: ${shown.join(', ')} missing: run \`npm run build\` first`);

@@ -12,7 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   capibara::InitGating(env, exports);
   capibara::InitMemory(env, exports);
   capibara::InitAttention(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 3));
+  exports.Set("abiVersion", Napi::Number::New(env, 4));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

@@ -125,11 +125,6 @@ export interface NativeBinding {
   kernelIsa: 'avx512' | 'avx2' | 'generic';
   /** NAPI_VERSION the addon was compiled with. */
   napiVersion: number;
-  /**
-   * Benchmark floors: kind 0 = max + sum, 1 = max + softmax normaliser. Returns a checksum;
-   * inputs are not validated (finite logits assumed), as the pass must cost only what it measures.
-   */
-  gatingFloor(logits: Float32Array, tokens: number, experts: number, kind: 0 | 1): number;
   /** out[j] = queryScale · scales[r] · Σ query·codes[r], r = rows ? rows[j] : j (native/memory). */
   memoryInt8Scores(...args: Int8ScoresArgs): void;
   /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
@@ -138,8 +133,6 @@ export interface NativeBinding {
   memoryFloat32Scores(...args: Float32ScoresArgs): void;
   /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
   memoryFloat32ScoresAsync(...args: Float32ScoresAsyncArgs): Promise<Float32Array>;
-  /** Benchmark floor: one XOR pass over the bytes; returns a checksum. */
-  memoryReadFloor(bytes: Int8Array): number;
   /** Attention of q over position-tagged key/value segments (native/attention/kernels.h). */
   attentionRun(...args: [...AttentionArgs, out: Float32Array, lse: Float32Array | null]): void;
   /** Reads buffers on a SharedArrayBuffer in place and copies the others; allocates its outputs. */
@@ -149,7 +142,7 @@ export interface NativeBinding {
 }
 
 /** Bumped with every incompatible change of the binding; checked at load. */
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
 
 /** Package root: both `src/` (tests) and `lib/` (published) sit one level below it. */
 const ROOT = path.resolve(__dirname, '..');

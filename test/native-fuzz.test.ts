@@ -314,12 +314,6 @@ function checkRouterLogitsAsync(args: unknown[], result: unknown): string | null
   return result.length === want ? null : `resolved with ${result.length} logits, not tokens * experts = ${want}`;
 }
 
-function validFloor(r: Rng): unknown[] {
-  const E = r.pick(EXPERT_CHOICES);
-  const T = r.int(0, 5);
-  return [randomLogits(r, T * E, 'logits', 0), T, E, r.int(0, 1)];
-}
-
 /** Int8 codes over the whole range, -128 included (the kernels must stay exact there too). */
 const randomCodes = (r: Rng, n: number, label: string) => i8(Array.from({ length: n }, () => r.int(-128, 127)), label);
 const SCAN_DIMS = [1, 3, 16, 17, 64, 65] as const;
@@ -821,18 +815,6 @@ const SPECS: readonly Spec[] = [
     valid: validRouterLogitsAsync,
     check: checkRouterLogitsAsync,
   },
-  {
-    name: 'gatingFloor',
-    async: false,
-    params: [
-      ['logits', 'f32'],
-      ['tokens', 'int'],
-      ['experts', 'int'],
-      ['kind', 'int'],
-    ],
-    valid: validFloor,
-    check: (_args, result) => (typeof result === 'number' ? null : `returned ${show(result)}`),
-  },
   { name: 'memoryInt8Scores', async: false, params: INT8_SCORES_PARAMS, valid: validInt8Scores },
   {
     name: 'memoryInt8ScoresAsync',
@@ -848,14 +830,6 @@ const SPECS: readonly Spec[] = [
     params: FLOAT32_SCORES_PARAMS.slice(0, 5),
     valid: (r) => validFloat32Scores(r).slice(0, 5),
     check: checkScoresAsync(scoredRows(3, (args) => (args[1] as Float32Array).length / Number(args[2]))),
-  },
-  {
-    name: 'memoryReadFloor',
-    async: false,
-    params: [['bytes', 'i8']],
-    valid: (r) => [randomCodes(r, r.int(0, 300), 'bytes')],
-    check: (_args, result) => (typeof result === 'number' ? null : `returned ${show(result)}`),
-    reaches: ['ok', 'TypeError'],
   },
   { name: 'attentionRun', async: false, params: ATTENTION_PARAMS, valid: validAttention, check: checkAttention },
   { name: 'attentionRunAsync', async: true, params: ATTENTION_ASYNC_PARAMS, valid: validAttentionAsync, check: checkAttentionAsync },
@@ -1288,6 +1262,11 @@ describe(`native binding under bad input (seed ${SEED})`, () => {
     const binding = native() as unknown as Record<string, unknown>;
     expect(unknownExports(binding), 'add a Spec to SPECS in test/native-fuzz.test.ts').toEqual([]);
     for (const s of SPECS) expect(typeof binding[s.name], s.name).toBe('function');
+  });
+
+  it('the production addon exports no benchmark floors (they are in capibara_bench.node)', () => {
+    const binding = native() as unknown as Record<string, unknown>;
+    expect(Object.keys(binding).filter((k) => /floor/i.test(k))).toEqual([]);
   });
 
   it('valid argument lists succeed and keep to their arrays', async () => {

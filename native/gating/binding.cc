@@ -324,20 +324,6 @@ Napi::Value GatingRouterLogitsAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// gatingFloor(logits, tokens, experts, kind): 0 = max + sum, 1 = max + softmax normaliser.
-Napi::Value GatingFloor(const Napi::CallbackInfo& info) {
-  RequireArgs(info, 4, "gatingFloor");
-  Napi::Float32Array logits = Float32Arg(info, 0, "logits");
-  const int64_t tokens = IntArg(info, 1, "tokens", 0, kMaxTokens);
-  const int64_t experts = IntArg(info, 2, "experts", 1, kMaxExperts);
-  const int64_t kind = IntArg(info, 3, "kind", 0, 1);
-  if (static_cast<int64_t>(logits.ElementLength()) != tokens * experts)
-    ThrowRange(info.Env(), "Expected logits of length tokens * experts = " + std::to_string(tokens * experts));
-  const double r = kind == 0 ? gating::FloorMaxSum(logits.Data(), tokens, experts)
-                             : gating::FloorSoftmaxNormaliser(logits.Data(), tokens, experts);
-  return Napi::Number::New(info.Env(), r);
-}
-
 }  // namespace
 
 void InitGating(Napi::Env env, Napi::Object exports) {
@@ -348,7 +334,6 @@ void InitGating(Napi::Env env, Napi::Object exports) {
   exports.Set("gatingRouterLogits", Napi::Function::New(env, GatingRouterLogits, "gatingRouterLogits"));
   exports.Set("gatingRouterLogitsAsync", Napi::Function::New(env, GatingRouterLogitsAsync, "gatingRouterLogitsAsync"));
   exports.Set("kernelIsa", Napi::String::New(env, gating::KernelIsa()));
-  exports.Set("gatingFloor", Napi::Function::New(env, GatingFloor, "gatingFloor"));
 }
 
 }  // namespace capibara

@@ -40,11 +40,6 @@ struct TopkStatus {
 // masked with -Infinity) get index -1 and weight 0.
 TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, int32_t* indices);
 
-// Reference floors for benchmarks: one pass over [tokens, experts] computing the row max and
-// the sum (read floor) or the softmax normaliser sum(exp(x - max)) (normaliser floor).
-double FloorMaxSum(const float* logits, int64_t tokens, int64_t experts);
-double FloorSoftmaxNormaliser(const float* logits, int64_t tokens, int64_t experts);
-
 // The instruction set the kernels run with: "avx512", "avx2" or "generic".
 const char* KernelIsa();
 

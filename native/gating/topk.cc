@@ -26,8 +26,6 @@ constexpr int64_t kTileFastMaxExperts = 128;
 constexpr int64_t kTileFastMaxExpertsSmallK = 512;
 constexpr int kTileSmallK = 4;
 constexpr int64_t kTileMaxExperts = 1024;
-// The benchmark floors go through tiles up to this many experts (faster there, measured).
-constexpr int64_t kTileFloorMaxExperts = 16;
 // Tiles are instantiated for k = 1..kTileMaxK; larger k takes the row path.
 constexpr int kTileMaxK = 8;
 // Per-lane group bookkeeping lives in stack arrays of this size.
@@ -114,14 +112,6 @@ TopkStatus TopkGating(const float* logits, const TopkParams& p, float* weights, 
     }
   });
   return TopkStatus{first_bad};
-}
-
-double FloorMaxSum(const float* logits, int64_t tokens, int64_t experts) {
-  return CAPIBARA_DISPATCH(FloorMaxSum, logits, tokens, experts);
-}
-
-double FloorSoftmaxNormaliser(const float* logits, int64_t tokens, int64_t experts) {
-  return CAPIBARA_DISPATCH(FloorSoftmaxNormaliser, logits, tokens, experts);
 }
 
 const char* KernelIsa() { return IsaName(CurrentIsa()); }

@@ -243,14 +243,6 @@ Napi::Value MemoryFloat32ScoresAsync(const Napi::CallbackInfo& info) {
   return (new F32Worker(info.Env(), a))->Start();
 }
 
-// memoryReadFloor(bytes): benchmark floor, a checksum of one pass over the bytes.
-Napi::Value MemoryReadFloor(const Napi::CallbackInfo& info) {
-  RequireArgs(info, 1, "memoryReadFloor");
-  const Napi::Int8Array bytes = Int8Arg(info, 0, "bytes");
-  const uint64_t h = memory::ReadFloor(bytes.Data(), static_cast<int64_t>(bytes.ElementLength()));
-  return Napi::Number::New(info.Env(), static_cast<double>(h >> 11));
-}
-
 }  // namespace
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
@@ -259,7 +251,6 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryFloat32Scores", Napi::Function::New(env, MemoryFloat32Scores, "memoryFloat32Scores"));
   exports.Set("memoryFloat32ScoresAsync",
               Napi::Function::New(env, MemoryFloat32ScoresAsync, "memoryFloat32ScoresAsync"));
-  exports.Set("memoryReadFloor", Napi::Function::New(env, MemoryReadFloor, "memoryReadFloor"));
   exports.Set("memoryInt8Path", Napi::String::New(env, memory::Int8Path()));
 }
 

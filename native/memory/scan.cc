@@ -50,11 +50,8 @@ CAPIBARA_INLINE int64_t RowAt(const ScanParams& p, int64_t j, int64_t* raw) {
   return *raw >= 0 && *raw < p.rows ? *raw : -1;
 }
 
-// How far ahead of the rows being scored their cache lines are requested: hardware prefetchers
-// follow a full scan but not a subset's jumps (1M x 384 int8 rows, 1/8 of them: ~1.5x faster),
-// and even a full scan gained ~1.4x. 6 KB is 16 int8 or 4 float32 rows of 384; farther ahead
-// measured no better for int8 and worse for float32 (its rows then crowd L1).
-constexpr int64_t kPrefetchBytes = 6144;
+// Prefetch distance: see kScanPrefetchBytes in memory/kernels.h.
+constexpr int64_t kPrefetchBytes = kScanPrefetchBytes;
 
 CAPIBARA_INLINE int64_t PrefetchRows(int64_t row_bytes) { return std::max<int64_t>(1, kPrefetchBytes / row_bytes); }
 
@@ -255,8 +252,6 @@ ScanStatus Float32Scores(const float* query, const float* matrix, const ScanPara
     return CAPIBARA_DISPATCH(F32Rows, q.data(), matrix, p, begin, end, out);
   });
 }
-
-uint64_t ReadFloor(const int8_t* bytes, int64_t n) { return CAPIBARA_DISPATCH(ReadFloor, bytes, n); }
 
 const char* Int8Path() {
   switch (CurrentInt8Variant()) {

@@ -9,7 +9,8 @@ import { type AttentionArgs, native } from '../native';
 import * as is from '../validate';
 import { checkGroup, checkKeysValues } from './check';
 import { toFloat16 } from './float16';
-import type { HeadPattern } from './head-pattern';
+import { HeadPattern } from './head-pattern';
+import { KvLayer, type Storage } from './kv-layer';
 
 /**
  * Options of {@link DuoKVCache}.
@@ -62,27 +63,27 @@ export interface CacheAttendOptions {
   lse?: Float32Array;
 }
 
-type Storage = Float32Array | Uint16Array;
-
-interface Layer {
-  retrieval: number[]; // KV heads with a full cache, in order
-  streaming: number[]; // KV heads with sink + ring
-  flags: Uint8Array; // 1 = streaming, per KV head
-  slot: Int32Array; // index of each KV head inside its group
-  capacity: number; // tokens the full cache has room for
-  fullK: Storage; // [retrieval.length, capacity, headDim]
-  fullV: Storage;
-  streamK: Storage; // [streaming.length, sink + ring, headDim]
-  streamV: Storage;
-  length: number;
-  // Oldest position whose ring slot still holds it: writes only ever raise it (a rollback leaves
-  // the slots of forgotten positions overwritten), so it is not length - ring after a truncate.
-  ringFloor: number;
-}
-
 const KEYS = ['layers', 'kvHeads', 'headDim', 'headPattern', 'sink', 'recent', 'maxTokens', 'dtype', 'maxRollback'];
 const ATTEND_KEYS = ['queryHeads', 'scale', 'threads', 'lse'];
-const FIRST_CAPACITY = 256;
+
+/** One step's arguments, read once and checked before the cache is looked at. */
+interface Step {
+  layer: number;
+  /** New tokens. */
+  n: number;
+  /** Their keys and values in the cache's storage type. */
+  k: Storage;
+  v: Storage;
+}
+
+/** A step that attends: its queries and options too. */
+interface AttendStep extends Step {
+  q: Float32Array;
+  queryHeads: number;
+  scale: number;
+  threads: number;
+  lse: Float32Array | null;
+}
 
 /**
  * The DuoAttention KV cache of one sequence. Memory per layer: retrieval heads hold every token
@@ -118,8 +119,7 @@ export class DuoKVCache {
   readonly maxRollback: number;
   /** The head split in use. */
   readonly headPattern: HeadPattern;
-  readonly #ring: number;
-  readonly #layers: Layer[];
+  readonly #layers: KvLayer[];
   #busy = 0;
 
   /**
@@ -139,42 +139,23 @@ export class DuoKVCache {
     }
     this.dtype = o.dtype === undefined ? 'float32' : is.oneOf('dtype', o.dtype, ['float32', 'float16'] as const);
     this.maxRollback = o.maxRollback === undefined ? Math.min(64, this.maxTokens) : is.integer('maxRollback', o.maxRollback, 0, this.maxTokens);
-    const pattern = o.headPattern as HeadPattern | undefined;
-    if (pattern === null || typeof pattern !== 'object' || typeof pattern.streamingFlags !== 'function') {
-      throw is.typeError('headPattern', 'HeadPattern', pattern);
-    }
+    const pattern: unknown = o.headPattern;
+    if (!(pattern instanceof HeadPattern)) throw is.typeError('headPattern', 'HeadPattern', pattern);
     if (pattern.layers !== this.layers || pattern.kvHeads !== this.kvHeads) {
       throw new RangeError(
         `Expected headPattern of ${this.layers} layers × ${this.kvHeads} kvHeads but received ${pattern.layers} × ${pattern.kvHeads}`,
       );
     }
     this.headPattern = pattern;
-    this.#ring = this.recent + this.maxRollback;
-    this.#layers = [];
-    for (let l = 0; l < this.layers; l++) {
-      const flags = Uint8Array.from(pattern.streamingFlags(l), (f) => (f ? 1 : 0));
-      const retrieval: number[] = [];
-      const streaming: number[] = [];
-      const slot = new Int32Array(this.kvHeads);
-      flags.forEach((f, h) => {
-        const group = f ? streaming : retrieval;
-        slot[h] = group.length;
-        group.push(h);
-      });
-      const slots = this.sink + this.#ring;
-      this.#layers.push({
-        retrieval, streaming, flags, slot, capacity: 0,
-        fullK: this.#alloc(0), fullV: this.#alloc(0),
-        streamK: this.#alloc(streaming.length * slots * this.headDim),
-        streamV: this.#alloc(streaming.length * slots * this.headDim),
-        length: 0,
-        ringFloor: 0,
-      });
-    }
+    const geometry = {
+      kvHeads: this.kvHeads, headDim: this.headDim, sink: this.sink, recent: this.recent,
+      ring: this.recent + this.maxRollback, maxTokens: this.maxTokens, alloc: (elements: number) => this.#alloc(elements),
+    };
+    this.#layers = Array.from({ length: this.layers }, (_, l) => new KvLayer(geometry, pattern.streamingFlags(l)));
   }
 
   #alloc(elements: number): Storage {
-    const bytes = this.dtype === 'float16' ? 2 : 4;
+    const bytes = this.#elementBytes;
     let buffer: SharedArrayBuffer;
     try {
       buffer = new SharedArrayBuffer(elements * bytes);
@@ -187,7 +168,12 @@ export class DuoKVCache {
     return this.dtype === 'float16' ? new Uint16Array(buffer) : new Float32Array(buffer);
   }
 
-  #layer(layer: unknown): Layer {
+  /** Bytes per stored element. */
+  get #elementBytes(): number {
+    return this.dtype === 'float16' ? 2 : 4;
+  }
+
+  #layer(layer: unknown): KvLayer {
     return this.#layers[is.integer('layer', layer, 0, this.layers - 1)]!;
   }
 
@@ -200,67 +186,46 @@ export class DuoKVCache {
     return this.#layer(layer).length;
   }
 
-  /** The k/v of a step as the cache's storage type, checked against the layer's room. */
-  #chunk(l: Layer, layer: number, k: unknown, v: unknown): { n: number; k: Storage; v: Storage } {
+  /**
+   * The k/v of a step, checked and in the cache's storage type. Reads no state of the cache:
+   * whatever a caller's code does while its arguments are read comes before the step.
+   */
+  #step(layer: unknown, k: unknown, v: unknown): Step {
+    const index = is.integer('layer', layer, 0, this.layers - 1);
     const kv = checkKeysValues(k, v, this.kvHeads, this.headDim);
     if (kv.k instanceof Uint16Array && this.dtype !== 'float16') throw is.typeError('k', 'Float32Array (the cache stores float32)', k);
-    const n = kv.tokens;
-    if (l.length + n > this.maxTokens) {
+    const store = (x: Storage): Storage => (this.dtype === 'float16' && x instanceof Float32Array ? toFloat16(x) : x);
+    return { layer: index, n: kv.tokens, k: store(kv.k), v: store(kv.v) };
+  }
+
+  /** A step plus its queries and every option, each option read once. */
+  #attendStep(layer: unknown, q: unknown, k: unknown, v: unknown, options: CacheAttendOptions): AttendStep {
+    const o = is.options<CacheAttendOptions>('options', options, ATTEND_KEYS);
+    // A snapshot: a getter runs once, here, before anything else (issue 20, item 7).
+    const given = { queryHeads: o.queryHeads, scale: o.scale, threads: o.threads, lse: o.lse };
+    const step = this.#step(layer, k, v);
+    const queryHeads = is.integer('queryHeads', given.queryHeads, 1, 65536);
+    checkGroup('queryHeads', queryHeads, this.kvHeads);
+    return {
+      ...step,
+      q: is.float32Array('q', q, step.n * queryHeads * this.headDim),
+      queryHeads,
+      scale: given.scale === undefined ? 1 / Math.sqrt(this.headDim) : is.finite('scale', given.scale, { positive: true }),
+      threads: is.threads('threads', given.threads),
+      lse: given.lse === undefined ? null : is.float32Array('lse', given.lse, step.n * queryHeads),
+    };
+  }
+
+  /** The layer of a checked step, once the cache is idle and the layer has room for it. */
+  #begin(what: string, step: Step): KvLayer {
+    this.#idle(what);
+    const l = this.#layers[step.layer]!;
+    if (l.length + step.n > this.maxTokens) {
       throw new RangeError(
-        `Expected at most ${this.maxTokens - l.length} more tokens for layer ${layer} (maxTokens ${this.maxTokens}, ${l.length} stored) but received ${n}`,
+        `Expected at most ${this.maxTokens - l.length} more tokens for layer ${step.layer} (maxTokens ${this.maxTokens}, ${l.length} stored) but received ${step.n}`,
       );
     }
-    const store = (x: Storage): Storage => (this.dtype === 'float16' && x instanceof Float32Array ? toFloat16(x) : x);
-    return { n, k: store(kv.k), v: store(kv.v) };
-  }
-
-  #grow(l: Layer, need: number): void {
-    if (need <= l.capacity || l.retrieval.length === 0) return;
-    let cap = Math.max(l.capacity, Math.min(FIRST_CAPACITY, this.maxTokens));
-    while (cap < need) cap = Math.min(this.maxTokens, cap * 2);
-    const d = this.headDim;
-    const k = this.#alloc(l.retrieval.length * cap * d);
-    const v = this.#alloc(l.retrieval.length * cap * d);
-    for (let r = 0; r < l.retrieval.length; r++) {
-      k.set(l.fullK.subarray(r * l.capacity * d, (r * l.capacity + l.length) * d), r * cap * d);
-      v.set(l.fullV.subarray(r * l.capacity * d, (r * l.capacity + l.length) * d), r * cap * d);
-    }
-    l.fullK = k;
-    l.fullV = v;
-    l.capacity = cap;
-  }
-
-  /** Ring slot of position p of a streaming head (p >= sink). */
-  #slot(p: number): number {
-    return this.sink + ((p - this.sink) % this.#ring);
-  }
-
-  #store(l: Layer, n: number, k: Storage, v: Storage): void {
-    const d = this.headDim;
-    const row = this.kvHeads * d;
-    this.#grow(l, l.length + n);
-    const slots = this.sink + this.#ring;
-    // Only the positions a ring still holds after this step need copying.
-    const firstKept = Math.max(l.length, l.length + n - this.#ring);
-    for (let t = 0; t < n; t++) {
-      const p = l.length + t;
-      for (let h = 0; h < this.kvHeads; h++) {
-        const from = t * row + h * d;
-        const s = l.slot[h]!;
-        if (l.flags[h]) {
-          if (p >= this.sink && p < firstKept) continue;
-          const at = (s * slots + (p < this.sink ? p : this.#slot(p))) * d;
-          l.streamK.set(k.subarray(from, from + d), at);
-          l.streamV.set(v.subarray(from, from + d), at);
-        } else {
-          const at = (s * l.capacity + p) * d;
-          l.fullK.set(k.subarray(from, from + d), at);
-          l.fullV.set(v.subarray(from, from + d), at);
-        }
-      }
-    }
-    l.length += n;
-    l.ringFloor = Math.max(l.ringFloor, l.length - this.#ring);
+    return l;
   }
 
   /**
@@ -276,54 +241,18 @@ export class DuoKVCache {
    * ```
    */
   append(layer: number, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array): void {
-    this.#idle('append');
-    const l = this.#layer(layer);
-    const c = this.#chunk(l, layer, k, v);
-    this.#store(l, c.n, c.k, c.v);
+    const step = this.#step(layer, k, v);
+    this.#begin('append', step).store(step.n, step.k, step.v);
   }
 
-  /** Native arguments attending a chunk's queries over the stored tokens plus the chunk itself. */
-  #args(l: Layer, layer: number, q: unknown, chunk: { n: number; k: Storage; v: Storage }, options: CacheAttendOptions) {
-    const o = is.options<CacheAttendOptions>('options', options, ATTEND_KEYS);
-    const queryHeads = is.integer('queryHeads', o.queryHeads, 1, 65536);
-    checkGroup('queryHeads', queryHeads, this.kvHeads);
-    const qa = is.float32Array('q', q, chunk.n * queryHeads * this.headDim);
-    const scale = o.scale === undefined ? 1 / Math.sqrt(this.headDim) : is.finite('scale', o.scale, { positive: true });
-    const threads = is.threads('threads', o.threads);
-    const lse = o.lse === undefined ? null : is.float32Array('lse', o.lse, chunk.n * queryHeads);
-    const d = this.headDim;
+  /** Native arguments attending a step's queries over the stored tokens plus the step's own. */
+  #args(l: KvLayer, s: AttendStep): AttentionArgs {
+    const { buffers, table } = l.segments(s.n, s.k, s.v);
     const pos0 = l.length;
-    const slots = this.sink + this.#ring;
-    // Buffers: 0/1 full cache, 2/3 streaming slots, 4/5 the new chunk (token-major).
-    const rows: number[][] = [];
-    const add = (h: number, buf: number, offset: number, stride: number, count: number, first: number) => {
-      if (count > 0) rows.push([h, buf, buf + 1, offset, offset, stride, count, first]);
-    };
-    for (let h = 0; h < this.kvHeads; h++) {
-      const s = l.slot[h]!;
-      if (l.flags[h]) {
-        const base = s * slots * d;
-        add(h, 2, base, d, Math.min(this.sink, pos0), 0);
-        // Ring positions the first query may see: (pos0 - recent, pos0), past the sink.
-        let p = Math.max(this.sink, pos0 - this.recent + 1);
-        while (p < pos0) {
-          const slot = this.#slot(p);
-          const count = Math.min(pos0 - p, slots - slot);
-          add(h, 2, base + slot * d, d, count, p);
-          p += count;
-        }
-      } else {
-        add(h, 0, s * l.capacity * d, d, pos0, 0);
-      }
-      add(h, 4, h * d, this.kvHeads * d, chunk.n, pos0);
-    }
-    const table = new Float64Array(rows.length * 8);
-    rows.forEach((r, i) => table.set(r, i * 8));
-    const args: AttentionArgs = [
-      qa, chunk.n, queryHeads, this.kvHeads, d, pos0, true, pos0 + chunk.n - 1, scale, this.sink, this.recent,
-      [l.fullK, l.fullV, l.streamK, l.streamV, chunk.k, chunk.v], table, l.flags, threads,
+    return [
+      s.q, s.n, s.queryHeads, this.kvHeads, this.headDim, pos0, true, pos0 + s.n - 1, s.scale, this.sink, this.recent,
+      buffers, table, l.flags, s.threads,
     ];
-    return { args, lse, rows: chunk.n * queryHeads };
   }
 
   /**
@@ -343,13 +272,11 @@ export class DuoKVCache {
    * ```
    */
   attend(layer: number, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: CacheAttendOptions): Float32Array {
-    this.#idle('attend');
-    const l = this.#layer(layer);
-    const chunk = this.#chunk(l, layer, k, v);
-    const { args, lse, rows } = this.#args(l, layer, q, chunk, options);
-    const out = new Float32Array(rows * this.headDim);
-    native().attentionRun(...args, out, lse);
-    this.#store(l, chunk.n, chunk.k, chunk.v);
+    const step = this.#attendStep(layer, q, k, v, options);
+    const l = this.#begin('attend', step);
+    const out = new Float32Array(step.n * step.queryHeads * this.headDim);
+    native().attentionRun(...this.#args(l, step), out, step.lse);
+    l.store(step.n, step.k, step.v);
     return out;
   }
 
@@ -371,21 +298,20 @@ export class DuoKVCache {
     options: CacheAttendOptions,
   ): Promise<Float32Array> {
     const site = new Error();
-    this.#idle('attend');
-    const l = this.#layer(layer);
-    const given = this.#chunk(l, layer, k, v);
+    const given = this.#attendStep(layer, q, k, v, options);
     // Stored when the promise settles: keep the values of now, as attentionAsync lets callers reuse their arrays.
-    const chunk = { n: given.n, k: given.k === k ? given.k.slice() : given.k, v: given.v === v ? given.v.slice() : given.v };
-    const { args, lse } = this.#args(l, layer, q, chunk, options);
+    const step = { ...given, k: given.k === k ? given.k.slice() : given.k, v: given.v === v ? given.v.slice() : given.v };
+    const l = this.#begin('attend', step);
+    const args = this.#args(l, step);
     this.#busy++;
     let r: { output: Float32Array; lse: Float32Array | null };
     try {
-      r = await is.atSite(site, () => native().attentionRunAsync(...args, lse !== null));
+      r = await is.atSite(site, () => native().attentionRunAsync(...args, step.lse !== null));
     } finally {
       this.#busy--;
     }
-    if (lse !== null && r.lse !== null) lse.set(r.lse);
-    this.#store(l, chunk.n, chunk.k, chunk.v);
+    if (step.lse !== null && r.lse !== null) step.lse.set(r.lse);
+    l.store(step.n, step.k, step.v);
     return r.output;
   }
 
@@ -404,38 +330,23 @@ export class DuoKVCache {
    * ```
    */
   truncate(tokens: number): void {
-    this.#idle('truncate');
     const n = is.integer('tokens', tokens, 0);
+    this.#idle('truncate');
     this.#layers.forEach((l, i) => {
-      if (n >= l.length || l.streaming.length === 0) return;
-      const held = Math.max(this.sink, l.ringFloor);
-      const needed = Math.max(this.sink, n - this.recent + 1);
-      // Positions [needed, n) must still be in the ring (none when n <= sink or recent is 1).
-      if (needed < n && needed < held) {
+      const missing = l.missingForRollback(n);
+      if (missing !== undefined) {
         throw new RangeError(
-          `Cannot truncate layer ${i} from ${l.length} to ${n} tokens: its streaming heads no longer hold positions ${needed} to ${held - 1} (raise maxRollback, now ${this.maxRollback})`,
+          `Cannot truncate layer ${i} from ${l.length} to ${n} tokens: its streaming heads no longer hold positions ${missing.needed} to ${missing.held - 1} (raise maxRollback, now ${this.maxRollback})`,
         );
       }
     });
-    for (const l of this.#layers) {
-      l.length = Math.min(l.length, n);
-      // Positions from n on are forgotten and will be written afresh.
-      l.ringFloor = Math.min(l.ringFloor, l.length);
-    }
+    for (const l of this.#layers) l.truncate(n);
   }
 
   /** Forgets every token (buffers are kept for reuse). */
   reset(): void {
     this.#idle('reset');
-    for (const l of this.#layers) {
-      l.length = 0;
-      l.ringFloor = 0;
-    }
-  }
-
-  /** Bytes per stored element. */
-  get #elementBytes(): number {
-    return this.dtype === 'float16' ? 2 : 4;
+    for (const l of this.#layers) l.truncate(0);
   }
 
   /**
@@ -449,7 +360,7 @@ export class DuoKVCache {
    */
   bytesUsed(): number {
     let rows = 0;
-    for (const l of this.#layers) rows += l.retrieval.length * l.length + l.streaming.length * Math.min(l.length, this.sink + this.#ring);
+    for (const l of this.#layers) rows += l.rowsHeld();
     return rows * 2 * this.headDim * this.#elementBytes;
   }
 
@@ -477,7 +388,7 @@ export class DuoKVCache {
    */
   bytesAllocated(): number {
     let bytes = 0;
-    for (const l of this.#layers) bytes += l.fullK.byteLength + l.fullV.byteLength + l.streamK.byteLength + l.streamV.byteLength;
+    for (const l of this.#layers) bytes += l.bytesAllocated();
     return bytes;
   }
 }

@@ -95,11 +95,16 @@ export type AttentionArgs = [
   threads: number,
 ];
 
-/** Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). */
+/**
+ * Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). Every
+ * `…Async` export borrows its typed-array inputs: they are pinned and read in place until the
+ * promise settles, and must not be written, transferred or shrunk meanwhile (native/common/async.h);
+ * its outputs are allocated by the addon.
+ */
 export interface NativeBinding {
   abiVersion: number;
   gatingTopk(...args: TopkArgs): void;
-  /** Copies its inputs and allocates its outputs: the caller's arrays may change while it runs. */
+  /** Borrows its inputs and allocates its outputs. */
   gatingTopkAsync(...args: TopkAsyncArgs): Promise<{ weights: Float32Array; indices: Int32Array }>;
   gatingDispatch(
     indices: Int32Array,
@@ -120,6 +125,7 @@ export interface NativeBinding {
     scoring: number,
   ): NativeStats;
   gatingRouterLogits(...args: RouterLogitsArgs): void;
+  /** Borrows its inputs and allocates its output. */
   gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;
   /** The instruction set the kernels were dispatched to: 'avx512', 'avx2' or 'generic'. */
   kernelIsa: 'avx512' | 'avx2' | 'generic';
@@ -127,15 +133,15 @@ export interface NativeBinding {
   napiVersion: number;
   /** out[j] = queryScale · scales[r] · Σ query·codes[r], r = rows ? rows[j] : j (native/memory). */
   memoryInt8Scores(...args: Int8ScoresArgs): void;
-  /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
+  /** Borrows its inputs and allocates its output. */
   memoryInt8ScoresAsync(...args: Int8ScoresAsyncArgs): Promise<Float32Array>;
   /** out[j] = Σ query·matrix[r], r = rows ? rows[j] : j. */
   memoryFloat32Scores(...args: Float32ScoresArgs): void;
-  /** Reads inputs on a SharedArrayBuffer in place and copies the others; allocates its output. */
+  /** Borrows its inputs and allocates its output. */
   memoryFloat32ScoresAsync(...args: Float32ScoresAsyncArgs): Promise<Float32Array>;
   /** Attention of q over position-tagged key/value segments (native/attention/kernels.h). */
   attentionRun(...args: [...AttentionArgs, out: Float32Array, lse: Float32Array | null]): void;
-  /** Reads buffers on a SharedArrayBuffer in place and copies the others; allocates its outputs. */
+  /** Borrows its inputs (q, every buffer, streaming) and allocates its outputs. */
   attentionRunAsync(...args: [...AttentionArgs, wantLse: boolean]): Promise<{ output: Float32Array; lse: Float32Array | null }>;
   /** The int8 scan variant in use (VNNI is an AVX-512 extension; CAPIBARA_ISA=avx512 turns it off). */
   memoryInt8Path: 'avx512-vnni' | 'avx512' | 'avx2' | 'generic';

@@ -1421,8 +1421,13 @@ const MEMORY_CAPPED: ChildOptions = { ulimitKb: 3_000_000, asan: 'allocator_may_
 
 /**
  * Child body (after `fn` and `sabotage` are defined): start an async call on large inputs,
- * sabotage one input right away (transfer its buffer and collect it, or shrink its resizable
- * buffer to 0) while the worker runs, and await the outcome.
+ * sabotage one input right away while the worker runs, and await the outcome. Async kernels
+ * borrow their inputs (pinned, read in place until the promise settles: native/common/async.h).
+ * Within that contract: drop every JS reference to the inputs and collect garbage ('collect':
+ * the pins keep them alive). Against it: transfer an input's buffer away but keep the new owner
+ * alive ('transfer': the memory stays valid, and the promise must reject rather than resolve),
+ * or, with the old copy policy only, transfer it and collect it ('detach') or shrink its
+ * resizable buffer to 0 ('resize').
  */
 const RACE_SCRIPT = String.raw`
 function build(target) {
@@ -1460,17 +1465,36 @@ const targets = {
   memoryInt8ScoresAsync: ['codes', 'scales'],
   memoryFloat32ScoresAsync: ['matrix', 'query'],
 }[fn];
+// The synchronous kernel's result on the same inputs (indices for top-k).
+function syncResult(args, outLength) {
+  if (fn === 'gatingTopkAsync') {
+    const w = new Float32Array(outLength), i = new Int32Array(outLength);
+    b.gatingTopk(...args, w, i);
+    return i;
+  }
+  const out = new Float32Array(outLength);
+  b[fn.replace('Async', '')](...args, out);
+  return out;
+}
 (async () => {
   for (const target of targets) {
-    const [arrays, args, outLength] = build(target);
+    let [arrays, args, outLength] = build(target);
+    const want = syncResult(args, outLength);
     const p = b[fn](...args);
-    const buf = arrays[target].buffer;
-    if (sabotage === 'resize') buf.resize(0);
-    else if (sabotage === 'detach') { structuredClone(buf, { transfer: [buf] }); gc(); gc(); }
+    let kept;
+    if (sabotage === 'resize') arrays[target].buffer.resize(0);
+    else if (sabotage === 'detach') { const buf = arrays[target].buffer; structuredClone(buf, { transfer: [buf] }); gc(); gc(); }
+    else if (sabotage === 'transfer') { const buf = arrays[target].buffer; kept = structuredClone(buf, { transfer: [buf] }); }
+    else if (sabotage === 'collect') {
+      arrays = args = undefined;
+      gc(); gc();
+      for (let i = 0; i < 4; i++) new Uint8Array(1 << 24).fill(0x7f);
+    }
     try {
       const r = await p;
       const out = r instanceof Float32Array ? r : r.indices;
-      console.log(target, 'resolved', out.length === outLength ? 'full' : 'length ' + out.length);
+      const same = out.length === want.length && out.every((x, i) => Object.is(x, want[i]));
+      console.log(target, 'resolved', same ? 'full' : out.length === outLength ? 'with other values' : 'length ' + out.length);
     } catch (e) { console.log(target, 'rejected', e && e.name, e && e.message); }
   }
   console.log('SURVIVED');
@@ -1479,16 +1503,18 @@ const targets = {
 
 /**
  * Child body for attentionRunAsync (after `sabotage` is defined): for each of q, k and v, run the
- * call synchronously for the expected result, start it async, then right away either transfer
- * the input's buffer away ('detach') or shrink its resizable buffer to 0 ('resize') — inputs not
- * on a SharedArrayBuffer are copied when the call is made — or, with every input on a
- * SharedArrayBuffer (read in place, pinned), drop every JS reference to them ('collect') or grow
- * the target's growable buffer ('grow'). Then collect garbage, churn the heap, and compare the
- * resolved output and lse bit for bit with the synchronous result.
+ * call synchronously for the expected result, start it async, then right away (inputs are
+ * borrowed: pinned and read in place until the promise settles) drop every JS reference to the
+ * inputs, on ordinary buffers ('collect') or on SharedArrayBuffers ('collect-shared'), or grow
+ * the target's growable SharedArrayBuffer ('grow'), or, against the contract, transfer the
+ * target's buffer away and keep the new owner alive ('transfer'); with the old copy policy only,
+ * transfer it and let it be collected ('detach') or shrink its resizable buffer to 0 ('resize').
+ * Then collect garbage, churn the heap, and compare the resolved output and lse bit for bit with
+ * the synchronous result.
  */
 const ATTENTION_RACE_SCRIPT = String.raw`
 const Q = 32, H = 8, D = 128, N = 4096;
-const shared = sabotage === 'collect' || sabotage === 'grow';
+const shared = sabotage === 'collect-shared' || sabotage === 'grow';
 function mk(name, n, target) {
   const bytes = n * 4;
   const buf = shared
@@ -1514,10 +1540,14 @@ const same = (x, y) => x instanceof Float32Array && x.length === y.length && x.e
   for (const target of ['q', 'k', 'v']) {
     let [arrays, args, want, wantLse] = build(target);
     const p = b.attentionRunAsync(...args);
-    const buf = arrays[target].buffer;
-    if (sabotage === 'resize') buf.resize(0);
-    else if (sabotage === 'detach') structuredClone(buf, { transfer: [buf] });
-    else if (sabotage === 'grow') buf.grow(buf.maxByteLength);
+    let kept;
+    {
+      const buf = arrays[target].buffer;
+      if (sabotage === 'resize') buf.resize(0);
+      else if (sabotage === 'detach') structuredClone(buf, { transfer: [buf] });
+      else if (sabotage === 'transfer') kept = structuredClone(buf, { transfer: [buf] });
+      else if (sabotage === 'grow') buf.grow(buf.maxByteLength);
+    }
     arrays = args = undefined;
     gc(); gc();
     for (let i = 0; i < 4; i++) new Uint8Array(N * H * D * 4).fill(0x7f);
@@ -1547,28 +1577,36 @@ describe('crashes found by this test, replayed in a child process', () => {
     expect(res.stdout, res.summary).toContain(`returned ${8 * 65536}`);
   });
 
-  // Fixed (async kernels copy their inputs and own their outputs): inputs detached or shrunk
-  // mid-run used to be a heap-use-after-free / SEGV in the worker thread.
-  for (const fn of ['gatingRouterLogitsAsync', 'gatingTopkAsync']) {
-    for (const sabotage of ['none', 'detach', 'resize']) {
-      const how = {
-        none: 'with nothing sabotaged (control)',
-        detach: 'with an input transferred away (structuredClone) and collected mid-run',
-        resize: 'with an input on a resizable buffer shrunk to 0 mid-run',
-      }[sabotage];
+  // Async kernels borrow their inputs (native/common/async.h): pinned, so an input JS no longer
+  // references stays alive until the promise settles ('collect'), and read in place, so an input
+  // transferred away mid-run (here with its new owner kept alive, so the memory stays valid)
+  // makes the promise reject instead of resolving with what was read ('transfer').
+  const ASYNC_RACES = ['gatingRouterLogitsAsync', 'gatingTopkAsync', 'memoryInt8ScoresAsync', 'memoryFloat32ScoresAsync'];
+  for (const fn of ASYNC_RACES) {
+    for (const sabotage of ['none', 'collect']) {
+      const how = sabotage === 'none' ? 'with nothing sabotaged (control)' : 'with no JS reference left to its inputs and garbage collected mid-run';
       it(`${fn} ${how} resolves with full results`, () => {
         const res = child(`const [fn, sabotage] = ${JSON.stringify([fn, sabotage])};\n${RACE_SCRIPT}`, { node: ['--expose-gc'] });
         expectSurvived(res);
         expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(2);
       });
     }
+    it(`${fn} with an input transferred away mid-run rejects: inputs are borrowed until the promise settles`, () => {
+      const res = child(`const [fn, sabotage] = ${JSON.stringify([fn, 'transfer'])};\n${RACE_SCRIPT}`, { node: ['--expose-gc'] });
+      expect(res.status, res.summary).toBe(0);
+      expect(res.stdout, res.summary).toContain('SURVIVED');
+      expect(res.stdout.match(/rejected Error \S+: an input was detached or shrunk while the kernel ran/g)?.length, res.summary).toBe(2);
+    });
   }
 
-  // By design (inputs not on a SharedArrayBuffer are copied when the call is made): the same
-  // sabotage against the memory scans.
-  for (const fn of ['memoryInt8ScoresAsync', 'memoryFloat32ScoresAsync']) {
-    for (const sabotage of ['none', 'detach', 'resize']) {
-      it(`${fn} with ${sabotage === 'none' ? 'nothing sabotaged' : sabotage === 'detach' ? 'an input detached and collected' : 'an input shrunk to 0'} mid-run resolves with full results`, () => {
+  // These asserted the copy policy (inputs not on a SharedArrayBuffer copied when the call is
+  // made), which issue 13 replaced by borrowing: an input detached and collected, or shrunk,
+  // mid-run is now outside the contract (as in onnxruntime-node), and the worker may read freed
+  // or decommitted memory. Kept, skipped, until the project decides what to do with them.
+  for (const fn of ASYNC_RACES) {
+    for (const sabotage of ['detach', 'resize']) {
+      const how = sabotage === 'detach' ? 'an input transferred away (structuredClone) and collected' : 'an input on a resizable buffer shrunk to 0';
+      it.skip(`${fn} with ${how} mid-run resolves with full results (copy policy, replaced by borrowing)`, () => {
         const res = child(`const [fn, sabotage] = ${JSON.stringify([fn, sabotage])};\n${RACE_SCRIPT}`, { node: ['--expose-gc'] });
         expectSurvived(res);
         expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(2);
@@ -1607,18 +1645,31 @@ describe('crashes found by this test, replayed in a child process', () => {
     expectSurvived(res);
     expect(res.stdout, res.summary).toMatch(/(threw|rejected) RangeError/);
   });
-  // By design (inputs not on a SharedArrayBuffer are copied when the call is made; shared ones
-  // are pinned and read in place): the same sabotage against attentionRunAsync, every input in
-  // turn, with the outputs compared bit for bit to a synchronous run on the same inputs.
-  for (const sabotage of ['none', 'detach', 'resize', 'collect', 'grow'] as const) {
+  // The same races against attentionRunAsync, every input in turn, with the outputs compared bit
+  // for bit to a synchronous run on the same inputs.
+  for (const sabotage of ['none', 'collect', 'collect-shared', 'grow'] as const) {
     const how = {
       none: 'with nothing sabotaged (control)',
-      detach: 'with an input transferred away (structuredClone) and collected mid-run',
-      resize: 'with an input on a resizable buffer shrunk to 0 mid-run',
-      collect: 'with every input on a SharedArrayBuffer and no JS reference left to them mid-run',
+      collect: 'with no JS reference left to its inputs mid-run',
+      'collect-shared': 'with every input on a SharedArrayBuffer and no JS reference left to them mid-run',
       grow: 'with an input on a growable SharedArrayBuffer grown mid-run',
     }[sabotage];
     it(`attentionRunAsync ${how} resolves with the synchronous result`, () => {
+      const res = child(`const sabotage = ${JSON.stringify(sabotage)};\n${ATTENTION_RACE_SCRIPT}`, { node: ['--expose-gc'], timeoutMs: 120_000 });
+      expectSurvived(res);
+      expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(3);
+    }, 150_000);
+  }
+  it('attentionRunAsync with an input transferred away mid-run rejects: inputs are borrowed until the promise settles', () => {
+    const res = child(`const sabotage = 'transfer';\n${ATTENTION_RACE_SCRIPT}`, { node: ['--expose-gc'], timeoutMs: 120_000 });
+    expect(res.status, res.summary).toBe(0);
+    expect(res.stdout, res.summary).toContain('SURVIVED');
+    expect(res.stdout.match(/rejected Error attention: an input was detached or shrunk while the kernel ran/g)?.length, res.summary).toBe(3);
+  }, 150_000);
+  // Asserted the copy policy, replaced by borrowing (see the skipped races above).
+  for (const sabotage of ['detach', 'resize'] as const) {
+    const how = sabotage === 'detach' ? 'with an input transferred away (structuredClone) and collected mid-run' : 'with an input on a resizable buffer shrunk to 0 mid-run';
+    it.skip(`attentionRunAsync ${how} resolves with the synchronous result (copy policy, replaced by borrowing)`, () => {
       const res = child(`const sabotage = ${JSON.stringify(sabotage)};\n${ATTENTION_RACE_SCRIPT}`, { node: ['--expose-gc'], timeoutMs: 120_000 });
       expectSurvived(res);
       expect(res.stdout.match(/resolved full/g)?.length, res.summary).toBe(3);
@@ -1644,11 +1695,12 @@ describe('crashes found by this test, replayed in a child process', () => {
     expect(res.stdout.match(/threw RangeError/g)?.length, res.summary).toBe(3);
   });
 
-  // Fixed (each segment keeps its own buffer indices): the async form moved its segments onto
-  // the copies of their buffers pairing them with buffer indices in table order while walking
-  // them head by head, so a table not sorted by head (legal) gave segments pointers computed
-  // against another buffer: wild reads on the worker thread.
-  it('attentionRunAsync: a segment table not sorted by head, on copied buffers, resolves with the synchronous result', () => {
+  // Fixed (each segment keeps its own buffer indices; since issue 13 the async form reads the
+  // borrowed buffers through the segments as built, with nothing to move): the async form moved
+  // its segments onto the copies of their buffers pairing them with buffer indices in table order
+  // while walking them head by head, so a table not sorted by head (legal) gave segments pointers
+  // computed against another buffer: wild reads on the worker thread.
+  it('attentionRunAsync: a segment table not sorted by head resolves with the synchronous result', () => {
     const res = child(
       `const D = 4, N = 1 << 20;
        const bufs = [new Float32Array(D).fill(1), new Float32Array(D).fill(2), new Float32Array(N).fill(3), new Float32Array(N).fill(4)];

@@ -42,9 +42,6 @@ struct Call {
   Napi::Float32Array q;
   std::vector<Buffer> buffers;
   std::vector<std::vector<Segment>> segments;
-  // k and v buffer index of each segment, parallel to `segments` (per head, in order), so that
-  // the async worker can move each segment onto the kept copy of its own buffers.
-  std::vector<std::vector<std::pair<size_t, size_t>>> seg_buffers;
   Napi::Uint8Array streaming;
   bool has_streaming = false;
 };
@@ -111,7 +108,6 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
   const int64_t cells = static_cast<int64_t>(table.ElementLength());
   if (cells % kSegmentColumns != 0) ThrowRange(env, "Expected segments of length a multiple of 8 but received " + Str(cells));
   c.segments.assign(static_cast<size_t>(p.kv_heads), {});
-  c.seg_buffers.assign(static_cast<size_t>(p.kv_heads), {});
   const double* t = table.Data();
   for (int64_t s = 0; s < cells / kSegmentColumns; ++s, t += kSegmentColumns) {
     auto where = [&] { return "segments row " + Str(s); };  // built only for an error message
@@ -141,7 +137,6 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
     seg.k = static_cast<const char*>(c.buffers[kb].data) + ko * bytes;
     seg.v = static_cast<const char*>(c.buffers[vb].data) + vo * bytes;
     c.segments[static_cast<size_t>(head)].push_back(seg);
-    c.seg_buffers[static_cast<size_t>(head)].emplace_back(static_cast<size_t>(kb), static_cast<size_t>(vb));
   }
 
   c.has_streaming = !IsNullish(info[13]);
@@ -180,11 +175,12 @@ Napi::Value AttentionRun(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The async form: inputs on a SharedArrayBuffer are read in place, others copied (PromiseWorker::Keep).
+// The async form: every input borrowed (PromiseWorker::Borrow), read in place through the
+// segments Read() built; outputs allocated here.
 class AttentionWorker : public PromiseWorker {
  public:
   AttentionWorker(Napi::Env env, Call& c, bool want_lse)
-      : PromiseWorker(env, "attention"), p_(c.p), segments_(c.segments) {
+      : PromiseWorker(env, "attention"), p_(c.p), segments_(std::move(c.segments)) {
     const int64_t rows = p_.queries * p_.kv_heads * p_.group;
     out_ = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(rows * p_.dim)));
     o_ = out_.Value().Data();
@@ -192,30 +188,12 @@ class AttentionWorker : public PromiseWorker {
       lse_ = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(rows)));
       l_ = lse_.Value().Data();
     }
-    q_ = Keep(c.q, q_copy_);
-    if (c.has_streaming) streaming_ = Keep(c.streaming, streaming_copy_);
-    // Each buffer is kept once, then every segment is moved from the JS buffer onto the kept one.
-    const size_t bytes = p_.f16 ? 2 : 4;
-    std::vector<const char*> kept(c.buffers.size());
-    copies_.resize(c.buffers.size());
-    for (size_t i = 0; i < c.buffers.size(); ++i) {
-      const Napi::TypedArray& a = c.buffers[i].array;
-      if (OnSharedBuffer(a)) {
-        Pin(a);
-        kept[i] = static_cast<const char*>(c.buffers[i].data);
-      } else {
-        const char* from = static_cast<const char*>(c.buffers[i].data);
-        copies_[i].assign(from, from + c.buffers[i].length * static_cast<int64_t>(bytes));
-        kept[i] = copies_[i].data();
-      }
+    q_ = Borrow(c.q);
+    if (c.has_streaming) streaming_ = Borrow(c.streaming);
+    for (const Buffer& b : c.buffers) {
+      if (p_.f16) Borrow(b.array.As<Napi::Uint16Array>());
+      else Borrow(b.array.As<Napi::Float32Array>());
     }
-    for (size_t h = 0; h < segments_.size(); ++h)
-      for (size_t i = 0; i < segments_[h].size(); ++i) {
-        Segment& s = segments_[h][i];
-        const size_t kb = c.seg_buffers[h][i].first, vb = c.seg_buffers[h][i].second;
-        s.k = kept[kb] + (static_cast<const char*>(s.k) - static_cast<const char*>(c.buffers[kb].data));
-        s.v = kept[vb] + (static_cast<const char*>(s.v) - static_cast<const char*>(c.buffers[vb].data));
-      }
   }
 
  protected:
@@ -232,9 +210,6 @@ class AttentionWorker : public PromiseWorker {
  private:
   Params p_;
   std::vector<std::vector<Segment>> segments_;
-  std::vector<float> q_copy_;
-  std::vector<uint8_t> streaming_copy_;
-  std::vector<std::vector<char>> copies_;
   const float* q_ = nullptr;
   const uint8_t* streaming_ = nullptr;
   Napi::Reference<Napi::Float32Array> out_, lse_;
@@ -247,12 +222,7 @@ Napi::Value AttentionRunAsync(const Napi::CallbackInfo& info) {
   const bool want_lse = BoolArg(info, 15, "wantLse");
   if (c.p.queries * c.p.kv_heads * c.p.group * c.p.dim > kMaxOutputs)
     ThrowRange(info.Env(), "Expected at most 268435456 output elements for an output allocated by the addon");
-  AttentionWorker* worker;
-  try {
-    worker = new AttentionWorker(info.Env(), c, want_lse);
-  } catch (const std::bad_alloc&) {
-    throw Napi::RangeError::New(info.Env(), "Could not copy the attention inputs: put them on a SharedArrayBuffer to have them read in place");
-  }
+  auto* worker = new AttentionWorker(info.Env(), c, want_lse);
   return worker->Start();
 }
 

@@ -1,11 +1,12 @@
-// Promise-returning kernels. Arguments are copied into the worker (scalars) or pinned
-// with references (typed arrays) on the JS thread; Execute() only sees raw pointers and
-// never touches Node-API. Errors keep their kind (TypeError / RangeError / Error).
+// Promise-returning kernels. Scalars are copied into the worker and typed arrays are borrowed
+// (Borrow: pinned and read in place until the promise settles, never copied) on the JS thread;
+// Execute() only sees raw pointers and never touches Node-API. Outputs are allocated by the
+// worker and handed to JS when the promise resolves. Errors keep their kind (TypeError /
+// RangeError / Error).
 #pragma once
 #include <napi.h>
 
 #include <exception>
-#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,7 +22,7 @@ class PromiseWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  // Keeps a JS value (typically a typed array) alive until the worker completes.
+  // Keeps a JS object alive until the worker completes.
   void Pin(const Napi::Value& v) {
     if (v.IsObject()) pinned_.emplace_back(Napi::Persistent(v.As<Napi::Object>()));
   }
@@ -33,26 +34,16 @@ class PromiseWorker : public Napi::AsyncWorker {
     return promise;
   }
 
-  // A typed array's buffer is an ArrayBuffer or a SharedArrayBuffer, and only the first answers
-  // napi_is_arraybuffer: an engine check that JS cannot fake.
-  static bool OnSharedBuffer(const Napi::TypedArray& a) { return !a.ArrayBuffer().IsArrayBuffer(); }
-
-  // Elements of `a` readable until the worker completes. JS can detach or shrink an ArrayBuffer
-  // while the worker runs, so only a SharedArrayBuffer (which it can do neither to, and which
-  // stays alive while pinned) is read in place; anything else is copied into `copy`.
-  template <typename T, typename Array>
-  const T* Keep(const Array& a, std::vector<T>& copy) {
-    if (OnSharedBuffer(a)) {
-      Pin(a);
-      return a.Data();
-    }
-    try {
-      copy.assign(a.Data(), a.Data() + a.ElementLength());
-    } catch (const std::bad_alloc&) {
-      throw Napi::RangeError::New(Env(), "Could not copy " + std::to_string(a.ByteLength()) + " bytes for " + name_ +
-                                             ": put the array on a SharedArrayBuffer to have it read in place");
-    }
-    return copy.data();
+  // The one input policy of every async kernel (DESIGN.md convention 2, as onnxruntime-node's
+  // async run): a typed array argument is borrowed, i.e. pinned (a reference keeps the array and
+  // its buffer alive even if JS drops every other) and read in place until the promise settles.
+  // The caller must not write, detach (transfer) or shrink it meanwhile. A detach or shrink that
+  // is still visible when the run ends rejects the promise instead of resolving it with what was
+  // read; it cannot undo reads of memory freed meanwhile, which is why the contract forbids it.
+  template <typename T>
+  const T* Borrow(const Napi::TypedArrayOf<T>& a) {
+    borrowed_.push_back(Borrowed{Napi::Persistent(static_cast<const Napi::Object&>(a)), a.Data(), a.ElementLength()});
+    return a.Data();
   }
 
  protected:
@@ -75,7 +66,16 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() final {
-    Settle([&] { deferred_.Resolve(Result(Env())); });
+    Settle([&] {
+      if (BorrowedChanged()) {
+        deferred_.Reject(Napi::Error::New(Env(), std::string(name_) +
+                                                     ": an input was detached or shrunk while the kernel ran (async kernels "
+                                                     "borrow their inputs until the promise settles)")
+                             .Value());
+        return;
+      }
+      deferred_.Resolve(Result(Env()));
+    });
   }
 
   void OnError(const Napi::Error& e) final {
@@ -89,6 +89,26 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
+  struct Borrowed {
+    Napi::ObjectReference array;
+    const void* data;
+    size_t length;  // elements
+  };
+
+  // Whether a borrowed array no longer covers the elements it had when borrowed (a detached
+  // buffer has none left; a shrunk one fewer); growing in place is harmless.
+  bool BorrowedChanged() {
+    for (const Borrowed& b : borrowed_) {
+      if (b.length == 0) continue;  // nothing was read
+      void* data = nullptr;
+      size_t length = 0;
+      if (napi_get_typedarray_info(Env(), b.array.Value(), nullptr, &length, &data, nullptr, nullptr) != napi_ok ||
+          data != b.data || length < b.length)
+        return true;
+    }
+    return false;
+  }
+
   // Settling can fail when the environment is shutting down (a worker terminated mid-run):
   // then no JS can run and there is nobody left to tell, so the failure is dropped rather
   // than escaping as a C++ exception (which would abort the process).
@@ -108,6 +128,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   const char* name_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> pinned_;
+  std::vector<Borrowed> borrowed_;
   ErrorKind kind_ = ErrorKind::kError;
 };
 

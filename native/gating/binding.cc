@@ -1,10 +1,10 @@
-// Node-API bindings of the gating kernels. Inputs are read in place; outputs are typed
-// arrays allocated by the caller (top-k, router logits) or here (dispatch plan, stats).
+// Node-API bindings of the gating kernels. Inputs are read in place (borrowed, by the async
+// forms, until their promise settles: common/async.h); outputs are typed arrays allocated by
+// the caller (sync top-k, router logits) or here (dispatch plan, stats, async forms).
 #include <napi.h>
 
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "common/args.h"
 #include "common/async.h"
@@ -81,41 +81,38 @@ TopkArgs ReadTopk(const Napi::CallbackInfo& info, bool outputs = true) {
   return a;
 }
 
-std::string BadLogit(const gating::TopkParams& p, const float* logits, int64_t flat) {
-  return "Expected finite or -Infinity (masked) logits but token " + std::to_string(flat / p.experts) + ", expert " +
-         std::to_string(flat % p.experts) + " is " + NonFinite(logits[flat]);
+// Raw pointers only: the async workers build it off the JS thread.
+std::string BadLogit(int64_t experts, const float* logits, int64_t flat) {
+  return "Expected finite or -Infinity (masked) logits but token " + std::to_string(flat / experts) + ", expert " +
+         std::to_string(flat % experts) + " is " + NonFinite(logits[flat]);
 }
 
 Napi::Value GatingTopk(const Napi::CallbackInfo& info) {
   TopkArgs a = ReadTopk(info);
   const auto st = gating::TopkGating(a.logits.Data(), a.p, a.weights.Data(), a.indices.Data());
-  if (st.bad_index >= 0) ThrowRange(info.Env(), BadLogit(a.p, a.logits.Data(), st.bad_index));
+  if (st.bad_index >= 0) ThrowRange(info.Env(), BadLogit(a.p.experts, a.logits.Data(), st.bad_index));
   return info.Env().Undefined();
 }
 
-// The async form owns everything it touches: inputs are copied on the JS thread and outputs
-// are allocated here and handed to JS only when the promise resolves. A caller can then
-// detach, transfer or shrink its arrays mid-run without the worker reading freed memory.
+// The async form borrows its inputs (PromiseWorker::Borrow) and allocates its outputs, which
+// JS sees only when the promise resolves.
 class TopkWorker : public PromiseWorker {
  public:
   TopkWorker(Napi::Env env, const TopkArgs& a)
       : PromiseWorker(env, "gating.topk"),
-        logits_(a.logits.Data(), a.logits.Data() + a.logits.ElementLength()),
+        logits_(Borrow(a.logits)),
         p_(a.p),
         weights_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
         indices_(Napi::Persistent(Napi::Int32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
         w_(weights_.Value().Data()),
         i_(indices_.Value().Data()) {
-    if (p_.bias != nullptr) {
-      bias_.assign(p_.bias, p_.bias + p_.experts);
-      p_.bias = bias_.data();
-    }
+    if (p_.bias != nullptr) p_.bias = Borrow(a.bias.As<Napi::Float32Array>());
   }
 
  protected:
   void Run() override {
-    const auto st = gating::TopkGating(logits_.data(), p_, w_, i_);
-    if (st.bad_index >= 0) Fail(ErrorKind::kRange, BadLogit(p_, logits_.data(), st.bad_index));
+    const auto st = gating::TopkGating(logits_, p_, w_, i_);
+    if (st.bad_index >= 0) Fail(ErrorKind::kRange, BadLogit(p_.experts, logits_, st.bad_index));
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
@@ -125,7 +122,7 @@ class TopkWorker : public PromiseWorker {
   }
 
  private:
-  std::vector<float> logits_, bias_;
+  const float* logits_;
   gating::TopkParams p_;
   Napi::Reference<Napi::Float32Array> weights_;
   Napi::Reference<Napi::Int32Array> indices_;
@@ -139,10 +136,7 @@ Napi::Value GatingTopkAsync(const Napi::CallbackInfo& info) {
   if (a.p.tokens * a.p.k > kMaxPlanEntries)
     ThrowRange(info.Env(), "Expected tokens * k <= 268435456 for outputs allocated by the addon but received " +
                                std::to_string(a.p.tokens * a.p.k));
-  auto* worker = new TopkWorker(info.Env(), a);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return (new TopkWorker(info.Env(), a))->Start();
 }
 
 // gatingDispatch(indices, tokens, k, experts, capacity (-1 = dropless), blockSize, policy, weights|null)
@@ -230,11 +224,7 @@ Napi::Value GatingStats(const Napi::CallbackInfo& info) {
   r.mean_prob = prob.Data();
   r.loads = loads.Data();
   const int64_t bad = gating::RouterStats(logits.Data(), indices.Data(), p, r);
-  if (bad >= 0) {
-    gating::TopkParams tp;
-    tp.experts = p.experts;
-    ThrowRange(env, BadLogit(tp, logits.Data(), bad));
-  }
+  if (bad >= 0) ThrowRange(env, BadLogit(p.experts, logits.Data(), bad));
   if (bad < -1) {
     const int64_t s = -(bad + 2);
     ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(s) + "] is " +
@@ -289,13 +279,13 @@ Napi::Value GatingRouterLogits(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Like TopkWorker: inputs copied, output owned until the promise resolves.
+// Like TopkWorker: inputs borrowed, output allocated here until the promise resolves.
 class LogitsWorker : public PromiseWorker {
  public:
   LogitsWorker(Napi::Env env, const LogitsArgs& a)
       : PromiseWorker(env, "gating.routerLogits"),
-        hidden_(a.hidden.Data(), a.hidden.Data() + a.hidden.ElementLength()),
-        weight_(a.weight.Data(), a.weight.Data() + a.weight.ElementLength()),
+        hidden_(Borrow(a.hidden)),
+        weight_(Borrow(a.weight)),
         tokens_(a.tokens),
         hidden_size_(a.hidden_size),
         experts_(a.experts),
@@ -304,11 +294,12 @@ class LogitsWorker : public PromiseWorker {
         o_(out_.Value().Data()) {}
 
  protected:
-  void Run() override { gating::RouterLogits(hidden_.data(), weight_.data(), tokens_, hidden_size_, experts_, o_, threads_); }
+  void Run() override { gating::RouterLogits(hidden_, weight_, tokens_, hidden_size_, experts_, o_, threads_); }
   Napi::Value Result(Napi::Env env) override { return out_.Value(); }
 
  private:
-  std::vector<float> hidden_, weight_;
+  const float* hidden_;
+  const float* weight_;
   int64_t tokens_, hidden_size_, experts_;
   int threads_;
   Napi::Reference<Napi::Float32Array> out_;
@@ -318,10 +309,7 @@ class LogitsWorker : public PromiseWorker {
 // gatingRouterLogitsAsync(hidden, weight, tokens, hiddenSize, experts, threads) -> Promise<Float32Array>
 Napi::Value GatingRouterLogitsAsync(const Napi::CallbackInfo& info) {
   const LogitsArgs a = ReadLogits(info, false);
-  auto* worker = new LogitsWorker(info.Env(), a);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return (new LogitsWorker(info.Env(), a))->Start();
 }
 
 }  // namespace

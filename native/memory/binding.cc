@@ -1,15 +1,12 @@
 // Node-API bindings of the memory scan kernels. The sync forms read every array in place and
-// fill the caller's output. The async forms must not read memory JS can free or shrink while
-// they run, so each input is read in place only when it lives on a SharedArrayBuffer (which
-// can be neither detached nor shrunk, and stays alive while pinned) and is copied otherwise.
+// fill the caller's output. The async forms borrow their inputs (pinned and read in place until
+// the promise settles: common/async.h) and allocate their output.
 #include <napi.h>
 
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <new>
 #include <string>
-#include <vector>
 
 #include "common/args.h"
 #include "common/async.h"
@@ -162,7 +159,7 @@ Napi::Value MemoryFloat32Scores(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// An async scan: owns its output until the promise resolves, and either pins or copies each input.
+// An async scan: borrows its inputs and owns its output until the promise resolves.
 class ScanWorker : public PromiseWorker {
  public:
   ScanWorker(Napi::Env env, const char* name, const Scan& s)
@@ -170,7 +167,7 @@ class ScanWorker : public PromiseWorker {
         p_(s.p),
         out_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(s.p.count)))),
         o_(out_.Value().Data()) {
-    p_.subset = s.has_subset ? Keep(s.subset, subset_) : nullptr;
+    p_.subset = s.has_subset ? Borrow(s.subset) : nullptr;
   }
 
  protected:
@@ -181,7 +178,6 @@ class ScanWorker : public PromiseWorker {
   }
 
   ScanParams p_;
-  std::vector<int32_t> subset_;
   Napi::Reference<Napi::Float32Array> out_;
   float* o_;
 };
@@ -191,16 +187,14 @@ class Int8Worker : public ScanWorker {
   Int8Worker(Napi::Env env, const Int8Args& a)
       : ScanWorker(env, "memory.int8Scores", a.s),
         query_scale_(a.query_scale),
-        query_(Keep(a.query, query_copy_)),
-        codes_(Keep(a.codes, codes_copy_)),
-        scales_(Keep(a.scales, scales_copy_)) {}
+        query_(Borrow(a.query)),
+        codes_(Borrow(a.codes)),
+        scales_(Borrow(a.scales)) {}
 
  protected:
   void Run() override { Report(memory::Int8Scores(query_, query_scale_, codes_, scales_, p_, o_), scales_); }
 
  private:
-  std::vector<int8_t> query_copy_, codes_copy_;
-  std::vector<float> scales_copy_;
   double query_scale_;
   const int8_t* query_;
   const int8_t* codes_;
@@ -211,14 +205,13 @@ class F32Worker : public ScanWorker {
  public:
   F32Worker(Napi::Env env, const F32Args& a)
       : ScanWorker(env, "memory.float32Scores", a.s),
-        query_(Keep(a.query, query_copy_)),
-        matrix_(Keep(a.matrix, matrix_copy_)) {}
+        query_(Borrow(a.query)),
+        matrix_(Borrow(a.matrix)) {}
 
  protected:
   void Run() override { Report(memory::Float32Scores(query_, matrix_, p_, o_), nullptr); }
 
  private:
-  std::vector<float> query_copy_, matrix_copy_;
   const float* query_;
   const float* matrix_;
 };

@@ -52,8 +52,9 @@ export function routerLogits(hidden: LogitsInput, weight: Float32Array, options:
 }
 
 /**
- * {@link routerLogits} on a worker thread (large batches). Inputs are copied when the call is
- * made, so the caller may reuse its arrays at once; with `out`, the result is copied there at the end.
+ * {@link routerLogits} on a worker thread (large batches). The inputs are borrowed, not copied:
+ * they are read in place until the promise settles and must not be modified meanwhile; with
+ * `out`, the result is copied there at the end.
  *
  * @example
  * ```ts

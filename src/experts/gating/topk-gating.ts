@@ -188,10 +188,10 @@ export function topkGating(logits: LogitsInput, options: TopkGatingOptions): Top
 
 /**
  * {@link topkGating} on a worker thread, for large batches (tens of thousands of tokens) that
- * would block the event loop for more than a millisecond. The inputs are copied when the call
- * is made (a memcpy on the calling thread) and the worker writes into arrays of its own, so
- * the caller may reuse or transfer its arrays at once; with `out`, results are copied there
- * when the promise resolves.
+ * would block the event loop for more than a millisecond. The inputs (logits, bias) are
+ * borrowed, not copied: they are read in place until the promise settles and must not be
+ * modified meanwhile. The worker writes into arrays of its own; with `out`, results are copied
+ * there when the promise resolves.
  *
  * @example
  * ```ts

@@ -4,6 +4,7 @@
  * from SQLite at open; SQLite stays the source of truth.
  * @module
  */
+import { int8Scores } from '../text/index';
 import type { MemoryPriority, MemoryType, MetadataValue } from './types';
 
 /** One live item's searchable fields (its text stays in SQLite). */
@@ -29,6 +30,14 @@ export interface ItemRecord {
   bytes: number;
   /** Row of the embedding matrix. */
   row: number;
+}
+
+/** The fields a caller sets when storing an item (the rest the store derives). */
+export type ItemFields = Pick<ItemRecord, 'type' | 'priority' | 'importance' | 'tags' | 'metadata' | 'pinned' | 'userId' | 'agentId' | 'sessionId' | 'expiresAt'>;
+
+/** Whether the item has not expired at `now` (ms). */
+export function isLive(r: Pick<ItemRecord, 'expiresAt'>, now: number): boolean {
+  return r.expiresAt === null || r.expiresAt > now;
 }
 
 /** Growable int8 matrix of embeddings with a scale per row; freed rows are reused. */
@@ -72,6 +81,11 @@ export class EmbeddingMatrix {
     this.codes.fill(0, row * this.dims, (row + 1) * this.dims);
     this.scales[row] = 0;
     this.#free.push(row);
+  }
+
+  /** Cosine similarity of a quantised unit vector with each of `rows` (entries of `rows` order). */
+  scores(codes: Int8Array, scale: number, rows: Int32Array): Float32Array {
+    return int8Scores(codes, scale, this.codes.subarray(0, this.#rows * this.dims), this.scales.subarray(0, this.#rows), this.dims, { rows });
   }
 }
 

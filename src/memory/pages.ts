@@ -28,17 +28,46 @@ type Lz4 = { compressSync(data: Buffer): Buffer; uncompressSync(data: Uint8Array
 let lz4: Lz4 | undefined;
 const lz4Module = (): Lz4 => (lz4 ??= require('lz4-napi') as Lz4);
 
+/** @internal */
 export function compress(codec: Compression, raw: Buffer): Buffer {
   if (codec === 'lz4') return lz4Module().compressSync(raw);
   if (codec === 'gzip') return gzipSync(raw, { level: 6 });
   return raw;
 }
 
+/** @internal */
 export function decompress(codec: string, data: Buffer): Buffer {
   if (codec === 'lz4') return lz4Module().uncompressSync(data);
   if (codec === 'gzip') return gunzipSync(data);
   if (codec === 'none') return data;
   throw new Error(`MemAgent: a page uses codec '${codec}', unknown to this version`);
+}
+
+/**
+ * A stored page as the `pages` table holds it.
+ * @internal
+ */
+export interface PageRow {
+  codec: string;
+  data: Buffer;
+}
+
+/**
+ * The page row that stores `raw`.
+ * @internal
+ */
+export function encodePage(codec: Compression, raw: Buffer): PageRow {
+  return { codec, data: compress(codec, raw) };
+}
+
+/**
+ * The raw bytes of page `id` from its row: every read of stored text goes through here, so
+ * this is where a page's integrity is to be checked.
+ * @internal
+ */
+export function decodePage(id: number, row: PageRow | undefined): Buffer {
+  if (row === undefined) throw new Error(`MemAgent: page ${id} is missing from the database`);
+  return decompress(row.codec, row.data);
 }
 
 /** Where an item's text lives: raw in its row, or at `offset` in a page. */
@@ -68,7 +97,7 @@ export class PageStore {
     this.#db = db;
     this.#codec = codec;
     this.#sql = {
-      page: db.prepare<[number], { codec: string; data: Buffer }>('SELECT codec, data FROM pages WHERE id = ?'),
+      page: db.prepare<[number], PageRow>('SELECT codec, data FROM pages WHERE id = ?'),
       pending: db.prepare<[], { seq: number; text: Buffer }>('SELECT seq, text FROM items WHERE text IS NOT NULL ORDER BY seq'),
       insertPage: db.prepare<[string, number, Buffer]>('INSERT INTO pages (codec, raw_bytes, data) VALUES (?, ?, ?)'),
       point: db.prepare<[number, number, number]>('UPDATE items SET text = NULL, page_id = ?, page_offset = ? WHERE seq = ?'),
@@ -138,7 +167,8 @@ export class PageStore {
     const rows = this.#sql.pending.all();
     if (rows.length === 0) return;
     const raw = Buffer.concat(rows.map((r) => r.text));
-    const id = Number(this.#sql.insertPage.run(this.#codec, raw.length, compress(this.#codec, raw)).lastInsertRowid);
+    const page = encodePage(this.#codec, raw);
+    const id = Number(this.#sql.insertPage.run(page.codec, raw.length, page.data).lastInsertRowid);
     let offset = 0;
     for (const r of rows) {
       this.#sql.point.run(id, offset, r.seq);
@@ -154,9 +184,7 @@ export class PageStore {
       this.#cache.set(id, page);
       return page;
     }
-    const row = this.#sql.page.get(id);
-    if (row === undefined) throw new Error(`MemAgent: page ${id} is missing from the database`);
-    page = decompress(row.codec, row.data);
+    page = decodePage(id, this.#sql.page.get(id));
     this.#cache.set(id, page);
     if (this.#cache.size > CACHED_PAGES) this.#cache.delete(this.#cache.keys().next().value!);
     return page;

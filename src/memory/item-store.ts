@@ -1,0 +1,188 @@
+/**
+ * The SQLite side of MemAgent: the items table (through the row codec), their texts (through
+ * the page store) and the history table. Every method that writes runs inside
+ * {@link ItemStore.transaction}, except `touch`, which is a transaction of its own.
+ * @module
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { ItemRecord } from './item-index';
+import { changedFields, embeddingBlob, type ItemColumns, type ItemRow, toColumns, toItem } from './item-row';
+import type { MemoryEvent, MemoryItem } from './mem-agent-types';
+import { type Compression, PageStore, type PageTotals } from './pages';
+import { openDatabase } from './schema';
+
+/**
+ * A new text with what is derived from it before the write turn.
+ * @internal
+ */
+export interface PreparedText {
+  content: string;
+  /** UTF-8 of `content`. */
+  bytes: Buffer;
+  tokens: number;
+  /** The quantised unit embedding. */
+  codes: Int8Array;
+  scale: number;
+}
+
+const COLUMNS = [
+  'id', 'type', 'priority', 'importance', 'tags', 'metadata', 'user_id', 'agent_id', 'session_id', 'created_at', 'updated_at',
+  'last_accessed', 'access_count', 'expires_at', 'pinned', 'content_hash', 'tokens', 'bytes', 'text', 'embedding', 'embedding_scale',
+];
+// The columns a field update writes; tokens, bytes and the text change only with the text.
+const UPDATED = ['type', 'priority', 'importance', 'tags', 'metadata', 'updated_at', 'last_accessed', 'expires_at', 'pinned', 'content_hash'];
+
+/**
+ * One MemAgent database: items, texts and history.
+ * @internal
+ */
+export class ItemStore {
+  readonly #db: BetterSqlite3.Database;
+  readonly #codec: Compression;
+  #pages: PageStore;
+  readonly #sql;
+
+  /**
+   * Opens (or creates) the database and checks that it holds embeddings of `dimensions`.
+   * @throws Error when the file cannot be used (see {@link openDatabase}) or holds other dimensions.
+   */
+  constructor(path: string | undefined, synchronous: 'normal' | 'full', codec: Compression, dimensions: number) {
+    this.#db = openDatabase(path, synchronous);
+    this.#codec = codec;
+    try {
+      this.#sql = statements(this.#db);
+      this.#checkDimensions(String(dimensions), path ?? ':memory:');
+      this.#pages = new PageStore(this.#db, codec);
+    } catch (err) {
+      this.#db.close();
+      throw err;
+    }
+  }
+
+  /** The live rows in store order, as the database holds them at open. */
+  rows(): IterableIterator<ItemRow> {
+    return this.#sql.all.iterate();
+  }
+
+  /** The text of an item. */
+  content(seq: number): string {
+    const loc = this.#sql.location.get(seq);
+    if (loc === undefined) throw new Error(`MemAgent: item ${seq} has no row`);
+    return this.#pages.read({ seq, bytes: loc.bytes, text: loc.text, pageId: loc.page_id, offset: loc.page_offset });
+  }
+
+  /** The API's view of a record, its text read from the store unless given. */
+  view(r: ItemRecord, content?: string): MemoryItem {
+    return toItem(r, content ?? this.content(r.seq));
+  }
+
+  /** Runs `body` as one write transaction; on failure nothing it did remains, in SQLite or here. */
+  transaction(body: () => void): void {
+    try {
+      this.#db.transaction(body)();
+    } catch (err) {
+      this.#pages = new PageStore(this.#db, this.#codec); // its pending count may have moved inside the rolled-back transaction
+      throw err;
+    }
+  }
+
+  /** Inserts a new item (its record's `seq` is ignored) with its ADD event; returns its seq. */
+  insert(r: ItemRecord, p: PreparedText): number {
+    const seq = Number(this.#sql.insert.run({ ...toColumns(r), text: p.bytes, embedding: embeddingBlob(p.codes), embedding_scale: p.scale }).lastInsertRowid);
+    this.#pages.added(p.bytes.length);
+    this.#sql.event.run(r.id, 'ADD', null, null, JSON.stringify(toItem(r, p.content)), r.createdAt);
+    return seq;
+  }
+
+  /**
+   * Writes an item's changed fields, and its new text when `p` is given, with an UPDATE event
+   * of the fields that changed (`before` is the old view, text included).
+   */
+  update(before: MemoryItem, next: ItemRecord, p: PreparedText | null, reason: string | null, now: number): void {
+    this.#sql.update.run(toColumns(next));
+    if (p) {
+      const was = this.#sql.location.get(next.seq)!;
+      if (was.text !== null) this.#pages.removedPending(was.bytes);
+      this.#sql.replaceText.run(p.tokens, p.bytes.length, p.bytes, embeddingBlob(p.codes), p.scale, next.seq);
+      this.#pages.added(p.bytes.length);
+    }
+    const { oldValue, newValue } = changedFields(before, toItem(next, p?.content ?? before.content));
+    this.#sql.event.run(next.id, 'UPDATE', reason, JSON.stringify(oldValue), JSON.stringify(newValue), now);
+  }
+
+  /** Marks an item deleted (kept for `retainDeletedMs`) with its DELETE event. */
+  softDelete(r: ItemRecord, now: number, reason: string | null): void {
+    this.#sql.softDelete.run(now, r.seq);
+    this.#sql.event.run(r.id, 'DELETE', reason, JSON.stringify(this.view(r)), null, now);
+  }
+
+  /** Records a retrieval of these items at `now` (its own transaction). */
+  touch(seqs: readonly number[], now: number): void {
+    this.#db.transaction(() => {
+      for (const seq of seqs) this.#sql.touch.run(now, seq);
+    })();
+  }
+
+  /** Deletes items soft-deleted at or before `before` and repacks mostly-empty pages. */
+  purge(before: number): void {
+    for (const row of this.#sql.purgeable.all(before)) {
+      if (row.text_bytes !== null) this.#pages.removedPending(row.text_bytes);
+      this.#sql.purge.run(row.seq);
+    }
+    this.#pages.repack();
+  }
+
+  /** An item's events, oldest first. */
+  history(id: string): MemoryEvent[] {
+    return this.#sql.history.all(id).map((r) => ({
+      event: r.event as MemoryEvent['event'],
+      reason: r.reason,
+      oldValue: r.old_value === null ? null : (JSON.parse(r.old_value) as Partial<MemoryItem>),
+      newValue: r.new_value === null ? null : (JSON.parse(r.new_value) as Partial<MemoryItem>),
+      at: r.at,
+    }));
+  }
+
+  /** Text bytes stored vs raw. */
+  totals(): PageTotals {
+    return this.#pages.totals();
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #checkDimensions(dims: string, where: string): void {
+    const stored = this.#db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'embedding_dimensions'").get()?.value;
+    if (stored === undefined) this.#db.prepare("INSERT INTO meta (key, value) VALUES ('embedding_dimensions', ?)").run(dims);
+    else if (stored !== dims) {
+      throw new Error(`MemAgent: ${where} holds ${stored}-dimensional embeddings but the embedder makes ${dims}: open it with the embedder it was filled with`);
+    }
+  }
+}
+
+function statements(db: BetterSqlite3.Database) {
+  return {
+    all: db.prepare<[], ItemRow>('SELECT * FROM items WHERE deleted_at IS NULL ORDER BY seq'),
+    insert: db.prepare<[ItemColumns & { text: Buffer; embedding: Buffer; embedding_scale: number }]>(`INSERT INTO items (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => `@${c}`).join(', ')})`),
+    update: db.prepare<[ItemColumns]>(`UPDATE items SET ${UPDATED.map((c) => `${c} = @${c}`).join(', ')} WHERE seq = @seq`),
+    replaceText: db.prepare<[number, number, Buffer, Buffer, number, number]>(
+      'UPDATE items SET tokens = ?, bytes = ?, text = ?, page_id = NULL, page_offset = NULL, embedding = ?, embedding_scale = ? WHERE seq = ?',
+    ),
+    location: db.prepare<[number], { bytes: number; text: Buffer | null; page_id: number | null; page_offset: number | null }>(
+      'SELECT bytes, text, page_id, page_offset FROM items WHERE seq = ?',
+    ),
+    touch: db.prepare<[number, number]>('UPDATE items SET last_accessed = ?, access_count = access_count + 1 WHERE seq = ?'),
+    softDelete: db.prepare<[number, number]>('UPDATE items SET deleted_at = ? WHERE seq = ?'),
+    purgeable: db.prepare<[number], { seq: number; text_bytes: number | null }>(
+      'SELECT seq, CASE WHEN text IS NULL THEN NULL ELSE bytes END AS text_bytes FROM items WHERE deleted_at IS NOT NULL AND deleted_at <= ?',
+    ),
+    purge: db.prepare<[number]>('DELETE FROM items WHERE seq = ?'),
+    event: db.prepare<[string, string, string | null, string | null, string | null, number]>(
+      'INSERT INTO history (item_id, event, reason, old_value, new_value, at) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    history: db.prepare<[string], { event: string; reason: string | null; old_value: string | null; new_value: string | null; at: number }>(
+      'SELECT event, reason, old_value, new_value, at FROM history WHERE item_id = ? ORDER BY seq',
+    ),
+  };
+}

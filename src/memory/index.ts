@@ -1,8 +1,8 @@
 export { type FieldCondition, MemoryPriority, type MemoryScope, type MemoryTokenizer, MemoryType, type MetadataFilter, type MetadataValue } from './types';
-export {
-  MemAgent, type MemAgentMetrics, type MemAgentOptions, type MemoryEvent, type MemoryItem, type MemoryQuery, type MemoryUpdate,
-  type RetrievalResult, type RetrievedChunk, type StoreOptions,
-} from './mem-agent';
+export { MemAgent } from './mem-agent';
+export type {
+  MemAgentMetrics, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
+} from './mem-agent-types';
 export { DEFAULT_WEIGHTS, type RankingWeights, type ScoreComponent, type ScoreExplanation } from './retrieval';
 export type { Compression } from './pages';
 export { compileFilter } from './filter';

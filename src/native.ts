@@ -1,22 +1,40 @@
 /**
- * The only module that loads the C++ addon, and the typed mirror of every raw export.
- * Order: `CAPIBARA_NATIVE_PATH`, then `build/Release`, then `build/Debug`. Each failure is
- * kept, and one error lists them all with how to fix it.
+ * The only module that loads the C++ addon, and the typed mirror of every raw export. It
+ * declares the binding's raw types itself and imports nothing from the parts, which map the raw
+ * results to their public types. Order: `CAPIBARA_NATIVE_PATH`, then `build/Release`, then
+ * `build/Debug`. Each failure is kept, and one error lists them all with how to fix it. (The
+ * benchmark floors are in a separate addon, `capibara_bench.node`, that only bench/ loads.)
  * @module
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-// Types only: the binding's results are the public result types (no runtime import).
-import type { DispatchPlan } from './experts/gating/dispatch-plan';
-import type { RouterStats } from './experts/gating/router-stats';
+/**
+ * Raw result of `gatingDispatch`: the arrays of a dispatch plan (the gating part adds the shape
+ * and options to make the public `DispatchPlan`).
+ */
+export interface NativeDispatch {
+  loads: Int32Array;
+  counts: Int32Array;
+  offsets: Int32Array;
+  permutation: Int32Array;
+  slotPosition: Int32Array;
+  dropped: Int32Array;
+}
 
-/** Raw result of `gatingDispatch`: the arrays of a {@link DispatchPlan}. */
-export type NativeDispatch = Pick<DispatchPlan, 'loads' | 'counts' | 'offsets' | 'permutation' | 'slotPosition' | 'dropped'>;
-
-/** Raw result of `gatingStats`, returned to users as is. */
-export type NativeStats = RouterStats;
+/** Raw result of `gatingStats` and `gatingStatsAsync` (the gating part maps it to its public `RouterStats`). */
+export interface NativeStats {
+  loadFraction: Float64Array;
+  meanProb: Float64Array;
+  loads: Int32Array;
+  auxLoss: number;
+  zLoss: number;
+  maxVio: number;
+  cv2: number;
+  entropy: number;
+  countedTokens: number;
+}
 
 type TopkArgs = [
   logits: Float32Array,

@@ -141,5 +141,17 @@ export function dispatchPlan(routing: Int32Array | TopkGatingResult, options: Di
   }
 
   const r = native().gatingDispatch(indices, tokens, k, experts, capacity ?? -1, blockSize, DROP_POLICY[dropPolicy], weights ?? null);
-  return { experts, tokens, k, capacity, blockSize, ...r };
+  return {
+    experts,
+    tokens,
+    k,
+    capacity,
+    blockSize,
+    loads: r.loads,
+    counts: r.counts,
+    offsets: r.offsets,
+    permutation: r.permutation,
+    slotPosition: r.slotPosition,
+    dropped: r.dropped,
+  };
 }

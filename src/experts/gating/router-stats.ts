@@ -1,4 +1,4 @@
-import { native } from '../../native';
+import { type NativeStats, native } from '../../native';
 import * as v from '../../validate';
 import { SCORING } from './enums';
 import { type LogitsInput, resolveLogits } from './logits';
@@ -41,6 +41,48 @@ export interface RouterStats {
   countedTokens: number;
 }
 
+/** Validates the arguments of {@link routerStats} and {@link routerStatsAsync} into the binding's. */
+function prepare(logits: unknown, routing: unknown, options: unknown) {
+  const o = v.options<{ experts: number; k: number; scoring: Scoring }>('options', options, ['experts', 'k', 'scoring']);
+  let indices: Int32Array;
+  let k: number;
+  let experts = o.experts;
+  if (routing instanceof Int32Array) {
+    indices = routing;
+    if (o.k === undefined) throw new TypeError('Expected options.k when routing is an Int32Array of indices');
+    k = v.integer('k', o.k, 1, 1 << 20);
+  } else if (typeof routing === 'object' && routing !== null && (routing as TopkGatingResult).indices instanceof Int32Array) {
+    const r = routing as TopkGatingResult;
+    indices = r.indices;
+    k = v.integer('routing.k', r.k, 1, 1 << 20);
+    experts ??= r.experts;
+  } else {
+    throw v.typeError('routing', 'Int32Array of expert indices or a topkGating result', routing);
+  }
+  const l = resolveLogits('logits', logits, experts);
+  if (k > l.experts) throw v.rangeError('k', `integer in [1, ${l.experts}]`, k);
+  if (indices.length !== l.tokens * k) {
+    throw new RangeError(`Expected indices of length tokens * k = ${l.tokens * k} but received ${indices.length}`);
+  }
+  const scoring = o.scoring === undefined ? 'softmax' : v.oneOf('scoring', o.scoring, ['softmax', 'sigmoid'] as const);
+  return [l.data, indices, l.tokens, l.experts, k, SCORING[scoring]] as const;
+}
+
+/** The public statistics of the binding's raw result. */
+function toRouterStats(r: NativeStats): RouterStats {
+  return {
+    loadFraction: r.loadFraction,
+    meanProb: r.meanProb,
+    loads: r.loads,
+    auxLoss: r.auxLoss,
+    zLoss: r.zLoss,
+    maxVio: r.maxVio,
+    cv2: r.cv2,
+    entropy: r.entropy,
+    countedTokens: r.countedTokens,
+  };
+}
+
 /**
  * Router balance statistics for a batch: load fractions, mean probabilities, the Switch
  * auxiliary loss, the ST-MoE z-loss, MaxVio, CV² of the loads and the routing entropy.
@@ -59,26 +101,5 @@ export function routerStats(
   routing: Int32Array | TopkGatingResult,
   options: { experts?: number; k?: number; scoring?: Scoring } = {},
 ): RouterStats {
-  const o = v.options<{ experts: number; k: number; scoring: Scoring }>('options', options, ['experts', 'k', 'scoring']);
-  let indices: Int32Array;
-  let k: number;
-  let experts = o.experts;
-  if (routing instanceof Int32Array) {
-    indices = routing;
-    if (o.k === undefined) throw new TypeError('Expected options.k when routing is an Int32Array of indices');
-    k = v.integer('k', o.k, 1, 1 << 20);
-  } else if (typeof routing === 'object' && routing !== null && routing.indices instanceof Int32Array) {
-    indices = routing.indices;
-    k = v.integer('routing.k', routing.k, 1, 1 << 20);
-    experts ??= routing.experts;
-  } else {
-    throw v.typeError('routing', 'Int32Array of expert indices or a topkGating result', routing);
-  }
-  const l = resolveLogits('logits', logits, experts);
-  if (k > l.experts) throw v.rangeError('k', `integer in [1, ${l.experts}]`, k);
-  if (indices.length !== l.tokens * k) {
-    throw new RangeError(`Expected indices of length tokens * k = ${l.tokens * k} but received ${indices.length}`);
-  }
-  const scoring = o.scoring === undefined ? 'softmax' : v.oneOf('scoring', o.scoring, ['softmax', 'sigmoid'] as const);
-  return native().gatingStats(l.data, indices, l.tokens, l.experts, k, SCORING[scoring]);
+  return toRouterStats(native().gatingStats(...prepare(logits, routing, options)));
 }

@@ -1,8 +1,9 @@
 /**
  * MoEControlAPI: the facade of an expert pool's control plane. It wires the pieces — the
- * registry (registry.ts), the options (control-options.ts), the traffic ledger, the lifecycle
- * plan (lifecycle-plan.ts, pure) and the held-back events (deferred-events.ts) — and applies what
- * they decide.
+ * registry (registry.ts), the options (control-options.ts, checks.ts), the traffic ledger, the
+ * lifecycle passes (lifecycle-runner.ts over the pure lifecycle-plan.ts), the pool figures
+ * (pool-figures.ts) and the held-back events (deferred-events.ts) — and applies what they decide.
+ * Its length is the TSDoc of the public methods; each body is a few lines.
  * @module
  */
 import { EventEmitter } from 'node:events';

@@ -6,84 +6,11 @@
  */
 import type { FinishReason, GenerateOptions, GenerateResult, Generator } from '../llm/index';
 import * as v from '../validate';
+import { chunkByIds, chunkByWords, countTokens, type ReaderChunk } from './reader-chunks';
+import { MEMAGENT_NO_MEMORY, memAgentAnswerPrompt, memAgentMemoryPrompt } from './reader-prompts';
 
-// The prompts are MemAgent's own, verbatim (trailing space after `<problem>` included), from
-// github.com/BytedTsinghua-SIA/MemAgent @ 76b7a658, taskutils/memory_eval/utils/recurrent.py
-// (TEMPLATE, TEMPLATE_FINAL, NO_MEMORY; the RL training loop in recurrent/impls/memory.py uses
-// the same TEMPLATE). Apache-2.0.
-
-/**
- * The memory before the first chunk, as in MemAgent: `'No previous memory'`.
- *
- * @example
- * ```ts
- * memAgentMemoryPrompt('Who won?', MEMAGENT_NO_MEMORY, firstChunk);
- * ```
- */
-export const MEMAGENT_NO_MEMORY = 'No previous memory';
-
-/**
- * MemAgent's memory-update prompt: the task, then `<problem>`, `<memory>` and `<section>`
- * parts, ending with `'Updated memory:\n'`. The default of {@link MemAgentReaderOptions.memoryPrompt}.
- *
- * @param problem The question.
- * @param memory The memory so far ({@link MEMAGENT_NO_MEMORY} before the first chunk).
- * @param section The chunk of the document being read.
- * @returns The prompt text (not chat-templated).
- *
- * @example
- * ```ts
- * const p = memAgentMemoryPrompt('Where is the key?', 'No previous memory', 'The key is under the mat.');
- * p.endsWith('Updated memory:\n'); // true
- * ```
- */
-export function memAgentMemoryPrompt(problem: string, memory: string, section: string): string {
-  return `You are presented with a problem, a section of an article that may contain the answer to the problem, and a previous memory. Please read the provided section carefully and update the memory with the new information that helps to answer the problem. Be sure to retain all relevant details from the previous memory while adding any new, useful information.
-
-<problem> 
-${problem}
-</problem>
-
-<memory>
-${memory}
-</memory>
-
-<section>
-${section}
-</section>
-
-Updated memory:
-`;
-}
-
-/**
- * MemAgent's answer prompt: the task, then `<problem>` and `<memory>` parts (no document),
- * ending with `'Your answer:\n'`. The default of {@link MemAgentReaderOptions.answerPrompt}.
- *
- * @param problem The question.
- * @param memory The final memory.
- * @returns The prompt text (not chat-templated).
- *
- * @example
- * ```ts
- * const p = memAgentAnswerPrompt('Where is the key?', 'The key is under the mat.');
- * p.includes('<section>'); // false: the answer sees the memory only
- * ```
- */
-export function memAgentAnswerPrompt(problem: string, memory: string): string {
-  return `You are presented with a problem and a previous memory. Please answer the problem based on the previous memory and format your response as follows "Therefore, the answer is (insert answer here)".
-
-<problem> 
-${problem}
-</problem>
-
-<memory>
-${memory}
-</memory>
-
-Your answer:
-`;
-}
+export { MEMAGENT_NO_MEMORY, memAgentAnswerPrompt, memAgentMemoryPrompt } from './reader-prompts';
+export type { ReaderChunk } from './reader-chunks';
 
 /**
  * Options of the {@link MemAgentReader} constructor.
@@ -122,25 +49,6 @@ export interface MemAgentReaderOptions {
   temperature?: number;
   /** Integer seed >= 0 for every call; default unseeded. */
   seed?: number;
-}
-
-/**
- * One chunk of a document as {@link MemAgentReader.chunk} cut it.
- *
- * @example
- * ```ts
- * const chunks: ReaderChunk[] = await reader.chunk(longText);
- * console.log(chunks.length, chunks[0]?.tokens);
- * ```
- */
-export interface ReaderChunk {
-  /** The chunk's text. */
-  text: string;
-  /**
-   * Its tokens: the exact number of token ids in the chunk when the generator has
-   * `encode`/`decode`, else `countTokens(text)`.
-   */
-  tokens: number;
 }
 
 /**
@@ -255,27 +163,6 @@ function checkResult(r: unknown, maxTokens: number): GenerateResult {
   return r as GenerateResult;
 }
 
-/**
- * Largest `n` in `[lo, hi]` with `fits(n)`, where `fits(lo)` holds. Gallops up from `lo`, then
- * bisects: probes stay within about twice the answer, so cutting a whole document costs O(N)
- * text counted instead of probing halves of it. Only a measured fit is ever returned, so a
- * tokenizer that is not quite monotone under concatenation cannot make a chunk exceed the limit.
- */
-async function largestFit(lo: number, hi: number, fits: (n: number) => Promise<boolean>): Promise<number> {
-  let step = 1;
-  let galloping = true;
-  while (lo < hi) {
-    const probe = galloping ? Math.min(hi, lo + step) : lo + Math.ceil((hi - lo) / 2);
-    if (await fits(probe)) {
-      lo = probe;
-      step *= 2;
-    } else {
-      hi = probe - 1;
-      galloping = false;
-    }
-  }
-  return lo;
-}
 
 /**
  * MemAgent (arXiv 2507.02259): reads a document of any length with a fixed-size context. The
@@ -368,83 +255,12 @@ export class MemAgentReader {
     const o = v.options<{ signal?: AbortSignal }>('options', options, ['signal']);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw v.typeError('signal', 'AbortSignal', o.signal);
     o.signal?.throwIfAborted();
-    return this.#tokenized ? this.#chunkByIds(document, o.signal) : this.#chunkByWords(document, o.signal);
+    return this.#tokenized
+      ? chunkByIds(this.#generator, document, this.#chunkTokens, o.signal)
+      : chunkByWords((text) => countTokens(this.#generator, text), document, this.#chunkTokens, o.signal);
   }
 
-  async #chunkByIds(document: string, signal: AbortSignal | undefined): Promise<ReaderChunk[]> {
-    const g = this.#generator;
-    const ids: unknown = await g.encode!(document);
-    if (!Array.isArray(ids)) throw v.typeError('generator.encode() result', 'array of token ids', ids);
-    const chunks: ReaderChunk[] = [];
-    for (let at = 0; at < ids.length; at += this.#chunkTokens) {
-      signal?.throwIfAborted();
-      const slice = (ids as number[]).slice(at, at + this.#chunkTokens);
-      chunks.push({ text: v.string('generator.decode() result', await g.decode!(slice)), tokens: slice.length });
-    }
-    return chunks;
-  }
 
-  async #count(text: string): Promise<number> {
-    return v.integer('generator.countTokens() result', await this.#generator.countTokens(text), 0);
-  }
-
-  async #chunkByWords(document: string, signal: AbortSignal | undefined): Promise<ReaderChunk[]> {
-    const limit = this.#chunkTokens;
-    // Words with their trailing whitespace; leading whitespace joins the first: nothing is lost.
-    const pieces: string[] = document.match(/\S+\s*/g) ?? [];
-    const lead = /^\s*/.exec(document)![0];
-    if (lead !== '') {
-      if (pieces.length > 0) pieces[0] = lead + pieces[0];
-      else pieces.push(lead);
-    }
-    const chunks: ReaderChunk[] = [];
-    let i = 0;
-    while (i < pieces.length) {
-      signal?.throwIfAborted();
-      const first = pieces[i]!;
-      const firstTokens = await this.#count(first);
-      if (firstTokens > limit) {
-        // A word over the limit: cut it between code points; its rest is read next.
-        const chars = Array.from(first);
-        const counts = new Map<number, number>();
-        const fits = async (k: number) => {
-          const n = await this.#count(chars.slice(0, k).join(''));
-          counts.set(k, n);
-          return n <= limit;
-        };
-        const k = (await fits(1)) ? await largestFit(1, chars.length - 1, fits) : 1;
-        chunks.push({ text: chars.slice(0, k).join(''), tokens: counts.get(k)! });
-        const rest = chars.slice(k).join('');
-        if (rest === '') i++;
-        else pieces[i] = rest;
-        continue;
-      }
-      const counts = new Map<number, number>([[1, firstTokens]]);
-      const measure = async (n: number) => {
-        let c = counts.get(n);
-        if (c === undefined) {
-          c = await this.#count(pieces.slice(i, i + n).join(''));
-          counts.set(n, c);
-        }
-        return c;
-      };
-      let n = await largestFit(1, pieces.length - i, async (m) => (await measure(m)) <= limit);
-      // End at the last paragraph break of the chunk's second half, so chunks hold whole paragraphs.
-      const paragraphEnd = (p: number) => /\n[^\S\n]*\n\s*$/.test(pieces[i + p - 1]!);
-      if (i + n < pieces.length && !paragraphEnd(n)) {
-        for (let p = n - 1; p >= Math.ceil(n / 2); p--) {
-          if (paragraphEnd(p)) {
-            // Counted again: a tokenizer may count a shorter text as more tokens at its seam.
-            if ((await measure(p)) <= limit) n = p;
-            break;
-          }
-        }
-      }
-      chunks.push({ text: pieces.slice(i, i + n).join(''), tokens: counts.get(n)! });
-      i += n;
-    }
-    return chunks;
-  }
 
   /**
    * Reads `document` chunk by chunk, rewriting the memory after each, and answers `question`
@@ -481,7 +297,7 @@ export class MemAgentReader {
     const run = async (kind: ReaderStep['kind'], chunk: number, prompt: string, memory: string, maxTokens: number) => {
       signal?.throwIfAborted();
       const text = v.string('template() result', this.#template(prompt));
-      const counted = countPrompts ? await this.#count(text) : undefined;
+      const counted = countPrompts ? await countTokens(this.#generator, text) : undefined;
       const opts: GenerateOptions = { maxTokens };
       if (this.#temperature !== undefined) opts.temperature = this.#temperature;
       if (this.#seed !== undefined) opts.seed = this.#seed;

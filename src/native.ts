@@ -113,6 +113,8 @@ export type AttentionArgs = [
   threads: number,
 ];
 
+type StatsArgs = [logits: Float32Array, indices: Int32Array, tokens: number, experts: number, k: number, scoring: number];
+
 /**
  * Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). Every
  * `…Async` export borrows its typed-array inputs: they are pinned and read in place until the
@@ -134,14 +136,9 @@ export interface NativeBinding {
     dropPolicy: number,
     weights: Float32Array | null,
   ): NativeDispatch;
-  gatingStats(
-    logits: Float32Array,
-    indices: Int32Array,
-    tokens: number,
-    experts: number,
-    k: number,
-    scoring: number,
-  ): NativeStats;
+  gatingStats(...args: StatsArgs): NativeStats;
+  /** Borrows its inputs and allocates its outputs. */
+  gatingStatsAsync(...args: StatsArgs): Promise<NativeStats>;
   gatingRouterLogits(...args: RouterLogitsArgs): void;
   /** Borrows its inputs and allocates its output. */
   gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { routerStats, topkGating } from '../src/index';
+import { routerStats, routerStatsAsync, topkGating } from '../src/index';
 import { normal, rng } from './support/random';
 import { refStats } from './support/reference';
 
@@ -61,5 +61,71 @@ describe('routerStats against a float64 reference', () => {
     expect(() => routerStats(new Float32Array(2), new Int32Array([5]), { experts: 2, k: 1 })).toThrow(
       new RangeError('Expected expert indices in [-1, experts] but indices[0] is 5'),
     );
+  });
+});
+
+describe('routerStatsAsync', () => {
+  const rand = rng(23);
+
+  it('resolves with what routerStats returns, on every option', async () => {
+    for (const [tokens, experts, k] of [[4096, 256, 8], [300, 64, 8], [7, 60, 1], [0, 8, 2]] as const) {
+      for (const scoring of ['softmax', 'sigmoid'] as const) {
+        const logits = normal(rand, tokens * experts, 2);
+        for (let i = 0; i < logits.length; i += 11) logits[i] = -Infinity;
+        const routing = topkGating(logits, { experts, k, scoring });
+        expect(await routerStatsAsync(logits, routing, { scoring }), `T=${tokens} E=${experts} ${scoring}`).toEqual(
+          routerStats(logits, routing, { scoring }),
+        );
+        // Indices with explicit experts and k.
+        expect(await routerStatsAsync(logits, routing.indices, { experts, k, scoring })).toEqual(
+          routerStats(logits, routing.indices, { experts, k, scoring }),
+        );
+      }
+    }
+  });
+
+  it('returns a promise of the public result, whose arrays are its own', async () => {
+    const logits = normal(rand, 64 * 8, 1);
+    const routing = topkGating(logits, { experts: 8, k: 2 });
+    const p = routerStatsAsync(logits, routing);
+    expect(p).toBeInstanceOf(Promise);
+    const [a, b] = await Promise.all([p, routerStatsAsync(logits, routing)]);
+    expect(Object.keys(a).sort()).toEqual(
+      ['auxLoss', 'countedTokens', 'cv2', 'entropy', 'loadFraction', 'loads', 'maxVio', 'meanProb', 'zLoss'],
+    );
+    expect(a.loads).not.toBe(b.loads);
+    expect(a).toEqual(b);
+  });
+
+  it('rejects with the messages of routerStats, with the caller in the stack', async () => {
+    const cases: Array<[() => unknown, () => Promise<unknown>]> = [
+      [() => routerStats(new Float32Array(4), new Int32Array(3), { experts: 2, k: 1 }),
+        () => routerStatsAsync(new Float32Array(4), new Int32Array(3), { experts: 2, k: 1 })],
+      [() => routerStats(new Float32Array([0, NaN]), new Int32Array(1), { experts: 2, k: 1 }),
+        () => routerStatsAsync(new Float32Array([0, NaN]), new Int32Array(1), { experts: 2, k: 1 })],
+      [() => routerStats(new Float32Array([0, 1, 2, Infinity]), new Int32Array(2), { experts: 2, k: 1 }),
+        () => routerStatsAsync(new Float32Array([0, 1, 2, Infinity]), new Int32Array(2), { experts: 2, k: 1 })],
+      [() => routerStats(new Float32Array(2), new Int32Array([5]), { experts: 2, k: 1 }),
+        () => routerStatsAsync(new Float32Array(2), new Int32Array([5]), { experts: 2, k: 1 })],
+      [() => routerStats(new Float32Array(2), new Int32Array([0]), { experts: 2 }),
+        () => routerStatsAsync(new Float32Array(2), new Int32Array([0]), { experts: 2 })],
+      [() => routerStats(new Float32Array(2), new Int32Array([0]), { experts: 2, k: 1, scoring: 'relu' as never }),
+        () => routerStatsAsync(new Float32Array(2), new Int32Array([0]), { experts: 2, k: 1, scoring: 'relu' as never })],
+      [() => routerStats(new Float32Array(2), [0] as never, { experts: 2, k: 1 }),
+        () => routerStatsAsync(new Float32Array(2), [0] as never, { experts: 2, k: 1 })],
+    ];
+    for (const [sync, async] of cases) {
+      let want: unknown;
+      try {
+        sync();
+      } catch (e) {
+        want = e;
+      }
+      expect(want).toBeInstanceOf(Error);
+      const got = await async().then(() => undefined, (e: unknown) => e);
+      expect(got, (want as Error).message).toBeInstanceOf((want as Error).constructor);
+      expect((got as Error).message).toBe((want as Error).message);
+      expect((got as Error).stack).toContain('gating-stats.test');
+    }
   });
 });

@@ -774,6 +774,15 @@ function segmentMutations(v: unknown, r: Rng, args: readonly unknown[]): unknown
   return out;
 }
 
+const STATS_PARAMS: Spec['params'] = [
+  ['logits', 'f32'],
+  ['indices', 'i32'],
+  ['tokens', 'int'],
+  ['experts', 'int'],
+  ['k', 'int'],
+  ['scoring', 'int'],
+];
+
 const SPECS: readonly Spec[] = [
   { name: 'gatingTopk', async: false, params: TOPK_PARAMS, valid: validTopk, check: checkTopk },
   { name: 'gatingTopkAsync', async: true, params: TOPK_PARAMS.slice(0, 14), valid: validTopkAsync, check: checkTopkAsync },
@@ -796,14 +805,14 @@ const SPECS: readonly Spec[] = [
   {
     name: 'gatingStats',
     async: false,
-    params: [
-      ['logits', 'f32'],
-      ['indices', 'i32'],
-      ['tokens', 'int'],
-      ['experts', 'int'],
-      ['k', 'int'],
-      ['scoring', 'int'],
-    ],
+    params: STATS_PARAMS,
+    valid: validStats,
+    check: checkStats,
+  },
+  {
+    name: 'gatingStatsAsync',
+    async: true,
+    params: STATS_PARAMS,
     valid: validStats,
     check: checkStats,
   },

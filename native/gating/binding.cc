@@ -199,41 +199,67 @@ Napi::Value GatingDispatch(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// gatingStats(logits, indices, tokens, experts, k, scoring)
-Napi::Value GatingStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RequireArgs(info, 6, "gatingStats");
-  Napi::Float32Array logits = Float32Arg(info, 0, "logits");
-  Napi::Int32Array indices = Int32Arg(info, 1, "indices");
+struct StatsArgs {
+  Napi::Float32Array logits;
+  Napi::Int32Array indices;
   gating::StatsParams p;
+};
+
+// gatingStats(logits, indices, tokens, experts, k, scoring); gatingStatsAsync takes the same.
+StatsArgs ReadStats(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 6, fn);
+  StatsArgs a;
+  a.logits = Float32Arg(info, 0, "logits");
+  a.indices = Int32Arg(info, 1, "indices");
+  gating::StatsParams& p = a.p;
   p.tokens = IntArg(info, 2, "tokens", 0, kMaxTokens);
   p.experts = IntArg(info, 3, "experts", 1, kMaxExperts);
   p.k = static_cast<int32_t>(IntArg(info, 4, "k", 1, p.experts));
   p.scoring = static_cast<Scoring>(IntArg(info, 5, "scoring", 0, 1));
-  if (static_cast<int64_t>(logits.ElementLength()) != p.tokens * p.experts)
+  if (static_cast<int64_t>(a.logits.ElementLength()) != p.tokens * p.experts)
     ThrowRange(env, "Expected logits of length tokens * experts = " + std::to_string(p.tokens * p.experts) +
-                        " but received " + std::to_string(logits.ElementLength()));
-  if (static_cast<int64_t>(indices.ElementLength()) != p.tokens * p.k)
+                        " but received " + std::to_string(a.logits.ElementLength()));
+  if (static_cast<int64_t>(a.indices.ElementLength()) != p.tokens * p.k)
     ThrowRange(env, "Expected indices of length tokens * k = " + std::to_string(p.tokens * p.k) + " but received " +
-                        std::to_string(indices.ElementLength()));
-  auto f = Napi::Float64Array::New(env, p.experts);
-  auto prob = Napi::Float64Array::New(env, p.experts);
-  auto loads = Napi::Int32Array::New(env, p.experts);
-  gating::StatsResult r;
-  r.load_fraction = f.Data();
-  r.mean_prob = prob.Data();
-  r.loads = loads.Data();
-  const int64_t bad = gating::RouterStats(logits.Data(), indices.Data(), p, r);
-  if (bad >= 0) ThrowRange(env, BadLogit(p.experts, logits.Data(), bad));
-  if (bad < -1) {
-    const int64_t s = -(bad + 2);
-    ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(s) + "] is " +
-                        std::to_string(indices.Data()[s]));
+                        std::to_string(a.indices.ElementLength()));
+  return a;
+}
+
+// The statistics' arrays, allocated on the JS thread and filled by the kernel.
+struct StatsOut {
+  Napi::Float64Array load_fraction, mean_prob;
+  Napi::Int32Array loads;
+  StatsOut(Napi::Float64Array f, Napi::Float64Array p, Napi::Int32Array l) : load_fraction(f), mean_prob(p), loads(l) {}
+  StatsOut(Napi::Env env, int64_t experts)
+      : load_fraction(Napi::Float64Array::New(env, static_cast<size_t>(experts))),
+        mean_prob(Napi::Float64Array::New(env, static_cast<size_t>(experts))),
+        loads(Napi::Int32Array::New(env, static_cast<size_t>(experts))) {}
+  gating::StatsResult Result() {
+    gating::StatsResult r;
+    r.load_fraction = load_fraction.Data();
+    r.mean_prob = mean_prob.Data();
+    r.loads = loads.Data();
+    return r;
   }
+};
+
+// The message of RouterStats's failure code, or "" (raw pointers only: also built off the JS thread).
+std::string StatsFailure(int64_t code, const float* logits, const int32_t* indices, const gating::StatsParams& p) {
+  if (code >= 0) return BadLogit(p.experts, logits, code);
+  if (code < -1) {
+    const int64_t s = -(code + 2);
+    return "Expected expert indices in [-1, experts] but indices[" + std::to_string(s) + "] is " +
+           std::to_string(indices[s]);
+  }
+  return "";
+}
+
+Napi::Object StatsObject(Napi::Env env, const StatsOut& o, const gating::StatsResult& r) {
   Napi::Object out = Napi::Object::New(env);
-  out.Set("loadFraction", f);
-  out.Set("meanProb", prob);
-  out.Set("loads", loads);
+  out.Set("loadFraction", o.load_fraction);
+  out.Set("meanProb", o.mean_prob);
+  out.Set("loads", o.loads);
   out.Set("auxLoss", r.aux_loss);
   out.Set("zLoss", r.z_loss);
   out.Set("maxVio", r.max_vio);
@@ -241,6 +267,52 @@ Napi::Value GatingStats(const Napi::CallbackInfo& info) {
   out.Set("entropy", r.entropy);
   out.Set("countedTokens", static_cast<double>(r.counted_tokens));
   return out;
+}
+
+Napi::Value GatingStats(const Napi::CallbackInfo& info) {
+  StatsArgs a = ReadStats(info, "gatingStats");
+  StatsOut o(info.Env(), a.p.experts);
+  gating::StatsResult r = o.Result();
+  const std::string failure =
+      StatsFailure(gating::RouterStats(a.logits.Data(), a.indices.Data(), a.p, r), a.logits.Data(), a.indices.Data(), a.p);
+  if (!failure.empty()) ThrowRange(info.Env(), failure);
+  return StatsObject(info.Env(), o, r);
+}
+
+// Inputs borrowed, outputs allocated here and handed to JS when the promise resolves.
+class StatsWorker : public PromiseWorker {
+ public:
+  StatsWorker(Napi::Env env, const StatsArgs& a)
+      : PromiseWorker(env, "gating.stats"), logits_(Borrow(a.logits)), indices_(Borrow(a.indices)), p_(a.p) {
+    StatsOut o(env, p_.experts);
+    load_fraction_ = Napi::Persistent(o.load_fraction);
+    mean_prob_ = Napi::Persistent(o.mean_prob);
+    loads_ = Napi::Persistent(o.loads);
+    r_ = o.Result();
+  }
+
+ protected:
+  void Run() override {
+    const std::string failure = StatsFailure(gating::RouterStats(logits_, indices_, p_, r_), logits_, indices_, p_);
+    if (!failure.empty()) Fail(ErrorKind::kRange, failure);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return StatsObject(env, StatsOut(load_fraction_.Value(), mean_prob_.Value(), loads_.Value()), r_);
+  }
+
+ private:
+  const float* logits_;
+  const int32_t* indices_;
+  gating::StatsParams p_;
+  Napi::Reference<Napi::Float64Array> load_fraction_, mean_prob_;
+  Napi::Reference<Napi::Int32Array> loads_;
+  gating::StatsResult r_;  // pointers into the arrays above
+};
+
+// gatingStatsAsync(same arguments as gatingStats) -> Promise<the same result>
+Napi::Value GatingStatsAsync(const Napi::CallbackInfo& info) {
+  const StatsArgs a = ReadStats(info, "gatingStatsAsync");
+  return (new StatsWorker(info.Env(), a))->Start();
 }
 
 struct LogitsArgs {
@@ -319,6 +391,7 @@ void InitGating(Napi::Env env, Napi::Object exports) {
   exports.Set("gatingTopkAsync", Napi::Function::New(env, GatingTopkAsync, "gatingTopkAsync"));
   exports.Set("gatingDispatch", Napi::Function::New(env, GatingDispatch, "gatingDispatch"));
   exports.Set("gatingStats", Napi::Function::New(env, GatingStats, "gatingStats"));
+  exports.Set("gatingStatsAsync", Napi::Function::New(env, GatingStatsAsync, "gatingStatsAsync"));
   exports.Set("gatingRouterLogits", Napi::Function::New(env, GatingRouterLogits, "gatingRouterLogits"));
   exports.Set("gatingRouterLogitsAsync", Napi::Function::New(env, GatingRouterLogitsAsync, "gatingRouterLogitsAsync"));
   exports.Set("kernelIsa", Napi::String::New(env, gating::KernelIsa()));

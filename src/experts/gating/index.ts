@@ -3,5 +3,5 @@ export { DISPATCH_PAD, type DispatchPlan, type DispatchPlanOptions, dispatchPlan
 export type { Float32Tensor, LogitsInput } from './logits';
 export { MoEGate, type MoEGateOptions, type MoERouting } from './moe-gate';
 export { type RouterLogitsOptions, routerLogits, routerLogitsAsync } from './router-logits';
-export { type RouterStats, routerStats } from './router-stats';
+export { type RouterStats, routerStats, routerStatsAsync } from './router-stats';
 export { type GroupLimit, type Scoring, type TopkGatingOptions, type TopkGatingResult, topkGating, topkGatingAsync } from './topk-gating';

@@ -103,3 +103,27 @@ export function routerStats(
 ): RouterStats {
   return toRouterStats(native().gatingStats(...prepare(logits, routing, options)));
 }
+
+/**
+ * {@link routerStats} on a worker thread: the same options, result and errors, as a promise. For
+ * large batches, whose statistics would block the event loop for a millisecond or more (256
+ * experts × 4,096 tokens takes about that on one x86-64 core). The logits and indices are
+ * borrowed, not copied: they are read in place until the promise settles and must not be
+ * modified meanwhile.
+ *
+ * @example
+ * ```ts
+ * import { topkGatingAsync, routerStatsAsync } from '@capibara/core';
+ * const routing = await topkGatingAsync(logits, { experts: 256, k: 8 });
+ * const { auxLoss, maxVio } = await routerStatsAsync(logits, routing);
+ * ```
+ */
+export async function routerStatsAsync(
+  logits: LogitsInput,
+  routing: Int32Array | TopkGatingResult,
+  options: { experts?: number; k?: number; scoring?: Scoring } = {},
+): Promise<RouterStats> {
+  const site = new Error();
+  const args = prepare(logits, routing, options);
+  return toRouterStats(await v.atSite(site, () => native().gatingStatsAsync(...args)));
+}

@@ -51,6 +51,32 @@ describe.skipIf(!hasRedisServer)('BudgetForcing over a real redis-server', () =>
     await b.close();
   });
 
+  it('reconnects while a caller loops on offline decisions without yielding', async () => {
+    const own = await startRedisServer();
+    const b = new BudgetForcing({ store: new RedisBudgetStore({ url: own.url, commandTimeoutMs: 300 }), budgets: [{ resourceType: ResourceType.TOKENS, scope: 'daily', limit: 1e9 }] });
+    try {
+      expect((await b.requestBudget(req())).approved).toBe(true);
+      await own.stop();
+      expect((await b.requestBudget(req())).approved).toBe(false); // fail-closed: the store is offline
+      const back = await startRedisServer(own.port);
+      try {
+        // Before: offline decisions settled as microtasks, so this loop never let the client
+        // reconnect (no approval for seconds after Redis was back). The cap only ends a failure.
+        const stopAt = Date.now() + 15_000;
+        let approved = false;
+        while (!approved && Date.now() < stopAt) {
+          approved = (await b.requestBudget(req())).approved;
+        }
+        expect(approved).toBe(true);
+      } finally {
+        await back.stop();
+      }
+    } finally {
+      await b.close();
+      await own.stop();
+    }
+  });
+
   it('fails closed, or open when asked, once Redis stops mid-run', async () => {
     const own = await startRedisServer();
     const budgets = [{ resourceType: ResourceType.TOKENS, scope: 'daily' as const, limit: 100 }];

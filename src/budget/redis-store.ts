@@ -542,7 +542,11 @@ export class RedisBudgetStore implements BudgetStore {
   #whenReady(): Promise<void> | void {
     const c = this.#client;
     if (c.status === 'ready') return;
-    if (c.status === 'reconnecting' || c.status === 'end' || c.status === 'close') return Promise.reject(new Error(UNREACHABLE));
+    if (c.status === 'reconnecting' || c.status === 'end' || c.status === 'close') {
+      // Rejected on the next turn of the event loop, not as a microtask: a caller that loops on
+      // offline decisions must still let the reconnection timer and the socket run.
+      return new Promise((_, reject) => setImmediate(() => reject(new Error(UNREACHABLE))));
+    }
     if (c.status === 'wait') c.connect().catch(() => undefined);
     if (!this.#readyWait) {
       let reject!: (err: Error) => void;

@@ -158,7 +158,7 @@ describe('ISA variants of the scans', () => {
   // must give bit-identical scores (int8 sums are exact; float32 sums keep one order on every ISA).
   const lib = resolve(__dirname, '..', 'lib');
   const SCRIPT = `
-const { int8Scores, float32Scores } = require(${JSON.stringify(resolve(lib, 'memory', 'vector-scan.js'))});
+const { int8Scores, float32Scores } = require(${JSON.stringify(resolve(lib, 'text', 'vector-scan.js'))});
 const { native } = require(${JSON.stringify(resolve(lib, 'native.js'))});
 let a = 99;
 const rand = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 2 ** 32);
@@ -269,7 +269,7 @@ describe('in worker threads', () => {
       const a = int8Scores(q, 0.5, codes, scales, dims);
       Promise.all([int8ScoresAsync(q, 0.5, codes, scales, dims), float32ScoresAsync(Float32Array.from(q), m, dims)])
         .then(([b, f]) => parentPort.postMessage({ a, b, f }));`;
-    const lib = resolve(__dirname, '..', 'lib', 'memory', 'vector-scan.js');
+    const lib = resolve(__dirname, '..', 'lib', 'text', 'vector-scan.js');
     const runWorker = () =>
       new Promise<{ a: Float32Array; b: Float32Array; f: Float32Array }>((ok, fail) => {
         const w = new Worker(code, { eval: true, workerData: { lib } });

@@ -206,7 +206,7 @@ export function native(): NativeBinding {
     'Tried:',
     ...failures,
     'Possible solutions:',
-    '  - Build it: npm run build:native (needs CMake >= 3.15 and a C++17 compiler: g++ 9+, clang 10+ or MSVC 2019+).',
+    '  - Build it: npm run build:native (needs CMake >= 3.15 and a C++17 compiler with GCC/Clang vector extensions: g++ 9+ or clang++ 10+; on Windows clang-cl, as MSVC cl cannot compile them).',
     '  - Point CAPIBARA_NATIVE_PATH at a built capibara.node.',
     '  - Run Node.js without --no-addons, on Node.js >= 20.19.',
   ].join('\n');

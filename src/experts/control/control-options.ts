@@ -3,7 +3,7 @@
  * build.
  * @module
  */
-import { RewiringExperts, type RewiringExpertsOptions } from '../routing/index';
+import { RewiringExperts, type RewiringExpertsOptions, rewiringOptions } from '../routing/index';
 import * as v from '../../validate';
 import { MAX_REPLICA_BUDGET } from './allocation';
 import { checkSpecializations, resolveBalancing } from './checks';
@@ -11,7 +11,6 @@ import type { BalancerSettings } from './request-balancer';
 import { specializationProfile } from './specialization-profile';
 import type { MoEControlAPIOptions } from './types';
 
-const ROUTER_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'maxPendingDecisions', 'seed', 'clock'] as const;
 const OPTION_KEYS = [
   'numExperts', 'expertSpecializations', 'dynamicExpertAllocation', 'loadBalancing', 'router', 'routerOptions', 'replicaBudget', 'loadWindowMs', 'bucketMs',
   'retainMs', 'now',
@@ -55,24 +54,13 @@ export function resolveControlOptions(options: unknown): ControlSettings {
     if (o.routerOptions !== undefined) throw new TypeError('Expected options.router or options.routerOptions, not both');
     router = o.router;
   } else {
-    const given = v.options<RewiringExpertsOptions>('options.routerOptions', o.routerOptions, ROUTER_KEYS);
+    // Checked as given first, so that an error names what the caller wrote; then the router
+    // takes them checked again with the control plane's defaults (its clock, experts for its
+    // specializations), under the same path.
+    rewiringOptions(o.routerOptions, 'options.routerOptions');
+    const given: RewiringExpertsOptions = o.routerOptions ?? {};
     const experts = given.experts ?? (specializations.length > 0 ? specializations.map((s) => specializationProfile(s, s, {})) : undefined);
-    router = createRouter('options.routerOptions', { clock: now, ...given, ...(experts === undefined ? {} : { experts }) });
+    router = new RewiringExperts(rewiringOptions({ clock: now, ...given, ...(experts === undefined ? {} : { experts }) }, 'options.routerOptions'));
   }
   return { numExperts, now, specializations, dynamicExpertAllocation, balancing, replicaBudget, bucketMs, retainMs, loadWindowMs, router };
-}
-
-/**
- * A router from options written at `path`. The router names its options `options.…`; until
- * routing can check options under a caller's path, its message is re-pointed at `path`.
- */
-function createRouter(path: string, options: RewiringExpertsOptions): RewiringExperts {
-  try {
-    return new RewiringExperts(options);
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) {
-      throw new (err.constructor as typeof Error)(err.message.replace(/ (for|in) options([.\s])/, ` $1 ${path}$2`), { cause: err });
-    }
-    throw err;
-  }
 }

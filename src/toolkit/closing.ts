@@ -15,9 +15,17 @@
  * ```
  */
 export class ClosedError extends Error {
+  /** Always `'ClosedError'`. */
   override readonly name = 'ClosedError';
 
-  /** @param what - The object, as the message names it: `'MemAgent'`, `'The budget store'`. */
+  /**
+   * @param what - The object, as the message names it: `'MemAgent'`, `'The budget store'`.
+   *
+   * @example
+   * ```ts
+   * new ClosedError('MemAgent').message; // 'MemAgent is closed'
+   * ```
+   */
   constructor(what: string) {
     super(`${what} is closed`);
   }

@@ -4,13 +4,15 @@
  * per layer, one `%.18e` value per KV head, tab-separated, each line ending in `\n`, no header —
  * and read by `np.loadtxt` (then clipped to [0, 1]); `config.json` beside it is `json.dump` of the
  * training arguments, of which `load_attn_pattern` reads `sink_size` and `recent_size`.
- * This module parses and formats both byte-compatibly, and checks a pattern's shape against a
- * Hugging Face model config.
+ * This module parses and formats both byte-compatibly, reads and writes a pattern's two files
+ * (for {@link HeadPattern.load} and {@link HeadPattern.save}), and checks a pattern's shape
+ * against a Hugging Face model config.
  * @module
  */
-import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
+import { writeFileAtomic } from '../toolkit/atomic-write';
 import * as v from '../validate';
 
 /** File name of DuoAttention's per-head gate values. @internal */
@@ -280,4 +282,149 @@ export function checkModelShape(config: ModelConfig, layers: number, kvHeads: nu
   if (expectedHeads !== kvHeads) {
     throw new RangeError(`Expected ${expectedHeads} KV heads (${kvKey} in ${where}) but ${source} has ${kvHeads}`);
   }
+}
+
+/**
+ * Options of {@link HeadPattern.load}. At most one split rule (`sparsity`, `retrievalRatio`,
+ * `threshold`); with none, the count saved by {@link HeadPattern.save} in `config.json`
+ * (`num_full_attention_heads`) is used, and a file without one is refused.
+ *
+ * @example
+ * ```ts
+ * const options: LoadOptions = { modelConfig: '/models/Llama-3.1-8B-Instruct/config.json', sparsity: 0.5 };
+ * ```
+ */
+export interface LoadOptions {
+  /** A Hugging Face model config (object, `config.json` path, or model directory) to check the shape against. */
+  modelConfig?: ModelConfig | string;
+  /** DuoAttention's rule: share of streaming heads as a quantile ({@link HeadPattern.fromQuantile}). */
+  sparsity?: number;
+  /** Exact share of retrieval heads ({@link HeadPattern.fromRatio}). */
+  retrievalRatio?: number;
+  /** Heads scoring at least this are retrieval ({@link HeadPattern.fromThreshold}). */
+  threshold?: number;
+  /** Clip scores to [0, 1] as DuoAttention's loader does (trained gates can end slightly below 0); default `false`. */
+  clip?: boolean;
+}
+
+/**
+ * Options of {@link HeadPattern.save}.
+ *
+ * @example
+ * ```ts
+ * await pattern.save('patterns/llama-3.1-8b', { sink: 64, recent: 256 });
+ * ```
+ */
+export interface SaveOptions {
+  /** `sink_size` to write; default the pattern's. */
+  sink?: number;
+  /** `recent_size` to write; default the pattern's. */
+  recent?: number;
+}
+
+/**
+ * How a loaded pattern is split: one of the load options' rules (checked, except a ratio, which
+ * `HeadPattern.fromRatio` checks), else the top `count` heads saved in `config.json`. @internal
+ */
+export type SplitRule =
+  | { kind: 'sparsity'; value: number }
+  | { kind: 'ratio'; value: number }
+  | { kind: 'threshold'; value: number }
+  | { kind: 'count'; value: number };
+
+/**
+ * A pattern's files as read by {@link HeadPattern.load}: the scores, the shape with the window
+ * from `config.json`, and the split rule. @internal
+ */
+export interface PatternFiles {
+  scores: Float64Array;
+  shape: { layers: number; kvHeads: number; sink?: number; recent?: number };
+  rule: SplitRule;
+}
+
+const LOAD_KEYS = ['modelConfig', 'sparsity', 'retrievalRatio', 'threshold', 'clip'];
+
+/**
+ * Reads a pattern directory (or its TSV file) and the `config.json` beside it, checks the
+ * shape against `options.modelConfig`, and picks the split rule (see {@link HeadPattern.load}).
+ *
+ * @param path - Pattern directory or TSV file.
+ * @param options - The load options.
+ * @returns Scores, shape and rule.
+ * @internal
+ * @example
+ * ```ts
+ * const { scores, shape, rule } = await readPatternFiles('patterns/llama', { sparsity: 0.5 });
+ * ```
+ */
+export async function readPatternFiles(path: string, options: LoadOptions | undefined): Promise<PatternFiles> {
+  v.nonEmptyString('path', path);
+  const o = v.options<LoadOptions>('options', options, LOAD_KEYS);
+  const { modelConfig, sparsity, retrievalRatio, threshold } = o;
+  const rules = Object.entries({ sparsity, retrievalRatio, threshold }).filter(([, x]) => x !== undefined).map(([k]) => k);
+  if (rules.length > 1) throw new TypeError(`Expected at most one of sparsity, retrievalRatio, threshold in options but received ${rules.join(' and ')}`);
+  const clip = o.clip === undefined ? false : v.boolean('options.clip', o.clip);
+
+  const { path: tsvPath, text } = await readFileOrIn(path, TSV_NAME);
+  const name = basename(tsvPath);
+  const parsed = parseFullAttentionHeads(text, name);
+  if (clip) for (let i = 0; i < parsed.scores.length; i++) parsed.scores[i] = Math.min(1, Math.max(0, parsed.scores[i]!));
+
+  const configPath = join(dirname(tsvPath), CONFIG_NAME);
+  const config = await readDuoConfig(configPath);
+  const shape: PatternFiles['shape'] = { layers: parsed.layers, kvHeads: parsed.kvHeads };
+  const sink = config?.['sink_size'];
+  const recent = config?.['recent_size'];
+  if (sink !== undefined && sink !== null) shape.sink = v.integer(`sink_size in ${configPath}`, sink, 0);
+  if (recent !== undefined && recent !== null) shape.recent = v.integer(`recent_size in ${configPath}`, recent, 0);
+
+  if (modelConfig !== undefined) {
+    const { config: model, label } = await readModelConfig(modelConfig);
+    checkModelShape(model, parsed.layers, parsed.kvHeads, label, name);
+  }
+
+  const files = (rule: SplitRule): PatternFiles => ({ scores: parsed.scores, shape, rule });
+  if (sparsity !== undefined) return files({ kind: 'sparsity', value: v.unitInterval('options.sparsity', sparsity) });
+  if (retrievalRatio !== undefined) return files({ kind: 'ratio', value: retrievalRatio });
+  if (threshold !== undefined) return files({ kind: 'threshold', value: v.finite('options.threshold', threshold) });
+  const saved = config?.['num_full_attention_heads'];
+  if (saved === undefined || saved === null) {
+    throw new RangeError(`No split rule for ${name}: pass sparsity, retrievalRatio or threshold (${CONFIG_NAME} has no num_full_attention_heads)`);
+  }
+  return files({ kind: 'count', value: v.integer(`num_full_attention_heads in ${configPath}`, saved, 0, parsed.scores.length) });
+}
+
+/** The `config.json` beside a TSV, or undefined when there is none. */
+async function readDuoConfig(path: string): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const config = parseJson(text, path);
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw v.typeError(path, 'a JSON object', config);
+  return config as Record<string, unknown>;
+}
+
+/**
+ * Writes a pattern's two files into `dir` (created if missing), each durably and atomically
+ * (a reader never sees half a file): the TSV text and `config.json` in `json.dump` style.
+ *
+ * @param dir - Output directory.
+ * @param tsv - The `full_attention_heads.tsv` text.
+ * @param config - `config.json`'s keys, in order.
+ * @returns Resolves once both files are in place.
+ * @internal
+ * @example
+ * ```ts
+ * await writePatternFiles('patterns/llama', pattern.toTsv(), { sink_size: 64, recent_size: 256, sparsity: 0.5, num_full_attention_heads: 128 });
+ * ```
+ */
+export async function writePatternFiles(dir: string, tsv: string, config: Record<string, number>): Promise<void> {
+  const json = formatPythonJson(config);
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic(join(dir, TSV_NAME), tsv);
+  await writeFileAtomic(join(dir, CONFIG_NAME), json);
 }

@@ -2,47 +2,19 @@
  * DuoAttention head patterns: per KV head, a score (higher = more retrieval-like, e.g.
  * DuoAttention's learned gate α or a calibration score) and the split it induces — retrieval
  * heads keep the full KV cache, streaming heads keep `sink` first + `recent` last tokens.
+ * This is the value class; the split rules are in head-split.ts, KV sizing in kv-size.ts and
+ * DuoAttention's files in head-pattern-file.ts. Over 500 lines as one cohesive thing: every
+ * member is public API, each a few lines of code under its TSDoc and example.
  * @module
  */
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-
 import * as v from '../validate';
-import type { DuoKVCache, DuoKVCacheOptions } from './kv-cache';
 import {
-  CONFIG_NAME,
-  type ModelConfig,
-  TSV_NAME,
-  checkModelShape,
-  formatFullAttentionHeads,
-  formatPythonJson,
-  parseFullAttentionHeads,
-  parseJson,
-  readFileOrIn,
-  readModelConfig,
+  type LoadOptions, type ModelConfig, type SaveOptions, TSV_NAME, checkModelShape, formatFullAttentionHeads, readPatternFiles, writePatternFiles,
 } from './head-pattern-file';
-
-export type { ModelConfig } from './head-pattern-file';
-
-/**
- * Per-head scores, row-major `[layers, kvHeads]`, all finite.
- *
- * @example
- * ```ts
- * const scores: HeadScores = new Float64Array([0.9, 0.1, 0.4, 0.7]); // 2 layers × 2 KV heads
- * ```
- */
-export type HeadScores = Float64Array | Float32Array | readonly number[];
-
-/**
- * KV cache element types and their sizes: `float32` 4 bytes, `float16` 2 bytes.
- *
- * @example
- * ```ts
- * const dtype: KvDtype = 'float16';
- * ```
- */
-export type KvDtype = 'float32' | 'float16';
+import {
+  type HeadScores, SHAPE_KEYS, type Shape, breaksTop, countOf, quantile, readMask, readScores, readShape, topHeads, windowPart,
+} from './head-split';
+import { BUDGET_KEYS, type BudgetOptions, type KvBytes, type KvSizeOptions, kvBytesOf, retrievalWithin } from './kv-size';
 
 /**
  * Shape of a pattern, and optionally the streaming window it was made for (DuoAttention's
@@ -77,72 +49,7 @@ export interface RatioOptions extends HeadPatternShape {
   retrievalRatio: number;
 }
 
-/**
- * Size of the KV cache of one sequence: element size by `dtype` (default `float32`) or by
- * `bytesPerElement` (e.g. 1 for 8-bit, 0.5 for 4-bit), not both.
- *
- * @example
- * ```ts
- * const size: KvSizeOptions = { tokens: 32_768, headDim: 128, dtype: 'float16', sink: 64, recent: 256 };
- * ```
- */
-export interface KvSizeOptions {
-  /** Context length, in tokens. */
-  tokens: number;
-  /** Elements per head. */
-  headDim: number;
-  /** Element type; default `float32`. */
-  dtype?: KvDtype;
-  /** Bytes per element, instead of `dtype`. */
-  bytesPerElement?: number;
-  /** Sink tokens of a streaming head; default the pattern's. */
-  sink?: number;
-  /** Recent tokens of a streaming head; default the pattern's. */
-  recent?: number;
-  /**
-   * Extra ring slots a streaming head keeps for rollback ({@link DuoKVCacheOptions.maxRollback});
-   * default 0 (the paper's sink + recent). Give the cache's value to size a {@link DuoKVCache} exactly.
-   */
-  maxRollback?: number;
-}
 
-/**
- * Options of {@link HeadPattern.fromBudget}.
- *
- * @example
- * ```ts
- * const options: BudgetOptions = { layers: 32, kvHeads: 8, bytes: 2 ** 30, tokens: 32_768, headDim: 128, dtype: 'float16', sink: 64, recent: 256 };
- * ```
- */
-export interface BudgetOptions extends KvSizeOptions {
-  /** Layers, >= 1. */
-  layers: number;
-  /** KV heads per layer, >= 1. */
-  kvHeads: number;
-  /** KV bytes allowed for one sequence of `tokens` tokens (keys and values, all layers). */
-  bytes: number;
-  /** Sink tokens of a streaming head. */
-  sink: number;
-  /** Recent tokens of a streaming head. */
-  recent: number;
-}
-
-/**
- * KV cache size of a pattern at a context length, next to the full cache's.
- *
- * @example
- * ```ts
- * const { bytes, fullBytes, ratio } = pattern.kvBytes({ tokens: 32_768, headDim: 128 });
- * ```
- */
-export interface KvBytes {
-  /** Bytes kept: retrieval heads hold `tokens`, streaming heads `min(tokens, sink + recent + maxRollback)` positions, keys and values. */
-  bytes: number;
-  /** Bytes of the full cache (every head holds `tokens` positions). */
-  fullBytes: number;
-  /** `bytes / fullBytes` (1 when the context fits in the window). */
-  ratio: number;
-}
 
 /**
  * A pattern as JSON-safe data ({@link HeadPattern.toJSON}).
@@ -169,45 +76,6 @@ export interface HeadPatternJSON {
   recent?: number;
 }
 
-/**
- * Options of {@link HeadPattern.load}. At most one split rule (`sparsity`, `retrievalRatio`,
- * `threshold`); with none, the count saved by {@link HeadPattern.save} in `config.json`
- * (`num_full_attention_heads`) is used, and a file without one is refused.
- *
- * @example
- * ```ts
- * const options: LoadOptions = { modelConfig: '/models/Llama-3.1-8B-Instruct/config.json', sparsity: 0.5 };
- * ```
- */
-export interface LoadOptions {
-  /** A Hugging Face model config (object, `config.json` path, or model directory) to check the shape against. */
-  modelConfig?: ModelConfig | string;
-  /** DuoAttention's rule: share of streaming heads as a quantile ({@link HeadPattern.fromQuantile}). */
-  sparsity?: number;
-  /** Exact share of retrieval heads ({@link HeadPattern.fromRatio}). */
-  retrievalRatio?: number;
-  /** Heads scoring at least this are retrieval ({@link HeadPattern.fromThreshold}). */
-  threshold?: number;
-  /** Clip scores to [0, 1] as DuoAttention's loader does (trained gates can end slightly below 0); default `false`. */
-  clip?: boolean;
-}
-
-/**
- * Options of {@link HeadPattern.save}.
- *
- * @example
- * ```ts
- * await pattern.save('patterns/llama-3.1-8b', { sink: 64, recent: 256 });
- * ```
- */
-export interface SaveOptions {
-  /** `sink_size` to write; default the pattern's. */
-  sink?: number;
-  /** `recent_size` to write; default the pattern's. */
-  recent?: number;
-}
-
-const BYTES: Record<KvDtype, number> = { float32: 4, float16: 2 };
 
 /**
  * Which KV heads keep the full cache (retrieval) and which a sink + recent window (streaming),
@@ -264,7 +132,7 @@ export class HeadPattern {
    * ```
    */
   static fromRatio(scores: HeadScores, options: RatioOptions): HeadPattern {
-    const o = v.options<RatioOptions>('options', options, ['layers', 'kvHeads', 'sink', 'recent', 'retrievalRatio']);
+    const o = v.options<RatioOptions>('options', options, [...SHAPE_KEYS, 'retrievalRatio']);
     const shape = readShape(o);
     const s = readScores(scores, shape);
     const ratio = v.unitInterval('options.retrievalRatio', o.retrievalRatio);
@@ -290,7 +158,7 @@ export class HeadPattern {
    * ```
    */
   static fromQuantile(scores: HeadScores, shape: HeadPatternShape, q: number): HeadPattern {
-    const sh = readShape(v.options<HeadPatternShape>('shape', shape, ['layers', 'kvHeads', 'sink', 'recent']));
+    const sh = readShape(v.options<HeadPatternShape>('shape', shape, SHAPE_KEYS));
     const s = readScores(scores, sh);
     v.unitInterval('q', q);
     if (q >= 1) return HeadPattern.#masked(sh, s, () => false);
@@ -312,7 +180,7 @@ export class HeadPattern {
    * ```
    */
   static fromThreshold(scores: HeadScores, shape: HeadPatternShape, threshold: number): HeadPattern {
-    const sh = readShape(v.options<HeadPatternShape>('shape', shape, ['layers', 'kvHeads', 'sink', 'recent']));
+    const sh = readShape(v.options<HeadPatternShape>('shape', shape, SHAPE_KEYS));
     const s = readScores(scores, sh);
     v.finite('threshold', threshold);
     return HeadPattern.#masked(sh, s, (x) => x >= threshold);
@@ -334,20 +202,12 @@ export class HeadPattern {
    * ```
    */
   static fromBudget(scores: HeadScores, options: BudgetOptions): HeadPattern {
-    const o = v.options<BudgetOptions>('options', options, ['layers', 'kvHeads', 'bytes', 'tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent', 'maxRollback']);
+    const o = v.options<BudgetOptions>('options', options, BUDGET_KEYS);
     const sink = v.integer('options.sink', o.sink, 0);
     const recent = v.integer('options.recent', o.recent, 0);
     const shape = readShape({ layers: o.layers, kvHeads: o.kvHeads, sink, recent });
     const s = readScores(scores, shape);
-    const bytes = v.finite('options.bytes', o.bytes, { min: 0 });
-    const { full, streaming } = headBytes(o, sink, recent);
-    const floor = streaming * s.length;
-    if (bytes < floor) {
-      throw v.rangeError('options.bytes', `at least ${floor} (every head streaming at ${o.tokens} tokens)`, bytes);
-    }
-    // Equal costs (context within the window): every head fits once the floor does.
-    const count = full === streaming ? s.length : Math.min(s.length, Math.floor((bytes - floor) / (full - streaming)));
-    return HeadPattern.#top(shape, s, count);
+    return HeadPattern.#top(shape, s, retrievalWithin(o, sink, recent, s.length));
   }
 
   /**
@@ -363,40 +223,8 @@ export class HeadPattern {
    * ```
    */
   static fromMask(mask: ArrayLike<boolean | number> | ReadonlyArray<ArrayLike<boolean | number>>, shape?: HeadPatternShape): HeadPattern {
-    const rows = Array.isArray(mask) && mask.length > 0 && typeof mask[0] === 'object' && mask[0] !== null;
-    let flat: ArrayLike<unknown>;
-    let sh: HeadPatternShape;
-    if (rows) {
-      const r = mask as ReadonlyArray<ArrayLike<boolean | number>>;
-      const kvHeads = r[0]!.length;
-      r.forEach((row, i) => {
-        if (row === null || typeof row !== 'object' || typeof row.length !== 'number') throw v.typeError(`mask[${i}]`, 'array of flags', row);
-        if (row.length !== kvHeads) throw v.rangeError(`mask[${i}]`, `${kvHeads} flags (as mask[0])`, row);
-      });
-      sh = { layers: r.length, kvHeads, ...(shape ? v.options<HeadPatternShape>('shape', shape, ['layers', 'kvHeads', 'sink', 'recent']) : {}) };
-      if (sh.layers !== r.length || sh.kvHeads !== kvHeads) {
-        throw new RangeError(`Expected ${r.length} layers × ${kvHeads} KV heads (the mask's rows) for shape but received ${String(sh.layers)} × ${String(sh.kvHeads)}`);
-      }
-      flat = r.flatMap((row) => Array.from(row));
-    } else {
-      if (shape === undefined) throw v.typeError('shape', 'shape options for a flat mask', shape);
-      sh = v.options<HeadPatternShape>('shape', shape, ['layers', 'kvHeads', 'sink', 'recent']) as HeadPatternShape;
-      if (mask === null || typeof mask !== 'object' || typeof (mask as ArrayLike<unknown>).length !== 'number') {
-        throw v.typeError('mask', 'array of flags', mask);
-      }
-      flat = mask as ArrayLike<unknown>;
-    }
-    const full = readShape(sh);
-    if (flat.length !== full.layers * full.kvHeads) {
-      throw v.rangeError('mask', `${full.layers * full.kvHeads} flags (layers × kvHeads)`, flat);
-    }
-    const scores = new Float64Array(flat.length);
-    for (let i = 0; i < flat.length; i++) {
-      const f = flat[i];
-      if (f !== true && f !== false && f !== 0 && f !== 1) throw v.rangeError(`mask[${i}]`, 'boolean or 0/1', f);
-      scores[i] = f === true || f === 1 ? 1 : 0;
-    }
-    return HeadPattern.#masked(full, scores, (x) => x === 1);
+    const m = readMask(mask, shape);
+    return HeadPattern.#masked(m.shape, m.scores, (x) => x === 1);
   }
 
   /**
@@ -433,10 +261,7 @@ export class HeadPattern {
 
   /** Top `count` heads by the module's ranking rule. */
   static #top(shape: Shape, scores: Float64Array, count: number): HeadPattern {
-    const retrieval = new Uint8Array(scores.length);
-    const order = rank(scores);
-    for (let i = 0; i < count; i++) retrieval[order[i]!] = 1;
-    return new HeadPattern(shape, scores, retrieval);
+    return new HeadPattern(shape, scores, topHeads(scores, count));
   }
 
   static #masked(shape: Shape, scores: Float64Array, keep: (score: number) => boolean): HeadPattern {
@@ -577,14 +402,7 @@ export class HeadPattern {
    * ```
    */
   kvBytes(options: KvSizeOptions): KvBytes {
-    const o = v.options<KvSizeOptions>('options', options, ['tokens', 'headDim', 'dtype', 'bytesPerElement', 'sink', 'recent', 'maxRollback']);
-    const sink = windowPart('options.sink', o.sink, this.sink);
-    const recent = windowPart('options.recent', o.recent, this.recent);
-    const { full, streaming } = headBytes(o, sink, recent);
-    const total = this.#retrieval.length;
-    const bytes = this.#count * full + (total - this.#count) * streaming;
-    const fullBytes = total * full;
-    return { bytes, fullBytes, ratio: fullBytes === 0 ? 1 : bytes / fullBytes };
+    return kvBytesOf(this.#count, this.#retrieval.length, options, this);
   }
 
   /**
@@ -684,39 +502,17 @@ export class HeadPattern {
    * ```
    */
   static async load(path: string, options?: LoadOptions): Promise<HeadPattern> {
-    v.nonEmptyString('path', path);
-    const o = v.options<LoadOptions>('options', options, ['modelConfig', 'sparsity', 'retrievalRatio', 'threshold', 'clip']);
-    const rules = (['sparsity', 'retrievalRatio', 'threshold'] as const).filter((k) => o[k] !== undefined);
-    if (rules.length > 1) throw new TypeError(`Expected at most one of sparsity, retrievalRatio, threshold in options but received ${rules.join(' and ')}`);
-    const clip = o.clip === undefined ? false : v.boolean('options.clip', o.clip);
-
-    const { path: tsvPath, text } = await readFileOrIn(path, TSV_NAME);
-    const name = basename(tsvPath);
-    const parsed = parseFullAttentionHeads(text, name);
-    if (clip) for (let i = 0; i < parsed.scores.length; i++) parsed.scores[i] = Math.min(1, Math.max(0, parsed.scores[i]!));
-
-    const configPath = join(dirname(tsvPath), CONFIG_NAME);
-    const config = await readDuoConfig(configPath);
-    const shape: HeadPatternShape = { layers: parsed.layers, kvHeads: parsed.kvHeads };
-    const sink = config?.['sink_size'];
-    const recent = config?.['recent_size'];
-    if (sink !== undefined && sink !== null) shape.sink = v.integer(`sink_size in ${configPath}`, sink, 0);
-    if (recent !== undefined && recent !== null) shape.recent = v.integer(`recent_size in ${configPath}`, recent, 0);
-
-    if (o.modelConfig !== undefined) {
-      const { config: model, label } = await readModelConfig(o.modelConfig);
-      checkModelShape(model, parsed.layers, parsed.kvHeads, label, name);
+    const { scores, shape, rule } = await readPatternFiles(path, options);
+    switch (rule.kind) {
+      case 'sparsity':
+        return HeadPattern.fromQuantile(scores, shape, rule.value);
+      case 'ratio':
+        return HeadPattern.fromRatio(scores, { ...shape, retrievalRatio: rule.value });
+      case 'threshold':
+        return HeadPattern.fromThreshold(scores, shape, rule.value);
+      case 'count':
+        return HeadPattern.#top(readShape(shape), scores, rule.value);
     }
-
-    if (o.sparsity !== undefined) return HeadPattern.fromQuantile(parsed.scores, shape, v.unitInterval('options.sparsity', o.sparsity));
-    if (o.retrievalRatio !== undefined) return HeadPattern.fromRatio(parsed.scores, { ...shape, retrievalRatio: o.retrievalRatio });
-    if (o.threshold !== undefined) return HeadPattern.fromThreshold(parsed.scores, shape, v.finite('options.threshold', o.threshold));
-    const saved = config?.['num_full_attention_heads'];
-    if (saved === undefined || saved === null) {
-      throw new RangeError(`No split rule for ${name}: pass sparsity, retrievalRatio or threshold (${CONFIG_NAME} has no num_full_attention_heads)`);
-    }
-    const count = v.integer(`num_full_attention_heads in ${configPath}`, saved, 0, parsed.scores.length);
-    return HeadPattern.#top(readShape(shape), parsed.scores, count);
   }
 
   /**
@@ -725,7 +521,7 @@ export class HeadPattern {
    * `json.dump` style: `{"sink_size": S, "recent_size": R, "sparsity": <share of streaming heads>,
    * "num_full_attention_heads": <retrieval heads>}` — DuoAttention's loader reads the first two;
    * {@link HeadPattern.load} restores the split from the last. Each file is written to a
-   * temporary name and renamed, so a reader never sees half a file. Only a split that is the
+   * temporary name, flushed to disk and renamed, so a reader never sees half a file. Only a split that is the
    * top heads by score (as every score-based constructor makes) can be stored, since the files
    * hold scores only; anything else is a `RangeError`.
    *
@@ -742,23 +538,18 @@ export class HeadPattern {
     const o = v.options<SaveOptions>('options', options, ['sink', 'recent']);
     const sink = windowPart('options.sink', o.sink, this.sink);
     const recent = windowPart('options.recent', o.recent, this.recent);
-    const top = rank(this.#scores);
-    for (let i = 0; i < top.length; i++) {
-      if ((this.#retrieval[top[i]!] === 1) !== i < this.#count) {
-        throw new RangeError(
-          `Expected a split of the top ${this.#count} heads by score (ties to the lower index) for save, but layer ${Math.floor(top[i]! / this.kvHeads)} head ${top[i]! % this.kvHeads} breaks it (${TSV_NAME} stores scores only)`,
-        );
-      }
+    const broken = breaksTop(this.#scores, this.#retrieval, this.#count);
+    if (broken !== undefined) {
+      throw new RangeError(
+        `Expected a split of the top ${this.#count} heads by score (ties to the lower index) for save, but layer ${Math.floor(broken / this.kvHeads)} head ${broken % this.kvHeads} breaks it (${TSV_NAME} stores scores only)`,
+      );
     }
-    const config = formatPythonJson({
+    await writePatternFiles(dir, this.toTsv(), {
       sink_size: sink,
       recent_size: recent,
       sparsity: 1 - this.retrievalRatio,
       num_full_attention_heads: this.#count,
     });
-    await mkdir(dir, { recursive: true });
-    await writeAtomic(join(dir, TSV_NAME), this.toTsv());
-    await writeAtomic(join(dir, CONFIG_NAME), config);
   }
 
   #index(layer: number, head: number): number {
@@ -772,100 +563,5 @@ export class HeadPattern {
     const out: number[] = [];
     for (let h = 0; h < this.kvHeads; h++) if (this.#retrieval[base + h] === want) out.push(h);
     return out;
-  }
-}
-
-type Shape = { layers: number; kvHeads: number; sink?: number; recent?: number };
-
-function readShape(o: Partial<HeadPatternShape>, name = 'options'): Shape {
-  const shape: Shape = { layers: v.integer(`${name}.layers`, o.layers, 1), kvHeads: v.integer(`${name}.kvHeads`, o.kvHeads, 1) };
-  if (o.sink !== undefined) shape.sink = v.integer(`${name}.sink`, o.sink, 0);
-  if (o.recent !== undefined) shape.recent = v.integer(`${name}.recent`, o.recent, 0);
-  return shape;
-}
-
-/** Copies scores into a Float64Array, checking length and finiteness. */
-function readScores(scores: HeadScores, shape: Shape, name = 'scores'): Float64Array {
-  const n = shape.layers * shape.kvHeads;
-  const expected = `Float64Array, Float32Array or number[] of length ${n} (layers × kvHeads)`;
-  if (!(scores instanceof Float64Array || scores instanceof Float32Array || Array.isArray(scores))) throw v.typeError(name, expected, scores);
-  if (scores.length !== n) throw v.rangeError(name, expected, scores);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const x = scores[i];
-    if (typeof x !== 'number' || !Number.isFinite(x)) throw new RangeError(`Expected finite numbers for ${name} but ${name}[${i}] is ${String(x)}`);
-    out[i] = x;
-  }
-  return out;
-}
-
-/** Flat indices by score descending, ties to the lower index. */
-function rank(scores: Float64Array): Int32Array {
-  const order = Int32Array.from({ length: scores.length }, (_, i) => i);
-  return order.sort((a, b) => scores[b]! - scores[a]! || a - b);
-}
-
-/** round(ratio × total), halves up, with a tolerance for ratios like 0.35 that are not exact in binary. */
-function countOf(ratio: number, total: number): number {
-  return Math.min(total, Math.floor(ratio * total + 0.5 + 1e-9));
-}
-
-/** numpy.quantile's default ('linear', Hyndman & Fan type 7), bit-for-bit: same index and lerp. */
-function quantile(values: Float64Array, q: number): number {
-  const a = values.slice().sort();
-  const n = a.length;
-  const virtual = (n - 1) * q;
-  if (virtual >= n - 1) return a[n - 1]!;
-  const lo = Math.floor(virtual);
-  const t = virtual - lo;
-  const x = a[lo]!;
-  const y = a[lo + 1]!;
-  const d = y - x;
-  return t >= 0.5 ? y - d * (1 - t) : x + d * t;
-}
-
-/** KV bytes of one retrieval head and one streaming head (keys + values). */
-function headBytes(o: Partial<KvSizeOptions>, sink: number, recent: number): { full: number; streaming: number } {
-  const tokens = v.integer('options.tokens', o.tokens, 0);
-  const headDim = v.integer('options.headDim', o.headDim, 1);
-  if (o.dtype !== undefined && o.bytesPerElement !== undefined) {
-    throw new TypeError('Expected one of dtype and bytesPerElement in options but received both');
-  }
-  const bpe =
-    o.bytesPerElement !== undefined
-      ? v.finite('options.bytesPerElement', o.bytesPerElement, { positive: true })
-      : BYTES[v.oneOf('options.dtype', o.dtype ?? 'float32', ['float32', 'float16'])];
-  const rollback = o.maxRollback === undefined ? 0 : v.integer('options.maxRollback', o.maxRollback, 0);
-  const per = 2 * headDim * bpe;
-  return { full: per * tokens, streaming: per * Math.min(tokens, sink + recent + rollback) };
-}
-
-function windowPart(name: string, given: number | undefined, own: number | undefined): number {
-  if (given !== undefined) return v.integer(name, given, 0);
-  if (own === undefined) throw v.typeError(name, 'integer >= 0 (the pattern has no window)', given);
-  return own;
-}
-
-async function readDuoConfig(path: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const config = parseJson(text, path);
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw v.typeError(path, 'a JSON object', config);
-  return config as Record<string, unknown>;
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
   }
 }

@@ -3,11 +3,12 @@ export { type AttentionCallOptions, attention, attentionAsync } from './attentio
 export { type CheckedAttention, checkAttentionOptions } from './check';
 export { fromFloat16, toFloat16 } from './float16';
 export { type CacheAttendOptions, DuoKVCache, type DuoKVCacheOptions } from './kv-cache';
+export { HeadPattern, type HeadPatternJSON, type HeadPatternShape, type RatioOptions } from './head-pattern';
+export { type HeadScores } from './head-split';
+export { type BudgetOptions, type KvBytes, type KvDtype, type KvSizeOptions } from './kv-size';
 export {
-  type BudgetOptions, HeadPattern, type HeadPatternJSON, type HeadPatternShape, type HeadScores, type KvBytes, type KvDtype,
-  type KvSizeOptions, type LoadOptions, type ModelConfig, type RatioOptions, type SaveOptions,
-} from './head-pattern';
-export { type ParsedHeadScores, formatFullAttentionHeads, parseFullAttentionHeads } from './head-pattern-file';
+  type LoadOptions, type ModelConfig, type ParsedHeadScores, type SaveOptions, formatFullAttentionHeads, parseFullAttentionHeads,
+} from './head-pattern-file';
 export { type CalibrateOptions, type CalibrationMethod, type CalibrationResult, type CalibrationSample, calibrateHeads } from './calibrate';
 export { OnnxAttention, type OnnxAttentionOptions } from './onnx-attention';
 export {

@@ -16,6 +16,7 @@ describe('capibara CLI', () => {
     expect(help.code).toBe(0);
     expect(help.stdout.startsWith('Usage:\n  capibara serve --model DIR [options]')).toBe(true);
     expect(help.stdout).toContain('--max-queue N');
+    expect(help.stdout).toContain('--max-prompts N');
     expect(capibara('serve', '-h').stdout).toBe(help.stdout);
     const { version } = JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { version: string };
     expect(capibara('--version')).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
@@ -40,6 +41,8 @@ describe('capibara CLI', () => {
     [['serve', '--model', '.', '--max-queue=-1'], 'Expected integer in [0, 1000000] for --max-queue but received -1 of type number'],
     [['serve', '--model', '.', '--max-queue', '1.5'], "Expected integer in [0, 1000000] for --max-queue but received '1.5' of type string"],
     [['serve', '--model', '.', '--name', ''], "Expected non-empty string for --name but received '' of type string"],
+    [['serve', '--model', '.', '--max-prompts', '0'], 'Expected integer in [1, 1000000] for --max-prompts but received 0 of type number'],
+    [['serve', '--model', '.', '--max-request-tokens', 'lots'], "Expected integer in [1, 2147483647] for --max-request-tokens but received 'lots' of type string"],
   ])('exit 2 with the reason and the usage on stderr: %j', (args, reason) => {
     const r = capibara(...args);
     expect(r.code).toBe(2);

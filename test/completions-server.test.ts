@@ -12,6 +12,9 @@ import {
 } from '../src/index';
 import { type Script, ScriptedGenerator, type ScriptedGeneratorOptions } from './support/scripted-generator';
 
+// Bodies must say they are JSON (415 otherwise).
+const JSON_TYPE = { 'content-type': 'application/json' };
+
 // Every server a test starts is closed after it, whatever the test did.
 const servers: CompletionsServer[] = [];
 afterEach(async () => {
@@ -82,16 +85,16 @@ describe('through the real client', () => {
   it('countTokens goes through POST /tokenize', async () => {
     const { client, url } = await start(scripted(''));
     expect(await client().countTokens('héllo 🦫')).toBe(7);
-    const res = await fetch(`${url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'ab' }) });
+    const res = await fetch(`${url}/tokenize`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ prompt: 'ab' }) });
     expect(await res.json()).toEqual({ count: 2, tokens: [97, 98] });
-    const llamaCpp = await fetch(`${url}/tokenize`, { method: 'POST', body: JSON.stringify({ content: 'abc' }) });
+    const llamaCpp = await fetch(`${url}/tokenize`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ content: 'abc' }) });
     expect(await llamaCpp.json()).toEqual({ count: 3, tokens: [97, 98, 99] });
-    const special = await fetch(`${url}/tokenize`, { method: 'POST', body: JSON.stringify({ prompt: 'a', add_special_tokens: true }) });
+    const special = await fetch(`${url}/tokenize`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ prompt: 'a', add_special_tokens: true }) });
     expect([special.status, await special.json()]).toEqual([
       400,
       badRequest('Expected false for add_special_tokens but received true of type boolean (tokens are counted without special tokens)', 'add_special_tokens'),
     ]);
-    const none = await fetch(`${url}/tokenize`, { method: 'POST', body: '{}' });
+    const none = await fetch(`${url}/tokenize`, { method: 'POST', headers: JSON_TYPE, body: '{}' });
     expect(await none.json()).toEqual(badRequest('Expected string for prompt but received undefined', 'prompt'));
   });
 
@@ -394,7 +397,7 @@ describe('errors', () => {
       404,
       { error: { message: "The model 'gpt-4' does not exist; this server serves 'tiny'", type: 'invalid_request_error', param: 'model', code: 'model_not_found' } },
     ]);
-    const path = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: '{}' });
+    const path = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: JSON_TYPE, body: '{}' });
     expect([path.status, await path.json()]).toEqual([
       404,
       {
@@ -485,7 +488,7 @@ describe('createCompletionsServer and listen', () => {
     [gen, { model: 'm', apiKey: 5 }, 'Expected non-empty string for options.apiKey but received 5 of type number'],
     [gen, { model: 'm', maxQueue: -1 }, 'Expected integer >= 0 for options.maxQueue but received -1 of type number'],
     [gen, { model: 'm', maxBodyBytes: 0 }, 'Expected integer >= 1 for options.maxBodyBytes but received 0 of type number'],
-    [gen, { model: 'm', max_queue: 1 }, "Unknown option 'max_queue' in options (expected one of: model, apiKey, maxQueue, maxBodyBytes)"],
+    [gen, { model: 'm', max_queue: 1 }, "Unknown option 'max_queue' in options (expected one of: model, apiKey, maxQueue, maxBodyBytes, maxPromptsPerRequest, maxTokensPerRequest)"],
   ])('rejects options %#', (g, opts, message) => {
     expect(() => createCompletionsServer(g as Generator, opts as CompletionsServerOptions)).toThrow(message);
   });
@@ -511,5 +514,53 @@ describe('createCompletionsServer and listen', () => {
     await server.close();
     await expect(server.listen(0)).rejects.toThrow('CompletionsServer.listen: the server is closed');
     await other.close();
+  });
+});
+
+describe('fairness and hostile requests', () => {
+  it('refuses more prompts or more tokens than one request may ask for', async () => {
+    const { post } = await start(scripted('x'), { maxPromptsPerRequest: 2, maxTokensPerRequest: 10 });
+    const many = await post({ prompt: ['a', 'b', 'c'], max_tokens: 1 });
+    expect([many.status, await many.json()]).toEqual([
+      400,
+      badRequest("Expected at most 2 prompts (this server's maxPromptsPerRequest) for prompt but received Array of length 3", 'prompt'),
+    ]);
+    const greedy = await post({ prompt: ['a', 'b'], max_tokens: 6 });
+    expect([greedy.status, await greedy.json()]).toEqual([
+      400,
+      badRequest('The request asks for up to 2 prompts × max_tokens 6 = 12 tokens; this server allows 10 per request (maxTokensPerRequest)', 'max_tokens'),
+    ]);
+    const huge = await post({ prompt: 'a', max_tokens: 1e9 });
+    expect((await huge.json()).error.message).toBe('The request asks for up to max_tokens 1000000000 tokens; this server allows 10 per request (maxTokensPerRequest)');
+    expect((await post({ prompt: ['a', 'b'], max_tokens: 5 })).status).toBe(200);
+  });
+
+  it('refuses a body that does not say it is JSON with 415 (a web page cannot send application/json without CORS)', async () => {
+    const { url } = await start(scripted('x'));
+    for (const type of [undefined, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: type === undefined ? {} : { 'content-type': type }, body: '{"prompt":"a"}' });
+      expect(res.status).toBe(415);
+      expect((await res.json()).error).toMatchObject({ code: 'unsupported_media_type', message: `Expected Content-Type application/json but received ${type === undefined ? 'text/plain' : type.split(';')[0]}` });
+    }
+    const ok = await fetch(`${url}/tokenize`, { method: 'POST', headers: { 'content-type': 'Application/JSON; charset=utf-8' }, body: '{"prompt":"a"}' });
+    expect(ok.status).toBe(200);
+  });
+
+  it('gives each prompt its own turn, so a batch interleaves with a request that came later', async () => {
+    // Each generation holds its turn until the test lets it finish: the order of calls is the order of turns.
+    const held: Array<() => void> = [];
+    const gen = scripted('xy', { beforeToken: (_call, token) => (token === 0 ? new Promise<void>((r) => held.push(r)) : undefined) });
+    const { post, server } = await start(gen);
+    const batch = post({ prompt: ['b1', 'b2', 'b3'], max_tokens: 2 });
+    await vi.waitFor(() => expect(held).toHaveLength(1)); // b1 runs
+    const single = post({ prompt: 's', max_tokens: 2 });
+    await vi.waitFor(() => expect(server.waiting).toBe(1)); // s waits behind b1
+    // Let each held generation go, one at a time, and see who runs next.
+    for (let i = 1; i <= 4; i++) {
+      held[i - 1]!();
+      await vi.waitFor(() => expect(held.length).toBe(Math.min(i + 1, 4)));
+    }
+    await Promise.all([batch, single]);
+    expect(gen.calls.map((c) => c.prompt)).toEqual(['b1', 's', 'b2', 'b3']);
   });
 });

@@ -10,7 +10,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OnnxCausalLM } from '../llm/index';
-import { createCompletionsServer } from '../serve/index';
+import { type CompletionsServerOptions, createCompletionsServer } from '../serve/index';
 import * as v from '../validate';
 
 const USAGE = `Usage:
@@ -20,11 +20,15 @@ const USAGE = `Usage:
 Options of serve:
   --model DIR      model folder (model.onnx, config.json, tokenizer.json)   required
   --port N         TCP port; 0 picks a free one                             default 8000
-  --host HOST      interface to bind; 0.0.0.0 for every interface           default 127.0.0.1
+  --host HOST      interface to bind; 0.0.0.0 for every interface (set an   default 127.0.0.1
+                   API key then: anyone who reaches the port can generate)
   --threads N      ONNX Runtime threads                                     default: ONNX Runtime's
   --name NAME      model name clients send                                  default: the folder's name
   --api-key KEY    require 'Authorization: Bearer KEY'                      default: $CAPIBARA_API_KEY, else none
   --max-queue N    requests that may wait while one generates (more: 503)   default 16
+  --max-prompts N  prompts one request may carry (more: 400)                default 16
+  --max-request-tokens N
+                   tokens one request may ask for, prompts x max_tokens     default 65536
 `;
 
 const OPTIONS = {
@@ -35,6 +39,8 @@ const OPTIONS = {
   name: { type: 'string' },
   'api-key': { type: 'string' },
   'max-queue': { type: 'string' },
+  'max-prompts': { type: 'string' },
+  'max-request-tokens': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -47,6 +53,8 @@ interface ServeConfig {
   name: string;
   apiKey: string | undefined;
   maxQueue: number | undefined;
+  maxPrompts: number | undefined;
+  maxRequestTokens: number | undefined;
 }
 
 // OnnxCausalLM loads ONNX Runtime only in load(), so `--help` and argument errors stay cheap.
@@ -93,7 +101,11 @@ function serveConfig(values: { [K in keyof typeof OPTIONS]?: string | boolean })
   v.nonEmptyString('--name', name);
   const apiKey = str('api-key') ?? (process.env['CAPIBARA_API_KEY'] || undefined);
   if (apiKey !== undefined) v.nonEmptyString('--api-key', apiKey);
-  return { dir, port: int('port', 0, 65535) ?? 8000, host, threads: int('threads', 1, 256), name, apiKey, maxQueue: int('max-queue', 0, 1_000_000) };
+  return { dir, port: int('port', 0, 65535) ?? 8000, host, threads: int('threads', 1, 256), name, apiKey,
+    maxQueue: int('max-queue', 0, 1_000_000),
+    maxPrompts: int('max-prompts', 1, 1_000_000),
+    maxRequestTokens: int('max-request-tokens', 1, 2 ** 31 - 1),
+  };
 }
 
 async function serve(c: ServeConfig): Promise<number> {
@@ -104,7 +116,12 @@ async function serve(c: ServeConfig): Promise<number> {
     process.stderr.write(`capibara serve: cannot load the model in ${c.dir}: ${(err as Error).message ?? String(err)}\n`);
     return 1;
   }
-  const server = createCompletionsServer(model, { model: c.name, ...(c.apiKey === undefined ? {} : { apiKey: c.apiKey }), ...(c.maxQueue === undefined ? {} : { maxQueue: c.maxQueue }) });
+  const options: CompletionsServerOptions = { model: c.name };
+  if (c.apiKey !== undefined) options.apiKey = c.apiKey;
+  if (c.maxQueue !== undefined) options.maxQueue = c.maxQueue;
+  if (c.maxPrompts !== undefined) options.maxPromptsPerRequest = c.maxPrompts;
+  if (c.maxRequestTokens !== undefined) options.maxTokensPerRequest = c.maxRequestTokens;
+  const server = createCompletionsServer(model, options);
   try {
     await server.listen(c.port, c.host);
   } catch (err) {

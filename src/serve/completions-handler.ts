@@ -37,7 +37,18 @@ export function sendEvent(res: ServerResponse, data: unknown): void {
   res.write(`data: ${JSON.stringify(data)}\n\n`);
 }
 
-export async function complete(generator: Generator, model: string, r: CompletionsRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
+/**
+ * Answers a checked request. `turn` waits for the generation slot and returns its release: each
+ * prompt takes a turn of its own, so a batch interleaves with other requests.
+ */
+export async function complete(
+  generator: Generator,
+  model: string,
+  r: CompletionsRequest,
+  res: ServerResponse,
+  signal: AbortSignal,
+  turn: () => Promise<() => void>,
+): Promise<void> {
   const head: Head = { id: `cmpl-${randomUUID().replace(/-/g, '')}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model };
   const usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   const count = async (prompt: GeneratorPrompt, result: GenerateResult) => {
@@ -51,7 +62,7 @@ export async function complete(generator: Generator, model: string, r: Completio
   if (!r.stream) {
     const choices = [];
     for (const [index, prompt] of r.prompts.entries()) {
-      const result = await generate(generator, prompt, r, signal);
+      const result = await generate(generator, prompt, r, signal, turn);
       choices.push({ index, text: result.text, logprobs: null, ...ending(result) });
       await count(prompt, result);
     }
@@ -65,7 +76,7 @@ export async function complete(generator: Generator, model: string, r: Completio
     const onToken = (piece: string) => {
       if (piece !== '') sendEvent(res, { ...head, choices: [{ index, text: piece, logprobs: null, finish_reason: null }], ...nullUsage });
     };
-    const result = await generate(generator, prompt, r, signal, onToken);
+    const result = await generate(generator, prompt, r, signal, turn, onToken);
     sendEvent(res, { ...head, choices: [{ index, text: '', logprobs: null, ...ending(result) }], ...nullUsage });
     if (r.includeUsage) await count(prompt, result);
   }
@@ -83,6 +94,7 @@ async function generate(
   prompt: GeneratorPrompt,
   r: CompletionsRequest,
   signal: AbortSignal,
+  turn: () => Promise<() => void>,
   onToken?: (piece: string) => void,
 ): Promise<GenerateResult> {
   const options: GenerateOptions = { maxTokens: r.maxTokens, signal };
@@ -94,6 +106,7 @@ async function generate(
   // A generator must not call onToken after it resolved; if one does, the stream has moved on.
   if (onToken) options.onToken = (piece) => void (finished || onToken(piece));
   let result: GenerateResult;
+  const release = await turn();
   try {
     result = await generator.generate(prompt, options);
   } catch (err) {
@@ -104,6 +117,7 @@ async function generate(
     throw new HttpError(500, `Generation failed: ${messageOf(err)}`);
   } finally {
     finished = true;
+    release();
   }
   if (result.finishReason === 'abort') {
     if (signal.aborted) throw signal.reason;

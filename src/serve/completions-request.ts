@@ -70,7 +70,15 @@ export function checkModel(body: Record<string, unknown>, served: string): void 
   if (model !== served) throw new HttpError(404, `The model '${String(model)}' does not exist; this server serves '${served}'`, 'model', 'model_not_found');
 }
 
-export function parseCompletionsRequest(body: Record<string, unknown>): CompletionsRequest {
+/** What one request may ask for: the server's fairness bounds. */
+export interface RequestLimits {
+  /** Most prompts in one request. */
+  maxPrompts: number;
+  /** Most tokens one request may ask for: prompts × max_tokens. */
+  maxTokens: number;
+}
+
+export function parseCompletionsRequest(body: Record<string, unknown>, limits: RequestLimits): CompletionsRequest {
   knownFields(body, COMPLETIONS_FIELDS);
   const opt = (k: string) => (body[k] === null ? undefined : body[k]);
   neutral('n', opt('n'), [1], '1', 'one choice per prompt is supported');
@@ -88,6 +96,13 @@ export function parseCompletionsRequest(body: Record<string, unknown>): Completi
 
   const prompts = field('prompt', () => parsePrompt(body['prompt']));
   const maxTokens = opt('max_tokens') === undefined ? DEFAULT_MAX_TOKENS : field('max_tokens', () => v.integer('max_tokens', body['max_tokens'], 0));
+  if (prompts.length > limits.maxPrompts) {
+    throw new HttpError(400, `${v.rangeError('prompt', `at most ${limits.maxPrompts} prompts (this server's maxPromptsPerRequest)`, body['prompt']).message}`, 'prompt');
+  }
+  if (prompts.length * maxTokens > limits.maxTokens) {
+    const asked = prompts.length === 1 ? `max_tokens ${maxTokens}` : `${prompts.length} prompts × max_tokens ${maxTokens} = ${prompts.length * maxTokens}`;
+    throw new HttpError(400, `The request asks for up to ${asked} tokens; this server allows ${limits.maxTokens} per request (maxTokensPerRequest)`, 'max_tokens');
+  }
   const temperature = opt('temperature') === undefined ? undefined : field('temperature', () => v.finite('temperature', body['temperature'], { min: 0 }));
   const topP = opt('top_p') === undefined ? undefined : field('top_p', () => openUnitInterval('top_p', body['top_p']));
   const seed = opt('seed') === undefined ? undefined : field('seed', () => v.integer('seed', body['seed'], 0));

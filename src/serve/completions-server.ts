@@ -11,7 +11,7 @@ import type { GenerateOptions, GenerateResult, Generator, OpenAICompatibleGenera
 import { CloseGuard, ClosedError } from '../toolkit/closing';
 import * as v from '../validate';
 import { complete, messageOf, sendJSON } from './completions-handler';
-import { HttpError, checkModel, parseBody, parseCompletionsRequest, parseTokenizeRequest } from './completions-request';
+import { HttpError, checkModel, parseBody, parseCompletionsRequest, parseTokenizeRequest, type RequestLimits } from './completions-request';
 import { GenerationQueue } from './generation-queue';
 
 /**
@@ -37,6 +37,13 @@ export interface CompletionsServerOptions {
   maxQueue?: number;
   /** Largest request body accepted, in bytes, an integer >= 1; a larger one gets 413. Default 1 MiB. */
   maxBodyBytes?: number;
+  /** Most prompts one completions request may carry, an integer >= 1; more get 400. Default 16. */
+  maxPromptsPerRequest?: number;
+  /**
+   * Most tokens one completions request may ask for — its prompts × `max_tokens` — an integer
+   * >= 1; more get 400 (as vLLM refuses a `max_tokens` past the context). Default 65,536.
+   */
+  maxTokensPerRequest?: number;
 }
 
 /**
@@ -137,7 +144,9 @@ export interface CompletionsServer {
 
 const DEFAULT_MAX_QUEUE = 16;
 const DEFAULT_MAX_BODY_BYTES = 1 << 20;
-const OPTION_KEYS = ['model', 'apiKey', 'maxQueue', 'maxBodyBytes'] as const;
+const DEFAULT_MAX_PROMPTS = 16;
+const DEFAULT_MAX_TOKENS_PER_REQUEST = 65_536;
+const OPTION_KEYS = ['model', 'apiKey', 'maxQueue', 'maxBodyBytes', 'maxPromptsPerRequest', 'maxTokensPerRequest'] as const;
 const ROUTES = new Map<string, readonly string[]>([
   ['/v1/completions', ['POST']],
   ['/v1/models', ['GET', 'HEAD']],
@@ -204,7 +213,11 @@ export function createCompletionsServer(generator: Generator, options: Completio
   const apiKey = o.apiKey === undefined ? undefined : v.nonEmptyString('options.apiKey', o.apiKey);
   const maxQueue = o.maxQueue === undefined ? DEFAULT_MAX_QUEUE : v.integer('options.maxQueue', o.maxQueue, 0);
   const maxBodyBytes = o.maxBodyBytes === undefined ? DEFAULT_MAX_BODY_BYTES : v.integer('options.maxBodyBytes', o.maxBodyBytes, 1);
-  return new HttpCompletionsServer(generator, model, apiKey, maxQueue, maxBodyBytes);
+  const limits: RequestLimits = {
+    maxPrompts: o.maxPromptsPerRequest === undefined ? DEFAULT_MAX_PROMPTS : v.integer('options.maxPromptsPerRequest', o.maxPromptsPerRequest, 1),
+    maxTokens: o.maxTokensPerRequest === undefined ? DEFAULT_MAX_TOKENS_PER_REQUEST : v.integer('options.maxTokensPerRequest', o.maxTokensPerRequest, 1),
+  };
+  return new HttpCompletionsServer(generator, model, apiKey, maxQueue, maxBodyBytes, limits);
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
@@ -219,6 +232,7 @@ class HttpCompletionsServer implements CompletionsServer {
   readonly #queue: GenerationQueue;
   readonly #keyDigest: Buffer | undefined;
   readonly #maxBodyBytes: number;
+  readonly #limits: RequestLimits;
   readonly #created = Math.floor(Date.now() / 1000);
   readonly #controllers = new Set<AbortController>();
   readonly #pending = new Set<Promise<void>>();
@@ -230,7 +244,9 @@ class HttpCompletionsServer implements CompletionsServer {
     apiKey: string | undefined,
     maxQueue: number,
     maxBodyBytes: number,
+    limits: RequestLimits,
   ) {
+    this.#limits = limits;
     this.#generator = generator;
     this.#queue = new GenerationQueue(maxQueue);
     // Compared as digests: equal lengths for timingSafeEqual, and no timing leak of the key's length.
@@ -317,22 +333,24 @@ class HttpCompletionsServer implements CompletionsServer {
     if (path === '/v1/models') {
       return sendJSON(res, 200, { object: 'list', data: [{ id: this.model, object: 'model', created: this.#created, owned_by: 'capibara' }] });
     }
+    checkContentType(req);
     const body = parseBody(await readBody(req, this.#maxBodyBytes, signal));
     checkModel(body, this.model);
     if (path === '/tokenize') return this.#tokenize(parseTokenizeRequest(body), res);
 
-    const request = parseCompletionsRequest(body);
-    const turn = this.#queue.enter(signal);
-    if (turn === 'full') {
-      throw new HttpError(503, `The server is busy: 1 generation running and ${this.#queue.waiting} waiting (maxQueue ${this.#queue.maxQueue}); retry later`, null, null, { 'retry-after': '1' });
-    }
-    const release = await turn;
-    if (release === undefined) throw signal.reason;
-    try {
-      await complete(this.#generator, this.model, request, res, signal);
-    } finally {
-      release();
-    }
+    const request = parseCompletionsRequest(body, this.#limits);
+    let admitted = false;
+    const turn = async (): Promise<() => void> => {
+      const entered = this.#queue.enter(signal, admitted);
+      if (entered === 'full') {
+        throw new HttpError(503, `The server is busy: 1 generation running and ${this.#queue.waiting} waiting (maxQueue ${this.#queue.maxQueue}); retry later`, null, null, { 'retry-after': '1' });
+      }
+      admitted = true;
+      const release = await entered;
+      if (release === undefined) throw signal.reason;
+      return release;
+    };
+    await complete(this.#generator, this.model, request, res, signal, turn);
   }
 
   async #tokenize(text: string, res: ServerResponse): Promise<void> {
@@ -368,6 +386,16 @@ function fail(res: ServerResponse, err: unknown): void {
   } catch {
     res.destroy();
   }
+}
+
+/**
+ * POST bodies must say they are JSON. A web page can make a browser POST text/plain or a form to
+ * a local server without asking it first (no CORS preflight); it cannot send application/json.
+ */
+function checkContentType(req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (type === 'application/json') return;
+  throw new HttpError(415, `Expected Content-Type application/json but received ${type === '' ? 'none' : type}`, null, 'unsupported_media_type');
 }
 
 /** Reads the body as UTF-8, refusing more than `limit` bytes (by Content-Length up front, else as it arrives). */

@@ -1,7 +1,8 @@
 /**
  * One generation at a time, with a bounded wait line: a local model has one KV cache, so
  * requests take turns; past `maxQueue` waiting, the server sheds load instead of queueing
- * without bound.
+ * without bound. A turn is one prompt: a request with several prompts goes to the back of the
+ * line after each, so it cannot hold the model while others wait.
  * @module
  */
 
@@ -25,16 +26,18 @@ export class GenerationQueue {
   }
 
   /**
-   * Asks for a turn. `'full'` when `maxQueue` requests already wait; otherwise a promise of
-   * the release function, or of `undefined` when `signal` aborts before the turn comes.
+   * Asks for a turn. `'full'` when `maxQueue` requests already wait (unless `admitted`: a
+   * request coming back for its next prompt); otherwise a promise of the release function, or
+   * of `undefined` when `signal` aborts before the turn comes.
    */
-  enter(signal: AbortSignal): 'full' | Promise<Release | undefined> {
+  enter(signal: AbortSignal, admitted = false): 'full' | Promise<Release | undefined> {
     if (signal.aborted) return Promise.resolve(undefined);
     if (!this.#running) {
       this.#running = true;
       return Promise.resolve(this.#release());
     }
-    if (this.#waiting.length >= this.maxQueue) return 'full';
+    // A request already admitted comes back for its next prompt: it is never turned away mid-way.
+    if (!admitted && this.#waiting.length >= this.maxQueue) return 'full';
     return new Promise((resolve) => {
       const waiter = (release: Release) => {
         signal.removeEventListener('abort', onAbort);

@@ -29,7 +29,7 @@ export function describe(value: unknown): string {
       break;
   }
   if (ArrayBuffer.isView(value)) {
-    const n = (value as unknown as { length?: number }).length ?? value.byteLength;
+    const n = value instanceof DataView ? value.byteLength : viewLength(value);
     return `${value.constructor.name} of length ${n}`;
   }
   if (Array.isArray(value)) return `Array of length ${value.length}`;
@@ -109,22 +109,53 @@ export function options<T extends object>(name: string, value: unknown, allowed:
   return value as Partial<T>;
 }
 
+// The %TypedArray%.prototype.length getter: an array's own `length` can be redefined to lie,
+// and native code and `set()` go by the real one.
+const TYPED_LENGTH = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!.get!;
+
+/** The real element count of a typed array (0 once its buffer is detached), whatever its `length` property says. */
+export function viewLength(value: Exclude<ArrayBufferView, DataView>): number {
+  return TYPED_LENGTH.call(value) as number;
+}
+
+// Node 20 has no ArrayBuffer.prototype.detached: a detached buffer refuses to be viewed.
+function detached(value: ArrayBufferView): boolean {
+  if (value.buffer.byteLength > 0) return false;
+  try {
+    new Uint8Array(value.buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+type TypedArrayClass<T> = { new (n: number): T; readonly name: string };
+
+/**
+ * A typed array of class `Ctor` (read in place), optionally of an exact length; a detached one
+ * (its buffer transferred) is a TypeError, since nothing can be read from or written to it.
+ */
+export function typedArray<T extends Exclude<ArrayBufferView, DataView>>(name: string, value: unknown, Ctor: TypedArrayClass<T>, length?: number): T {
+  if (!(value instanceof (Ctor as unknown as new () => T))) throw typeError(name, Ctor.name, value);
+  const n = viewLength(value);
+  if (n === 0 && detached(value)) throw new TypeError(`Expected ${Ctor.name} for ${name} but received a ${Ctor.name} whose buffer is detached`);
+  if (length !== undefined && n !== length) throw rangeError(name, `${Ctor.name} of length ${length}`, value);
+  return value;
+}
+
 /** A Float32Array (read in place), optionally of an exact length. */
 export function float32Array(name: string, value: unknown, length?: number): Float32Array {
-  if (!(value instanceof Float32Array)) throw typeError(name, 'Float32Array', value);
-  if (length !== undefined && value.length !== length) {
-    throw rangeError(name, `Float32Array of length ${length}`, value);
-  }
-  return value;
+  return typedArray(name, value, Float32Array, length);
 }
 
 /** An Int32Array (read in place), optionally of an exact length. */
 export function int32Array(name: string, value: unknown, length?: number): Int32Array {
-  if (!(value instanceof Int32Array)) throw typeError(name, 'Int32Array', value);
-  if (length !== undefined && value.length !== length) {
-    throw rangeError(name, `Int32Array of length ${length}`, value);
-  }
-  return value;
+  return typedArray(name, value, Int32Array, length);
+}
+
+/** An Int8Array (read in place), optionally of an exact length. */
+export function int8Array(name: string, value: unknown, length?: number): Int8Array {
+  return typedArray(name, value, Int8Array, length);
 }
 
 /**

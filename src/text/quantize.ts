@@ -27,12 +27,6 @@ export interface QuantizedVector {
 /** Smallest positive float32: the scale of a vector too small for maxAbs / 127 to be one. */
 const MIN_SCALE = 2 ** -149;
 
-function int8Out(name: string, value: unknown, length: number): Int8Array {
-  if (!(value instanceof Int8Array)) throw v.typeError(name, 'Int8Array', value);
-  if (value.length !== length) throw v.rangeError(name, `Int8Array of length ${length}`, value);
-  return value;
-}
-
 /**
  * Quantises a vector to int8 with one scale: `scale = max|x| / 127` (rounded to float32),
  * `codes[i] = round(x[i] / scale)` (halves away from zero) clamped to [-127, 127]. The
@@ -51,7 +45,7 @@ function int8Out(name: string, value: unknown, length: number): Int8Array {
  */
 export function quantizeInt8(vector: Float32Array, out?: Int8Array): QuantizedVector {
   const x = v.float32Array('vector', vector);
-  const codes = out === undefined ? new Int8Array(x.length) : int8Out('out', out, x.length);
+  const codes = out === undefined ? new Int8Array(x.length) : v.int8Array('out', out, x.length);
   let maxAbs = 0;
   for (let i = 0; i < x.length; i++) {
     const a = Math.abs(x[i]!);

@@ -36,12 +36,6 @@ export interface VectorScanOptions {
 
 const KEYS = ['rows', 'threads', 'out'];
 
-function int8Array(name: string, value: unknown, length?: number): Int8Array {
-  if (!(value instanceof Int8Array)) throw v.typeError(name, 'Int8Array', value);
-  if (length !== undefined && value.length !== length) throw v.rangeError(name, `Int8Array of length ${length}`, value);
-  return value;
-}
-
 /** Options common to both scans, given the matrix's row count; `allocate` false for the async forms. */
 function scanOptions(options: unknown, rowCount: number, allocate: boolean) {
   const o = v.options<VectorScanOptions>('options', options, KEYS);
@@ -55,10 +49,10 @@ function scanOptions(options: unknown, rowCount: number, allocate: boolean) {
 
 function prepareInt8(query: unknown, queryScale: unknown, codes: unknown, scales: unknown, dims: unknown, options: unknown, allocate: boolean) {
   const d = v.integer('dims', dims, 1, MAX_SCAN_DIMS);
-  const q = int8Array('query', query, d);
+  const q = v.int8Array('query', query, d);
   const qs = v.finite('queryScale', queryScale, { min: 0 });
   const s = v.float32Array('scales', scales);
-  const c = int8Array('codes', codes);
+  const c = v.int8Array('codes', codes);
   if (c.length !== s.length * d) throw v.rangeError('codes', `Int8Array of length scales.length * dims (${s.length * d})`, c);
   const { rows, threads, out, given } = scanOptions(options, s.length, allocate);
   return { args: [q, qs, c, s, d, rows, threads, out] as const, out, given };

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { AttentionMode, AttentionType, DuoAttention } from '../src/attention/duo-attention';
 import { HeadPattern } from '../src/attention/head-pattern';
+import { ClosedError } from '../src/toolkit/closing';
 import { attentionInputs, maxAbsDiff as maxDiff, referenceAttention } from './support/attention-reference';
 
 const H = 8;
@@ -146,6 +147,8 @@ describe('DuoAttention errors', () => {
       new TypeError("Expected queryOffset only with a causal type ('self' or 'temporal'): a cross-attention query sees every key"),
     );
     await d.close();
-    await expect(d.processAttention(t)).rejects.toThrow(new Error('DuoAttention is closed'));
+    // A ClosedError (vitest compares the name too): the message is still 'DuoAttention is closed'.
+    await expect(d.processAttention(t)).rejects.toThrow(new ClosedError('DuoAttention'));
+    await expect(d.close()).resolves.toBeUndefined(); // idempotent
   });
 });

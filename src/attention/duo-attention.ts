@@ -5,12 +5,13 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
+import { CloseGuard } from '../toolkit/closing';
 import * as is from '../validate';
 import { attentionOfHeads } from './attention';
 import { type CheckedAttention, checkAttentionOptions, checkGroup } from './check';
+import { DuoCounters, type DuoAttentionMetrics, type RanAs, agreement, kvBytesOfCall } from './duo-metrics';
 import { HeadPattern } from './head-pattern';
-import { OnnxAttention } from './onnx-attention';
-import type { AttentionOptions } from './types';
+import { OnnxAttention, runChecked } from './onnx-attention';
 
 /**
  * How the two head groups run.
@@ -129,7 +130,7 @@ export interface AttentionResult {
   /** `[queries, numHeads, headDim]`. */
   output: Float32Array;
   /** How the groups ran: `'parallel'`, `'sequential'`, or `'full'` (ADAPTIVE with a context inside the window, or no streaming head). */
-  ranAs: 'parallel' | 'sequential' | 'full';
+  ranAs: RanAs;
   /** KV heads that saw every key. */
   retrievalHeads: number[];
   /** KV heads limited to sink + recent. */
@@ -151,60 +152,10 @@ export interface AttentionResult {
   quality?: number;
 }
 
-/**
- * Counters of a {@link DuoAttention} since it was created.
- *
- * @example
- * ```ts
- * const m = duo.getMetrics();
- * console.log(m.calls, m.meanTimeMs, m.kvBytesSaved / (m.kvBytesSaved + m.kvBytesAttended));
- * ```
- */
-export interface DuoAttentionMetrics {
-  /** Calls of processAttention that returned. */
-  calls: number;
-  /** Summed {@link AttentionResult.timeMs}. */
-  totalTimeMs: number;
-  /** totalTimeMs / calls (0 before the first call). */
-  meanTimeMs: number;
-  /** Summed {@link AttentionResult.kvBytesAttended}. */
-  kvBytesAttended: number;
-  /** Summed {@link AttentionResult.kvBytesSaved}. */
-  kvBytesSaved: number;
-  /** Calls per way they ran. */
-  ranAs: Record<'parallel' | 'sequential' | 'full', number>;
-  /** Calls with a quality check. */
-  qualityChecks: number;
-  /** Mean {@link AttentionResult.quality} over the checked calls (null before the first). */
-  meanQuality: number | null;
-  /**
-   * Share of KV heads that were retrieval heads, over all calls (the seed's "head utilisation":
-   * the part of the model that still pays for the full cache).
-   */
-  retrievalShare: number;
-}
-
 const KEYS = ['numHeads', 'kvHeads', 'headDim', 'headPattern', 'sink', 'recent', 'mode', 'backend', 'executionProviders', 'threads'];
 const QUERY_KEYS = ['q', 'k', 'v', 'type', 'layer', 'queryOffset', 'scale', 'checkQuality'];
 // Below this many multiply-adds a call runs synchronously: a worker thread costs more than it saves.
 const SYNC_WORK = 1 << 20;
-
-/** Key positions seen by the queries of one KV head, summed over queries (see {@link AttentionResult.kvBytesAttended}). */
-function keysSeen(c: CheckedAttention, streaming: boolean): number {
-  let sum = 0;
-  for (let t = 0; t < c.nq; t++) {
-    const i = c.causal ? c.queryOffset + t : c.nk - 1; // the query's position; keys stop at nk - 1
-    const last = Math.min(i, c.nk - 1);
-    if (!streaming) {
-      sum += last + 1;
-      continue;
-    }
-    const sink = Math.min(c.sink, last + 1);
-    const from = Math.max(c.sink, i - c.recent + 1);
-    sum += sink + Math.max(0, last - from + 1);
-  }
-  return sum;
-}
 
 /**
  * DuoAttention: retrieval heads attend over the full context, streaming heads over the first
@@ -247,11 +198,8 @@ export class DuoAttention {
   readonly #threads: number;
   readonly #providers: string[] | undefined;
   #onnx: Promise<OnnxAttention> | undefined;
-  #closed = false;
-  readonly #m = {
-    calls: 0, totalTimeMs: 0, kvBytesAttended: 0, kvBytesSaved: 0,
-    ranAs: { parallel: 0, sequential: 0, full: 0 }, qualityChecks: 0, qualitySum: 0, retrievalHeads: 0, heads: 0,
-  };
+  readonly #guard = new CloseGuard('DuoAttention');
+  readonly #counters = new DuoCounters();
 
   /**
    * @param options Heads, head dimension, the head pattern, window, mode and backend.
@@ -286,18 +234,17 @@ export class DuoAttention {
   }
 
   /**
-   * One call over the KV heads `heads` (default all) with `options`. Native calls go to a worker
+   * One checked call over the KV heads `heads` (default all). Native calls go to a worker
    * thread when they are big enough to pay for it: inputs not on a SharedArrayBuffer are copied
    * first, which for a few queries over a long context costs about what the attention does, so
    * those run on the calling thread.
    */
-  #run(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: AttentionOptions, heads?: readonly number[]): Promise<Float32Array> | Float32Array {
-    if (this.#closed) throw new Error('DuoAttention is closed');
+  #run(c: CheckedAttention, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, heads?: readonly number[]): Promise<Float32Array> | Float32Array {
+    this.#guard.check();
     if (this.backend === 'onnxruntime') {
       this.#onnx ??= OnnxAttention.create(this.#providers ? { executionProviders: this.#providers } : {});
-      return this.#onnx.then((ort) => ort.run(q, k, v, options));
+      return this.#onnx.then((ort) => runChecked(ort, q, k, v, c));
     }
-    const c = checkAttentionOptions(q, k, v, options, 'query');
     const list = heads ?? Array.from({ length: c.kvHeads }, (_, h) => h);
     let keys = 0;
     for (const h of list) keys += c.streaming[h] ? Math.min(c.nk, c.sink + c.recent + c.nq) : c.nk;
@@ -310,7 +257,7 @@ export class DuoAttention {
    * Runs one attention call with the head split of `query.layer`.
    *
    * @returns The output, how it ran, the KV bytes it attended to and saved, its time, and the quality when asked.
-   * @throws TypeError / RangeError naming the argument for bad tensors or options; Error after close().
+   * @throws TypeError / RangeError naming the argument for bad tensors or options; ClosedError after close().
    *
    * @example
    * ```ts
@@ -319,31 +266,33 @@ export class DuoAttention {
    * ```
    */
   async processAttention(query: AttentionQuery): Promise<AttentionResult> {
-    if (this.#closed) throw new Error('DuoAttention is closed');
+    this.#guard.check();
     const o = is.options<AttentionQuery>('query', query, QUERY_KEYS);
-    const type = o.type === undefined ? AttentionType.SELF : (is.oneOf('type', o.type, Object.values(AttentionType)) as AttentionType);
-    const layer = o.layer === undefined ? 0 : is.integer('layer', o.layer, 0, this.headPattern.layers - 1);
-    const checkQuality = o.checkQuality === undefined ? false : is.boolean('checkQuality', o.checkQuality);
-    if (type === AttentionType.CROSS && o.queryOffset !== undefined) {
+    // Each field read once: what is checked is what runs.
+    const { q, k, v, type: givenType, layer: givenLayer, queryOffset, scale, checkQuality: givenCheck } = o;
+    const type = givenType === undefined ? AttentionType.SELF : (is.oneOf('type', givenType, Object.values(AttentionType)) as AttentionType);
+    const layer = givenLayer === undefined ? 0 : is.integer('layer', givenLayer, 0, this.headPattern.layers - 1);
+    const checkQuality = givenCheck === undefined ? false : is.boolean('checkQuality', givenCheck);
+    if (type === AttentionType.CROSS && queryOffset !== undefined) {
       throw new TypeError("Expected queryOffset only with a causal type ('self' or 'temporal'): a cross-attention query sees every key");
     }
     const flags = type === AttentionType.TEMPORAL ? new Array<boolean>(this.kvHeads).fill(true) : this.headPattern.streamingFlags(layer);
-    const base: AttentionOptions = {
+    // The one check of the call; the unsplit variant (every head full) differs only in its flags.
+    const c = checkAttentionOptions(q, k, v, {
       queryHeads: this.numHeads, kvHeads: this.kvHeads, headDim: this.headDim, causal: type !== AttentionType.CROSS,
-      ...(o.queryOffset !== undefined ? { queryOffset: o.queryOffset } : {}),
-      ...(o.scale !== undefined ? { scale: o.scale } : {}),
-      sink: this.sink, recent: this.recent, threads: this.#threads,
-    };
-    const split: AttentionOptions = { ...base, streamingHeads: flags };
-    const c = checkAttentionOptions(o.q, o.k, o.v, split, 'query');
-    const q = o.q!;
-    const k = o.k!;
-    const v = o.v!;
+      ...(queryOffset !== undefined ? { queryOffset } : {}),
+      ...(scale !== undefined ? { scale } : {}),
+      sink: this.sink, recent: this.recent, threads: this.#threads, streamingHeads: flags,
+    }, 'query');
+    const full: CheckedAttention = { ...c, streaming: new Uint8Array(c.kvHeads), anyStreaming: false };
+    const qa = q!;
+    const ka = k!;
+    const va = v!;
     const streamingHeads = flags.flatMap((f, h) => (f ? [h] : []));
     const retrievalHeads = flags.flatMap((f, h) => (f ? [] : [h]));
     // Every query's window holds all its keys: the last query sits at queryOffset + nq - 1 (causal) or sees nk keys.
     const fits = (c.causal ? c.queryOffset + c.nq : c.nk) <= this.sink + this.recent;
-    const ranAs: AttentionResult['ranAs'] =
+    const ranAs: RanAs =
       streamingHeads.length === 0 || (this.mode === AttentionMode.ADAPTIVE && fits)
         ? 'full'
         : this.mode === AttentionMode.SEQUENTIAL ? 'sequential' : 'parallel';
@@ -351,14 +300,14 @@ export class DuoAttention {
     const start = performance.now();
     let output: Float32Array;
     if (ranAs === 'full') {
-      output = await this.#run(q, k, v, base);
+      output = await this.#run(full, qa, ka, va);
     } else if (ranAs === 'parallel' || this.backend === 'onnxruntime') {
       // ONNX Runtime runs the two groups as separate graphs, one after the other, in either mode.
-      output = await this.#run(q, k, v, split);
+      output = await this.#run(c, qa, ka, va);
     } else {
       // Two calls, each over its own group's heads only; the streaming group's rows go into the first output.
-      output = await this.#run(q, k, v, split, retrievalHeads);
-      const streaming = await this.#run(q, k, v, split, streamingHeads);
+      output = await this.#run(c, qa, ka, va, retrievalHeads);
+      const streaming = await this.#run(c, qa, ka, va, streamingHeads);
       const group = this.numHeads / this.kvHeads;
       for (let t = 0; t < c.nq; t++) {
         for (const h of streamingHeads) {
@@ -369,32 +318,15 @@ export class DuoAttention {
     }
     const timeMs = performance.now() - start;
 
-    const bytes = 2 * this.headDim * (c.kvType === 'float16' ? 2 : 4);
-    const full = this.kvHeads * keysSeen(c, false) * bytes;
-    const attended = ranAs === 'full' ? full : (retrievalHeads.length * keysSeen(c, false) + streamingHeads.length * keysSeen(c, true)) * bytes;
+    const kv = kvBytesOfCall(c, ranAs === 'full' ? 0 : streamingHeads.length);
     const result: AttentionResult = {
-      output, ranAs, retrievalHeads, streamingHeads, kvBytesAttended: attended, kvBytesSaved: full - attended, timeMs,
+      output, ranAs, retrievalHeads, streamingHeads, kvBytesAttended: kv.attended, kvBytesSaved: kv.full - kv.attended, timeMs,
     };
-    if (checkQuality) {
-      const reference = await this.#run(q, k, v, base);
-      let diff = 0;
-      let norm = 0;
-      for (let i = 0; i < output.length; i++) {
-        diff += (output[i]! - reference[i]!) ** 2;
-        norm += reference[i]! ** 2;
-      }
-      result.quality = norm === 0 ? (diff === 0 ? 1 : 0) : Math.max(0, 1 - Math.sqrt(diff / norm));
-      this.#m.qualityChecks++;
-      this.#m.qualitySum += result.quality;
-    }
-    const m = this.#m;
-    m.calls++;
-    m.totalTimeMs += timeMs;
-    m.kvBytesAttended += attended;
-    m.kvBytesSaved += full - attended;
-    m.ranAs[ranAs]++;
-    m.retrievalHeads += ranAs === 'full' ? this.kvHeads : retrievalHeads.length;
-    m.heads += this.kvHeads;
+    if (checkQuality) result.quality = agreement(output, await this.#run(full, qa, ka, va));
+    this.#counters.record({
+      ranAs, timeMs, kvBytesAttended: kv.attended, kvBytesSaved: kv.full - kv.attended, quality: result.quality,
+      retrievalHeads: ranAs === 'full' ? this.kvHeads : retrievalHeads.length, kvHeads: this.kvHeads,
+    });
     return result;
   }
 
@@ -407,29 +339,36 @@ export class DuoAttention {
    * ```
    */
   getMetrics(): DuoAttentionMetrics {
-    const m = this.#m;
-    return {
-      calls: m.calls, totalTimeMs: m.totalTimeMs, meanTimeMs: m.calls ? m.totalTimeMs / m.calls : 0,
-      kvBytesAttended: m.kvBytesAttended, kvBytesSaved: m.kvBytesSaved, ranAs: { ...m.ranAs },
-      qualityChecks: m.qualityChecks, meanQuality: m.qualityChecks ? m.qualitySum / m.qualityChecks : null,
-      retrievalShare: m.heads ? m.retrievalHeads / m.heads : 0,
-    };
+    return this.#counters.snapshot();
   }
 
   /**
-   * Releases the ONNX Runtime sessions (if any). Later calls reject.
+   * Releases the ONNX Runtime sessions (if any). Idempotent; later calls reject with {@link ClosedError}.
    *
    * @example
    * ```ts
    * await duo.close();
    * ```
    */
-  async close(): Promise<void> {
-    this.#closed = true;
-    const onnx = this.#onnx;
-    this.#onnx = undefined;
-    // A backend that failed to start has nothing to release (its error went to the call that started it).
-    const ort = await onnx?.catch(() => undefined);
-    await ort?.close();
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      const onnx = this.#onnx;
+      this.#onnx = undefined;
+      // A backend that failed to start has nothing to release (its error went to the call that started it).
+      const ort = await onnx?.catch(() => undefined);
+      await ort?.close();
+    });
+  }
+
+  /**
+   * Same as {@link DuoAttention.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using duo = new DuoAttention({ numHeads: 32, kvHeads: 8, headDim: 128 });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -11,6 +11,5 @@ export {
 } from './head-pattern-file';
 export { type CalibrateOptions, type CalibrationMethod, type CalibrationResult, type CalibrationSample, calibrateHeads } from './calibrate';
 export { OnnxAttention, type OnnxAttentionOptions } from './onnx-attention';
-export {
-  AttentionMode, type AttentionQuery, type AttentionResult, AttentionType, DuoAttention, type DuoAttentionMetrics, type DuoAttentionOptions,
-} from './duo-attention';
+export { AttentionMode, type AttentionQuery, type AttentionResult, AttentionType, DuoAttention, type DuoAttentionOptions } from './duo-attention';
+export { type DuoAttentionMetrics } from './duo-metrics';

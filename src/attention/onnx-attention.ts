@@ -6,6 +6,8 @@ import type * as Ort from 'onnxruntime-node';
 import * as is from '../validate';
 import { createSession, executionProviderNames, loadOrt } from '../onnx/session';
 import { buildModel } from '../onnx/graph';
+import { CloseGuard } from '../toolkit/closing';
+import { SerialQueue } from '../toolkit/serial-queue';
 import { type CheckedAttention, checkAttentionOptions } from './check';
 import { attentionModel, type GraphSignature } from './onnx-graphs';
 import { chunkRanges, gatherQueries, type KeyRanges, kvSlice, maskBias, scatterOutput, visibleRanges, zeroQuery } from './onnx-layout';
@@ -49,6 +51,15 @@ export interface OnnxAttentionOptions {
 }
 
 const CREATE_KEYS = ['executionProviders', 'operator', 'scoreBudget', 'maxSessions'] as const;
+
+/**
+ * Runs an already checked call on `attn` (queued, refused once closed): for DuoAttention, which
+ * checks each call once. Set by the class's static block, which alone can reach its private run.
+ * @internal
+ */
+export let runChecked: (
+  attn: OnnxAttention, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, c: CheckedAttention,
+) => Promise<Float32Array>;
 /** Queries per chunk of streaming heads in prefill, at least (a chunk reads sink + recent + chunk keys). */
 const MIN_STREAMING_CHUNK = 64;
 
@@ -106,8 +117,13 @@ export class OnnxAttention {
 
   readonly #ort: typeof Ort;
   readonly #sessions = new Map<string, Promise<Ort.InferenceSession>>();
-  #queue: Promise<unknown> = Promise.resolve();
-  #closed = false;
+  readonly #queue = new SerialQueue();
+  readonly #guard = new CloseGuard('OnnxAttention');
+
+  static {
+    // DuoAttention has checked its call already: it runs it without a second check.
+    runChecked = (attn, q, k, v, c) => attn.#runChecked(q, k, v, c);
+  }
 
   private constructor(ort: typeof Ort, providers: string[], operator: OnnxAttention['operator'], scoreBudget: number, maxSessions: number) {
     this.#ort = ort;
@@ -148,7 +164,7 @@ export class OnnxAttention {
 
   /** Whether {@link OnnxAttention.close} was called. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#guard.closed;
   }
 
   /** Sessions held now (one per graph signature and thread count, at most {@link OnnxAttention.maxSessions}). */
@@ -165,7 +181,7 @@ export class OnnxAttention {
    * @param options Heads, head dimension, causality and positions, scale, the streaming window and
    * which KV heads stream, and `threads` (ONNX Runtime's intra-op threads for the call).
    * @returns The output `[nq, queryHeads, headDim]`.
-   * @throws TypeError / RangeError (as a rejection) naming a bad argument or option; Error when closed.
+   * @throws TypeError / RangeError (as a rejection) naming a bad argument or option; ClosedError when closed.
    *
    * @example
    * ```ts
@@ -175,24 +191,29 @@ export class OnnxAttention {
    */
   async run(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: AttentionOptions): Promise<Float32Array> {
     const c = checkAttentionOptions(q, k, v, options);
-    return this.#serial(() => this.#compute(q, k, v, c));
+    return this.#runChecked(q, k, v, c);
+  }
+
+  #runChecked(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, c: CheckedAttention): Promise<Float32Array> {
+    if (this.#guard.closed) return Promise.reject(this.#guard.error());
+    return this.#queue.run(() => this.#compute(q, k, v, c));
   }
 
   /**
-   * Releases the sessions after the calls already made finish. Idempotent; later calls reject.
+   * Releases the sessions after the calls already made finish. Idempotent; later calls reject with {@link ClosedError}.
    *
    * @example
    * ```ts
    * await attn.close();
    * ```
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#queue.catch(() => undefined);
-    const sessions = [...this.#sessions.values()];
-    this.#sessions.clear();
-    for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.release();
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      await this.#queue.idle();
+      const sessions = [...this.#sessions.values()];
+      this.#sessions.clear();
+      for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.release();
+    });
   }
 
   /**
@@ -203,15 +224,8 @@ export class OnnxAttention {
    * await using attn = await OnnxAttention.create();
    * ```
    */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  #serial<T>(work: () => Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(new Error('OnnxAttention is closed'));
-    const run = this.#queue.then(work, work);
-    this.#queue = run.catch(() => undefined);
-    return run;
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #compute(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, c: CheckedAttention): Promise<Float32Array> {

@@ -323,7 +323,7 @@ export class RewiringExperts extends EventEmitter {
     const o = v.options<RoutingOutcome>('outcome', outcome, OUTCOME_KEYS);
     const success = v.boolean('outcome.success', o.success);
     const latencyMs = v.finite('outcome.latencyMs', o.latencyMs, { min: 0 });
-    const quality = o.quality === undefined ? undefined : unit('outcome.quality', o.quality);
+    const quality = o.quality === undefined ? undefined : v.unitInterval('outcome.quality', o.quality);
     const expertId = o.expertId === undefined ? p.expertId : v.string('outcome.expertId', o.expertId);
     if (expertId !== p.expertId && !p.fallbacks.includes(expertId)) {
       throw v.rangeError('outcome.expertId', `the decision's expert or one of its fallbacks (${[p.expertId, ...p.fallbacks].join(', ')})`, expertId);
@@ -468,17 +468,11 @@ export class RewiringExperts extends EventEmitter {
   }
 }
 
-function unit(name: string, x: unknown): number {
-  const n = v.finite(name, x, { min: 0 });
-  if (n > 1) throw v.rangeError(name, 'finite number in [0, 1]', n);
-  return n;
-}
-
 function checkContext(context: unknown): RoutingContext {
   const c = v.options<RoutingContext>('context', context, CONTEXT_KEYS);
   const out: RoutingContext = {};
   if (c.domain !== undefined) out.domain = v.nonEmptyString('context.domain', c.domain);
-  if (c.complexity !== undefined) out.complexity = unit('context.complexity', c.complexity);
+  if (c.complexity !== undefined) out.complexity = v.unitInterval('context.complexity', c.complexity);
   if (c.latencyBudgetMs !== undefined) out.latencyBudgetMs = v.finite('context.latencyBudgetMs', c.latencyBudgetMs, { positive: true });
   if (c.exclude !== undefined) {
     if (!Array.isArray(c.exclude)) throw v.typeError('context.exclude', 'array of expert ids', c.exclude);

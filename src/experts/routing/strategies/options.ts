@@ -21,8 +21,7 @@ export function resolveOptions(options: unknown): ResolvedStrategyOptions {
   const o = v.options<StrategyOptions>('options', options, OPTION_KEYS);
   const nonNegative = (name: string, value: unknown, fallback: number): number =>
     value === undefined ? fallback : v.finite(name, value, { min: 0 });
-  const fraction = o.relevanceFraction === undefined ? 0.8 : v.finite('relevanceFraction', o.relevanceFraction, { min: 0 });
-  if (fraction > 1) throw v.rangeError('relevanceFraction', 'finite number in [0, 1]', fraction);
+  const fraction = o.relevanceFraction === undefined ? 0.8 : v.unitInterval('relevanceFraction', o.relevanceFraction);
   return {
     dimensions: v.integer('dimensions', o.dimensions, 1, MAX_DIMENSIONS),
     seed: o.seed === undefined ? 0x5eed : v.integer('seed', o.seed, 0, 0xffffffff),

@@ -130,7 +130,7 @@ export interface AttentionResult {
   /** `[queries, numHeads, headDim]`. */
   output: Float32Array;
   /** How the groups ran: `'parallel'`, `'sequential'`, or `'full'` (ADAPTIVE with a context inside the window, or no streaming head). */
-  ranAs: RanAs;
+  ranAs: 'parallel' | 'sequential' | 'full';
   /** KV heads that saw every key. */
   retrievalHeads: number[];
   /** KV heads limited to sink + recent. */

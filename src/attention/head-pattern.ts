@@ -521,9 +521,9 @@ export class HeadPattern {
    * `json.dump` style: `{"sink_size": S, "recent_size": R, "sparsity": <share of streaming heads>,
    * "num_full_attention_heads": <retrieval heads>}` — DuoAttention's loader reads the first two;
    * {@link HeadPattern.load} restores the split from the last. Each file is written to a
-   * temporary name, flushed to disk and renamed, so a reader never sees half a file. Only a split that is the
-   * top heads by score (as every score-based constructor makes) can be stored, since the files
-   * hold scores only; anything else is a `RangeError`.
+   * temporary name, flushed to disk and renamed, so a reader never sees half a file. Only a
+   * split that is the top heads by score (as every score-based constructor makes) can be
+   * stored, since the files hold scores only; anything else is a `RangeError`.
    *
    * @param dir - Output directory.
    * @param options - Window to record, when the pattern has none.

@@ -4,7 +4,6 @@
  * slots, plus the segment table that tells the native kernel where each head's visible keys lie.
  * Pure bookkeeping: every argument is already checked by the cache.
  * @module
- * @internal
  */
 
 /** Keys or values as stored: float32, or float16 bits. @internal */

@@ -123,7 +123,12 @@ export function checkStore(content: unknown, type: unknown, priority: unknown, t
  * @internal
  */
 export function storedFields(req: StoreRequest, now: number): ItemFields {
-  return { ...req.fields, expiresAt: req.expiresAt ?? (req.ttl !== undefined ? now + req.ttl : null) };
+  const f = req.fields;
+  // Spelt out, not spread: this runs on every store, and a literal is several times cheaper.
+  return {
+    type: f.type, priority: f.priority, importance: f.importance, tags: f.tags, metadata: f.metadata, pinned: f.pinned,
+    userId: f.userId, agentId: f.agentId, sessionId: f.sessionId, expiresAt: req.expiresAt ?? (req.ttl !== undefined ? now + req.ttl : null),
+  };
 }
 
 /** @internal */

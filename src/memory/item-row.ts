@@ -5,12 +5,12 @@
  * {@link MemoryItem} is what the API returns, and its JSON is what the history table stores.
  * @module
  */
-import type { ItemRecord } from './item-index';
+import type { ItemFields, ItemRecord } from './item-index';
 import type { MemoryItem } from './mem-agent-types';
 import type { MemoryPriority, MemoryScope, MemoryType, MetadataValue } from './types';
 
 /**
- * The columns of an item's fields, named as in the `items` table (bound as `@name` parameters).
+ * The columns of an item's fields, named as in the `items` table.
  * @internal
  */
 export interface ItemColumns {
@@ -71,6 +71,18 @@ export function fromRow(r: ItemColumns, matrixRow: number): ItemRecord {
     metadata: JSON.parse(r.metadata) as Record<string, MetadataValue>, userId: r.user_id, agentId: r.agent_id, sessionId: r.session_id,
     createdAt: r.created_at, updatedAt: r.updated_at, lastAccessed: r.last_accessed, accessCount: r.access_count,
     expiresAt: r.expires_at, pinned: r.pinned === 1, hash: r.content_hash, tokens: r.tokens, bytes: r.bytes, row: matrixRow,
+  };
+}
+
+/**
+ * The record of a new item stored at `now` (its seq and matrix row are set once known).
+ * @internal
+ */
+export function newRecord(f: ItemFields, id: string, hash: string, tokens: number, bytes: number, now: number): ItemRecord {
+  return {
+    seq: 0, id, type: f.type, priority: f.priority, importance: f.importance, tags: f.tags, metadata: f.metadata, userId: f.userId,
+    agentId: f.agentId, sessionId: f.sessionId, createdAt: now, updatedAt: now, lastAccessed: now, accessCount: 0, expiresAt: f.expiresAt,
+    pinned: f.pinned, hash, tokens, bytes, row: -1,
   };
 }
 

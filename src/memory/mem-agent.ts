@@ -16,7 +16,7 @@ import { checkOptions, checkQuery, checkStore, checkUpdate, checkVector, type Me
 import { contentHash, mergeRecord, nearDuplicate, oldestLive } from './dedup';
 import { type Eviction, planEviction } from './eviction';
 import { EmbeddingMatrix, type ItemFields, ItemIndex, type ItemRecord, isLive } from './item-index';
-import { embeddingCodes, fromRow } from './item-row';
+import { embeddingCodes, fromRow, newRecord } from './item-row';
 import { ItemStore, type PreparedText } from './item-store';
 import type {
   MemAgentMetrics, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
@@ -421,9 +421,7 @@ export class MemAgent {
   }
 
   #insert(p: PreparedText, hash: string, f: ItemFields, now: number): string {
-    const record: ItemRecord = {
-      seq: 0, id: randomUUID(), ...f, createdAt: now, updatedAt: now, lastAccessed: now, accessCount: 0, hash, tokens: p.tokens, bytes: p.bytes.length, row: -1,
-    };
+    const record = newRecord(f, randomUUID(), hash, p.tokens, p.bytes.length, now);
     const plan = this.#plan(p.tokens, now, undefined);
     this.#transaction(plan, now, () => {
       record.seq = this.#store.insert(record, p);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ItemRecord } from '../src/memory/item-index';
-import { changedFields, embeddingBlob, embeddingCodes, fromRow, toColumns, toItem } from '../src/memory/item-row';
+import { changedFields, embeddingBlob, embeddingCodes, fromRow, newRecord, toColumns, toItem } from '../src/memory/item-row';
 import { contentHash } from '../src/memory/dedup';
 import { MemAgent, MemoryPriority, MemoryType } from '../src/index';
 
@@ -31,6 +31,13 @@ describe('the item row codec', () => {
     });
     expect(fromRow(columns, 5)).toEqual(record);
     expect(fromRow({ ...columns, pinned: 0 }, 9)).toMatchObject({ pinned: false, row: 9 });
+  });
+
+  it('makes the record of a new item: every time is now, no accesses yet', () => {
+    const f = { type: MemoryType.SEMANTIC, priority: MemoryPriority.LOW, importance: 0.5, tags: ['t'], metadata: {}, pinned: false, userId: null, agentId: 'a', sessionId: null, expiresAt: T + 9 };
+    expect(newRecord(f, 'n1', 'h1', 3, 12, T)).toEqual({
+      seq: 0, id: 'n1', ...f, createdAt: T, updatedAt: T, lastAccessed: T, accessCount: 0, hash: 'h1', tokens: 3, bytes: 12, row: -1,
+    });
   });
 
   it('stores embeddings as their int8 bytes, without copying', () => {

@@ -28,6 +28,8 @@ const { BudgetForcing, ResourceType } = require('../lib/index.js');
 const QUICK = process.argv.includes('--quick');
 const BATCH = 200;
 const IN_FLIGHT = 64;
+// Requesters with a live window in the scaling row (issue: decisions slowed down with them).
+const MANY = QUICK ? 20_000 : 100_000;
 const TIMING = QUICK ? { warmup: 2, timeMs: 300, minRounds: 5 } : { warmup: 5, timeMs: 3000, minRounds: 15 };
 
 async function startRedis() {
@@ -92,9 +94,10 @@ function pairs(store) {
   return batches(one);
 }
 
-// One decision: reserve 1,000 tokens for one of 50 users (a per-user daily and a shared monthly
-// window, plus a per-request cap), then commit 800.
-function decisions(store) {
+// One decision: reserve 1,000 tokens for one of `users` users (a per-user daily and a shared
+// monthly window, plus a per-request cap), then commit 800. With many users every one of them
+// has a live window before timing starts: a decision must cost the same as with 50.
+async function decisions(store, users = 50) {
   const budgets = new BudgetForcing({
     store,
     budgets: [
@@ -105,11 +108,12 @@ function decisions(store) {
   });
   let n = 0;
   const one = async () => {
-    const d = await budgets.requestBudget({ resourceType: ResourceType.TOKENS, requestedAmount: 1000, priority: 1, estimatedDuration: 60, requesterId: `user_${n++ % 50}` });
+    const d = await budgets.requestBudget({ resourceType: ResourceType.TOKENS, requestedAmount: 1000, priority: 1, estimatedDuration: 60, requesterId: `user_${n++ % users}` });
     if (!d.approved) throw new Error(`budget: a decision was refused: ${d.message}`);
     await budgets.commit(d.allocationId, 800);
   };
   opened.push(budgets);
+  if (users > 50) for (let i = 0; i < users; i++) await one();
   return batches(one);
 }
 
@@ -122,16 +126,18 @@ const plain = redis ? new Redis(redis.url) : null;
 const rows = [];
 try {
   const mem = pairs(memory);
-  const memDecisions = decisions(new MemoryBudgetStore());
+  const memDecisions = await decisions(new MemoryBudgetStore());
+  const manyDecisions = await decisions(new MemoryBudgetStore(), MANY);
   const contenders = [
     ['BudgetForcing, memory, 1 at a time', memDecisions.sequential, true],
+    [`BudgetForcing, memory, 1 at a time, ${MANY.toLocaleString('en-US')} requesters live`, manyDecisions.sequential, true],
     [`BudgetForcing, memory, ${IN_FLIGHT} in flight`, memDecisions.concurrent, true],
     ['memory, 1 at a time', mem.sequential, true],
     [`memory, ${IN_FLIGHT} in flight`, mem.concurrent, true],
   ];
   if (red) {
     const r = pairs(red);
-    const redDecisions = decisions(new RedisBudgetStore({ url: redis.url, prefix: '{bench-decisions}:budget:' }));
+    const redDecisions = await decisions(new RedisBudgetStore({ url: redis.url, prefix: '{bench-decisions}:budget:' }));
     contenders.push(
       ['BudgetForcing, redis, 1 at a time', redDecisions.sequential, true],
       [`BudgetForcing, redis, ${IN_FLIGHT} in flight`, redDecisions.concurrent, true],

@@ -14,8 +14,8 @@ import * as os from 'node:os';
 import { benchAddon, measure, normalLogits } from './common.mjs';
 
 const require = createRequire(import.meta.url);
-const { int8Scores, float32Scores } = require('../lib/memory/vector-scan.js');
-const { quantizeInt8 } = require('../lib/memory/quantize.js');
+const { int8Scores, float32Scores } = require('../lib/text/vector-scan.js');
+const { quantizeInt8 } = require('../lib/text/quantize.js');
 const { native } = require('../lib/native.js');
 
 const QUICK = process.argv.includes('--quick');

@@ -21,7 +21,7 @@ if (!existsSync(new URL('../lib/index.js', import.meta.url))) {
   process.exit(1);
 }
 const { MemAgent, MemoryType, MemoryPriority, HashedEmbedder } = require('../lib/index.js');
-const { tokenize } = require('../lib/memory/bm25.js');
+const { tokenize } = require('../lib/text/tokenize.js');
 const lz4 = require('lz4-napi');
 
 const QUICK = process.argv.includes('--quick');

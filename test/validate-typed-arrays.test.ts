@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { float32ScoresAsync, int8ScoresAsync, quantizeInt8 } from '../src/index';
+import { attention, attentionAsync, float32ScoresAsync, int8ScoresAsync, quantizeInt8 } from '../src/index';
 import * as v from '../src/validate';
 
 /** A Float32Array whose buffer was transferred away. */
@@ -39,5 +39,16 @@ describe('typed-array arguments', () => {
     await expect(int8ScoresAsync(codes, scale, rowCodes, new Float32Array(10).fill(1), 4, { out: lying(3, 10) })).rejects.toThrow(
       new RangeError('Expected Float32Array of length 10 for out but received Float32Array of length 3'),
     );
+  });
+
+  it('attention checks q, k and v by their real lengths and refuses detached ones', async () => {
+    const o = { queryHeads: 2, kvHeads: 1, headDim: 4 };
+    const k = new Float32Array(12);
+    // Before: the lie reached the kernel, which answered about its internal segment table.
+    expect(() => attention(new Float32Array(8), lying(4, 12), k, o)).toThrow(new RangeError('Expected v length to equal k length (4) but received 12'));
+    await expect(attentionAsync(new Float32Array(8), detached(12), k, o)).rejects.toThrow(
+      new TypeError('Expected Float32Array for k but received a Float32Array whose buffer is detached'),
+    );
+    expect(() => attention(lying(4, 8), k, k, o)).toThrow(new RangeError('Expected q length to be a multiple of queryHeads * headDim (8) but received 4'));
   });
 });

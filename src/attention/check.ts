@@ -54,7 +54,9 @@ const MAX_HEADS = 65536;
 const FLT_MAX = 3.4028234663852886e38;
 
 function kvArray(name: string, value: unknown): Float32Array | Uint16Array {
-  if (value instanceof Float32Array || value instanceof Uint16Array) return value;
+  // typedArray refuses a detached buffer; lengths below are the real ones (is.viewLength).
+  if (value instanceof Float32Array) return is.typedArray(name, value, Float32Array);
+  if (value instanceof Uint16Array) return is.typedArray(name, value, Uint16Array);
   throw is.typeError(name, 'Float32Array or Uint16Array (float16 bits)', value);
 }
 
@@ -75,11 +77,13 @@ export function checkKeysValues(k: unknown, v: unknown, kvHeads: number, headDim
   const va = kvArray('v', v);
   if (va.constructor !== ka.constructor) throw is.typeError('v', `${ka.constructor.name} (the type of k)`, v);
   const kvRow = kvHeads * headDim;
-  if (ka.length % kvRow !== 0) {
-    throw new RangeError(`Expected k length to be a multiple of kvHeads * headDim (${kvRow}) but received ${ka.length}`);
+  const kn = is.viewLength(ka);
+  const vn = is.viewLength(va);
+  if (kn % kvRow !== 0) {
+    throw new RangeError(`Expected k length to be a multiple of kvHeads * headDim (${kvRow}) but received ${kn}`);
   }
-  if (va.length !== ka.length) throw new RangeError(`Expected v length to equal k length (${ka.length}) but received ${va.length}`);
-  return { k: ka, v: va, tokens: ka.length / kvRow };
+  if (vn !== kn) throw new RangeError(`Expected v length to equal k length (${kn}) but received ${vn}`);
+  return { k: ka, v: va, tokens: kn / kvRow };
 }
 
 function streamingFlags(value: unknown, kvHeads: number): Uint8Array {
@@ -129,10 +133,11 @@ export function checkAttentionOptions(q: unknown, k: unknown, v: unknown, option
   const qa = is.float32Array('q', q);
   const kv = checkKeysValues(k, v, kvHeads, headDim);
   const qRow = queryHeads * headDim;
-  if (qa.length % qRow !== 0) {
-    throw new RangeError(`Expected q length to be a multiple of queryHeads * headDim (${qRow}) but received ${qa.length}`);
+  const qn = is.viewLength(qa);
+  if (qn % qRow !== 0) {
+    throw new RangeError(`Expected q length to be a multiple of queryHeads * headDim (${qRow}) but received ${qn}`);
   }
-  const nq = qa.length / qRow;
+  const nq = qn / qRow;
   const nk = kv.tokens;
   if (nk === 0) throw new RangeError('Expected at least one key token in k but received 0');
 

@@ -320,6 +320,40 @@ describe('wire format', () => {
     expect(g.calls[0]!.options.maxTokens).toBe(16);
   });
 
+  it('logprobs 0 or 1: the sampled tokens\' log-probabilities in OpenAI\'s format, streaming in the finish event', async () => {
+    // One token per character; token k of call c has log-probability -(k + 1) / 4 - c.
+    const g = scripted((p) => (p === 'ab' ? 'xyz' : 'q'), { logprob: (call, k) => -(k + 1) / 4 - call });
+    const { post, client } = await start(g);
+    const body = (await (await post({ prompt: 'ab', max_tokens: 5, stop: 'z', logprobs: 1 })).json()) as { choices: unknown[] };
+    // The stop string's token is generated and counted, so it has its figure too.
+    expect(body.choices).toEqual([{ index: 0, text: 'xy', logprobs: { tokens: ['x', 'y', 'z'], token_logprobs: [-0.25, -0.5, -0.75], top_logprobs: null, text_offset: null }, finish_reason: 'stop', stop_reason: 'z' }]);
+    expect(g.calls[0]!.options.logprobs).toBe(true);
+
+    const ev = events(await (await post({ prompt: ['ab', 'c'], max_tokens: 5, logprobs: 0, stream: true })).text()) as { choices: unknown[] }[];
+    expect(ev.slice(0, -1).map((e) => e.choices[0])).toEqual([
+      { index: 0, text: 'x', logprobs: null, finish_reason: null },
+      { index: 0, text: 'y', logprobs: null, finish_reason: null },
+      { index: 0, text: 'z', logprobs: null, finish_reason: null },
+      { index: 0, text: '', logprobs: { tokens: ['x', 'y', 'z'], token_logprobs: [-1.25, -1.5, -1.75], top_logprobs: null, text_offset: null }, finish_reason: 'stop', stop_reason: null },
+      { index: 1, text: 'q', logprobs: null, finish_reason: null },
+      { index: 1, text: '', logprobs: { tokens: ['q'], token_logprobs: [-2.25], top_logprobs: null, text_offset: null }, finish_reason: 'stop', stop_reason: null },
+    ]);
+
+    // The real client reads them back, streaming or not.
+    const want = { text: 'xyz', tokens: 3, finishReason: 'eos', logprobs: [-3.25, -3.5, -3.75] };
+    expect(await client().generate('ab', { maxTokens: 5, logprobs: true })).toEqual(want);
+    expect(await client().generate('ab', { maxTokens: 5, logprobs: true, onToken: () => {} })).toEqual({ ...want, logprobs: [-4.25, -4.5, -4.75] });
+  });
+
+  it('logprobs: null when the generator reports none; tokens null when it cannot decode; -Infinity as -9999', async () => {
+    const { post } = await start(scripted('ab'));
+    const choice = async (r: Response) => ((await r.json()) as { choices: Array<{ logprobs: unknown }> }).choices[0]!.logprobs;
+    expect(await choice(await post({ prompt: 'p', logprobs: 1 }))).toBeNull();
+    const inf: Generator = { generate: async () => ({ text: 'a', tokens: 1, finishReason: 'eos', logprobs: [-Infinity] }), countTokens: () => 1 };
+    const second = await start(inf);
+    expect(await choice(await second.post({ prompt: 'p', logprobs: 1 }))).toEqual({ tokens: null, token_logprobs: [-9999], top_logprobs: null, text_offset: null });
+  });
+
   it('GET /v1/models and /health', async () => {
     const { url } = await start(scripted(''));
     const models = await fetch(`${url}/v1/models`);
@@ -332,7 +366,7 @@ describe('wire format', () => {
 
 describe('errors', () => {
   const PROMPT = 'non-empty string, non-empty array of token ids, or a non-empty array of those';
-  const FIELDS = 'model, prompt, max_tokens, temperature, top_p, seed, stop, stream, stream_options, n, best_of, echo, logprobs, suffix, presence_penalty, frequency_penalty, logit_bias, user';
+  const FIELDS = 'model, prompt, max_tokens, temperature, top_p, seed, stop, stream, stream_options, logprobs, n, best_of, echo, suffix, presence_penalty, frequency_penalty, logit_bias, user';
   const jsonError = (text: string) => {
     try {
       JSON.parse(text);
@@ -374,7 +408,8 @@ describe('errors', () => {
     [{ prompt: 'p', n: 2 }, 'Expected 1 for n but received 2 of type number (one choice per prompt is supported)', 'n'],
     [{ prompt: 'p', best_of: 3 }, 'Expected 1 for best_of but received 3 of type number (one choice per prompt is supported)', 'best_of'],
     [{ prompt: 'p', echo: true }, 'Expected false for echo but received true of type boolean (echoing the prompt is not supported)', 'echo'],
-    [{ prompt: 'p', logprobs: 1 }, 'Expected null for logprobs but received 1 of type number (log probabilities are not supported)', 'logprobs'],
+    [{ prompt: 'p', logprobs: 2 }, "Expected null, 0 or 1 for logprobs but received 2 of type number (only the sampled tokens' log-probabilities are reported, no alternatives)", 'logprobs'],
+    [{ prompt: 'p', logprobs: true }, 'Expected null, 0 or 1 for logprobs but received true of type boolean', 'logprobs'],
     [{ prompt: 'p', suffix: 'x' }, "Expected null for suffix but received 'x' of type string (suffixes are not supported)", 'suffix'],
     [{ prompt: 'p', presence_penalty: 0.5 }, 'Expected 0 for presence_penalty but received 0.5 of type number (penalties are not supported)', 'presence_penalty'],
     [{ prompt: 'p', frequency_penalty: 1 }, 'Expected 0 for frequency_penalty but received 1 of type number (penalties are not supported)', 'frequency_penalty'],

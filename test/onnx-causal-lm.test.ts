@@ -332,6 +332,70 @@ describe('OnnxCausalLM.generate', () => {
   });
 });
 
+describe('OnnxCausalLM unseeded sampling and log-probabilities', () => {
+  /** Float64 log-softmax of a reference logit row at `id`, written for the test. */
+  const refLogProb = (row: Float64Array, id: number) => {
+    let max = -Infinity;
+    for (const x of row) max = Math.max(max, x);
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - max);
+    return row[id]! - max - Math.log(sum);
+  };
+
+  it('samples without a seed (it threw: randomInt(2 ** 48) is out of range), each call with its own seed', async () => {
+    const runs = [];
+    for (let i = 0; i < 4; i++) runs.push(await model.generate(PROMPT, { maxTokens: 16, temperature: 0.7 }));
+    for (const r of runs) {
+      expect(r.tokens).toBeGreaterThan(0);
+      expect(['length', 'eos']).toContain(r.finishReason); // a drawn token may be the EOS id
+    }
+    // 16 tokens drawn at temperature 0.7 from a random model: four equal runs would mean one seed.
+    expect(new Set(runs.map((r) => r.tokenIds.join())).size).toBeGreaterThan(1);
+    expect(new Set(Array.from({ length: 8 }, () => new Sampler(1, 1, undefined).pick(Float32Array.from({ length: 1000 }, () => 0)))).size).toBeGreaterThan(1);
+    // A model whose generation_config.json samples by default: no option needed to hit the path.
+    const dir = variant('do-sample', (d) => editJSON(d, 'generation_config.json', (j) => Object.assign(j, { do_sample: true, temperature: 0.8, top_p: 0.9 })));
+    const m = await OnnxCausalLM.load(dir, { threads: 1 });
+    expect((await m.generate(PROMPT, { maxTokens: 8 })).tokens).toBeGreaterThan(0);
+    await m.close();
+  });
+
+  it('reports each token\'s log-probability at temperature 1, matching a float64 reference within 1e-4', async () => {
+    const promptIds = [...(await model.generate(PROMPT, { maxTokens: 0 })).promptTokenIds];
+    for (const opts of [{ temperature: 0 }, { temperature: 0.8, seed: 3 }, { temperature: 1.5, topP: 0.7, seed: 4 }]) {
+      const r = await model.generate(PROMPT, { maxTokens: 12, logprobs: true, ...opts });
+      expect(r.logprobs).toHaveLength(r.tokens);
+      const rows = referenceLogits(tiny, [...promptIds, ...r.tokenIds.slice(0, -1)]).slice(promptIds.length - 1);
+      r.tokenIds.forEach((id, k) => {
+        expect(Math.abs(r.logprobs![k]! - refLogProb(rows[k]!, id)), `${JSON.stringify(opts)} token ${k}`).toBeLessThan(1e-4);
+        expect(r.logprobs![k]!).toBeLessThan(0);
+      });
+      // The figure is the model's, not the sampler's: asking changes no token.
+      expect((await model.generate(PROMPT, { maxTokens: 12, ...opts })).tokenIds).toEqual(r.tokenIds);
+    }
+  });
+
+  it('gives one log-probability per counted token (stop and end-of-sequence tokens too), none unless asked', async () => {
+    const full = await model.generate(PROMPT, { maxTokens: 30, temperature: 0, logprobs: true });
+    const stop = full.text.slice(10, 12);
+    const cut = await model.generate(PROMPT, { maxTokens: 30, temperature: 0, stop: [stop], logprobs: true });
+    expect(cut.finishReason).toBe('stop');
+    expect(cut.logprobs).toEqual(full.logprobs!.slice(0, cut.tokens));
+    const eos = full.tokenIds[4]!;
+    const dir = variant('eos-logprobs', (d) => editJSON(d, 'generation_config.json', (j) => (j['eos_token_id'] = eos)));
+    const m = await OnnxCausalLM.load(dir, { threads: 1 });
+    const ended = await m.generate(PROMPT, { maxTokens: 30, temperature: 0, logprobs: true });
+    expect(ended.finishReason).toBe('eos');
+    expect(ended.logprobs).toHaveLength(ended.tokens);
+    await m.close();
+    expect('logprobs' in (await model.generate(PROMPT, { maxTokens: 4 }))).toBe(false);
+    expect((await model.generate(PROMPT, { maxTokens: 0, logprobs: true })).logprobs).toEqual([]);
+    const pre = new AbortController();
+    pre.abort();
+    expect((await model.generate(PROMPT, { maxTokens: 4, logprobs: true, signal: pre.signal })).logprobs).toEqual([]);
+    await expect(model.generate(PROMPT, { maxTokens: 4, logprobs: 1 as never })).rejects.toThrow(new TypeError('Expected boolean for options.logprobs but received 1 of type number'));
+  });
+});
+
 
 describe('OnnxCausalLM internals', () => {
   it('emits a character split between the prompt and the output whole (no lone surrogate)', () => {

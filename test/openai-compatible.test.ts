@@ -89,6 +89,54 @@ describe('generate', () => {
   });
 });
 
+describe('logprobs', () => {
+  const lp = (values: unknown[]) => ({ logprobs: { tokens: values.map(() => 't'), token_logprobs: values, top_logprobs: null, text_offset: [] } });
+
+  it('asks for logprobs: 1 and reads token_logprobs, streaming (events concatenated) or not', async () => {
+    server.script(
+      json(completion(' Paris is', 'length', 3, lp([-0.5, -1.25, -0.125]))),
+      sse([
+        { choices: [{ index: 0, text: ' Paris', finish_reason: null, ...lp([-0.5]) }] },
+        { choices: [{ index: 0, text: ' is', finish_reason: null, ...lp([-1.25, -0.125]) }] },
+        { choices: [{ index: 0, text: '', finish_reason: 'length', logprobs: null }] },
+        { choices: [], usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 } },
+      ]),
+    );
+    const g = gen();
+    const want = { text: ' Paris is', tokens: 3, finishReason: 'length', logprobs: [-0.5, -1.25, -0.125] };
+    expect(await g.generate('p', { maxTokens: 3, logprobs: true })).toEqual(want);
+    expect(await g.generate('p', { maxTokens: 3, logprobs: true, onToken: () => {} })).toEqual(want);
+    expect(server.requests[0]!.body).toEqual({ model: 'm', prompt: 'p', max_tokens: 3, logprobs: 1 });
+    expect(server.requests[1]!.body).toMatchObject({ logprobs: 1, stream: true });
+  });
+
+  it('leaves logprobs out when not asked, or when the server sends none', async () => {
+    server.script(json(completion('a', 'length', 1, lp([-1]))), json(completion('a', 'length', 1, { logprobs: null })), json(completion('a', 'length', 1)));
+    const g = gen();
+    expect(await g.generate('p', { maxTokens: 1 })).toEqual({ text: 'a', tokens: 1, finishReason: 'length' });
+    expect('logprobs' in server.requests[0]!.body).toBe(false);
+    expect(await g.generate('p', { maxTokens: 1, logprobs: true })).toEqual({ text: 'a', tokens: 1, finishReason: 'length' });
+    expect(await g.generate('p', { maxTokens: 1, logprobs: true })).toEqual({ text: 'a', tokens: 1, finishReason: 'length' });
+  });
+
+  it('keeps the log-probabilities that arrived before an abort', async () => {
+    const controller = new AbortController();
+    server.script(sse([{ choices: [{ index: 0, text: 'Hel', finish_reason: null, ...lp([-2]) }] }, 2000], 'hang'));
+    const r = await gen().generate('p', { maxTokens: 10, logprobs: true, signal: controller.signal, onToken: () => controller.abort() });
+    expect(r).toEqual({ text: 'Hel', tokens: 1, finishReason: 'abort', logprobs: [-2] });
+  });
+
+  it.each([
+    ['logprobs not an object', { logprobs: 'x' }, "body choices[0].logprobs is 'x' of type string, expected an object or null"],
+    ['token_logprobs missing', { logprobs: {} }, 'body choices[0].logprobs.token_logprobs is undefined, expected an array of numbers'],
+    ['a null entry', lp([-1, null]), 'body choices[0].logprobs.token_logprobs[1] is null, expected a finite number <= 0'],
+    ['a positive entry', lp([0.5]), 'body choices[0].logprobs.token_logprobs[0] is 0.5 of type number, expected a finite number <= 0'],
+  ])('rejects a malformed answer: %s', async (_name, extra, what) => {
+    server.script(json(completion('ab', 'length', 2, extra)));
+    await expect(gen().generate('p', { maxTokens: 2, logprobs: true })).rejects.toThrow(`Malformed response from POST ${COMPLETIONS()}: ${what}`);
+  });
+});
+
 describe('retries, timeouts, abort', () => {
   it('retries a 503 with Retry-After: 0, then succeeds', async () => {
     server.script(text('busy', 503, { 'retry-after': '0' }), json(completion('ok', 'length', 1)));
@@ -237,7 +285,7 @@ describe('validation', () => {
     ['p', { maxTokens: 1, seed: 0.5 }, RangeError, 'Expected integer >= 0 for options.seed but received 0.5 of type number'],
     ['p', { maxTokens: 1, signal: {} }, TypeError, 'Expected AbortSignal for options.signal but received object'],
     ['p', { maxTokens: 1, onToken: 1 }, TypeError, 'Expected function for options.onToken but received 1 of type number'],
-    ['p', { maxTokens: 1, max_tokens: 1 }, TypeError, "Unknown option 'max_tokens' in options (expected one of: maxTokens, stop, temperature, topP, seed, signal, onToken)"],
+    ['p', { maxTokens: 1, max_tokens: 1 }, TypeError, "Unknown option 'max_tokens' in options (expected one of: maxTokens, stop, temperature, topP, seed, signal, onToken, logprobs)"],
   ])('generate %#', async (prompt, opts, Kind, message) => {
     const g = new OpenAICompatibleGenerator(base);
     await expect(g.generate(prompt as never, opts as never)).rejects.toThrow(new Kind(message));

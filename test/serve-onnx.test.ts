@@ -89,6 +89,25 @@ describe('capibara serve with the tiny ONNX model', () => {
     expect(await client.countTokens('The capybara 🦫')).toBe(local.countTokens('The capybara 🦫'));
   });
 
+  it('samples without a seed (every unseeded request failed with a 500 before the fix)', async () => {
+    for (const onToken of [undefined, () => undefined]) {
+      const r = await client.generate('The capybara', { maxTokens: 12, temperature: 0.7, ...(onToken ? { onToken } : {}) });
+      expect(r.tokens).toBeGreaterThan(0);
+    }
+  });
+
+  it('answers the log-probabilities the model gives in process, streaming or not', async () => {
+    for (const opts of [{ temperature: 0 }, { temperature: 0.9, seed: 4 }]) {
+      const want = await local.generate('The capybara', { maxTokens: 12, logprobs: true, ...opts });
+      for (const onToken of [undefined, () => undefined]) {
+        const r = await client.generate('The capybara', { maxTokens: 12, logprobs: true, ...opts, ...(onToken ? { onToken } : {}) });
+        expect(r.text).toBe(want.text);
+        expect(r.logprobs).toHaveLength(want.tokens);
+        r.logprobs!.forEach((x, i) => expect(x).toBeCloseTo(want.logprobs![i]!, 9));
+      }
+    }
+  });
+
   it('answers a bad request with 400, and keeps serving', async () => {
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',

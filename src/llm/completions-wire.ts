@@ -15,6 +15,8 @@ export interface RawOutput {
   /** The matched stop the server reported (vLLM `stop_reason`, SGLang `matched_stop`, llama.cpp `stopping_word`). */
   serverStop: unknown;
   usage: number | undefined;
+  /** `choices[0].logprobs.token_logprobs`; undefined when the server sent no `logprobs`. */
+  logprobs: number[] | undefined;
 }
 
 /** An error in what the server sent; never retried. */
@@ -38,6 +40,7 @@ export interface Choice {
   stop_reason?: unknown;
   matched_stop?: unknown;
   stopping_word?: unknown;
+  logprobs?: unknown;
 }
 
 /** `choices[0]` of a body or event; in an event an empty `choices` (the usage event) gives undefined. */
@@ -70,7 +73,28 @@ export function serverStopOf(c: Choice): unknown {
 export function readChoice(url: string, json: unknown): RawOutput {
   const c = firstChoice(url, json, false)!;
   if (typeof c.text !== 'string') throw malformed(url, `body choices[0].text is ${v.describe(c.text)}, expected a string`);
-  return { text: c.text, finishReason: c.finish_reason, serverStop: serverStopOf(c), usage: readUsage(url, json) };
+  return { text: c.text, finishReason: c.finish_reason, serverStop: serverStopOf(c), usage: readUsage(url, json), logprobs: readLogprobs(url, c, 'body') };
+}
+
+/**
+ * The sampled tokens' log-probabilities of a choice, in OpenAI's legacy completions format:
+ * `logprobs: { token_logprobs: number[], tokens, top_logprobs, text_offset }` (only
+ * `token_logprobs` is read). Undefined when the choice has no `logprobs` (null or absent: a
+ * server that does not report them).
+ */
+export function readLogprobs(url: string, c: Choice, where: 'body' | 'event'): number[] | undefined {
+  const lp = c.logprobs;
+  if (lp === undefined || lp === null) return undefined;
+  if (typeof lp !== 'object' || Array.isArray(lp)) throw malformed(url, `${where} choices[0].logprobs is ${v.describe(lp)}, expected an object or null`);
+  const values = (lp as { token_logprobs?: unknown }).token_logprobs;
+  if (!Array.isArray(values)) throw malformed(url, `${where} choices[0].logprobs.token_logprobs is ${v.describe(values)}, expected an array of numbers`);
+  values.forEach((x: unknown, i) => {
+    // A log-probability is <= 0; a little above 0 is float rounding of a certain token.
+    if (typeof x !== 'number' || !Number.isFinite(x) || x > 1e-6) {
+      throw malformed(url, `${where} choices[0].logprobs.token_logprobs[${i}] is ${v.describe(x)}, expected a finite number <= 0`);
+    }
+  });
+  return values as number[];
 }
 
 /** Reads a server-sent-event body, calling `onEvent` per `data:` JSON event until `[DONE]`. */

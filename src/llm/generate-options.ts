@@ -6,7 +6,7 @@
 import type { GenerateOptions, GeneratorPrompt } from './generator';
 import * as v from '../validate';
 
-const GENERATE_KEYS = ['maxTokens', 'stop', 'temperature', 'topP', 'seed', 'signal', 'onToken'] as const;
+const GENERATE_KEYS = ['maxTokens', 'stop', 'temperature', 'topP', 'seed', 'signal', 'onToken', 'logprobs'] as const;
 
 /** Checked options: `stop` is always an array; sampling fields stay undefined when unset. */
 export interface CheckedGenerateOptions {
@@ -17,6 +17,7 @@ export interface CheckedGenerateOptions {
   seed: number | undefined;
   signal: AbortSignal | undefined;
   onToken: GenerateOptions['onToken'];
+  logprobs: boolean;
 }
 
 /** Checks a prompt: a string, or an array of integer token ids >= 0 (below `vocabSize` when given). */
@@ -46,5 +47,6 @@ export function checkGenerateOptions(options: GenerateOptions): CheckedGenerateO
   const signal = o.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw v.typeError('options.signal', 'AbortSignal', signal);
   const onToken = v.optionalFunction<NonNullable<GenerateOptions['onToken']>>('options.onToken', o.onToken);
-  return { maxTokens, stop, temperature, topP, seed, signal, onToken };
+  const logprobs = o.logprobs === undefined ? false : v.boolean('options.logprobs', o.logprobs);
+  return { maxTokens, stop, temperature, topP, seed, signal, onToken, logprobs };
 }

@@ -84,6 +84,12 @@ export interface GenerateOptions {
    * backend may not). The callback must not throw; its return value is ignored.
    */
   onToken?: (piece: string, tokenId?: number) => void;
+  /**
+   * Asks for each generated token's log-probability ({@link GenerateResult.logprobs}).
+   * Default `false`. A backend that cannot report them ignores the request and leaves
+   * `logprobs` out of the result, so callers test for its presence.
+   */
+  logprobs?: boolean;
 }
 
 /**
@@ -120,6 +126,17 @@ export interface GenerateResult {
   finishReason: FinishReason;
   /** The stop sequence that ended generation; present exactly when `finishReason` is `'stop'`. */
   stopSequence?: string;
+  /**
+   * Natural-log probabilities of the generated tokens, in order, under the model's own
+   * next-token distribution at temperature 1 — the softmax of its raw logits, before any
+   * temperature, top-p or other sampling filter — so the figure does not depend on how the
+   * token was picked. Present only when {@link GenerateOptions.logprobs} was asked for and the
+   * backend reports them. {@link OnnxCausalLM} gives exactly {@link GenerateResult.tokens}
+   * entries (stop-string and end-of-sequence tokens included); a remote server gives what it
+   * sent, which may leave out tokens it removed (such as a stop string), so the array can be
+   * shorter than `tokens`.
+   */
+  logprobs?: number[];
 }
 
 /**

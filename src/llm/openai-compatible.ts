@@ -8,7 +8,8 @@ import type { FinishReason, GenerateOptions, GenerateResult, Generator, Generato
 import { sleep } from '../toolkit/sleep';
 import * as v from '../validate';
 import {
-  type Attempt, firstChoice, malformed, MalformedError, parseJSON, parseRetryAfter, type RawOutput, readChoice, readEvents, readUsage, serverStopOf,
+  type Attempt, firstChoice, malformed, MalformedError, parseJSON, parseRetryAfter, type RawOutput, readChoice, readEvents, readLogprobs, readUsage,
+  serverStopOf,
 } from './completions-wire';
 import { checkGenerateOptions, checkPrompt } from './generate-options';
 import { firstStop, StopStream } from './stop-stream';
@@ -150,7 +151,7 @@ class AbortedError extends Error {}
  *
  * **Requests.** `generate` sends `{ model, prompt, max_tokens, stop, temperature, top_p,
  * seed }` (unset options left out; `prompt` is the text, or the token-id array when given
- * ids). With `onToken` it streams (`stream: true, stream_options: { include_usage: true }`,
+ * ids), plus `logprobs: 1` when {@link GenerateOptions.logprobs} is asked for. With `onToken` it streams (`stream: true, stream_options: { include_usage: true }`,
  * server-sent `data:` events ending in `data: [DONE]`); without, it makes one JSON request.
  * `maxTokens: 0` and an already-aborted signal resolve at once with no request.
  *
@@ -167,6 +168,10 @@ class AbortedError extends Error {}
  *   read as the end-of-sequence token (OpenAI's format does not tell the two apart; a server
  *   that strips a stop string without naming it is reported as `'eos'`), and so are other
  *   reasons such as `'content_filter'`.
+ *
+ * `logprobs` (when asked for) is `choices[0].logprobs.token_logprobs` as the server sent it —
+ * on a stream, the events' arrays concatenated; left out when the server sent `logprobs: null`
+ * or none. Only the sampled tokens' log-probabilities are read, not `top_logprobs`.
  *
  * **Retries.** HTTP 429 and 5xx, connection errors and timeouts are retried up to
  * `maxRetries` times, waiting `Retry-After` (seconds or an HTTP date) when sent, else
@@ -299,12 +304,14 @@ export class OpenAICompatibleGenerator implements Generator {
    */
   async generate(prompt: GeneratorPrompt, options: GenerateOptions): Promise<GenerateResult> {
     checkPrompt(prompt);
-    const { maxTokens, stop: stops, temperature, topP, seed, signal, onToken } = checkGenerateOptions(options);
+    const { maxTokens, stop: stops, temperature, topP, seed, signal, onToken, logprobs } = checkGenerateOptions(options);
     const body: Record<string, unknown> = { model: this.model, prompt: typeof prompt === 'string' ? prompt : [...prompt], max_tokens: maxTokens };
     if (stops.length > 0) body['stop'] = stops;
     if (temperature !== undefined) body['temperature'] = temperature;
     if (topP !== undefined) body['top_p'] = topP;
     if (seed !== undefined) body['seed'] = seed;
+    // 1 is OpenAI's smallest request that every server reads as "on" (llama.cpp takes 0 as off).
+    if (logprobs) body['logprobs'] = 1;
 
     if (signal?.aborted) return { text: '', tokens: 0, finishReason: 'abort' };
     if (maxTokens === 0) return { text: '', tokens: 0, finishReason: 'length' };
@@ -319,7 +326,7 @@ export class OpenAICompatibleGenerator implements Generator {
         throw err;
       }
       const raw = readChoice(url, json);
-      return this.#finish(raw, stops, maxTokens, url);
+      return this.#finish(raw, stops, maxTokens, url, logprobs);
     }
 
     body['stream'] = true;
@@ -327,6 +334,7 @@ export class OpenAICompatibleGenerator implements Generator {
     const stream = new StopStream(stops, onToken);
     let usage: number | undefined;
     let events = 0;
+    let streamedLogprobs: number[] | undefined;
     try {
       const raw = await this.#withRetries(url, body, signal, (res, attemptSignal) =>
         readEvents(url, res, attemptSignal, (event) => {
@@ -336,6 +344,9 @@ export class OpenAICompatibleGenerator implements Generator {
           if (choice === undefined) return;
           const piece = choice.text;
           if (typeof piece !== 'string') throw malformed(url, `event choices[0].text is ${v.describe(piece)}, expected a string`);
+          // Each event carries the log-probabilities of its own tokens: they concatenate.
+          const lp = readLogprobs(url, choice, 'event');
+          if (lp !== undefined) (streamedLogprobs ??= []).push(...lp);
           if (piece !== '') {
             events++;
             stream.push(piece);
@@ -347,11 +358,14 @@ export class OpenAICompatibleGenerator implements Generator {
         }),
         () => stream.raw === '',
       );
-      return this.#finish({ text: stream.raw, finishReason: raw.finishReason, serverStop: raw.serverStop, usage }, stops, maxTokens, url, stream);
+      const out: RawOutput = { text: stream.raw, finishReason: raw.finishReason, serverStop: raw.serverStop, usage, logprobs: streamedLogprobs };
+      return this.#finish(out, stops, maxTokens, url, logprobs, stream);
     } catch (err) {
       if (!(err instanceof AbortedError)) throw err;
       const text = stream.flushOnAbort();
-      return { text, tokens: Math.min(usage ?? events, maxTokens), finishReason: 'abort' };
+      const aborted: GenerateResult = { text, tokens: Math.min(usage ?? events, maxTokens), finishReason: 'abort' };
+      if (logprobs && streamedLogprobs !== undefined) aborted.logprobs = streamedLogprobs;
+      return aborted;
     }
   }
 
@@ -388,7 +402,7 @@ export class OpenAICompatibleGenerator implements Generator {
   }
 
   /** Builds the result from the server's output: stop handling, finish reason, token count. */
-  async #finish(raw: RawOutput, stops: string[], maxTokens: number, url: string, stream?: StopStream): Promise<GenerateResult> {
+  async #finish(raw: RawOutput, stops: string[], maxTokens: number, url: string, logprobs: boolean, stream?: StopStream): Promise<GenerateResult> {
     const hit = firstStop(raw.text, stops);
     let text = raw.text;
     let finishReason: FinishReason;
@@ -424,6 +438,7 @@ export class OpenAICompatibleGenerator implements Generator {
     stream?.end(text.length);
     const result: GenerateResult = { text, tokens, finishReason };
     if (stopSequence !== undefined) result.stopSequence = stopSequence;
+    if (logprobs && raw.logprobs !== undefined) result.logprobs = raw.logprobs;
     return result;
   }
 

@@ -17,6 +17,14 @@ interface Head {
   model: string;
 }
 
+/** OpenAI's legacy completions `logprobs` object of one choice. */
+interface Logprobs {
+  tokens: string[] | null;
+  token_logprobs: number[];
+  top_logprobs: null;
+  text_offset: null;
+}
+
 interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
@@ -63,7 +71,7 @@ export async function complete(
     const choices = [];
     for (const [index, prompt] of r.prompts.entries()) {
       const result = await generate(generator, prompt, r, signal, turn);
-      choices.push({ index, text: result.text, logprobs: null, ...ending(result) });
+      choices.push({ index, text: result.text, logprobs: await logprobsOf(generator, r, result), ...ending(result) });
       await count(prompt, result);
     }
     sendJSON(res, 200, { ...head, choices, usage });
@@ -77,7 +85,9 @@ export async function complete(
       if (piece !== '') sendEvent(res, { ...head, choices: [{ index, text: piece, logprobs: null, finish_reason: null }], ...nullUsage });
     };
     const result = await generate(generator, prompt, r, signal, turn, onToken);
-    sendEvent(res, { ...head, choices: [{ index, text: '', logprobs: null, ...ending(result) }], ...nullUsage });
+    // Text events cannot carry their tokens' figures (a piece is not a token), so the choice's
+    // last event carries them all: concatenated over the events, as OpenAI's are, they are the list.
+    sendEvent(res, { ...head, choices: [{ index, text: '', logprobs: await logprobsOf(generator, r, result), ...ending(result) }], ...nullUsage });
     if (r.includeUsage) await count(prompt, result);
   }
   if (r.includeUsage) sendEvent(res, { ...head, choices: [], usage });
@@ -102,6 +112,7 @@ async function generate(
   if (r.temperature !== undefined) options.temperature = r.temperature;
   if (r.topP !== undefined) options.topP = r.topP;
   if (r.seed !== undefined) options.seed = r.seed;
+  if (r.logprobs) options.logprobs = true;
   let finished = false;
   // A generator must not call onToken after it resolved; if one does, the stream has moved on.
   if (onToken) options.onToken = (piece) => void (finished || onToken(piece));
@@ -124,6 +135,26 @@ async function generate(
     throw new HttpError(500, "Generation failed: the generator ended with finish reason 'abort' without being aborted");
   }
   return result;
+}
+
+/**
+ * The choice's `logprobs`: null unless asked for, and null when the generator reported none.
+ * `tokens` are the ids decoded one by one, when the generator has them and `decode`.
+ */
+async function logprobsOf(generator: Generator, r: CompletionsRequest, result: GenerateResult): Promise<Logprobs | null> {
+  if (!r.logprobs || result.logprobs === undefined) return null;
+  // JSON has no -Infinity (stringify writes null): vLLM's convention, -9999, stands for it.
+  const values = result.logprobs.map((x) => (Number.isFinite(x) ? x : -9999));
+  let tokens: string[] | null = null;
+  const ids = result.tokenIds;
+  if (ids !== undefined && ids.length === values.length && generator.decode) {
+    try {
+      tokens = await Promise.all(ids.map((id) => generator.decode!([id])));
+    } catch (err) {
+      throw new HttpError(500, `Decoding the generated tokens failed: ${messageOf(err)}`);
+    }
+  }
+  return { tokens, token_logprobs: values, top_logprobs: null, text_offset: null };
 }
 
 async function promptTokens(generator: Generator, prompt: GeneratorPrompt): Promise<number> {

@@ -38,12 +38,14 @@ export interface CompletionsRequest {
   seed: number | undefined;
   stream: boolean;
   includeUsage: boolean;
+  /** `logprobs` was 0 or 1: answer the sampled tokens' log-probabilities. */
+  logprobs: boolean;
 }
 
 const COMPLETIONS_FIELDS = [
-  'model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options',
+  'model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options', 'logprobs',
   // OpenAI fields accepted only at their neutral value, so clients that always send them work.
-  'n', 'best_of', 'echo', 'logprobs', 'suffix', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'user',
+  'n', 'best_of', 'echo', 'suffix', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'user',
 ] as const;
 const TOKENIZE_FIELDS = ['model', 'prompt', 'content', 'add_special_tokens'] as const;
 const DEFAULT_MAX_TOKENS = 16;
@@ -84,7 +86,6 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
   neutral('n', opt('n'), [1], '1', 'one choice per prompt is supported');
   neutral('best_of', opt('best_of'), [1], '1', 'one choice per prompt is supported');
   neutral('echo', opt('echo'), [false], 'false', 'echoing the prompt is not supported');
-  neutral('logprobs', opt('logprobs'), [], 'null', 'log probabilities are not supported');
   neutral('suffix', opt('suffix'), [''], 'null', 'suffixes are not supported');
   neutral('presence_penalty', opt('presence_penalty'), [0], '0', 'penalties are not supported');
   neutral('frequency_penalty', opt('frequency_penalty'), [0], '0', 'penalties are not supported');
@@ -108,6 +109,15 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
   const seed = opt('seed') === undefined ? undefined : field('seed', () => v.integer('seed', body['seed'], 0));
   const stop = opt('stop') === undefined ? [] : field('stop', () => parseStop(body['stop']));
   const stream = opt('stream') === undefined ? false : field('stream', () => v.boolean('stream', body['stream']));
+  // OpenAI's logprobs N also asks for the N most likely alternatives; a Generator reports only
+  // the sampled token's, so N above 1 would be answered with less than it asks for.
+  const lp = opt('logprobs');
+  if (lp !== undefined) {
+    if (typeof lp !== 'number') throw new HttpError(400, v.typeError('logprobs', 'null, 0 or 1', lp).message, 'logprobs');
+    if (lp !== 0 && lp !== 1) {
+      throw new HttpError(400, `${v.rangeError('logprobs', 'null, 0 or 1', lp).message} (only the sampled tokens' log-probabilities are reported, no alternatives)`, 'logprobs');
+    }
+  }
   let includeUsage = false;
   const so = opt('stream_options');
   if (so !== undefined) {
@@ -118,7 +128,7 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
     });
     if (o.include_usage !== undefined && o.include_usage !== null) includeUsage = field('stream_options', () => v.boolean('stream_options.include_usage', o.include_usage));
   }
-  return { prompts, maxTokens, stop, temperature, topP, seed, stream, includeUsage };
+  return { prompts, maxTokens, stop, temperature, topP, seed, stream, includeUsage, logprobs: lp !== undefined };
 }
 
 /** `POST /tokenize` (vLLM's and llama.cpp's shape): the text to count, from `prompt` or `content`. */

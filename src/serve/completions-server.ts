@@ -165,8 +165,14 @@ const ROUTE_LIST = 'POST /v1/completions, GET /v1/models, POST /tokenize, GET /h
  *   (a string or an array), `stream` and `stream_options.include_usage` map to
  *   {@link Generator.generate}. `finish_reason` is `'length'` at the token cap, else `'stop'`
  *   (a stop string or the end-of-sequence token); `stop_reason` (as vLLM sends it) is the
- *   matched stop string, or `null`. `usage.completion_tokens` is the generator's exact
- *   {@link GenerateResult.tokens}; `usage.prompt_tokens` is the result's `promptTokens` when
+ *   matched stop string, or `null`. `logprobs: 0` or `1` asks for the sampled tokens'
+ *   log-probabilities ({@link GenerateOptions.logprobs}), answered in OpenAI's format as the
+ *   choice's `logprobs: { tokens, token_logprobs, top_logprobs: null, text_offset: null }`
+ *   (`tokens` are the ids decoded one by one when the generator can decode, else null; no
+ *   alternatives, so `top_logprobs` is null); when streaming, the event with the
+ *   `finish_reason` carries the whole object and the text events `logprobs: null`. A
+ *   generator that reports none answers `logprobs: null`. `usage.completion_tokens` is the
+ *   generator's exact {@link GenerateResult.tokens}; `usage.prompt_tokens` is the result's `promptTokens` when
  *   the backend reports it (as {@link OnnxCausalLM} does, special tokens included), else the
  *   id count, or `generator.countTokens(prompt)`. Streaming sends one `data:` event per piece of text,
  *   then an event with the `finish_reason`, then (with `include_usage`) a `choices: []` event
@@ -177,7 +183,7 @@ const ROUTE_LIST = 'POST /v1/completions, GET /v1/models, POST /tokenize, GET /h
  *
  * **Errors** follow OpenAI: `{ error: { message, type, param, code } }`. Bad JSON, wrong
  * types, out-of-range values, unknown fields and fields asking for what this server lacks
- * (`n` or `best_of` above 1, `echo`, `logprobs`, `suffix`, penalties, `logit_bias`) → 400
+ * (`n` or `best_of` above 1, `echo`, `logprobs` above 1, `suffix`, penalties, `logit_bias`) → 400
  * naming the field; an unknown `model` → 404 `model_not_found` (an absent `model` means the
  * served one); unknown path → 404; wrong method → 405; body over `maxBodyBytes` → 413; a
  * missing or wrong API key → 401; a generator's `RangeError` (bad input it caught) → 400,

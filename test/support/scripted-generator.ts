@@ -21,6 +21,12 @@ export interface ScriptedGeneratorOptions {
   beforeToken?: (call: number, token: number) => void | Promise<void>;
   /** On abort, reject with `signal.reason` (as fetch-based clients do) instead of resolving with `'abort'`. */
   rejectOnAbort?: boolean;
+  /**
+   * The log-probability of each token written (`token` is its 0-based index in the call,
+   * `text` its character), reported when a call asks for `logprobs`; without it the fake
+   * ignores the request, as a backend that cannot report them does.
+   */
+  logprob?: (call: number, token: number, text: string) => number;
 }
 
 /**
@@ -50,6 +56,7 @@ export class ScriptedGenerator implements Generator {
     const planned = Array.from(this.script(text, call));
     const stops = options.stop ?? [];
     const ids: number[] = [];
+    const logprobs: number[] = [];
     let out = '';
     let emitted = 0; // length of `out` already passed to onToken
 
@@ -65,6 +72,7 @@ export class ScriptedGenerator implements Generator {
       release(textEnd);
       const r: GenerateResult = { text: out.slice(0, textEnd), tokenIds: [...ids], tokens: ids.length, finishReason };
       if (stopSequence !== undefined) r.stopSequence = stopSequence;
+      if (options.logprobs && this.opts.logprob) r.logprobs = logprobs;
       return r;
     };
 
@@ -78,6 +86,7 @@ export class ScriptedGenerator implements Generator {
       if (ids.length >= options.maxTokens) return finish('length');
       const ch = planned[ids.length];
       if (ch === undefined) return finish('eos');
+      if (options.logprobs && this.opts.logprob) logprobs.push(this.opts.logprob(call, ids.length, ch));
       out += ch;
       ids.push(ch.codePointAt(0)!);
       // Checked after every token, so a match can only end here; the earliest start wins.

@@ -14,7 +14,7 @@ import { type CreatedSession, createSession, executionProviderNames, loadOrt } f
 import { configInt, type ModelDir, readModelDir, tokenIds } from './model-dir';
 import { KVCache, type PastSlot } from './kv-cache';
 import { Detokenizer } from './detokenizer';
-import { Sampler } from './sampler';
+import { logProbability, Sampler } from './sampler';
 import type { LogitsOptions, OnnxCausalLMInfo, OnnxCausalLMOptions, OnnxGenerateResult } from './types';
 
 const LOAD_KEYS = ['executionProviders', 'threads', 'modelFile'] as const;
@@ -37,7 +37,10 @@ const NO_CONTEXT_LENGTH = 1 << 20;
  * sampling at that temperature with nucleus `topP`, from a xoshiro128** generator seeded by
  * `seed` (the same seed, prompt and options give the same tokens). Unset sampling options
  * follow `generation_config.json` (`do_sample`, `temperature`, `top_p`); top-k and repetition
- * penalties are not applied. Generation ends at `maxTokens`, the context length, an
+ * penalties are not applied. An unseeded sampling call draws its seed from the OS. With
+ * `logprobs: true`, each generated token's log-probability is the float64 log-softmax of the
+ * raw logits (temperature 1, before temperature and top-p) at that token, over the whole
+ * vocabulary. Generation ends at `maxTokens`, the context length, an
  * end-of-sequence id (counted in `tokens`), a stop string (its tokens counted, its text
  * dropped), or abort (checked before every model run, so at most one more token runs).
  *
@@ -278,6 +281,7 @@ export class OnnxCausalLM implements Generator {
     const context = this.info.contextLength;
     if (ids.length > context) throw v.rangeError('prompt', `prompt of at most ${context} tokens (the model's context length)`, `${ids.length} tokens`);
     const out: OnnxGenerateResult = { text: '', tokenIds: [], tokens: 0, finishReason: 'length', promptTokens: ids.length, promptTokenIds: ids, cachedTokens: 0, prefillMs: 0, decodeMs: 0 };
+    const logprobs: number[] | undefined = o.logprobs ? (out.logprobs = []) : undefined;
     if (o.signal?.aborted) return { ...out, finishReason: 'abort' };
     if (o.maxTokens === 0 || ids.length === context) return out; // prompt + output never exceed the context
 
@@ -310,6 +314,7 @@ export class OnnxCausalLM implements Generator {
     try {
       for (;;) {
         const id = sampler.pick(logits);
+        if (logprobs) logprobs.push(logProbability(logits, id));
         out.tokenIds.push(id);
         seq.push(id);
         if (eos.has(id)) {

@@ -36,6 +36,29 @@ class Xoshiro128 {
   }
 }
 
+/**
+ * A seed from the OS for an unseeded call: 48 random bits. randomInt's range (max - min) must
+ * be below 2^48, so `randomInt(2 ** 48)` throws; `2 ** 48 - 1` is its largest exclusive max.
+ */
+export function unseeded(): number {
+  return randomInt(2 ** 48 - 1);
+}
+
+/**
+ * Natural-log probability of token `id` under the softmax of `logits` at temperature 1 (no
+ * sampling filter), in float64: `(x[id] - max) - log(sum_i exp(x[i] - max))`, shifted by the
+ * largest logit so no exp overflows. NaN logits weigh nothing, as in sampling.
+ */
+export function logProbability(logits: Float32Array, id: number): number {
+  const max = logits[argmax(logits)]!;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const e = Math.exp(logits[i]! - max);
+    if (!Number.isNaN(e)) sum += e;
+  }
+  return logits[id]! - max - Math.log(sum);
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
@@ -66,7 +89,7 @@ export class Sampler {
     readonly topP: number,
     seed: number | undefined,
   ) {
-    if (temperature > 0) this.#rng = new Xoshiro128(seed ?? randomInt(2 ** 48));
+    if (temperature > 0) this.#rng = new Xoshiro128(seed ?? unseeded());
   }
 
   /** The next token id from the logits of the last position. */

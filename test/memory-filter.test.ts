@@ -345,6 +345,20 @@ describe('compileFilter: validation', () => {
     expect(error(f)).toBe('TypeError: Expected acyclic filter for filter.NOT.AND[0] but received object');
   });
 
+  it('rejects a filter nested deeper than 64 with a RangeError naming the path, not a stack overflow', () => {
+    const nest = (depth: number, leaf: unknown = { a: 1 }) => {
+      let f: unknown = leaf;
+      for (let i = 1; i < depth; i++) f = i % 2 === 0 ? { NOT: f } : { AND: [f] };
+      return f;
+    };
+    expect(ids(nest(64))).toEqual(ids({ NOT: { a: 1 } })); // 63 wrappers, an odd count of NOT: the limit itself passes
+    const path = `filter${'.NOT.AND[0]'.repeat(32)}`;
+    expect(error(nest(65))).toBe(`RangeError: Expected filter nested at most 64 deep for ${path} but received object`);
+    expect(error(nest(20_000))).toMatch(/^RangeError: Expected filter nested at most 64 deep for filter\.AND\[0\]\.NOT/);
+    const notChain = Array.from({ length: 20_000 }).reduce<unknown>((f) => ({ NOT: f }), { a: 1 });
+    expect(error(notChain, 'query.filter')).toBe(`RangeError: Expected filter nested at most 64 deep for query.filter${'.NOT'.repeat(64)} but received object`);
+  });
+
   it('rejects a non-string name', () => {
     expect(() => compileFilter({}, 3 as unknown as string)).toThrow('Expected string for name but received 3 of type number');
   });

@@ -14,6 +14,8 @@ type Operator = (typeof OPERATORS)[number];
 const SCALAR = 'string, finite number, boolean or null';
 /** Above this many entries an `in`/`nin` list is looked up through a Set. */
 const SET_THRESHOLD = 8;
+/** Deepest nesting of filter objects (the root is depth 1): compiling recurses once per level. */
+export const MAX_FILTER_DEPTH = 64;
 
 const hasOwn = Object.prototype.hasOwnProperty;
 
@@ -32,7 +34,8 @@ const hasOwn = Object.prototype.hasOwnProperty;
  *
  * Every error is thrown before anything is evaluated and names the exact place in the filter:
  * a `TypeError` for a value of the wrong kind, a `RangeError` for the right kind with a bad
- * value (an empty `AND`/`OR`, a non-finite number).
+ * value (an empty `AND`/`OR`, a non-finite number, filter objects nested deeper than
+ * {@link MAX_FILTER_DEPTH}, 64).
  *
  * @param filter - the filter, usually parsed JSON.
  * @param name - what to call the filter in error messages; default `'filter'`.
@@ -57,10 +60,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-/** `ancestors` holds the objects on the path from the root, to reject cycles instead of overflowing the stack. */
+/**
+ * `ancestors` holds the objects on the path from the root, to reject cycles and filters nested
+ * deeper than MAX_FILTER_DEPTH instead of overflowing the stack.
+ */
 function compileNode(node: unknown, path: string, ancestors: Set<object>): Predicate {
   if (!isPlainObject(node)) throw v.typeError(path, 'filter object', node);
   if (ancestors.has(node)) throw v.typeError(path, 'acyclic filter', node);
+  if (ancestors.size >= MAX_FILTER_DEPTH) throw v.rangeError(path, `filter nested at most ${MAX_FILTER_DEPTH} deep`, node);
   ancestors.add(node);
   try {
     const keys = Object.keys(node);

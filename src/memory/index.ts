@@ -5,7 +5,7 @@ export type {
 } from './mem-agent-types';
 export { DEFAULT_WEIGHTS, type RankingWeights, type ScoreComponent, type ScoreExplanation } from './retrieval';
 export type { Compression } from './pages';
-export { compileFilter } from './filter';
+export { compileFilter, MAX_FILTER_DEPTH } from './filter';
 export {
   MEMAGENT_NO_MEMORY, memAgentAnswerPrompt, memAgentMemoryPrompt, MemAgentReader, type MemAgentReaderOptions, type ReadOptions,
   type ReaderChunk, type ReaderResult, type ReaderStep,

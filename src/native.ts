@@ -117,14 +117,16 @@ type StatsArgs = [logits: Float32Array, indices: Int32Array, tokens: number, exp
 
 /**
  * Typed contract of the addon's exports (native/addon.cc and each feature's binding.cc). Every
- * `…Async` export borrows its typed-array inputs: they are pinned and read in place until the
- * promise settles, and must not be written, transferred or shrunk meanwhile (native/common/async.h);
- * its outputs are allocated by the addon.
+ * `…Async` export takes its typed-array inputs by one policy (PromiseWorker::Take in
+ * native/common/async.h): inputs on an ordinary ArrayBuffer are copied when called, so the caller
+ * may reuse, write, transfer or shrink them at once; inputs on a SharedArrayBuffer are pinned and
+ * read in place, and must not be written until the promise settles. A copy that cannot be
+ * allocated throws a RangeError at the call. Its outputs are allocated by the addon.
  */
 export interface NativeBinding {
   abiVersion: number;
   gatingTopk(...args: TopkArgs): void;
-  /** Borrows its inputs and allocates its outputs. */
+  /** Takes its inputs (copied, or read in place on a SharedArrayBuffer) and allocates its outputs. */
   gatingTopkAsync(...args: TopkAsyncArgs): Promise<{ weights: Float32Array; indices: Int32Array }>;
   gatingDispatch(
     indices: Int32Array,
@@ -137,10 +139,10 @@ export interface NativeBinding {
     weights: Float32Array | null,
   ): NativeDispatch;
   gatingStats(...args: StatsArgs): NativeStats;
-  /** Borrows its inputs and allocates its outputs. */
+  /** Takes its inputs (copied, or read in place on a SharedArrayBuffer) and allocates its outputs. */
   gatingStatsAsync(...args: StatsArgs): Promise<NativeStats>;
   gatingRouterLogits(...args: RouterLogitsArgs): void;
-  /** Borrows its inputs and allocates its output. */
+  /** Takes its inputs (copied, or read in place on a SharedArrayBuffer) and allocates its output. */
   gatingRouterLogitsAsync(...args: RouterLogitsAsyncArgs): Promise<Float32Array>;
   /** The instruction set the kernels were dispatched to: 'avx512', 'avx2' or 'generic'. */
   kernelIsa: 'avx512' | 'avx2' | 'generic';
@@ -148,15 +150,15 @@ export interface NativeBinding {
   napiVersion: number;
   /** out[j] = queryScale · scales[r] · Σ query·codes[r], r = rows ? rows[j] : j (native/memory). */
   memoryInt8Scores(...args: Int8ScoresArgs): void;
-  /** Borrows its inputs and allocates its output. */
+  /** Takes its inputs (copied, or read in place on a SharedArrayBuffer) and allocates its output. */
   memoryInt8ScoresAsync(...args: Int8ScoresAsyncArgs): Promise<Float32Array>;
   /** out[j] = Σ query·matrix[r], r = rows ? rows[j] : j. */
   memoryFloat32Scores(...args: Float32ScoresArgs): void;
-  /** Borrows its inputs and allocates its output. */
+  /** Takes its inputs (copied, or read in place on a SharedArrayBuffer) and allocates its output. */
   memoryFloat32ScoresAsync(...args: Float32ScoresAsyncArgs): Promise<Float32Array>;
   /** Attention of q over position-tagged key/value segments (native/attention/kernels.h). */
   attentionRun(...args: [...AttentionArgs, out: Float32Array, lse: Float32Array | null]): void;
-  /** Borrows its inputs (q, every buffer, streaming) and allocates its outputs. */
+  /** Takes its inputs (q, every buffer, streaming: each copied, or read in place on a SharedArrayBuffer) and allocates its outputs. */
   attentionRunAsync(...args: [...AttentionArgs, wantLse: boolean]): Promise<{ output: Float32Array; lse: Float32Array | null }>;
   /** The int8 scan variant in use (VNNI is an AVX-512 extension; CAPIBARA_ISA=avx512 turns it off). */
   memoryInt8Path: 'avx512-vnni' | 'avx512' | 'avx2' | 'generic';

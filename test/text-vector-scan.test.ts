@@ -246,7 +246,7 @@ describe('async scans', () => {
     const err = await int8ScoresAsync(q, 0.5, codes, bad, dims).catch((e: unknown) => e as Error);
     expect(err).toBeInstanceOf(RangeError);
     expect((err as Error).message).toBe('Expected finite scales >= 0 but scales[7] is NaN');
-    expect((err as Error).stack).toContain('memory-vector-scan.test');
+    expect((err as Error).stack).toContain('text-vector-scan.test');
     await expect(float32ScoresAsync(qf, m, dims, { rows: Int32Array.of(0, 3000) })).rejects.toThrow(
       new RangeError('Expected row indices in [0, 3000) for rows but rows[1] is 3000'),
     );

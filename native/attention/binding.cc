@@ -42,6 +42,9 @@ struct Call {
   Napi::Float32Array q;
   std::vector<Buffer> buffers;
   std::vector<std::vector<Segment>> segments;
+  // k and v buffer index of each segment, parallel to `segments` (per head, in order), so that
+  // the async worker can move each segment onto where it takes its own buffers (a copy).
+  std::vector<std::vector<std::pair<size_t, size_t>>> seg_buffers;
   Napi::Uint8Array streaming;
   bool has_streaming = false;
 };
@@ -108,6 +111,7 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
   const int64_t cells = static_cast<int64_t>(table.ElementLength());
   if (cells % kSegmentColumns != 0) ThrowRange(env, "Expected segments of length a multiple of 8 but received " + Str(cells));
   c.segments.assign(static_cast<size_t>(p.kv_heads), {});
+  c.seg_buffers.assign(static_cast<size_t>(p.kv_heads), {});
   const double* t = table.Data();
   for (int64_t s = 0; s < cells / kSegmentColumns; ++s, t += kSegmentColumns) {
     auto where = [&] { return "segments row " + Str(s); };  // built only for an error message
@@ -137,6 +141,7 @@ Call Read(const Napi::CallbackInfo& info, size_t n, const char* fn) {
     seg.k = static_cast<const char*>(c.buffers[kb].data) + ko * bytes;
     seg.v = static_cast<const char*>(c.buffers[vb].data) + vo * bytes;
     c.segments[static_cast<size_t>(head)].push_back(seg);
+    c.seg_buffers[static_cast<size_t>(head)].emplace_back(static_cast<size_t>(kb), static_cast<size_t>(vb));
   }
 
   c.has_streaming = !IsNullish(info[13]);
@@ -175,8 +180,9 @@ Napi::Value AttentionRun(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The async form: every input borrowed (PromiseWorker::Borrow), read in place through the
-// segments Read() built; outputs allocated here.
+// The async form: every input taken with PromiseWorker::Take (read in place on a
+// SharedArrayBuffer, copied at the call otherwise), each segment moved onto where its buffers
+// are read; outputs allocated here.
 class AttentionWorker : public PromiseWorker {
  public:
   AttentionWorker(Napi::Env env, Call& c, bool want_lse)
@@ -188,12 +194,23 @@ class AttentionWorker : public PromiseWorker {
       lse_ = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(rows)));
       l_ = lse_.Value().Data();
     }
-    q_ = Borrow(c.q);
-    if (c.has_streaming) streaming_ = Borrow(c.streaming);
-    for (const Buffer& b : c.buffers) {
-      if (p_.f16) Borrow(b.array.As<Napi::Uint16Array>());
-      else Borrow(b.array.As<Napi::Float32Array>());
+    q_ = Take(c.q);
+    if (c.has_streaming) streaming_ = Take(c.streaming);
+    // Each buffer is taken once, then every segment is moved from the JS buffer onto it by the
+    // buffer indices Read() recorded (not by table order: a table need not be sorted by head).
+    std::vector<const char*> taken(c.buffers.size());
+    for (size_t i = 0; i < c.buffers.size(); ++i) {
+      const Napi::TypedArray& a = c.buffers[i].array;
+      taken[i] = p_.f16 ? reinterpret_cast<const char*>(Take(a.As<Napi::Uint16Array>()))
+                        : reinterpret_cast<const char*>(Take(a.As<Napi::Float32Array>()));
     }
+    for (size_t h = 0; h < segments_.size(); ++h)
+      for (size_t i = 0; i < segments_[h].size(); ++i) {
+        Segment& s = segments_[h][i];
+        const size_t kb = c.seg_buffers[h][i].first, vb = c.seg_buffers[h][i].second;
+        s.k = taken[kb] + (static_cast<const char*>(s.k) - static_cast<const char*>(c.buffers[kb].data));
+        s.v = taken[vb] + (static_cast<const char*>(s.v) - static_cast<const char*>(c.buffers[vb].data));
+      }
   }
 
  protected:

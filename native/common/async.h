@@ -1,12 +1,14 @@
-// Promise-returning kernels. Scalars are copied into the worker and typed arrays are borrowed
-// (Borrow: pinned and read in place until the promise settles, never copied) on the JS thread;
-// Execute() only sees raw pointers and never touches Node-API. Outputs are allocated by the
-// worker and handed to JS when the promise resolves. Errors keep their kind (TypeError /
-// RangeError / Error).
+// Promise-returning kernels. Scalars are copied into the worker and typed-array inputs taken
+// with Take (the one input policy, below) on the JS thread; Execute() only sees raw pointers and
+// never touches Node-API. Outputs are allocated by the worker and handed to JS when the promise
+// resolves. Errors keep their kind (TypeError / RangeError / Error).
 #pragma once
 #include <napi.h>
 
+#include <cstring>
 #include <exception>
+#include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,16 +36,34 @@ class PromiseWorker : public Napi::AsyncWorker {
     return promise;
   }
 
-  // The one input policy of every async kernel (DESIGN.md convention 2, as onnxruntime-node's
-  // async run): a typed array argument is borrowed, i.e. pinned (a reference keeps the array and
-  // its buffer alive even if JS drops every other) and read in place until the promise settles.
-  // The caller must not write, detach (transfer) or shrink it meanwhile. A detach or shrink that
-  // is still visible when the run ends rejects the promise instead of resolving it with what was
-  // read; it cannot undo reads of memory freed meanwhile, which is why the contract forbids it.
+  // The one input policy of every async kernel: whatever the caller does to its arrays while the
+  // kernel runs, the worker never reads memory JS can free or shrink. An input on a
+  // SharedArrayBuffer (which JS can neither detach nor shrink, and which stays alive while
+  // pinned) is pinned and read in place, so the caller must not write it until the promise
+  // settles; any other input is copied now, when the call is made, so the caller may reuse,
+  // write or transfer it at once. A copy that cannot be allocated is a RangeError that suggests
+  // a SharedArrayBuffer. Returns where the worker reads the elements.
   template <typename T>
-  const T* Borrow(const Napi::TypedArrayOf<T>& a) {
-    borrowed_.push_back(Borrowed{Napi::Persistent(static_cast<const Napi::Object&>(a)), a.Data(), a.ElementLength()});
-    return a.Data();
+  const T* Take(const Napi::TypedArrayOf<T>& a) {
+    if (OnSharedBuffer(a)) {
+      Pin(a);
+      return a.Data();
+    }
+    const size_t n = a.ElementLength();
+    if (n == 0) return a.Data();  // nothing is read
+    const size_t bytes = n * sizeof(T);
+    unsigned char* copy = nullptr;
+    try {
+      // new unsigned char[] is aligned for every fundamental type (the element types here).
+      std::unique_ptr<unsigned char[]> block(new unsigned char[bytes]);
+      copies_.push_back(std::move(block));
+      copy = copies_.back().get();
+    } catch (const std::bad_alloc&) {
+      throw Napi::RangeError::New(Env(), "Could not copy " + std::to_string(bytes) + " bytes for " + name_ +
+                                             ": put the array on a SharedArrayBuffer to have it read in place");
+    }
+    std::memcpy(copy, a.Data(), bytes);
+    return reinterpret_cast<const T*>(copy);
   }
 
  protected:
@@ -66,16 +86,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() final {
-    Settle([&] {
-      if (BorrowedChanged()) {
-        deferred_.Reject(Napi::Error::New(Env(), std::string(name_) +
-                                                     ": an input was detached or shrunk while the kernel ran (async kernels "
-                                                     "borrow their inputs until the promise settles)")
-                             .Value());
-        return;
-      }
-      deferred_.Resolve(Result(Env()));
-    });
+    Settle([&] { deferred_.Resolve(Result(Env())); });
   }
 
   void OnError(const Napi::Error& e) final {
@@ -89,25 +100,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
-  struct Borrowed {
-    Napi::ObjectReference array;
-    const void* data;
-    size_t length;  // elements
-  };
-
-  // Whether a borrowed array no longer covers the elements it had when borrowed (a detached
-  // buffer has none left; a shrunk one fewer); growing in place is harmless.
-  bool BorrowedChanged() {
-    for (const Borrowed& b : borrowed_) {
-      if (b.length == 0) continue;  // nothing was read
-      void* data = nullptr;
-      size_t length = 0;
-      if (napi_get_typedarray_info(Env(), b.array.Value(), nullptr, &length, &data, nullptr, nullptr) != napi_ok ||
-          data != b.data || length < b.length)
-        return true;
-    }
-    return false;
-  }
+  // A typed array's buffer is an ArrayBuffer or a SharedArrayBuffer, and only the first answers
+  // napi_is_arraybuffer: an engine check that JS cannot fake.
+  static bool OnSharedBuffer(const Napi::TypedArray& a) { return !a.ArrayBuffer().IsArrayBuffer(); }
 
   // Settling can fail when the environment is shutting down (a worker terminated mid-run):
   // then no JS can run and there is nobody left to tell, so the failure is dropped rather
@@ -128,7 +123,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   const char* name_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> pinned_;
-  std::vector<Borrowed> borrowed_;
+  std::vector<std::unique_ptr<unsigned char[]>> copies_;  // of the inputs not on a SharedArrayBuffer
   ErrorKind kind_ = ErrorKind::kError;
 };
 

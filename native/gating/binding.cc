@@ -1,6 +1,7 @@
-// Node-API bindings of the gating kernels. Inputs are read in place (borrowed, by the async
-// forms, until their promise settles: common/async.h); outputs are typed arrays allocated by
-// the caller (sync top-k, router logits) or here (dispatch plan, stats, async forms).
+// Node-API bindings of the gating kernels. The sync forms read their inputs in place; the async
+// forms take them with PromiseWorker::Take (common/async.h: read in place on a SharedArrayBuffer,
+// copied at the call otherwise). Outputs are typed arrays allocated by the caller (sync top-k,
+// router logits) or here (dispatch plan, stats, async forms).
 #include <napi.h>
 
 #include <cmath>
@@ -94,19 +95,19 @@ Napi::Value GatingTopk(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The async form borrows its inputs (PromiseWorker::Borrow) and allocates its outputs, which
-// JS sees only when the promise resolves.
+// The async form takes its inputs (PromiseWorker::Take) and allocates its outputs, which JS
+// sees only when the promise resolves.
 class TopkWorker : public PromiseWorker {
  public:
   TopkWorker(Napi::Env env, const TopkArgs& a)
       : PromiseWorker(env, "gating.topk"),
-        logits_(Borrow(a.logits)),
+        logits_(Take(a.logits)),
         p_(a.p),
         weights_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
         indices_(Napi::Persistent(Napi::Int32Array::New(env, static_cast<size_t>(a.p.tokens * a.p.k)))),
         w_(weights_.Value().Data()),
         i_(indices_.Value().Data()) {
-    if (p_.bias != nullptr) p_.bias = Borrow(a.bias.As<Napi::Float32Array>());
+    if (p_.bias != nullptr) p_.bias = Take(a.bias.As<Napi::Float32Array>());
   }
 
  protected:
@@ -279,11 +280,11 @@ Napi::Value GatingStats(const Napi::CallbackInfo& info) {
   return StatsObject(info.Env(), o, r);
 }
 
-// Inputs borrowed, outputs allocated here and handed to JS when the promise resolves.
+// Inputs taken (PromiseWorker::Take), outputs allocated here and handed to JS when the promise resolves.
 class StatsWorker : public PromiseWorker {
  public:
   StatsWorker(Napi::Env env, const StatsArgs& a)
-      : PromiseWorker(env, "gating.stats"), logits_(Borrow(a.logits)), indices_(Borrow(a.indices)), p_(a.p) {
+      : PromiseWorker(env, "gating.stats"), logits_(Take(a.logits)), indices_(Take(a.indices)), p_(a.p) {
     StatsOut o(env, p_.experts);
     load_fraction_ = Napi::Persistent(o.load_fraction);
     mean_prob_ = Napi::Persistent(o.mean_prob);
@@ -351,13 +352,13 @@ Napi::Value GatingRouterLogits(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Like TopkWorker: inputs borrowed, output allocated here until the promise resolves.
+// Like TopkWorker: inputs taken, output allocated here until the promise resolves.
 class LogitsWorker : public PromiseWorker {
  public:
   LogitsWorker(Napi::Env env, const LogitsArgs& a)
       : PromiseWorker(env, "gating.routerLogits"),
-        hidden_(Borrow(a.hidden)),
-        weight_(Borrow(a.weight)),
+        hidden_(Take(a.hidden)),
+        weight_(Take(a.weight)),
         tokens_(a.tokens),
         hidden_size_(a.hidden_size),
         experts_(a.experts),

@@ -1,6 +1,7 @@
 // Node-API bindings of the memory scan kernels. The sync forms read every array in place and
-// fill the caller's output. The async forms borrow their inputs (pinned and read in place until
-// the promise settles: common/async.h) and allocate their output.
+// fill the caller's output. The async forms take their inputs with PromiseWorker::Take
+// (common/async.h: read in place on a SharedArrayBuffer, copied at the call otherwise) and
+// allocate their output.
 #include <napi.h>
 
 #include <cmath>
@@ -159,7 +160,7 @@ Napi::Value MemoryFloat32Scores(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// An async scan: borrows its inputs and owns its output until the promise resolves.
+// An async scan: takes its inputs (PromiseWorker::Take) and owns its output until the promise resolves.
 class ScanWorker : public PromiseWorker {
  public:
   ScanWorker(Napi::Env env, const char* name, const Scan& s)
@@ -167,7 +168,7 @@ class ScanWorker : public PromiseWorker {
         p_(s.p),
         out_(Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(s.p.count)))),
         o_(out_.Value().Data()) {
-    p_.subset = s.has_subset ? Borrow(s.subset) : nullptr;
+    p_.subset = s.has_subset ? Take(s.subset) : nullptr;
   }
 
  protected:
@@ -187,9 +188,9 @@ class Int8Worker : public ScanWorker {
   Int8Worker(Napi::Env env, const Int8Args& a)
       : ScanWorker(env, "memory.int8Scores", a.s),
         query_scale_(a.query_scale),
-        query_(Borrow(a.query)),
-        codes_(Borrow(a.codes)),
-        scales_(Borrow(a.scales)) {}
+        query_(Take(a.query)),
+        codes_(Take(a.codes)),
+        scales_(Take(a.scales)) {}
 
  protected:
   void Run() override { Report(memory::Int8Scores(query_, query_scale_, codes_, scales_, p_, o_), scales_); }
@@ -205,8 +206,8 @@ class F32Worker : public ScanWorker {
  public:
   F32Worker(Napi::Env env, const F32Args& a)
       : ScanWorker(env, "memory.float32Scores", a.s),
-        query_(Borrow(a.query)),
-        matrix_(Borrow(a.matrix)) {}
+        query_(Take(a.query)),
+        matrix_(Take(a.matrix)) {}
 
  protected:
   void Run() override { Report(memory::Float32Scores(query_, matrix_, p_, o_), nullptr); }

@@ -100,10 +100,11 @@ export function attention(q: Float32Array, k: Float32Array | Uint16Array, v: Flo
 
 /**
  * {@link attention} on a worker thread, for calls that take more than about a millisecond (long
- * contexts, prefill). Inputs on a `SharedArrayBuffer` are read in place; others are copied first,
- * on the calling thread, so that the caller may reuse them at once — for a decode step (a few
- * queries over a long context) that copy costs about as much as the attention itself: keep
- * long-lived K/V on SharedArrayBuffers (as {@link DuoKVCache} does) or call {@link attention}.
+ * contexts, prefill). Inputs on an ordinary ArrayBuffer are copied when called, on the calling
+ * thread, so you may reuse them at once; inputs on a `SharedArrayBuffer` are read in place and
+ * must not be written until the promise settles. For a decode step (a few queries over a long
+ * context) that copy costs about as much as the attention itself: keep long-lived K/V on
+ * SharedArrayBuffers (as {@link DuoKVCache} does) or call {@link attention}.
  *
  * @example
  * ```ts

@@ -235,9 +235,10 @@ export class DuoAttention {
 
   /**
    * One checked call over the KV heads `heads` (default all). Native calls go to a worker
-   * thread when they are big enough to pay for it: inputs not on a SharedArrayBuffer are copied
-   * first, which for a few queries over a long context costs about what the attention does, so
-   * those run on the calling thread.
+   * thread when they are big enough to pay for it. An async call copies every input not on a
+   * SharedArrayBuffer when it is made (inputs on SharedArrayBuffers are read in place), and for
+   * a few queries over a long context that copy costs about what the attention does, so unless
+   * q, k and v are all shared, only calls of 8 or more queries go to the worker thread.
    */
   #run(c: CheckedAttention, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, heads?: readonly number[]): Promise<Float32Array> | Float32Array {
     this.#guard.check();

@@ -107,10 +107,10 @@ export function int8Scores(
 
 /**
  * {@link int8Scores} on a worker thread, for large scans that would block the event loop for
- * more than a millisecond. An input on a `SharedArrayBuffer` is read in place (pinned until the
- * promise settles; keep writes to it out of the way meanwhile), any other input is copied when the
- * call is made, so the caller may reuse its arrays at once — for a large matrix keep it on a
- * `SharedArrayBuffer` to avoid the copy. With `out`, the scores are copied there at the end.
+ * more than a millisecond. Inputs on an ordinary ArrayBuffer are copied when called, so you may
+ * reuse them at once; inputs on a `SharedArrayBuffer` are read in place (no copy: keep a large
+ * matrix there) and must not be written until the promise settles. A copy that cannot be
+ * allocated throws a RangeError that says so. With `out`, the scores are copied there at the end.
  *
  * @example
  * ```ts
@@ -158,8 +158,9 @@ export function float32Scores(query: Float32Array, matrix: Float32Array, dims: n
 }
 
 /**
- * {@link float32Scores} on a worker thread; inputs on a `SharedArrayBuffer` are read in place,
- * others copied when the call is made (see {@link int8ScoresAsync}).
+ * {@link float32Scores} on a worker thread. Inputs on an ordinary ArrayBuffer are copied when
+ * called, so you may reuse them at once; inputs on a `SharedArrayBuffer` are read in place and
+ * must not be written until the promise settles (see {@link int8ScoresAsync}).
  *
  * @example
  * ```ts

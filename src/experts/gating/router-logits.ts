@@ -52,9 +52,10 @@ export function routerLogits(hidden: LogitsInput, weight: Float32Array, options:
 }
 
 /**
- * {@link routerLogits} on a worker thread (large batches). The inputs are borrowed, not copied:
- * they are read in place until the promise settles and must not be modified meanwhile; with
- * `out`, the result is copied there at the end.
+ * {@link routerLogits} on a worker thread (large batches). Inputs on an ordinary ArrayBuffer are
+ * copied when called, so you may reuse them at once; inputs on a `SharedArrayBuffer` are read in
+ * place (no copy: the way to go for a large gate weight) and must not be written until the
+ * promise settles. With `out`, the result is copied there at the end.
  *
  * @example
  * ```ts

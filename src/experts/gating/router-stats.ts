@@ -107,9 +107,9 @@ export function routerStats(
 /**
  * {@link routerStats} on a worker thread: the same options, result and errors, as a promise. For
  * large batches, whose statistics would block the event loop for a millisecond or more (256
- * experts × 4,096 tokens takes about that on one x86-64 core). The logits and indices are
- * borrowed, not copied: they are read in place until the promise settles and must not be
- * modified meanwhile.
+ * experts × 4,096 tokens takes about that on one x86-64 core). Inputs (logits, indices) on an
+ * ordinary ArrayBuffer are copied when called, so you may reuse them at once; inputs on a
+ * `SharedArrayBuffer` are read in place and must not be written until the promise settles.
  *
  * @example
  * ```ts

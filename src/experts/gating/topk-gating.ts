@@ -188,10 +188,11 @@ export function topkGating(logits: LogitsInput, options: TopkGatingOptions): Top
 
 /**
  * {@link topkGating} on a worker thread, for large batches (tens of thousands of tokens) that
- * would block the event loop for more than a millisecond. The inputs (logits, bias) are
- * borrowed, not copied: they are read in place until the promise settles and must not be
- * modified meanwhile. The worker writes into arrays of its own; with `out`, results are copied
- * there when the promise resolves.
+ * would block the event loop for more than a millisecond. Inputs (logits, bias) on an ordinary
+ * ArrayBuffer are copied when called, so you may reuse them at once; inputs on a
+ * `SharedArrayBuffer` are read in place (no copy) and must not be written until the promise
+ * settles. The worker writes into arrays of its own; with `out`, results are copied there when
+ * the promise resolves.
  *
  * @example
  * ```ts

@@ -25,3 +25,4 @@ export * from './memory/index';
 export * from './experts/routing/index';
 export * from './experts/control/index';
 export * from './attention/index';
+export * from './thinking/index';

@@ -1,4 +1,5 @@
 export { BudgetForcing } from './budget-forcing';
+export { forceThinkingBudget } from './thinking-budget';
 export { RedisBudgetStore, type RedisBudgetStoreOptions } from './redis-store';
 export { type GpuSample, type ResourceMonitorOptions, type ResourceSample, ResourceMonitor } from './resource-monitor';
 export { type BudgetStore, type ExpiredReservation, type KeyedUsage, MemoryBudgetStore, type ReserveOp, type ReserveResult, type SettleResult, type WindowCheck, type WindowUsage } from './store';

@@ -357,7 +357,12 @@ export class MultiRoundThinking extends EventEmitter {
     }
   }
 
-  async #complete(session: ThinkingSession, stopReason: Exclude<ThinkingStopReason, 'abort'>, insights: boolean, signal: AbortSignal | undefined): Promise<ThinkingSession> {
+  async #complete(
+    session: ThinkingSession,
+    stopReason: Exclude<ThinkingStopReason, 'abort'>,
+    insights: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<ThinkingSession> {
     const synthesis = synthesisOf(session);
     const spend: ThinkingSpend = { tokens: 0, durationMs: 0 };
     const left = tokensLeft(session);
@@ -374,7 +379,8 @@ export class MultiRoundThinking extends EventEmitter {
   /** The one insights call; undefined when it was aborted (its tokens still count). */
   async #insights(session: ThinkingSession, synthesis: ThinkingSynthesis, maxTokens: number, signal: AbortSignal | undefined, spend: ThinkingSpend) {
     const s = this.#s;
-    const prompt = v.string('the result of options.template', s.template(insightsMessage(session.problem, session.rounds.map((r) => r.answer), synthesis.finalAnswer)));
+    const message = insightsMessage(session.problem, session.rounds.map((r) => r.answer), synthesis.finalAnswer);
+    const prompt = v.string('the result of options.template', s.template(message));
     const options: GenerateOptions = { maxTokens };
     if (s.temperature !== undefined) options.temperature = s.temperature;
     if (s.seed !== undefined) options.seed = s.seed;

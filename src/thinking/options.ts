@@ -18,7 +18,8 @@ const KEYS = [
 ];
 const BUDGET_KEYS = ['minThinkingTokens', 'maxThinkingTokens', 'answerMaxTokens', 'continuations', 'maxContinuations'];
 const SESSION_KEYS = ['maxRounds', 'tokenBudget', 'thinkingMode', 'reasoningType'];
-const RUN_KEYS = [...SESSION_KEYS, 'signal', 'insights'];
+/** Keys of runSession's options: the session's settings and the run's. */
+export const RUN_SESSION_KEYS = [...SESSION_KEYS, 'signal', 'insights'];
 const ROUND_KEYS = ['thinkingMode', 'reasoningType', 'signal'];
 const STORE_METHODS = ['createSession', 'getSession', 'appendRound', 'addSpend', 'completeSession', 'sessionIds', 'stats', 'close'] as const;
 const CONCRETE_MODES = THINKING_MODES.filter((m) => m !== ThinkingMode.ADAPTIVE) as ConcreteThinkingMode[];
@@ -129,7 +130,6 @@ export function runOptionsOf(options: unknown, keys: readonly string[] = ['signa
   return { signal: signalOf(o.signal), insights: o.insights === undefined ? false : v.boolean('options.insights', o.insights) };
 }
 
-export const RUN_SESSION_KEYS = RUN_KEYS;
 
 export function roundOptionsOf(options: unknown) {
   const o = v.options<ThinkingRoundOptions>('options', options, ROUND_KEYS);

@@ -69,7 +69,8 @@ export const INSIGHTS_INSTRUCTION =
  */
 export function insightsMessage(problem: string, answers: readonly string[], finalAnswer: string): string {
   const lines = answers.map((a, i) => `Round ${i + 1}: ${a.trim()}`);
-  return [problem, `Answers given over ${answers.length} rounds of thinking:\n${lines.join('\n')}`, `Final answer: ${finalAnswer}`, INSIGHTS_INSTRUCTION].join('\n\n');
+  const given = `Answers given over ${answers.length} rounds of thinking:\n${lines.join('\n')}`;
+  return [problem, given, `Final answer: ${finalAnswer}`, INSIGHTS_INSTRUCTION].join('\n\n');
 }
 
 /**

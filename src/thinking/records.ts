@@ -199,6 +199,9 @@ export interface ThinkingMetrics {
   modesUsed: Record<string, number>;
   /** Completed sessions by {@link ThinkingStopReason}. */
   stopReasons: Record<string, number>;
-  /** Mean {@link ThinkingSession.durationMs} of the completed sessions (time spent thinking, not time between start and completion, which a restart would stretch); 0 when none. */
+  /**
+   * Mean {@link ThinkingSession.durationMs} of the completed sessions — time spent in generator
+   * calls, not the time from start to completion, which a restart would stretch; 0 when none.
+   */
   meanSessionMs: number;
 }

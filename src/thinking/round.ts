@@ -46,7 +46,7 @@ export interface RoundRequest {
  * reports what it cost.
  */
 export async function runRound(session: ThinkingSession, s: Settings, request: RoundRequest, spent: ThinkingSpend): Promise<ThinkingRoundRecord> {
-  const number = session.rounds.length + 1;
+  const roundNo = session.rounds.length + 1;
   const previous = session.rounds.at(-1);
   const thinkingCap = Math.min(s.maxThinking, tokensLeft(session) - s.answerMax);
   const thinkingMode = request.thinkingMode ?? session.thinkingMode;
@@ -92,11 +92,11 @@ export async function runRound(session: ThinkingSession, s: Settings, request: R
       ...(request.signal === undefined ? {} : { signal: request.signal }),
       charge: async (tokens, step) => {
         spent.tokens += tokens;
-        await s.charge?.(tokens, { sessionId: session.id, round: number, kind: step.kind });
+        await s.charge?.(tokens, { sessionId: session.id, round: roundNo, kind: step.kind });
       },
     });
     const record: ThinkingRoundRecord = {
-      round: number,
+      round: roundNo,
       thinkingMode,
       modeUsed,
       reasoningType,

@@ -241,8 +241,10 @@ export class SqliteThinkingStore implements ThinkingStore {
   completeSession(id: string, c: ThinkingCompletion): void {
     this.#guard.check();
     const syn = c.synthesis;
-    const changed = this.#q.complete.run(c.stopReason, c.completedAt, syn.confidence, syn.answerLogprob ?? null, JSON.stringify(syn), c.spend.tokens, c.spend.durationMs, id).changes;
-    if (changed === 0) {
+    const { changes } = this.#q.complete.run(
+      c.stopReason, c.completedAt, syn.confidence, syn.answerLogprob ?? null, JSON.stringify(syn), c.spend.tokens, c.spend.durationMs, id,
+    );
+    if (changes === 0) {
       if (this.#q.session.get(id) === undefined) throw unknownSession(WHAT, id);
       throw new Error(`${WHAT}: thinking session '${id}' is already completed`);
     }
@@ -286,7 +288,8 @@ export class SqliteThinkingStore implements ThinkingStore {
       "SELECT COUNT(*) AS n FROM thinking_rounds r JOIN thinking_sessions s ON s.id = r.session_id WHERE s.status = 'completed'",
     ).get() as { n: number };
     const modes = db.prepare("SELECT COALESCE(mode_used, 'none') AS k, COUNT(*) AS n FROM thinking_rounds GROUP BY k").all() as Array<{ k: string; n: number }>;
-    const stops = db.prepare("SELECT stop_reason AS k, COUNT(*) AS n FROM thinking_sessions WHERE status = 'completed' GROUP BY k").all() as Array<{ k: string; n: number }>;
+    const stops = db.prepare("SELECT stop_reason AS k, COUNT(*) AS n FROM thinking_sessions WHERE status = 'completed' GROUP BY k")
+      .all() as Array<{ k: string; n: number }>;
     return {
       sessionsCompleted: s['completed']!,
       sessionsActive: s['active']!,
@@ -367,8 +370,12 @@ function open(path: string, synchronous: 'normal' | 'full'): BetterSqlite3.Datab
   } catch (err) {
     db.close();
     const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY') throw new Error(`${WHAT}: ${path} is open in another SqliteThinkingStore (this or another process); one store per file`, { cause: err });
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new Error(`${WHAT}: ${path} is not a readable SQLite database (${(err as Error).message})`, { cause: err });
+    if (code === 'SQLITE_BUSY') {
+      throw new Error(`${WHAT}: ${path} is open in another SqliteThinkingStore (this or another process); one store per file`, { cause: err });
+    }
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new Error(`${WHAT}: ${path} is not a readable SQLite database (${(err as Error).message})`, { cause: err });
+    }
     throw err;
   }
 }

@@ -477,7 +477,7 @@ describe('MemAgent: durability', () => {
     const db2 = new Database(newer);
     db2.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
     db2.close();
-    expect(() => open({ path: newer })).toThrow(`MemAgent: ${newer} has schema version 99, newer than this @capibara/core understands (1); upgrade the package`);
+    expect(() => open({ path: newer })).toThrow(`MemAgent: ${newer} has schema version 99, newer than this @capibara/core understands (2); upgrade the package`);
     const garbage = file();
     writeFileSync(garbage, Buffer.alloc(8192, 7));
     expect(() => open({ path: garbage })).toThrow(/^MemAgent: .* (is not a readable SQLite database|cannot open)/);
@@ -487,7 +487,7 @@ describe('MemAgent: durability', () => {
       `MemAgent: ${dims} holds 384-dimensional embeddings but the embedder makes 8: open it with the embedder it was filled with`,
     );
     const held = open({ path: dims });
-    expect(() => open({ path: dims })).toThrow(`MemAgent: ${dims} is open in another MemAgent (this or another process); one store per file`);
+    expect(() => open({ path: dims })).toThrow(`MemAgent: ${dims} is already open in another MemAgent of this process: one MemAgent writes a file at a time, until its close()`);
     await held.close();
     await open({ path: dims }).close();
   });

@@ -16,7 +16,7 @@ import { type MemoryScope, MemoryPriority, type MemoryTokenizer, MemoryType, typ
 
 const OPTION_KEYS = [
   'maxTokens', 'path', 'compression', 'tokenizer', 'embedder', 'dedupThreshold', 'weights', 'recencyDecay',
-  'queryCacheSize', 'sweepIntervalMs', 'retainDeletedMs', 'synchronous', 'clock',
+  'queryCacheSize', 'sweepIntervalMs', 'retainDeletedMs', 'synchronous', 'clock', 'readonly', 'onCorrupt',
 ] as const;
 const STORE_KEYS = ['metadata', 'scope', 'importance', 'expiresAt', 'ttl', 'pinned'] as const;
 const UPDATE_KEYS = ['content', 'type', 'priority', 'tags', 'metadata', 'importance', 'expiresAt', 'pinned'] as const;
@@ -46,6 +46,8 @@ export interface MemAgentConfig {
   retainDeletedMs: number;
   synchronous: 'normal' | 'full';
   clock: () => number;
+  readonly: boolean;
+  onCorrupt: 'error' | 'skip';
 }
 
 /** @internal */
@@ -71,6 +73,8 @@ export function checkOptions(options: unknown): MemAgentConfig {
   }
   const recencyDecay = o.recencyDecay === undefined ? 0.99 : v.finite('options.recencyDecay', o.recencyDecay, { positive: true });
   if (recencyDecay > 1) throw v.rangeError('options.recencyDecay', 'finite number in (0, 1]', recencyDecay);
+  const readonly = o.readonly === undefined ? false : v.boolean('options.readonly', o.readonly);
+  if (readonly && path === undefined) throw new TypeError('Expected options.path with options.readonly (an in-memory MemAgent has nothing to read) but received no path');
   return {
     maxTokens, path, codec, tokenizer: o.tokenizer, embedder, dedupThreshold, weights, recencyDecay,
     queryCacheSize: o.queryCacheSize === undefined ? 256 : v.integer('options.queryCacheSize', o.queryCacheSize, 0),
@@ -78,6 +82,8 @@ export function checkOptions(options: unknown): MemAgentConfig {
     retainDeletedMs: o.retainDeletedMs === undefined ? 86_400_000 : v.integer('options.retainDeletedMs', o.retainDeletedMs, 0),
     synchronous: o.synchronous === undefined ? 'normal' : v.oneOf('options.synchronous', o.synchronous, ['normal', 'full'] as const),
     clock: o.clock === undefined ? Date.now : (v.optionalFunction<() => number>('options.clock', o.clock) as () => number),
+    readonly,
+    onCorrupt: o.onCorrupt === undefined ? 'error' : v.oneOf('options.onCorrupt', o.onCorrupt, ['error', 'skip'] as const),
   };
 }
 

@@ -1,5 +1,6 @@
 export { type FieldCondition, MemoryPriority, type MemoryScope, type MemoryTokenizer, MemoryType, type MetadataFilter, type MetadataValue } from './types';
 export { MemAgent } from './mem-agent';
+export { type CorruptItem, MemAgentCorruptionError } from './corruption';
 export type {
   MemAgentMetrics, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
 } from './mem-agent-types';

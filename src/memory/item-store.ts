@@ -1,15 +1,16 @@
 /**
  * The SQLite side of MemAgent: the items table (through the row codec), their texts (through
  * the page store) and the history table. Every method that writes runs inside
- * {@link ItemStore.transaction}, except `touch`, which is a transaction of its own.
+ * {@link ItemStore.transaction}, except `touch` and `discard`, which are transactions of their own.
  * @module
  */
 import type BetterSqlite3 from 'better-sqlite3';
+import { type CorruptItem, corruptItem, MemAgentCorruptionError } from './corruption';
 import type { ItemRecord } from './item-index';
-import { changedFields, embeddingBlob, type ItemColumns, type ItemRow, toColumns, toItem } from './item-row';
+import { changedFields, type DecodedRow, decodeRow, embeddingBlob, type ItemColumns, toColumns, toItem } from './item-row';
 import type { MemoryEvent, MemoryItem } from './mem-agent-types';
 import { type Compression, PageStore, type PageTotals } from './pages';
-import { openDatabase } from './schema';
+import { type OpenedDatabase, openDatabase } from './schema';
 
 /**
  * A new text with what is derived from it before the write turn.
@@ -41,43 +42,96 @@ const UPDATED = [
  * @internal
  */
 export class ItemStore {
+  /** The file, as messages name it (`':memory:'` without one). */
+  readonly label: string;
+  readonly #file: OpenedDatabase;
   readonly #db: BetterSqlite3.Database;
-  readonly #codec: Compression;
-  #pages: PageStore;
+  readonly #pages: PageStore;
   readonly #sql;
 
   /**
-   * Opens (or creates) the database and checks that it holds embeddings of `dimensions`.
+   * Opens (or creates) the database and checks that it holds embeddings of `o.dimensions`.
    * @throws Error when the file cannot be used (see {@link openDatabase}) or holds other dimensions.
    */
-  constructor(path: string | undefined, synchronous: 'normal' | 'full', codec: Compression, dimensions: number) {
-    this.#db = openDatabase(path, synchronous);
-    this.#codec = codec;
+  constructor(path: string | undefined, o: { synchronous: 'normal' | 'full'; codec: Compression; dimensions: number; readonly: boolean }) {
+    this.label = path ?? ':memory:';
+    this.#file = openDatabase(path, o);
+    this.#db = this.#file.db;
     try {
       this.#sql = statements(this.#db);
-      this.#checkDimensions(String(dimensions), path ?? ':memory:');
-      this.#pages = new PageStore(this.#db, codec);
+      this.#checkDimensions(String(o.dimensions), o.readonly);
+      this.#pages = new PageStore(this.#db, o.codec, this.#file.checksums);
     } catch (err) {
-      this.#db.close();
+      this.#file.close();
       throw err;
     }
   }
 
-  /** The live rows in store order, as the database holds them at open. */
-  rows(): IterableIterator<ItemRow> {
-    return this.#sql.all.iterate();
+  /**
+   * Reads every live item, in store order, and hands each with its text to `visit`. An item
+   * whose row or page does not decode throws a {@link MemAgentCorruptionError}, or with
+   * `skip` is left in the file untouched, out of every page operation, and reported in the
+   * returned list. Pages of schema version 1 read back intact get their checksum.
+   */
+  load(dimensions: number, skip: boolean, visit: (row: DecodedRow, content: string) => void): CorruptItem[] {
+    const corrupt: CorruptItem[] = [];
+    for (const r of this.#sql.all.iterate()) {
+      let row: DecodedRow;
+      let content: string;
+      try {
+        row = decodeRow(r, dimensions);
+        content = this.#pages.read(row.text);
+      } catch (err) {
+        const item = corruptItem(r['seq'] as number, r['id'], err);
+        if (!skip) throw new MemAgentCorruptionError(this.label, item);
+        corrupt.push(item);
+        continue;
+      }
+      visit(row, content);
+    }
+    this.#pages.quarantine(corrupt.map((c) => c.row));
+    if (!this.#db.readonly) this.transaction(() => this.#pages.recordChecksums());
+    return corrupt;
   }
 
-  /** The text of an item. */
-  content(seq: number): string {
+  /**
+   * Deletes the rows of items left out at open, with a DELETE event (reason `'corrupt'`) for
+   * each readable id, and the pages no row points to any more.
+   */
+  discard(items: readonly CorruptItem[], now: number): void {
+    const rows = items.map((c) => c.row);
+    try {
+      this.transaction(() => {
+        for (const c of items) {
+          this.#sql.purge.run(c.row);
+          if (c.id !== null) this.#sql.event.run(c.id, 'DELETE', 'corrupt', null, null, now);
+        }
+        this.#pages.release(rows);
+        this.#pages.repack();
+      });
+    } catch (err) {
+      this.#pages.quarantine(rows); // rolled back: they are still there
+      throw err;
+    }
+  }
+
+  /**
+   * The text of item `seq` (`id`).
+   * @throws {@link MemAgentCorruptionError} when its page or its text location is damaged.
+   */
+  content(seq: number, id: string): string {
     const loc = this.#sql.location.get(seq);
     if (loc === undefined) throw new Error(`MemAgent: item ${seq} has no row`);
-    return this.#pages.read({ seq, bytes: loc.bytes, text: loc.text, pageId: loc.page_id, offset: loc.page_offset });
+    try {
+      return this.#pages.read({ bytes: loc.bytes, text: loc.text, pageId: loc.page_id, offset: loc.page_offset });
+    } catch (err) {
+      throw new MemAgentCorruptionError(this.label, corruptItem(seq, id, err));
+    }
   }
 
   /** The API's view of a record, its text read from the store unless given. */
   view(r: ItemRecord, content?: string): MemoryItem {
-    return toItem(r, content ?? this.content(r.seq));
+    return toItem(r, content ?? this.content(r.seq, r.id));
   }
 
   /** Runs `body` as one write transaction; on failure nothing it did remains, in SQLite or here. */
@@ -85,7 +139,7 @@ export class ItemStore {
     try {
       this.#db.transaction(body)();
     } catch (err) {
-      this.#pages = new PageStore(this.#db, this.#codec); // its pending count may have moved inside the rolled-back transaction
+      this.#pages.reset(); // its pending count may have moved inside the rolled-back transaction
       throw err;
     }
   }
@@ -155,21 +209,22 @@ export class ItemStore {
   }
 
   close(): void {
-    this.#db.close();
+    this.#file.close();
   }
 
-  #checkDimensions(dims: string, where: string): void {
+  #checkDimensions(dims: string, readonly: boolean): void {
     const stored = this.#db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'embedding_dimensions'").get()?.value;
-    if (stored === undefined) this.#db.prepare("INSERT INTO meta (key, value) VALUES ('embedding_dimensions', ?)").run(dims);
-    else if (stored !== dims) {
-      throw new Error(`MemAgent: ${where} holds ${stored}-dimensional embeddings but the embedder makes ${dims}: open it with the embedder it was filled with`);
+    if (stored === undefined) {
+      if (!readonly) this.#db.prepare("INSERT INTO meta (key, value) VALUES ('embedding_dimensions', ?)").run(dims);
+    } else if (stored !== dims) {
+      throw new Error(`MemAgent: ${this.label} holds ${stored}-dimensional embeddings but the embedder makes ${dims}: open it with the embedder it was filled with`);
     }
   }
 }
 
 function statements(db: BetterSqlite3.Database) {
   return {
-    all: db.prepare<[], ItemRow>('SELECT * FROM items WHERE deleted_at IS NULL ORDER BY seq'),
+    all: db.prepare<[], Record<string, unknown>>('SELECT * FROM items WHERE deleted_at IS NULL ORDER BY seq'),
     insert: db.prepare<unknown[]>(
       `INSERT INTO items (${INSERTED.join(', ')}, text, embedding, embedding_scale) VALUES (${INSERTED.map(() => '?').join(', ')}, ?, ?, ?)`,
     ),

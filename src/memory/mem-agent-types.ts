@@ -4,6 +4,8 @@
  * @module
  */
 import type { Embedder } from '../text/index';
+// MemAgentCorruptionError is imported for the doc link.
+import type { MemAgentCorruptionError } from './corruption';
 import type { Compression } from './pages';
 import type { RankingWeights, ScoreExplanation } from './retrieval';
 import type { MemoryPriority, MemoryScope, MemoryTokenizer, MemoryType, MetadataFilter, MetadataValue } from './types';
@@ -55,6 +57,25 @@ export interface MemAgentOptions {
   synchronous?: 'normal' | 'full';
   /** Clock in ms since the epoch (tests). Default `Date.now`. */
   clock?: () => number;
+  /**
+   * Open an existing `path` for retrieval only: `getMemory`, `retrieveMemory`, `history` and
+   * `getMetrics` work, every write rejects, access statistics are kept in memory only, and no
+   * sweep runs. The file is read as it was at open (a read transaction is held until close):
+   * other read-only MemAgents may share it, a writer cannot open it meanwhile. Suits a file
+   * this process may not write. SQLite needs the file's `-shm` beside it, or a writable
+   * folder to create it in. Default false.
+   */
+  readonly?: boolean;
+  /**
+   * What opening does with an item whose row or page does not decode (a checksum mismatch, a
+   * size that does not add up, a column of the wrong kind): `'error'` (default) throws a
+   * {@link MemAgentCorruptionError} naming the file, item, row and page; `'skip'` loads every
+   * intact item, leaves the damaged ones in the file untouched and lists them in
+   * {@link MemAgent.corrupt} ({@link MemAgent.discardCorrupt} removes them). SQLite-level
+   * damage (a failed quick_check) is refused either way: recover the file with the `sqlite3`
+   * shell's `.recover` first.
+   */
+  onCorrupt?: 'error' | 'skip';
 }
 
 /**
@@ -307,4 +328,12 @@ export interface MemAgentMetrics {
   evicted: number;
   /** Items removed because they expired since open. */
   expired: number;
+  /** Items left out at open because they do not decode (`onCorrupt: 'skip'`), still in the file; see {@link MemAgent.corrupt}. */
+  corruptItems: number;
+  /**
+   * Retrievals since open whose access statistics (`lastAccessed`, `accessCount`) could not
+   * be written to the file (a full disk, an I/O error); the retrieval itself succeeded and
+   * the statistics were kept in memory.
+   */
+  accessWriteFailures: number;
 }

@@ -6,23 +6,23 @@
  * (eviction.ts), deduplication (dedup.ts) and search (search.ts, retrieval.ts) to their modules.
  * @module
  */
-import { randomUUID } from 'node:crypto';
 import { Bm25Index } from '../text/index';
 // ClosedError is imported for the doc link.
 import { CloseGuard, type ClosedError } from '../toolkit/closing';
 import { SerialQueue } from '../toolkit/serial-queue';
 import * as v from '../validate';
 import { checkOptions, checkQuery, checkStore, checkUpdate, checkVector, type MemAgentConfig, storedFields, TYPES } from './checks';
-import { contentHash, mergeRecord, nearDuplicate, oldestLive } from './dedup';
-import { type Eviction, planEviction } from './eviction';
-import { EmbeddingMatrix, type ItemFields, ItemIndex, type ItemRecord, isLive } from './item-index';
-import { embeddingCodes, fromRow, newRecord } from './item-row';
+// MemAgentCorruptionError is imported for the doc links.
+import type { CorruptItem, MemAgentCorruptionError } from './corruption';
+import { contentHash, nearDuplicate, oldestLive } from './dedup';
+import { EmbeddingMatrix, ItemIndex, type ItemRecord, isLive } from './item-index';
 import { ItemStore, type PreparedText } from './item-store';
 import type {
   MemAgentMetrics, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
 } from './mem-agent-types';
-import { QueryCache, quantizeUnit, search } from './search';
+import { QueryCache, search } from './search';
 import type { MemoryPriority, MemoryType } from './types';
+import { ItemWrites, prepareText } from './writes';
 
 /**
  * A memory for agents: typed, tagged, scoped items with priorities and expiry, stored
@@ -34,6 +34,11 @@ import type { MemoryPriority, MemoryType } from './types';
  * {@link MemAgentMetrics.compression} for the measured ratio); embeddings are stored as int8
  * with a scale (4× smaller than float32).
  *
+ * **Integrity.** Each page carries its raw size and a CRC-32 checked before it is
+ * decompressed, and each row is checked as it is loaded: a damaged item is a
+ * {@link MemAgentCorruptionError} naming the file, item, row and page, or, with `onCorrupt:
+ * 'skip'`, an entry of {@link MemAgent.corrupt} while every intact item stays usable.
+ *
  * **Deduplication.** Content equal after normalisation (Unicode NFKC, case, whitespace) in the
  * same scope is merged into the existing item (tags united, the higher priority and importance
  * kept, metadata merged); so is content whose embedding's cosine similarity with an item of the
@@ -42,8 +47,10 @@ import type { MemoryPriority, MemoryType } from './types';
  *
  * **Retrieval.** Structured filters (types, tags, priority, creation time, scope, a metadata
  * filter) select candidates through indexes; {@link RankingWeights} rank them; results are
- * packed into `maxTokens`. Returned items get their `lastAccessed` and `accessCount` updated. A
- * query cache (LRU) answers repeated queries until the next write.
+ * packed into `maxTokens`. Returned items get their `lastAccessed` and `accessCount` updated,
+ * in the file too on a best-effort basis: a failed write of these statistics (a full disk)
+ * does not fail the retrieval ({@link MemAgentMetrics.accessWriteFailures}). A query cache
+ * (LRU) answers repeated queries until the next write.
  *
  * **Capacity.** Live items hold at most `maxTokens` tokens. A write that would pass it first
  * removes expired items, then evicts the items with the lowest retention score, `(priority + 1)
@@ -72,18 +79,26 @@ export class MemAgent {
   readonly #cache: QueryCache;
   readonly #clock: () => number;
   readonly #timer: NodeJS.Timeout | undefined;
-  readonly #writes = new SerialQueue();
+  readonly #queue = new SerialQueue();
+  readonly #writes: ItemWrites;
   readonly #guard = new CloseGuard('MemAgent');
-  readonly #stats = { hits: 0, misses: 0, searches: 0, searchMs: 0, merged: 0, evicted: 0, expired: 0 };
+  readonly #stats = { hits: 0, misses: 0, searches: 0, searchMs: 0, merged: 0, evicted: 0, expired: 0, accessWriteFailures: 0 };
+  #corrupt: CorruptItem[];
 
   /**
    * Opens (or creates) the memory. With `path`, everything stored before is loaded, and the
-   * file is locked: one MemAgent per file (each keeps its own index), until `close()`.
+   * file is locked: one MemAgent per file (each keeps its own index), until `close()`. A file
+   * held by another MemAgent, here or in another process, fails at once (nothing waits for
+   * the lock). `readonly: true` opens an existing file for retrieval only, shared with other
+   * read-only MemAgents. Every item is checked as it is loaded (see
+   * {@link MemAgentOptions.onCorrupt}).
    *
    * @param options Capacity, file, compression, tokenizer, embedder and ranking.
-   * @throws TypeError / RangeError for bad options; Error when the file is not a MemAgent
-   * database, was written by a newer version, fails SQLite's quick check, or was filled with
-   * an embedder of other dimensions.
+   * @throws TypeError / RangeError for bad options; {@link MemAgentCorruptionError} for an
+   * item that does not decode (unless `onCorrupt: 'skip'`); Error when the file is held by
+   * another MemAgent, read-only (without `readonly: true`), not a MemAgent database, written
+   * by a newer version, fails SQLite's quick check, or was filled with an embedder of other
+   * dimensions.
    *
    * @example
    * ```ts
@@ -95,21 +110,60 @@ export class MemAgent {
     this.maxTokens = o.maxTokens;
     this.#cache = new QueryCache(o.queryCacheSize);
     this.#clock = o.clock;
-    this.#store = new ItemStore(o.path, o.synchronous, o.codec, o.embedder.dimensions);
-    this.#matrix = new EmbeddingMatrix(o.embedder.dimensions);
+    const dims = o.embedder.dimensions;
+    this.#store = new ItemStore(o.path, { synchronous: o.synchronous, codec: o.codec, dimensions: dims, readonly: o.readonly });
+    this.#matrix = new EmbeddingMatrix(dims);
     try {
-      for (const row of this.#store.rows()) {
-        this.#index.add(fromRow(row, this.#matrix.add(embeddingCodes(row.embedding), row.embedding_scale)));
-        this.#bm25.add(row.seq, this.#store.content(row.seq));
-      }
+      const state = { store: this.#store, index: this.#index, bm25: this.#bm25, matrix: this.#matrix, maxTokens: o.maxTokens, recencyDecay: o.recencyDecay, stats: this.#stats };
+      this.#writes = new ItemWrites(state);
+      this.#corrupt = this.#store.load(dims, o.onCorrupt === 'skip', (row, content) => this.#writes.loaded(row, content));
     } catch (err) {
       this.#store.close();
       throw err;
     }
-    if (o.sweepIntervalMs > 0) {
+    if (o.sweepIntervalMs > 0 && !o.readonly) {
       this.#timer = setInterval(() => void this.sweep().catch(() => undefined), o.sweepIntervalMs);
       this.#timer.unref();
     }
+  }
+
+  /**
+   * The items left out at open under `onCorrupt: 'skip'` (their rows or pages do not decode),
+   * in row order; empty when all was intact or after {@link MemAgent.discardCorrupt}. They stay
+   * in the file as they are: a later open sees them again.
+   *
+   * @example
+   * ```ts
+   * const memory = new MemAgent({ path: './memory.db', onCorrupt: 'skip' });
+   * if (memory.corrupt.length > 0) console.warn(`${memory.corrupt.length} items lost:`, memory.corrupt);
+   * ```
+   */
+  get corrupt(): readonly CorruptItem[] {
+    return this.#corrupt.map((c) => ({ ...c }));
+  }
+
+  /**
+   * Removes the items listed in {@link MemAgent.corrupt} from the file for good: their rows,
+   * the pages only they pointed into, and a DELETE event (reason `'corrupt'`, no values) in
+   * each readable id's history. Afterwards the file opens with the default `onCorrupt:
+   * 'error'`. Keep a copy of the file first if the damaged bytes matter.
+   *
+   * @returns How many items were removed.
+   *
+   * @example
+   * ```ts
+   * const memory = new MemAgent({ path: './memory.db', onCorrupt: 'skip' });
+   * await memory.discardCorrupt();
+   * ```
+   */
+  async discardCorrupt(): Promise<number> {
+    this.#writable('discardCorrupt');
+    return this.#write(null, () => {
+      const items = this.#corrupt;
+      this.#store.discard(items, this.#clock());
+      this.#corrupt = [];
+      return items.length;
+    });
   }
 
   /**
@@ -132,17 +186,17 @@ export class MemAgent {
    * ```
    */
   async storeMemory(content: string, type: MemoryType, priority: MemoryPriority, tags: string[] = [], options: StoreOptions = {}): Promise<string> {
-    this.#guard.check();
+    this.#writable('storeMemory');
     const req = checkStore(content, type, priority, tags, options);
     return this.#write(this.#prepare(req.content), (prepared) => {
       const now = this.#clock();
       const fields = storedFields(req, now);
       const hash = contentHash(req.content, fields);
       const exact = oldestLive(this.#index.byHash.get(hash), this.#index.items, now);
-      if (exact !== undefined) return this.#merge(exact, fields, null, now, 'duplicate');
+      if (exact !== undefined) return this.#writes.merge(exact, fields, null, now, 'duplicate');
       const near = nearDuplicate(prepared, fields, this.#index.items.values(), this.#matrix, this.#o.dedupThreshold, now);
-      if (near !== undefined) return this.#merge(near, fields, { ...prepared, hash }, now, 'near-duplicate');
-      return this.#insert(prepared, hash, fields, now);
+      if (near !== undefined) return this.#writes.merge(near, fields, { ...prepared, hash }, now, 'near-duplicate');
+      return this.#writes.insert(prepared, hash, fields, now);
     });
   }
 
@@ -178,7 +232,7 @@ export class MemAgent {
    * ```
    */
   async updateMemory(id: string, update: MemoryUpdate): Promise<MemoryItem | null> {
-    this.#guard.check();
+    this.#writable('updateMemory');
     v.string('id', id);
     const u = checkUpdate(update);
     return this.#write(u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
@@ -198,8 +252,8 @@ export class MemAgent {
         updatedAt: now,
         lastAccessed: now,
       };
-      next.hash = contentHash(prepared?.content ?? this.#store.content(seq), next);
-      this.#apply(old, next, prepared, now, null);
+      next.hash = contentHash(prepared?.content ?? this.#store.content(seq, old.id), next);
+      this.#writes.apply(old, next, prepared, now, null);
       return this.#store.view(this.#index.items.get(seq)!);
     });
   }
@@ -217,14 +271,14 @@ export class MemAgent {
    * ```
    */
   async deleteMemory(id: string): Promise<boolean> {
-    this.#guard.check();
+    this.#writable('deleteMemory');
     v.string('id', id);
     return this.#write(null, () => {
       const now = this.#clock();
       const seq = this.#live(id, now);
       if (seq === undefined) return false;
       this.#store.transaction(() => this.#store.softDelete(this.#index.items.get(seq)!, now, null));
-      this.#forget(seq);
+      this.#writes.forget(seq);
       return true;
     });
   }
@@ -283,7 +337,13 @@ export class MemAgent {
       this.#cache.set(key, found);
     }
     const now = this.#clock();
-    this.#store.touch(found.hits.map((h) => h.seq), now);
+    if (!this.#o.readonly) {
+      try {
+        this.#store.touch(found.hits.map((h) => h.seq), now);
+      } catch {
+        this.#stats.accessWriteFailures++; // best effort: the results do not depend on it
+      }
+    }
     const chunks = found.hits.map(({ seq, explain }): RetrievedChunk => {
       const rec = this.#index.items.get(seq)!;
       rec.lastAccessed = now;
@@ -308,7 +368,7 @@ export class MemAgent {
    * ```
    */
   async sweep(): Promise<number> {
-    this.#guard.check();
+    this.#writable('sweep');
     return this.#write(null, () => {
       const now = this.#clock();
       const expired = [...this.#index.items.values()].filter((r) => !isLive(r, now));
@@ -316,7 +376,7 @@ export class MemAgent {
         for (const r of expired) this.#store.softDelete(r, now, 'expired');
         this.#store.purge(now - this.#o.retainDeletedMs);
       });
-      for (const r of expired) this.#forget(r.seq);
+      for (const r of expired) this.#writes.forget(r.seq);
       this.#stats.expired += expired.length;
       return expired.length;
     });
@@ -354,6 +414,8 @@ export class MemAgent {
       merged: s.merged,
       evicted: s.evicted,
       expired: s.expired,
+      corruptItems: this.#corrupt.length,
+      accessWriteFailures: s.accessWriteFailures,
     };
   }
 
@@ -370,7 +432,7 @@ export class MemAgent {
   close(): Promise<void> {
     return this.#guard.close(async () => {
       clearInterval(this.#timer);
-      await this.#writes.idle();
+      await this.#queue.idle();
       this.#store.close();
     });
   }
@@ -394,7 +456,7 @@ export class MemAgent {
    */
   #write<P, T>(prepare: Promise<P> | null, work: (prepared: P) => T): Promise<T> {
     prepare?.catch(() => undefined); // its failure is reported by the job
-    return this.#writes.run(async () => {
+    return this.#queue.run(async () => {
       const prepared = (await prepare) as P;
       try {
         return work(prepared);
@@ -404,82 +466,19 @@ export class MemAgent {
     });
   }
 
+  /** Throws ClosedError once closed, and for a write on a read-only store. */
+  #writable(method: string): void {
+    this.#guard.check();
+    if (this.#o.readonly) throw new Error(`MemAgent: ${this.#o.path} is open read-only (options.readonly): ${method} would write to it`);
+  }
+
   /** The live, unexpired item with this id. */
   #live(id: string, now: number): number | undefined {
     const seq = this.#index.byId.get(id);
     return seq !== undefined && isLive(this.#index.items.get(seq)!, now) ? seq : undefined;
   }
 
-  async #prepare(content: string): Promise<PreparedText> {
-    const { tokenizer, embedder } = this.#o;
-    const tokens = tokenizer
-      ? v.integer('tokenizer.countTokens() result', await tokenizer.countTokens(content), 0)
-      : Math.ceil(Buffer.byteLength(content) / 4);
-    const [vec] = await embedder.embed([content]);
-    const { codes, scale } = quantizeUnit(checkVector(vec, this.#matrix.dims));
-    return { content, bytes: Buffer.from(content, 'utf8'), tokens, codes, scale };
-  }
-
-  #insert(p: PreparedText, hash: string, f: ItemFields, now: number): string {
-    const record = newRecord(f, randomUUID(), hash, p.tokens, p.bytes.length, now);
-    const plan = this.#plan(p.tokens, now, undefined);
-    this.#transaction(plan, now, () => {
-      record.seq = this.#store.insert(record, p);
-    });
-    record.row = this.#matrix.add(p.codes, p.scale);
-    this.#index.add(record);
-    this.#bm25.add(record.seq, p.content);
-    return record.id;
-  }
-
-  // Folds a duplicate into an existing item; `replacement` is the new text of a near duplicate.
-  #merge(seq: number, f: ItemFields, replacement: (PreparedText & { hash: string }) | null, now: number, reason: string): string {
-    const old = this.#index.items.get(seq)!;
-    this.#apply(old, mergeRecord(old, f, now, replacement?.hash), replacement, now, reason);
-    this.#stats.merged++;
-    return old.id;
-  }
-
-  // Writes the change of one item (fields, and text when `p` is given), with its history event.
-  #apply(old: ItemRecord, next: ItemRecord, p: PreparedText | null, now: number, reason: string | null): void {
-    if (p) {
-      next.tokens = p.tokens;
-      next.bytes = p.bytes.length;
-    }
-    const plan = this.#plan(next.tokens - old.tokens, now, old.seq);
-    const before = this.#store.view(old);
-    this.#transaction(plan, now, () => this.#store.update(before, next, p, reason, now));
-    this.#index.replace(next);
-    if (p) {
-      this.#matrix.set(old.row, p.codes, p.scale);
-      this.#bm25.add(old.seq, p.content);
-    }
-  }
-
-  /** Which items to remove so that `delta` more tokens fit (`keep`: the item being changed); throws, changing nothing, when they cannot. */
-  #plan(delta: number, now: number, keep: number | undefined): Eviction[] {
-    return planEviction({ items: this.#index.items.values(), usedTokens: this.#index.tokens, maxTokens: this.maxTokens, delta, keep, now, recencyDecay: this.#o.recencyDecay });
-  }
-
-  /**
-   * One write transaction: removes the planned items, then runs `body`. The in-memory
-   * structures change only after it commits.
-   */
-  #transaction(plan: readonly Eviction[], now: number, body: () => void): void {
-    this.#store.transaction(() => {
-      for (const e of plan) this.#store.softDelete(this.#index.items.get(e.seq)!, now, e.reason);
-      body();
-    });
-    for (const e of plan) {
-      this.#forget(e.seq);
-      this.#stats[e.reason]++; // counted once committed
-    }
-  }
-
-  #forget(seq: number): void {
-    const r = this.#index.remove(seq);
-    if (r === undefined) return;
-    this.#matrix.remove(r.row);
-    this.#bm25.remove(seq);
+  #prepare(content: string): Promise<PreparedText> {
+    return prepareText(content, this.#o.tokenizer, this.#o.embedder, this.#matrix.dims);
   }
 }

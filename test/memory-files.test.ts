@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { MemAgent, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
+
+// How MemAgent meets its file: read-only on purpose or by permission, held by another
+// process, and a disk that refuses writes. The child processes load the built lib/.
+const lib = resolve(__dirname, '../lib/index.js');
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'capibara-memory-files-'));
+  chmodSync(dir, 0o755); // an unprivileged child must reach its files
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+const file = () => join(dir, `f${files++}.db`);
+const open = (o: MemAgentOptions) => new MemAgent({ sweepIntervalMs: 0, dedupThreshold: 2, ...o });
+const prose = (i: number) => `Entry ${i}: the keepers wrote down what capybara group ${i % 9} ate near the river, and where it slept after the rain.`;
+
+async function filled(path: string, n: number): Promise<string[]> {
+  const m = open({ path });
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(await m.storeMemory(prose(i), MemoryType.EPISODIC, MemoryPriority.LOW, ['river']));
+  await m.close();
+  return ids;
+}
+
+/** Writes a CommonJS script that gets `lib`'s exports as `core` and runs `body` in an async function. */
+function script(body: string): string {
+  const path = join(dir, `child-${files++}.cjs`);
+  writeFileSync(path, `const core = require(${JSON.stringify(lib)});\n(async () => {\n${body}\n})().catch((e) => { console.log('UNCAUGHT ' + e.stack); process.exit(3); });\n`);
+  chmodSync(path, 0o644);
+  return path;
+}
+
+/** The message of what `f` throws (or rejects with). */
+async function message(f: () => unknown): Promise<string> {
+  try {
+    await f();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'no error';
+}
+
+describe('MemAgent: read-only files', () => {
+  it('opens a file read-only on purpose: retrieval works, writes reject, the file is left as it was, readers share it', async () => {
+    const path = file();
+    const [id] = await filled(path, 3);
+    const before = readFileSync(path);
+    const a = open({ path, readonly: true });
+    const b = open({ path, readonly: true }); // read-only MemAgents share a file
+    const r = await a.retrieveMemory({ queryText: 'Entry 0 keepers', topK: 1 });
+    expect(r.chunks.map((c) => c.id)).toEqual([id]);
+    expect(a.getMemory(id!)?.accessCount).toBe(1); // kept in memory
+    expect(b.getMetrics().items).toBe(3);
+    const refused = (method: string) => `MemAgent: ${path} is open read-only (options.readonly): ${method} would write to it`;
+    expect(await message(() => a.storeMemory('new', MemoryType.WORKING, MemoryPriority.LOW))).toBe(refused('storeMemory'));
+    expect(await message(() => a.updateMemory(id!, { pinned: true }))).toBe(refused('updateMemory'));
+    expect(await message(() => a.deleteMemory(id!))).toBe(refused('deleteMemory'));
+    expect(await message(() => a.sweep())).toBe(refused('sweep'));
+    expect(await message(() => a.discardCorrupt())).toBe(refused('discardCorrupt'));
+    // A writer would change the file under the readers' indexes: it is refused while they hold it.
+    expect(await message(() => open({ path }))).toBe(`MemAgent: ${path} is already open in another MemAgent of this process: one MemAgent writes a file at a time, until its close()`);
+    await a.close();
+    await b.close();
+    expect(readFileSync(path).equals(before)).toBe(true);
+    const w = open({ path });
+    expect(w.getMemory(id!)?.accessCount).toBe(0);
+    await w.close();
+    expect(await message(() => open({ readonly: true }))).toBe('Expected options.path with options.readonly (an in-memory MemAgent has nothing to read) but received no path');
+    expect(await message(() => open({ path: join(dir, 'absent.db'), readonly: true }))).toMatch(/^MemAgent: cannot open .*absent\.db read-only: /);
+    expect(await message(() => open({ path: file(), readonly: 'yes' as never }))).toBe("Expected boolean for options.readonly but received 'yes' of type string");
+  });
+
+  // Root may write any file: the child drops to nobody (65534) where it runs as root.
+  const asRoot = process.getuid?.() === 0;
+  const setpriv = asRoot && spawnSync('setpriv', ['--version']).status === 0;
+  it.skipIf(process.platform === 'win32' || (asRoot && !setpriv))('says a file it may not write is read-only, and opens it with readonly: true (child process, unprivileged)', async () => {
+    const sub = join(dir, 'shared');
+    mkdirSync(sub, { mode: 0o777 });
+    chmodSync(sub, 0o777);
+    const path = join(sub, 'ro.db');
+    const [id] = await filled(path, 3);
+    chmodSync(path, 0o444);
+    const locked = join(dir, 'locked-folder.db'); // writable file, folder it may not write in
+    await filled(locked, 1);
+    if (asRoot) chownSync(locked, 65534, 65534);
+    chmodSync(locked, 0o666);
+    const child = script(`
+      const out = {};
+      for (const [name, options] of [['rw', { path: ${JSON.stringify(path)} }], ['folder', { path: ${JSON.stringify(locked)} }]]) {
+        try { new core.MemAgent({ ...options, sweepIntervalMs: 0 }); out[name] = 'opened'; } catch (e) { out[name] = e.message; }
+      }
+      const m = new core.MemAgent({ path: ${JSON.stringify(path)}, readonly: true, sweepIntervalMs: 0 });
+      out.found = (await m.retrieveMemory({ queryText: 'Entry 0 keepers', topK: 1 })).chunks.map((c) => c.id);
+      await m.close();
+      console.log(JSON.stringify(out));`);
+    const argv = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, child] : [process.execPath, child];
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      rw: `MemAgent: ${path} is read-only (this process may not write it): open it with { readonly: true } to retrieve from it, or make it writable`,
+      folder:
+        `MemAgent: ${locked}: its folder is read-only, and SQLite needs to create ${'locked-folder.db'}-wal and locked-folder.db-shm beside a WAL database: ` +
+        'make the folder writable, or open the file with { readonly: true } once its -shm file exists',
+      found: [id],
+    });
+  });
+});
+
+describe('MemAgent: a file another process holds', () => {
+  it('fails at once with an error naming the file, instead of blocking the event loop for busy_timeout', async () => {
+    const path = file();
+    await filled(path, 2);
+    const child = spawn(process.execPath, [script(`new core.MemAgent({ path: ${JSON.stringify(path)}, sweepIntervalMs: 0 }); console.log('holding'); setInterval(() => {}, 1000);`)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((done) => child.once('exit', done));
+    try {
+      await new Promise<void>((holding, failed) => {
+        child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('holding') && holding());
+        child.once('exit', () => failed(new Error('the child exited before holding the file')));
+      });
+      const held = `MemAgent: ${path} is held by another process (a MemAgent there has it open): one MemAgent writes a file at a time, until its close()`;
+      const t0 = performance.now();
+      expect(await message(() => open({ path }))).toBe(held);
+      expect(await message(() => open({ path, readonly: true }))).toBe(held);
+      // Not a benchmark: SQLite's busy_timeout (5 s by default) blocked each of these opens before.
+      expect(performance.now() - t0).toBeLessThan(2500);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const m = open({ path });
+    expect(m.getMetrics().items).toBe(2);
+    await m.close();
+  });
+});
+
+describe('MemAgent: a disk that refuses writes', () => {
+  it.skipIf(process.platform === 'win32')('retrieves anyway: access statistics are best effort (child process, ulimit -f as the full disk)', async () => {
+    const path = file();
+    const ids = await filled(path, 300);
+    const child = script(`
+      const m = new core.MemAgent({ path: ${JSON.stringify(path)}, sweepIntervalMs: 0 });
+      const first = await m.retrieveMemory({ queryText: 'Entry 7 keepers', topK: 3 });
+      const again = await m.retrieveMemory({ queryText: 'Entry 7 keepers', topK: 3 });
+      let store = 'stored';
+      try { await m.storeMemory('a new note', core.MemoryType.WORKING, core.MemoryPriority.LOW); } catch (e) { store = e.code; }
+      const { accessWriteFailures } = m.getMetrics();
+      console.log(JSON.stringify({ first: first.chunks.map((c) => c.id), again: again.cacheHit, count: m.getMemory(first.chunks[0].id).accessCount, accessWriteFailures, store }));
+      await m.close();`);
+    // Writes past 8 KiB fail (EFBIG): the file is larger already, so every write to its WAL fails, as on a full disk.
+    const r = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 8; exec "${process.execPath}" "${child}"`], { encoding: 'utf8', timeout: 60_000 });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+    const out = JSON.parse(r.stdout) as { first: string[]; again: boolean; count: number; accessWriteFailures: number; store: string };
+    expect(out).toEqual({ first: [ids[7], expect.any(String), expect.any(String)], again: true, count: 2, accessWriteFailures: 2, store: expect.stringMatching(/^SQLITE_(IOERR|FULL)/) });
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(db.prepare('SELECT SUM(access_count) AS n FROM items').get()).toEqual({ n: 0 });
+    db.close();
+  });
+});

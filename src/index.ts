@@ -3,8 +3,8 @@
  *
  * Hot paths run in a C++ Node-API addon (runtime-dispatched SIMD) and ONNX Runtime.
  * Parts: MoE gating and request routing with its control plane, DuoAttention, MemAgent memory,
- * budgets (resource and s1 thinking budgets), LLM backends and an OpenAI-compatible server.
- * Multi-round thinking and one serving pipeline are planned. docs/ARCHITECTURE.md describes the layers.
+ * budgets (resource and s1 thinking budgets), LLM backends, an OpenAI-compatible server and
+ * multi-round thinking (Think Twice). One serving pipeline is planned. docs/ARCHITECTURE.md describes the layers.
  *
  * @example
  * ```ts

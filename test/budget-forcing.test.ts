@@ -256,7 +256,8 @@ describe('BudgetForcing: store failures', () => {
     const b = make({ store: broken, onStoreError: 'fail-open', budgets: [{ resourceType: T, scope: 'daily', limit: 10 }] });
     const d = await b.requestBudget(req());
     expect(d).toMatchObject({ approved: true, unbacked: true });
-    expect(await b.commit(d.allocationId!, 3)).toEqual({ charged: 0, returned: 0, overLimit: false, unbacked: true });
+    // charged: 3, not 0: the use is queued and charged to the allocation's windows once the store answers (issue 20).
+    expect(await b.commit(d.allocationId!, 3)).toEqual({ charged: 3, returned: 0, overLimit: false, unbacked: true });
     await expect(b.commit(d.allocationId!, 3)).rejects.toThrow(RangeError); // settles once
     await expect(b.release('unbacked:made-up')).resolves.toBe(false);
     await b.close();

@@ -191,6 +191,24 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'charge adds to committed in every window, past any cap, once per id',
+    async run(s, t) {
+      await reserve(s, 'r1', 4, [win('a', 10)], t);
+      const op = { id: 'c1', amount: 7, windows: [{ key: 'a', expiresAt: null }, { key: 'new', expiresAt: t + 1000 }], now: t };
+      const after = [{ key: 'a', committed: 7, reserved: 4 }, { key: 'new', committed: 7, reserved: 0 }];
+      expect(await s.charge!(op)).toEqual({ applied: true, after });
+      // Sent again (a reply that never came): nothing more is added.
+      expect(await s.charge!(op)).toEqual({ applied: false, after });
+      expect(await s.charge!({ ...op, id: 'c2', amount: 0.5, windows: [{ key: 'a', expiresAt: null }, { key: 'a', expiresAt: null }] })).toEqual({
+        applied: true,
+        after: [{ key: 'a', committed: 8, reserved: 4 }, { key: 'a', committed: 8, reserved: 4 }], // a key named twice is charged twice
+      });
+      expect(await reserve(s, 'r2', 1, [win('a', 12)], t)).toMatchObject({ placed: false, before: [{ committed: 8, reserved: 4 }] });
+      // A window the charge created goes at its expiresAt like any other.
+      expect(await s.usage(['new'], t + 1000)).toEqual([{ committed: 0, reserved: 0 }]);
+    },
+  },
+  {
     name: 'rejects every call after close(), which is idempotent',
     async run(s, t) {
       await s.usage(['a'], t);
@@ -201,6 +219,7 @@ const cases: Case[] = [
       await expect(s.release('r', t)).rejects.toThrow(CLOSED);
       await expect(s.expire(t)).rejects.toThrow(CLOSED);
       await expect(s.usage(['a'], t)).rejects.toThrow(CLOSED);
+      await expect(s.charge!({ id: 'c', amount: 1, windows: [], now: t })).rejects.toThrow(CLOSED);
     },
   },
 ];
@@ -229,7 +248,9 @@ describe('RedisBudgetStore options', () => {
     const lazy = new Redis({ lazyConnect: true });
     const bad: Array<[unknown, ErrorConstructor, string]> = [
       [5, TypeError, 'Expected an options object for options but received 5 of type number'],
-      [{ host: 'x' }, TypeError, "Unknown option 'host' in options (expected one of: url, client, prefix, connectTimeoutMs, commandTimeoutMs)"],
+      [{ host: 'x' }, TypeError, "Unknown option 'host' in options (expected one of: url, client, prefix, connectTimeoutMs, commandTimeoutMs, onStateLoss, requirePersistence)"],
+      [{ onStateLoss: 'ignore' }, RangeError, "Expected one of 'fail', 'reset' for options.onStateLoss but received 'ignore' of type string"],
+      [{ requirePersistence: true }, TypeError, "Expected one of 'warn', 'refuse', 'ignore' for options.requirePersistence but received true of type boolean"],
       [{ url: 'redis://x', client: {} }, TypeError, 'Expected one of options.url and options.client but received both'],
       [{ url: 6379 }, TypeError, "Expected Redis URL ('redis://host:port[/db]' or 'rediss://…') for options.url but received 6379 of type number"],
       [{ url: 'localhost:6379' }, RangeError, "Expected Redis URL ('redis://host:port[/db]' or 'rediss://…') for options.url but received 'localhost:6379' of type string"],
@@ -314,7 +335,8 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore with Redis', () => {
       await reserve(s, 'r3', 1, [win('daily', 10, t + 60_000)], t, t + 60_000);
       await s.usage([], t + 10); // sweeps r1 into the expired list
       const keys = (await peek.keys(`${prefix}*`)).sort();
-      expect(keys).toEqual(['expired', 'r:r3', 'reservations', 'seq', 'w:daily', 'w:forever', 'windows'].map((k) => prefix + k));
+      // epoch: written with the namespace (state-loss detection); runid: the Redis that last checked it.
+      expect(keys).toEqual(['epoch', 'expired', 'r:r3', 'reservations', 'runid', 'seq', 'w:daily', 'w:forever', 'windows'].map((k) => prefix + k));
       const ttl = await peek.pexpiretime(`${prefix}w:daily`);
       expect(ttl).toBe(t + 60_000 + 24 * 3600 * 1000);
       expect(await peek.pexpiretime(`${prefix}w:forever`)).toBe(-1);
@@ -576,7 +598,7 @@ describe.skipIf(!hasRedisServer)('RedisBudgetStore when Redis fails', () => {
 // The child processes load the store as plain CommonJS: transpile its two source files.
 function transpileStore(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-store-'));
-  for (const file of ['budget/redis-store.ts', 'validate.ts', 'toolkit/closing.ts']) {
+  for (const file of ['budget/redis-store.ts', 'budget/redis-connection.ts', 'budget/redis-scripts.ts', 'budget/redis-state.ts', 'validate.ts', 'toolkit/closing.ts', 'toolkit/listeners.ts']) {
     const source = readFileSync(path.resolve('src', file), 'utf8');
     const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
     const out = path.join(dir, file.replace(/\.ts$/, '.js'));

@@ -11,12 +11,13 @@ import { MinHeap } from '../toolkit/min-heap';
 import { emitSafely } from '../toolkit/listeners';
 import * as v from '../validate';
 import { checkDefinition, checkRequest, LEVELS, OPTION_KEYS, RESOURCES } from './checks';
-import { type BudgetStore, MemoryBudgetStore, type SettleResult, type WindowCheck } from './store';
+import { type PendingCharge, Reconciler } from './reconcile';
+import { type BudgetStore, type ChargeResult, MemoryBudgetStore, type SettleResult, type WindowUsage } from './store';
 import {
   type BudgetAlert, type BudgetDecision, type BudgetDefinition, type BudgetForcingOptions, type BudgetMetrics, type BudgetRequest, type BudgetStatus,
   type BudgetViolation, type CommitResult, EnforcementLevel, type Overdraft, type ResourceType,
 } from './types';
-import { type BudgetWindow, budgetWindows, windowCap } from './windows';
+import { type BudgetWindow, budgetWindows, utilisationOf, windowCap, windowChecks } from './windows';
 
 // Fail-open allocation ids carry this prefix: they hold nothing in the store.
 const UNBACKED = 'unbacked:';
@@ -40,9 +41,12 @@ const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.
  * returns) or `release`s it; reservations left open expire after `estimatedDuration`.
  * Reservations are all-or-nothing inside the store, so concurrent requests — or processes,
  * with {@link RedisBudgetStore} — cannot push committed + reserved past a HARD limit.
+ * Fail-open approvals (`onStoreError: 'fail-open'`) are reconciled: what they commit is charged
+ * to their windows when the store answers again, and {@link BudgetMetrics} counts it.
  *
  * Events: `approved`, `denied` (the decision), `violation` ({@link BudgetViolation}), `alert`
- * ({@link BudgetAlert}), `expired` (`{ allocationId, requesterId, resourceType }`), `storeError` (the error,
+ * ({@link BudgetAlert}), `expired` (`{ allocationId, requesterId, resourceType }`), `reconciled`
+ * (`{ allocationId, amount, requesterId }`: a fail-open commit charged at last), `storeError` (the error,
  * from a decision or from the timed sweep). A listener that throws never changes what a call
  * returns: its error goes to the `'error'` listeners, or without any to a process warning.
  *
@@ -70,8 +74,8 @@ export class BudgetForcing extends EventEmitter {
   readonly #timer: NodeJS.Timeout;
   // Windows this instance reserved in, for utilisation: key -> (resource, limit, window end).
   readonly #touched = new Map<string, { resourceType: ResourceType; limit: number; end: number }>();
-  // Fail-open allocations (no reservation in the store): id -> expiry, so each settles once.
-  readonly #unbacked = new Map<string, number>();
+  // Fail-open allocations (no reservation in the store), and what they used until the store takes it.
+  readonly #reconciler: Reconciler;
   // Windows whose soft threshold has alerted (in this process), until the window is pruned.
   readonly #alerted = new Set<string>();
   // #touched keys by window end, so pruning costs O(log n) per ended window, not a scan per decision.
@@ -98,6 +102,8 @@ export class BudgetForcing extends EventEmitter {
     const sweep = o.sweepIntervalMs === undefined ? 1000 : v.integer('sweepIntervalMs', o.sweepIntervalMs, 1, 2 ** 31 - 1);
     if (o.now !== undefined && typeof o.now !== 'function') throw v.typeError('now', 'a function returning epoch ms', o.now);
     this.#now = o.now ?? Date.now;
+    const maxUnreconciled = o.maxUnreconciled === undefined ? 10_000 : v.integer('maxUnreconciled', o.maxUnreconciled, 0, 2 ** 31 - 1);
+    this.#reconciler = new Reconciler(this.#store, maxUnreconciled, this.#now, (p, r) => this.#reconciled(p, r));
     if (o.onViolation !== undefined) {
       if (typeof o.onViolation !== 'function') throw v.typeError('onViolation', 'a function', o.onViolation);
       this.on('violation', o.onViolation);
@@ -224,11 +230,7 @@ export class BudgetForcing extends EventEmitter {
 
     const id = randomUUID();
     const meta: Meta = { requesterId: req.requesterId, resourceType: req.resourceType, windows: windows.map((w) => ({ budgetId: w.budgetId, key: w.key, limit: w.def.limit })) };
-    const checks: WindowCheck[] = windows.map((w) => ({
-      key: w.key,
-      cap: this.#cap(w.def.limit, req.priority),
-      expiresAt: w.def.scope === 'session' ? now + this.#sessionTtl : w.end,
-    }));
+    const checks = windowChecks(windows, (limit) => this.#cap(limit, req.priority), now, this.#sessionTtl);
     let result;
     try {
       // With only per-request budgets there is nothing to hold: no store round trip.
@@ -239,12 +241,14 @@ export class BudgetForcing extends EventEmitter {
         return this.#deny(req, `Denied: the budget store is unavailable (${err instanceof Error ? err.message : String(err)}); onStoreError is 'fail-closed'`, false);
       }
       this.#m.approved++;
-      this.#unbacked.set(`${UNBACKED}${id}`, now + req.estimatedDuration * 1000);
+      const charged = windows.map((w, i) => ({ budgetId: w.budgetId, key: w.key, limit: w.def.limit, expiresAt: checks[i]!.expiresAt }));
+      this.#reconciler.approve(`${UNBACKED}${id}`, now + req.estimatedDuration * 1000, charged, req.requesterId);
       const decision: BudgetDecision = { approved: true, allocationId: `${UNBACKED}${id}`, message: 'Approved without a reservation: the budget store is unavailable and onStoreError is \'fail-open\'', overLimit: false, unbacked: true };
       emitSafely(this, 'approved', decision, req);
       return decision;
     }
 
+    if (checks.length > 0) this.#reconciler.kick(); // the store answers again: charge what fail-open approvals used
     const over = windows.filter((w, i) => result.before[i]!.committed + result.before[i]!.reserved + amount > w.def.limit);
     if (over.length > 0 || overRequest.length > 0) this.#m.wouldOverspend++;
     if (!result.placed) {
@@ -317,7 +321,8 @@ export class BudgetForcing extends EventEmitter {
    * more than reserved is allowed (usage is a fact) and is a violation if it takes a window past
    * its limit. Throws a RangeError for an unknown, settled or expired allocation: once a
    * reservation expires its hold is gone and nothing is charged, so give `estimatedDuration`
-   * room for the slowest call.
+   * room for the slowest call. A fail-open allocation (`unbacked`) settles without the store:
+   * its use is queued and charged to its windows once the store answers again.
    *
    * @example
    * ```ts
@@ -329,30 +334,44 @@ export class BudgetForcing extends EventEmitter {
     const id = this.#checkAllocation(allocationId);
     const actual = v.finite('actualAmount', actualAmount, { min: 0 });
     if (id.startsWith(UNBACKED)) {
-      // Nothing was reserved, so nothing can be charged: the store was down when it was approved.
-      if (!this.#settleUnbacked(id)) throw unknownAllocation(id);
-      return { charged: 0, returned: 0, overLimit: false, unbacked: true };
+      // Nothing was reserved (the store was down when it was approved): the use waits to be
+      // charged to the allocation's windows once the store answers again.
+      const charged = this.#reconciler.settle(id, actual);
+      if (charged === null) throw unknownAllocation(id);
+      return { charged, returned: 0, overLimit: false, unbacked: true };
     }
     const r = await this.#store.commit(id, actual, this.#now());
+    this.#reconciler.kick();
     if (!r) throw unknownAllocation(id);
     return this.#settled(id, r);
   }
 
+  // A fail-open commit charged at last: all of it is excess (nothing was reserved).
+  #reconciled(p: PendingCharge, r: ChargeResult): void {
+    emitSafely(this, 'reconciled', { allocationId: p.id, amount: p.amount, requesterId: p.requesterId });
+    if (r.applied) this.#charged(p.id, p.requesterId, p.windows, r.after, p.amount);
+  }
+
   #settled(id: string, r: SettleResult): CommitResult {
     const meta = JSON.parse(r.meta) as Meta;
-    let overLimit = false;
-    meta.windows.forEach((w, i) => {
-      const after = r.after[i]!;
-      const used = after.committed + after.reserved;
-      this.#maybeAlert(w.key, w.budgetId, meta.requesterId, used);
-      // Past the limit now, and not already past it before this charge's excess.
-      if (r.charged > r.reserved && used > w.limit && used - (r.charged - r.reserved) <= w.limit) {
-        overLimit = true;
-        this.#violation({ budgetId: w.budgetId, budget: this.#budgets.get(w.budgetId) ?? null, requesterId: meta.requesterId, cause: 'commit', used, limit: w.limit, allocationId: id });
+    const overLimit = this.#charged(id, meta.requesterId, meta.windows, r.after, r.charged - r.reserved);
+    return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit, unbacked: false };
+  }
+
+  // After a charge: alerts, and a violation for each window the charge's excess over its
+  // reservation took past the limit (past it now, and not before the excess). Returns whether any.
+  #charged(id: string, requesterId: string, windows: Meta['windows'], after: WindowUsage[], excess: number): boolean {
+    let over = false;
+    windows.forEach((w, i) => {
+      const used = after[i]!.committed + after[i]!.reserved;
+      this.#maybeAlert(w.key, w.budgetId, requesterId, used);
+      if (excess > 0 && used > w.limit && used - excess <= w.limit) {
+        over = true;
+        this.#violation({ budgetId: w.budgetId, budget: this.#budgets.get(w.budgetId) ?? null, requesterId, cause: 'commit', used, limit: w.limit, allocationId: id });
       }
     });
-    if (overLimit) this.#m.wouldOverspend++;
-    return { charged: r.charged, returned: Math.max(0, r.reserved - r.charged), overLimit, unbacked: false };
+    if (over) this.#m.wouldOverspend++;
+    return over;
   }
 
   /**
@@ -366,15 +385,12 @@ export class BudgetForcing extends EventEmitter {
   async release(allocationId: string): Promise<boolean> {
     this.#ensureOpen();
     const id = this.#checkAllocation(allocationId);
-    if (id.startsWith(UNBACKED)) return this.#settleUnbacked(id);
-    return (await this.#store.release(id, this.#now())) !== null;
+    if (id.startsWith(UNBACKED)) return this.#reconciler.settle(id, null) !== null;
+    const released = (await this.#store.release(id, this.#now())) !== null;
+    this.#reconciler.kick();
+    return released;
   }
 
-  #settleUnbacked(id: string): boolean {
-    const expiresAt = this.#unbacked.get(id);
-    this.#unbacked.delete(id);
-    return expiresAt !== undefined && expiresAt > this.#now();
-  }
 
   /**
    * Releases expired reservations now and emits `expired` for each (the timer calls this).
@@ -387,12 +403,14 @@ export class BudgetForcing extends EventEmitter {
   async sweep(): Promise<number> {
     if (this.#guard.closed) return 0;
     const now = this.#now();
-    for (const [id, expiresAt] of this.#unbacked) if (expiresAt <= now) this.#unbacked.delete(id);
+    this.#reconciler.prune(now);
     const expired = await this.#store.expire(now);
     for (const e of expired) {
       const meta = JSON.parse(e.meta) as Meta;
       emitSafely(this, 'expired', { allocationId: e.id, requesterId: meta.requesterId, resourceType: meta.resourceType });
     }
+    // The store answers: charge what fail-open approvals used (what fails waits for the next sweep).
+    await this.#reconciler.drain().catch((err: unknown) => emitSafely(this, 'storeError', err));
     return expired.length;
   }
 
@@ -411,6 +429,7 @@ export class BudgetForcing extends EventEmitter {
     const now = this.#now();
     const windows = RESOURCES.flatMap((r) => this.#windows(r, requesterId, sessionId, now)).filter((w) => w.def.scope !== 'request');
     const usage = await this.#store.usage(windows.map((w) => w.key), now);
+    this.#reconciler.kick();
     return windows.map((w, i) => ({ budgetId: w.budgetId, budget: w.def, window: w.window, committed: usage[i]!.committed, reserved: usage[i]!.reserved, limit: w.def.limit, resetsAt: w.end }));
   }
 
@@ -425,7 +444,8 @@ export class BudgetForcing extends EventEmitter {
 
 
   /**
-   * The counters and, from the store, utilisation per resource.
+   * The counters and, from the store, utilisation per resource (null while the store cannot be
+   * reached: the error goes to `storeError`, the rest is this instance's own and still reported).
    *
    * @example
    * ```ts
@@ -438,19 +458,10 @@ export class BudgetForcing extends EventEmitter {
     const now = this.#now();
     this.#prune(now);
     const touched = [...this.#touched]; // a snapshot: a concurrent call may prune while we await
-    const usage = touched.length > 0 ? await this.#store.usage(touched.map(([k]) => k), now) : [];
-    const sums = new Map<ResourceType, { used: number; limit: number }>();
-    touched.forEach(([, t], i) => {
-      const s = sums.get(t.resourceType) ?? { used: 0, limit: 0 };
-      s.used += (usage[i]?.committed ?? 0) + (usage[i]?.reserved ?? 0);
-      s.limit += t.limit;
-      sums.set(t.resourceType, s);
-    });
-    const utilisation: Partial<Record<ResourceType, number | null>> = {};
-    for (const r of RESOURCES) {
-      const s = sums.get(r);
-      utilisation[r] = s && s.limit > 0 ? s.used / s.limit : null;
-    }
+    // While the store cannot be reached the counters below are still this process's own: utilisation is unknown.
+    const usage = touched.length === 0 ? [] : await this.#store.usage(touched.map(([k]) => k), now).catch((err: unknown) => void emitSafely(this, 'storeError', err));
+    if (usage && touched.length > 0) this.#reconciler.kick();
+    const utilisation = utilisationOf(touched.map(([, t]) => t), usage ?? null, RESOURCES);
     const m = this.#m;
     return {
       approved: m.approved,
@@ -461,11 +472,13 @@ export class BudgetForcing extends EventEmitter {
       preventionRate: m.wouldOverspend > 0 ? m.prevented / m.wouldOverspend : null,
       meanDecisionMs: m.decisions > 0 ? m.decisionMs / m.decisions : null,
       utilisation,
+      ...this.#reconciler.counts(),
     };
   }
 
   /**
-   * Stops the sweep timer and closes the store. Idempotent.
+   * Stops the sweep timer, tries once more to charge what fail-open approvals used (what the
+   * store does not take then is lost), and closes the store. Idempotent.
    *
    * @example
    * ```ts
@@ -475,6 +488,7 @@ export class BudgetForcing extends EventEmitter {
   close(): Promise<void> {
     return this.#guard.close(async () => {
       clearInterval(this.#timer);
+      await this.#reconciler.drain().catch(() => undefined);
       await this.#store.close();
     });
   }

@@ -7,7 +7,7 @@ import * as v from '../validate';
 import { checkTimeZone } from './periods';
 import { type BudgetDefinition, type BudgetRequest, type BudgetScope, EnforcementLevel, ResourceType } from './types';
 
-export const OPTION_KEYS = ['enforcementLevel', 'store', 'onStoreError', 'overdraft', 'budgets', 'sweepIntervalMs', 'sessionTtlMs', 'onViolation', 'onAlert', 'now'];
+export const OPTION_KEYS = ['enforcementLevel', 'store', 'onStoreError', 'overdraft', 'budgets', 'sweepIntervalMs', 'sessionTtlMs', 'onViolation', 'onAlert', 'now', 'maxUnreconciled'];
 const SCOPES: readonly BudgetScope[] = ['request', 'session', 'daily', 'weekly', 'monthly'];
 export const RESOURCES = Object.values(ResourceType) as ResourceType[];
 export const LEVELS = Object.values(EnforcementLevel) as EnforcementLevel[];

@@ -15,6 +15,44 @@ export interface WindowCheck {
   cap: number;
   /** When the window's counters may be forgotten (epoch ms), or null to keep them. */
   expiresAt: number | null;
+  /**
+   * When the window began (epoch ms), if known. A store that lost its state refuses windows
+   * that began before the loss ({@link RedisBudgetStore}, `onStateLoss: 'fail'`); omitted or
+   * null counts as "before". {@link BudgetForcing} fills it: a calendar window's start, or
+   * `now - sessionTtlMs` for a session (the earliest it could have begun).
+   */
+  startsAt?: number | null;
+}
+
+/** A window charged by {@link BudgetStore.charge}. */
+export interface ChargeWindow {
+  /** Store key of the window. */
+  key: string;
+  /** When the window's counters may be forgotten (epoch ms), or null to keep them (used if the charge creates them). */
+  expiresAt: number | null;
+}
+
+/** A charge without a reservation: use approved while the store could not be reached (fail-open), charged once it answers again. */
+export interface ChargeOp {
+  /**
+   * Unique id of the charge. A store applies a charge once per id (for at least 24 hours), so
+   * sending it again after a reply that never came cannot charge twice.
+   */
+  id: string;
+  /** Amount added to every window's committed total (finite, >= 0). */
+  amount: number;
+  /** The windows, all at once. */
+  windows: ChargeWindow[];
+  /** Now (epoch ms): reservations whose expiry has passed are released first. */
+  now: number;
+}
+
+/** Result of {@link BudgetStore.charge}. */
+export interface ChargeResult {
+  /** False when a charge with this id had already been applied (nothing was added this time). */
+  applied: boolean;
+  /** Usage of every window after the charge (same order as `windows`). */
+  after: KeyedUsage[];
 }
 
 /** Committed and reserved totals of one window. */
@@ -138,6 +176,19 @@ export interface BudgetStore {
    */
   usage(keys: string[], now: number): Promise<WindowUsage[]>;
   /**
+   * Adds `amount` to the committed total of every window, all at once, with no reservation and
+   * no cap: use that was approved fail-open while the store could not be reached. Applied once
+   * per `op.id`. Optional: {@link BudgetForcing} can reconcile fail-open approvals only with a
+   * store that has it (both stores here do).
+   *
+   * @example
+   * ```ts
+   * const r = await store.charge!({ id: 'unbacked:1', amount: 420, windows: [{ key: 'tokens|user_001|2026-11-25', expiresAt: null }], now: Date.now() });
+   * console.log(r.applied, r.after); // true [{ key, committed, reserved }]
+   * ```
+   */
+  charge?(op: ChargeOp): Promise<ChargeResult>;
+  /**
    * Frees connections; later calls reject.
    *
    * @example
@@ -147,6 +198,9 @@ export interface BudgetStore {
    */
   close(): Promise<void>;
 }
+
+// How long a store remembers that a charge id was applied.
+const CHARGE_MEMORY_MS = 24 * 60 * 60 * 1000;
 
 interface Reservation {
   amount: number;
@@ -175,6 +229,9 @@ export class MemoryBudgetStore implements BudgetStore {
   // Entries are deleted lazily: one whose reservation was already settled is skipped.
   readonly #reservationsDue = new MinHeap<string>();
   readonly #windowsDue = new MinHeap<string>();
+  // Ids of charges applied, forgotten 24 h (by the callers' clock) after they were applied.
+  readonly #charged = new Set<string>();
+  readonly #chargedDue = new MinHeap<string>();
   readonly #guard = new CloseGuard('The budget store');
 
   #window(key: string, expiresAt: number | null = null): WindowUsage & { expiresAt: number | null } {
@@ -205,6 +262,7 @@ export class MemoryBudgetStore implements BudgetStore {
       const w = this.#windows.get(key);
       if (w !== undefined && w.expiresAt !== null && w.expiresAt <= now && w.reserved === 0) this.#windows.delete(key);
     }
+    while (this.#chargedDue.peekKey() <= now) this.#charged.delete(this.#chargedDue.pop()!);
   }
 
   #settle(id: string, r: Reservation, actual: number, now: number): SettleResult {
@@ -304,6 +362,31 @@ export class MemoryBudgetStore implements BudgetStore {
       const w = this.#windows.get(k);
       return { committed: w?.committed ?? 0, reserved: w?.reserved ?? 0 };
     });
+  }
+
+  /**
+   * {@inheritDoc BudgetStore.charge}
+   *
+   * @example
+   * ```ts
+   * const r = await store.charge({ id: 'unbacked:1', amount: 3, windows: [{ key: 'w', expiresAt: null }], now: 1_000 });
+   * // r: { applied: true, after: [{ key: 'w', committed: 3, reserved: 0 }] }; the same id again: applied false
+   * ```
+   */
+  async charge(op: ChargeOp): Promise<ChargeResult> {
+    this.#check();
+    this.#expireSync(op.now);
+    const applied = !this.#charged.has(op.id);
+    if (applied) {
+      this.#charged.add(op.id);
+      this.#chargedDue.push(op.now + CHARGE_MEMORY_MS, op.id);
+      for (const c of op.windows) this.#window(c.key, c.expiresAt).committed += op.amount;
+    }
+    const after = op.windows.map((c) => {
+      const w = this.#windows.get(c.key);
+      return { key: c.key, committed: w?.committed ?? 0, reserved: w?.reserved ?? 0 };
+    });
+    return { applied, after };
   }
 
   /**

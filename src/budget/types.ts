@@ -118,7 +118,11 @@ export interface BudgetDecision {
   message: string;
   /** True when approved past a limit (SOFT, or a MEDIUM overdraft); the violation was recorded. */
   overLimit: boolean;
-  /** True when the store could not be reached and `onStoreError: 'fail-open'` approved it unbacked. */
+  /**
+   * True when the store could not be reached (or could not vouch for a window after losing its
+   * state) and `onStoreError: 'fail-open'` approved it unbacked: nothing is reserved, and what
+   * its commit reports is charged to its windows once the store answers again (see {@link CommitResult.charged}).
+   */
   unbacked: boolean;
 }
 
@@ -136,10 +140,19 @@ export interface BudgetForcingOptions {
   /** Where reservations live; default a {@link MemoryBudgetStore} (this process only). */
   store?: BudgetStore;
   /**
-   * When the store cannot be reached: `'fail-closed'` (default) denies the request;
-   * `'fail-open'` approves it without a reservation (`unbacked: true`) and emits `storeError`.
+   * When the store cannot be reached, or refuses a reservation it cannot vouch for (a
+   * {@link BudgetStateLossError} after Redis lost its state): `'fail-closed'` (default) denies
+   * the request; `'fail-open'` approves it without a reservation (`unbacked: true`) and emits
+   * `storeError`. What a fail-open allocation commits is charged to its windows once the store
+   * answers again (reconciliation, counted in {@link BudgetMetrics}).
    */
   onStoreError?: 'fail-open' | 'fail-closed';
+  /**
+   * Most fail-open commits kept waiting for the store to come back (integer >= 0; default
+   * 10,000). Past it a commit's use is not kept: it is counted in
+   * {@link BudgetMetrics.unchargedAmount} and never charged.
+   */
+  maxUnreconciled?: number;
   /** MEDIUM only: the overdraft high-priority requests may use. Default `{ ratio: 0.1, minPriority: 5 }`. */
   overdraft?: Overdraft;
   /** Budgets to start with (more with {@link BudgetForcing.setBudget}). */
@@ -250,9 +263,31 @@ export interface BudgetMetrics {
   meanDecisionMs: number | null;
   /**
    * Per resource: Σ (committed + reserved) / Σ limit over the current windows this instance has
-   * reserved in (request-scope budgets excluded); null for resources without such windows.
+   * reserved in (request-scope budgets excluded); null for resources without such windows, and
+   * for every resource with windows while the store cannot be reached.
    */
   utilisation: Partial<Record<ResourceType, number | null>>;
+  /**
+   * Commits of fail-open allocations (`unbacked: true`, approved while the store could not be
+   * reached) whose use has been charged to their windows since the store answered again.
+   */
+  reconciledCommits: number;
+  /** Σ of what those commits charged (the `actualAmount` of each). */
+  reconciledAmount: number;
+  /**
+   * Commits of fail-open allocations still waiting for the store (at most `maxUnreconciled`): they
+   * are charged at the next successful store operation or sweep, or lost if this instance closes first.
+   */
+  unreconciledCommits: number;
+  /** Σ of what those waiting commits will charge. */
+  unreconciledAmount: number;
+  /**
+   * Commits of fail-open allocations whose use will never be charged: the waiting queue was full
+   * (`maxUnreconciled`), or the store has no {@link BudgetStore.charge}.
+   */
+  unchargedCommits: number;
+  /** Σ of what those commits used and nobody charged. */
+  unchargedAmount: number;
 }
 
 /**
@@ -289,15 +324,22 @@ export interface BudgetStatus {
  * ```
  */
 export interface CommitResult {
-  /** Amount charged (the actual use). */
+  /**
+   * Amount charged: the actual use. For an unbacked allocation (`unbacked: true`), the amount that
+   * will be charged to its windows once the store answers again (queued now, charged at the next
+   * successful store operation or sweep, and counted in {@link BudgetMetrics.reconciledAmount}
+   * then); 0 when the waiting queue was full or the store cannot charge
+   * ({@link BudgetMetrics.unchargedAmount}).
+   */
   charged: number;
   /** Reserved amount given back (reserved − charged, at least 0). */
   returned: number;
   /** Whether the charge took some window past its limit (a violation was recorded). */
   overLimit: boolean;
   /**
-   * True for a fail-open allocation: the store was unreachable when it was approved, nothing was
-   * reserved, and nothing is charged (`charged` is 0) — the use is not recorded anywhere.
+   * True for a fail-open allocation: the store was unreachable when it was approved and nothing
+   * was reserved, so nothing returns (`returned` is 0) and `overLimit` is false: the use is
+   * charged later, and a charge that takes a window past its limit is then a `violation` (cause `'commit'`).
    */
   unbacked: boolean;
 }

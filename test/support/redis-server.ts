@@ -1,5 +1,7 @@
 /**
- * Throwaway redis-server processes for tests: loopback only, no persistence, one per call.
+ * Throwaway redis-server processes for tests: loopback only, one per call, without persistence
+ * unless asked for an append-only file ({@link RedisServerOptions}). A server can be killed
+ * (SIGKILL) and restarted on the same port and data directory, as a crashed Redis would be.
  * When `redis-server` is not installed, suites skip with {@link redisSkipReason}.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -31,6 +33,17 @@ export const hasRedisServer = redisServerPath !== null;
 /** What a skipped suite prints. */
 export const redisSkipReason = 'redis-server not found: install it (apt-get install redis-server) to run these tests';
 
+/** How a server keeps its data. */
+export interface RedisServerOptions {
+  /**
+   * `'none'` (default): `--save '' --appendonly no`, a restart starts empty. `'aof-always'`:
+   * `--appendonly yes --appendfsync always`, every write is on disk before Redis answers.
+   */
+  persistence?: 'none' | 'aof-always';
+  /** More redis-server arguments, e.g. `['--rename-command', 'CONFIG', '']` as a managed Redis that refuses CONFIG. */
+  extraArgs?: string[];
+}
+
 /** A running redis-server. */
 export interface RedisServer {
   readonly port: number;
@@ -39,7 +52,11 @@ export interface RedisServer {
   pause(): void;
   /** SIGCONT after pause(). */
   resume(): void;
-  /** SIGTERM, then waits for the process to exit. Idempotent. */
+  /** SIGKILL, as a crash: waits for the process to exit and keeps the data directory for {@link RedisServer.restart}. */
+  kill(): Promise<void>;
+  /** Starts redis-server again on the same port, data directory and options (after {@link RedisServer.kill}). */
+  restart(): Promise<void>;
+  /** SIGTERM, then waits for the process to exit, and removes the data directory. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -90,9 +107,15 @@ function ping(port: number): Promise<void> {
   });
 }
 
-async function startOn(port: number): Promise<RedisServer | string> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+interface Spawned {
+  child: ChildProcess;
+  log: string;
+}
+
+// Starts one redis-server process; null (with its log) when it exits before it is ready.
+async function spawnServer(port: number, dir: string, options: RedisServerOptions): Promise<Spawned | string> {
+  const store = options.persistence === 'aof-always' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...store, '--dir', dir, ...(options.extraArgs ?? [])];
   const child = spawn(redisServerPath!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let log = '';
@@ -110,28 +133,39 @@ async function startOn(port: number): Promise<RedisServer | string> {
       resolve(false);
     });
   });
-  const cleanup = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGCONT'); // a paused server cannot act on SIGTERM
-      child.kill('SIGTERM');
-      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited(child);
-      clearTimeout(kill);
-    }
-    running.delete(child);
-    rmSync(dir, { recursive: true, force: true });
-  };
   if (!ready) {
-    await cleanup();
+    await end(child, 'SIGKILL');
     return log;
   }
   child.stdout!.resume();
   child.stderr!.resume();
   await ping(port);
+  return { child, log };
+}
+
+async function end(child: ChildProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGCONT'); // a paused server cannot act on SIGTERM
+    child.kill(signal);
+    const kill = signal === 'SIGTERM' ? setTimeout(() => child.kill('SIGKILL'), 5000) : undefined;
+    await exited(child);
+    clearTimeout(kill);
+  }
+  running.delete(child);
+}
+
+async function startOn(port: number, options: RedisServerOptions): Promise<RedisServer | string> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-redis-'));
+  const first = await spawnServer(port, dir, options);
+  if (typeof first === 'string') {
+    rmSync(dir, { recursive: true, force: true });
+    return first;
+  }
+  let child = first.child;
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stoppers.delete(stop);
-    return (stopping ??= cleanup());
+    return (stopping ??= end(child, 'SIGTERM').then(() => rmSync(dir, { recursive: true, force: true })));
   };
   stoppers.add(stop);
   return {
@@ -139,16 +173,35 @@ async function startOn(port: number): Promise<RedisServer | string> {
     url: `redis://127.0.0.1:${port}`,
     pause: () => void child.kill('SIGSTOP'),
     resume: () => void child.kill('SIGCONT'),
+    kill: () => end(child, 'SIGKILL'),
+    restart: async () => {
+      if (stopping) throw new Error('redis-server was stopped');
+      await end(child, 'SIGKILL');
+      // The port was ours a moment ago: a few tries cover a slow release of the socket.
+      let log = '';
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const next = await spawnServer(port, dir, options);
+        if (typeof next !== 'string') {
+          child = next.child;
+          return;
+        }
+        log = next;
+      }
+      throw new Error(`redis-server did not restart on port ${port}:\n${log}`);
+    },
     stop,
   };
 }
 
-/** Starts redis-server on `port` (default: a free one; retried on a race for it) and waits until it answers PING. */
-export async function startRedisServer(port?: number): Promise<RedisServer> {
+/**
+ * Starts redis-server on `port` (default: a free one; retried on a race for it) and waits until
+ * it answers PING.
+ */
+export async function startRedisServer(port?: number, options: RedisServerOptions = {}): Promise<RedisServer> {
   if (!redisServerPath) throw new Error(redisSkipReason);
   let log = '';
   for (let attempt = 0; attempt < 3; attempt++) {
-    const result = await startOn(port ?? (await freePort()));
+    const result = await startOn(port ?? (await freePort()), options);
     if (typeof result !== 'string') return result;
     log = result;
   }

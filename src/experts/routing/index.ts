@@ -1,7 +1,9 @@
 export { type CooldownReason, type ExpertProfile, type RoutingContext, type RoutingDecision, type RoutingMetrics, type RoutingOutcome, type RoutingReasons, RoutingStrategy } from './types';
 export { DEFAULT_EXPERTS } from './default-experts';
 export { RewiringExperts } from './rewiring-experts';
-export { type RewiringExpertsOptions, rewiringOptions } from './rewiring-options';
+export type { RewiringExpertsOptions } from './rewiring-options';
+/** @internal Checks router options under a path (the control plane's options.routerOptions). */
+export { rewiringOptions } from './rewiring-options';
 export { type FallbackOptions, type FallbackResult } from './fallback';
 export { KEYWORD_REPEAT, type ResolvedExpertProfile, profileText, validateProfile } from './profile';
 export { ProfileScorer, type ProfileScorerOptions, RELEVANCE_WEIGHTS, type RelevanceParts, type RelevanceWeights, type ScoredExperts } from './profile-scorer';

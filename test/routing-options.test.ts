@@ -34,7 +34,7 @@ describe('options checked under the path their caller wrote them at', () => {
   it('rewiringOptions names every option under the given path', () => {
     const at = 'options.routerOptions';
     const cases: Array<[unknown, Error]> = [
-      [{ colour: 1 }, new TypeError(`Unknown option 'colour' in ${at} (expected one of: strategy, experts, maxFallbacks, embedder, health, decisionTtlMs, maxPendingDecisions, seed, clock)`)],
+      [{ colour: 1 }, new TypeError(`Unknown option 'colour' in ${at} (expected one of: strategy, experts, maxFallbacks, embedder, health, decisionTtlMs, maxPendingDecisions, seed, clock, sharedState)`)],
       [{ strategy: 'random' }, new RangeError(`Expected one of 'performance_based', 'load_balanced', 'adaptive', 'predictive' for ${at}.strategy but received 'random' of type string`)],
       [{ maxFallbacks: 17 }, new RangeError(`Expected integer in [0, 16] for ${at}.maxFallbacks but received 17 of type number`)],
       [{ health: { failureRate: 2 } }, new RangeError(`Expected number in [0, 1] for ${at}.health.failureRate but received 2 of type number`)],

@@ -5,8 +5,8 @@
  */
 import { sleep } from '../../toolkit/sleep';
 import * as v from '../../validate';
-import type { HealthTracker } from './health';
 import type { PendingDecision, PendingDecisions } from './pending-decisions';
+import type { HealthView } from './shared-health';
 import type { ExpertProfile, RoutingContext, RoutingDecision, RoutingOutcome } from './types';
 
 /**
@@ -65,8 +65,8 @@ export interface FallbackRouter {
   routeQuery(text: string, context: RoutingContext): RoutingDecision;
   /** The router's pending decisions and requests in flight. */
   readonly pending: PendingDecisions;
-  /** The router's health tracker. */
-  readonly health: HealthTracker;
+  /** The router's health view. */
+  readonly health: Pick<HealthView, 'isAvailable' | 'earliestRecovery'>;
   /** The stored profile of a registered expert (not to be changed), or undefined. */
   profile(id: string): ExpertProfile | undefined;
   /** The router's clock (ms). */

@@ -6,23 +6,25 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { dict } from '../../dict';
+// ClosedError is imported for the doc link.
+import { CloseGuard, type ClosedError } from '../../toolkit/closing';
 import { emitSafely } from '../../toolkit/listeners';
 import * as v from '../../validate';
 import { ExpertGraph } from './expert-graph';
 import { type FallbackOptions, type FallbackResult, type FallbackRouter, routeWithFallback } from './fallback';
 import { FallbackOrder } from './fallback-order';
-import { HealthTracker } from './health';
+import { type ExpertHealth, HealthTracker } from './health';
 import { type PendingDecision, PendingDecisions } from './pending-decisions';
 import { checkProfile } from './profile';
 import { ProfileScorer } from './profile-scorer';
 import { readRouterState, RoutingCounters } from './router-state';
-import { resolveRewiringOptions, restoringOptions, type RewiringExpertsOptions } from './rewiring-options';
+import { checkContext, checkOutcome, resolveRewiringOptions, restoringOptions, type RewiringExpertsOptions } from './rewiring-options';
+import { type HealthView, linkSharedState, SharedHealth } from './shared-health';
+import type { SharedRoutingState } from './shared-state';
 import { saveState } from './state-file';
 import { type Candidate, createStrategy, type Strategy, strategyFromJSON } from './strategies';
 import type { ExpertProfile, RoutingContext, RoutingDecision, RoutingMetrics, RoutingOutcome, RoutingStrategy } from './types';
 
-const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'] as const;
-const OUTCOME_KEYS = ['success', 'latencyMs', 'quality', 'expertId', 'nonRetryable', 'retryAfterMs'] as const;
 
 /**
  * Routes each query to the expert (model, service, agent) most likely to answer it well and
@@ -49,6 +51,20 @@ const OUTCOME_KEYS = ['success', 'latencyMs', 'quality', 'expertId', 'nonRetryab
  * to the `'error'` listeners when there are any; otherwise (or when an `'error'` listener
  * throws) to `process.emitWarning`, so it is seen without crashing the process.
  *
+ * **Several replicas.** With `sharedState` (Redis), every outcome is also sent to a Lua script
+ * that applies the same cooldown rules to the whole fleet's window of the expert, and appended
+ * to a stream of outcomes. A cooldown that starts anywhere is published at once, so the other
+ * replicas avoid the expert about one network hop after the failing replica's round trip; a poll
+ * every `syncIntervalMs` (and every outcome's reply) refreshes the list of cooldowns and reads
+ * the other replicas' outcomes, which feed this replica's strategy statistics (success rates,
+ * latencies, quality; ADAPTIVE's Thompson counts) — LinUCB's per-expert matrices stay local:
+ * they need each query's features, which are not shared. An expert is avoided while this
+ * replica's own outcomes or the fleet's cool it down. `routeQuery` never waits for Redis: while
+ * Redis is unreachable the router goes on with its own outcomes (and the fleet cooldowns it
+ * knew), reports `'sharedState'` ({ connected: false, error }; a process warning when nobody
+ * listens), and after reconnecting restores its own cooldowns in Redis and resynchronises.
+ * Call {@link RewiringExperts.close} to end the connection.
+ *
  * @example
  * ```ts
  * import { RewiringExperts, RoutingStrategy } from '@capibara/core';
@@ -64,7 +80,9 @@ export class RewiringExperts extends EventEmitter {
   readonly strategy: RoutingStrategy;
   readonly #experts = new Map<string, Required<Pick<ExpertProfile, 'capacity'>> & ExpertProfile>();
   readonly #scorer: ProfileScorer;
-  readonly #health: HealthTracker;
+  readonly #health: HealthView;
+  readonly #shared: SharedRoutingState | undefined;
+  readonly #guard = new CloseGuard('RewiringExperts');
   readonly #graph: ExpertGraph;
   readonly #policy: Strategy;
   readonly #pending: PendingDecisions;
@@ -99,11 +117,8 @@ export class RewiringExperts extends EventEmitter {
     this.#scorer = new ProfileScorer(embedder === undefined ? { cacheSize } : { embedder, cacheSize });
     const dims = this.#scorer.dimensions;
     this.#pending = new PendingDecisions(dims, o.maxPendingDecisions, o.decisionTtlMs);
-    this.#health = new HealthTracker({
-      ...o.health,
-      now: this.#clock,
-      onChange: (id, status) => emitSafely(this, status.available ? 'recovered' : 'cooldown', id, status),
-    });
+    const onChange = (id: string, status: ExpertHealth) => emitSafely(this, status.available ? 'recovered' : 'cooldown', id, status);
+    this.#health = o.sharedState === undefined ? new HealthTracker({ ...o.health, now: this.#clock, onChange }) : new SharedHealth(o.health, this.#clock, onChange);
     this.#graph = new ExpertGraph({ onRewire: (e) => emitSafely(this, 'rewired', e) });
     const restore = o.restore;
     this.#policy = restore === undefined ? createStrategy(this.strategy, { dimensions: dims, seed: o.seed }) : strategyFromJSON(restore.state.policy, { dimensions: dims, seed: o.seed });
@@ -117,6 +132,16 @@ export class RewiringExperts extends EventEmitter {
       this.#health.load(state.health);
       this.#counters = RoutingCounters.fromJSON(state.stats, `${file}: stats`);
     }
+    this.#shared = o.sharedState === undefined ? undefined : linkSharedState(o.sharedState, {
+      health: this.#health as SharedHealth,
+      rules: o.health,
+      now: this.#clock,
+      experts: () => this.#experts.keys(),
+      has: (id) => this.#experts.has(id),
+      observe: (id, outcome, at) => this.#policy.observe(id, outcome, at),
+      emitter: this,
+      replica: this.#idPrefix.slice(0, -1),
+    });
     this.#fallbackRouter = {
       routeQuery: (text, context) => this.routeQuery(text, context),
       pending: this.#pending,
@@ -193,6 +218,7 @@ export class RewiringExperts extends EventEmitter {
    * ```
    */
   routeQuery(text: string, context: RoutingContext = {}): RoutingDecision {
+    this.#guard.check();
     return this.#route(text, context, true);
   }
 
@@ -317,24 +343,11 @@ export class RewiringExperts extends EventEmitter {
    * ```
    */
   recordOutcome(decisionId: string, outcome: RoutingOutcome): void {
+    this.#guard.check();
     v.string('decisionId', decisionId);
     const p = this.#pending.get(decisionId);
     if (p === undefined) throw v.rangeError('decisionId', 'id of a decision made in the last decisionTtlMs', decisionId);
-    const o = v.options<RoutingOutcome>('outcome', outcome, OUTCOME_KEYS);
-    const success = v.boolean('outcome.success', o.success);
-    const latencyMs = v.finite('outcome.latencyMs', o.latencyMs, { min: 0 });
-    const quality = o.quality === undefined ? undefined : v.unitInterval('outcome.quality', o.quality);
-    const expertId = o.expertId === undefined ? p.expertId : v.string('outcome.expertId', o.expertId);
-    if (expertId !== p.expertId && !p.fallbacks.includes(expertId)) {
-      throw v.rangeError('outcome.expertId', `the decision's expert or one of its fallbacks (${[p.expertId, ...p.fallbacks].join(', ')})`, expertId);
-    }
-    const nonRetryable = o.nonRetryable === undefined ? false : v.boolean('outcome.nonRetryable', o.nonRetryable);
-    const retryAfterMs = o.retryAfterMs === undefined ? undefined : v.finite('outcome.retryAfterMs', o.retryAfterMs, { min: 0 });
-    this.#apply(decisionId, p, {
-      success, latencyMs, expertId, nonRetryable,
-      ...(quality === undefined ? {} : { quality }),
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    });
+    this.#apply(decisionId, p, checkOutcome(outcome, p.expertId, p.fallbacks));
   }
 
   // Applies a checked outcome to its decision (held by the caller, so eviction cannot lose it).
@@ -345,6 +358,7 @@ export class RewiringExperts extends EventEmitter {
     if (expertId === p.expertId) this.#pending.release(p);
     if (this.#experts.has(expertId)) {
       this.#health.record(expertId, { success, nonRetryable: nonRetryable ?? false, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      this.#shared?.record(expertId, !success, !success && nonRetryable === true, success ? 0 : (retryAfterMs ?? 0), latencyMs, quality);
       this.#policy.update(expertId, this.#pending.features(p), { success, latencyMs, ...(quality === undefined ? {} : { quality }) }, now);
       if (expertId !== p.expertId && this.#experts.has(p.expertId)) this.#graph.rewire(p.expertId, expertId, success);
     }
@@ -461,22 +475,55 @@ export class RewiringExperts extends EventEmitter {
     return new RewiringExperts(restoringOptions(options, state, path));
   }
 
+  /**
+   * Refreshes this replica's view of the state shared through `sharedState` now: every fleet
+   * cooldown, each expert's fleet window, and the outcomes other replicas recorded since the
+   * last refresh (the poll does this every `syncIntervalMs`). Outcomes recorded before the call
+   * have reached Redis (or failed to) when it resolves.
+   *
+   * @returns Whether Redis answered; false without `sharedState`, or while Redis is unreachable.
+   *
+   * @example
+   * ```ts
+   * if (!(await router.sync())) console.warn('routing on this replica\'s own outcomes only');
+   * ```
+   */
+  async sync(): Promise<boolean> {
+    this.#guard.check();
+    return this.#shared === undefined ? false : this.#shared.poll();
+  }
+
+  /**
+   * Ends the connection to the shared state (when there is one) and stops its poll. Every call
+   * returns the first call's promise; afterwards `routeQuery`, `recordOutcome` and `sync` throw
+   * {@link ClosedError}, `'RewiringExperts is closed'`.
+   *
+   * @example
+   * ```ts
+   * await router.close();
+   * ```
+   */
+  close(): Promise<void> {
+    return this.#guard.close(async () => {
+      await this.#shared?.close();
+    });
+  }
+
+  /**
+   * Same as {@link RewiringExperts.close}, for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using router = new RewiringExperts({ sharedState: { url: 'redis://127.0.0.1:6379' } });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   #add(p: ExpertProfile): void {
     this.#scorer.set(p);
     this.#experts.set(p.id, { ...p, capacity: p.capacity ?? 4 });
     this.#graph.addNode(p.id);
   }
-}
-
-function checkContext(context: unknown): RoutingContext {
-  const c = v.options<RoutingContext>('context', context, CONTEXT_KEYS);
-  const out: RoutingContext = {};
-  if (c.domain !== undefined) out.domain = v.nonEmptyString('context.domain', c.domain);
-  if (c.complexity !== undefined) out.complexity = v.unitInterval('context.complexity', c.complexity);
-  if (c.latencyBudgetMs !== undefined) out.latencyBudgetMs = v.finite('context.latencyBudgetMs', c.latencyBudgetMs, { positive: true });
-  if (c.exclude !== undefined) {
-    if (!Array.isArray(c.exclude)) throw v.typeError('context.exclude', 'array of expert ids', c.exclude);
-    out.exclude = c.exclude.map((x: unknown, i) => v.string(`context.exclude[${i}]`, x));
-  }
-  return out;
 }

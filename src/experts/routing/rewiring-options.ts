@@ -7,9 +7,10 @@ import * as v from '../../validate';
 import { DEFAULT_EXPERTS } from './default-experts';
 import { healthOptions } from './health';
 import { checkProfile } from './profile';
+import { type ResolvedSharedState, type SharedRoutingStateOptions, sharedStateOptions } from './shared-state';
 import { type ResolvedScorerOptions, scorerOptions } from './profile-scorer';
 import type { RouterState } from './router-state';
-import { type ExpertProfile, RoutingStrategy } from './types';
+import { type ExpertProfile, type RoutingContext, type RoutingOutcome, RoutingStrategy } from './types';
 
 /**
  * Options of {@link RewiringExperts}.
@@ -51,6 +52,12 @@ export interface RewiringExpertsOptions {
   seed?: number;
   /** Clock in ms (tests). Default `Date.now`. */
   clock?: () => number;
+  /**
+   * Share expert health (cooldowns, failure windows) and outcome statistics with the other
+   * replicas of the service through Redis (see {@link RewiringExperts}, "Several replicas").
+   * Default: none, everything stays in this process.
+   */
+  sharedState?: SharedRoutingStateOptions;
 }
 
 /**
@@ -71,9 +78,11 @@ export interface ResolvedRewiringOptions {
   health: { windowMs: number; failureRate: number; minRequests: number; cooldownMs: number };
   /** Saved state to start from (`RewiringExperts.load`), and the file it came from. */
   restore?: { state: RouterState; file: string };
+  /** Where health and outcome statistics are shared, if anywhere. */
+  sharedState?: ResolvedSharedState;
 }
 
-const OPTION_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'maxPendingDecisions', 'seed', 'clock'] as const;
+const OPTION_KEYS = ['strategy', 'experts', 'maxFallbacks', 'embedder', 'health', 'decisionTtlMs', 'maxPendingDecisions', 'seed', 'clock', 'sharedState'] as const;
 const HEALTH_KEYS = ['windowMs', 'failureRate', 'minRequests', 'cooldownMs'] as const;
 const STRATEGIES = Object.values(RoutingStrategy);
 /** Default of {@link RewiringExpertsOptions.maxPendingDecisions}. */
@@ -124,9 +133,10 @@ export function resolveRewiringOptions(options: unknown): ResolvedRewiringOption
 }
 
 function register(r: ResolvedRewiringOptions): Readonly<RewiringExpertsOptions> {
-  const { strategy, experts, maxFallbacks, decisionTtlMs, maxPendingDecisions, seed, clock, health } = r;
+  const { strategy, experts, maxFallbacks, decisionTtlMs, maxPendingDecisions, seed, clock, health, sharedState } = r;
   const out: RewiringExpertsOptions = Object.freeze({
     strategy, experts, maxFallbacks, decisionTtlMs, maxPendingDecisions, seed, clock, embedder: r.scorer.embedder, health: Object.freeze({ ...health }),
+    ...(sharedState === undefined ? {} : { sharedState: Object.freeze(sharedOptions(sharedState)) }),
   });
   RESOLVED.set(out, r);
   return out;
@@ -155,5 +165,56 @@ function checkOptions(options: unknown, path: string): ResolvedRewiringOptions {
     if (checked.keywords !== undefined) Object.freeze(checked.keywords);
     return Object.freeze(checked);
   });
-  return { strategy, experts: Object.freeze(experts), maxFallbacks, decisionTtlMs, maxPendingDecisions, seed, clock, scorer, health };
+  const sharedState = o.sharedState === undefined ? undefined : sharedStateOptions(o.sharedState, `${path}.sharedState`);
+  return { strategy, experts: Object.freeze(experts), maxFallbacks, decisionTtlMs, maxPendingDecisions, seed, clock, scorer, health, ...(sharedState === undefined ? {} : { sharedState }) };
+}
+
+// The options a resolved sharedState came from (url or client, not both).
+function sharedOptions(r: ResolvedSharedState): SharedRoutingStateOptions {
+  const { url, client, prefix, syncIntervalMs, commandTimeoutMs, connectTimeoutMs } = r;
+  return client === undefined ? { url: url!, prefix, syncIntervalMs, commandTimeoutMs, connectTimeoutMs } : { client, prefix, syncIntervalMs, commandTimeoutMs };
+}
+
+const CONTEXT_KEYS = ['domain', 'complexity', 'latencyBudgetMs', 'exclude'] as const;
+
+/**
+ * A routing context checked, as `routeQuery` takes it.
+ * @internal
+ */
+export function checkContext(context: unknown): RoutingContext {
+  const c = v.options<RoutingContext>('context', context, CONTEXT_KEYS);
+  const out: RoutingContext = {};
+  if (c.domain !== undefined) out.domain = v.nonEmptyString('context.domain', c.domain);
+  if (c.complexity !== undefined) out.complexity = v.unitInterval('context.complexity', c.complexity);
+  if (c.latencyBudgetMs !== undefined) out.latencyBudgetMs = v.finite('context.latencyBudgetMs', c.latencyBudgetMs, { positive: true });
+  if (c.exclude !== undefined) {
+    if (!Array.isArray(c.exclude)) throw v.typeError('context.exclude', 'array of expert ids', c.exclude);
+    out.exclude = c.exclude.map((x: unknown, i) => v.string(`context.exclude[${i}]`, x));
+  }
+  return out;
+}
+
+const OUTCOME_KEYS = ['success', 'latencyMs', 'quality', 'expertId', 'nonRetryable', 'retryAfterMs'] as const;
+
+/**
+ * An outcome checked, as `recordOutcome` takes it for a decision of `expertId` with `fallbacks`:
+ * its `expertId` filled in.
+ * @internal
+ */
+export function checkOutcome(outcome: unknown, expertId: string, fallbacks: readonly string[]): RoutingOutcome {
+  const o = v.options<RoutingOutcome>('outcome', outcome, OUTCOME_KEYS);
+  const success = v.boolean('outcome.success', o.success);
+  const latencyMs = v.finite('outcome.latencyMs', o.latencyMs, { min: 0 });
+  const quality = o.quality === undefined ? undefined : v.unitInterval('outcome.quality', o.quality);
+  const id = o.expertId === undefined ? expertId : v.string('outcome.expertId', o.expertId);
+  if (id !== expertId && !fallbacks.includes(id)) {
+    throw v.rangeError('outcome.expertId', `the decision's expert or one of its fallbacks (${[expertId, ...fallbacks].join(', ')})`, id);
+  }
+  const nonRetryable = o.nonRetryable === undefined ? false : v.boolean('outcome.nonRetryable', o.nonRetryable);
+  const retryAfterMs = o.retryAfterMs === undefined ? undefined : v.finite('outcome.retryAfterMs', o.retryAfterMs, { min: 0 });
+  return {
+    success, latencyMs, expertId: id, nonRetryable,
+    ...(quality === undefined ? {} : { quality }),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  };
 }

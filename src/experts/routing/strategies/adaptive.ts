@@ -131,6 +131,12 @@ export class AdaptiveStrategy extends BaseStrategy {
     return out;
   }
 
+  // Thompson's counts are feature-blind: another replica's outcome counts as one of ours. LinUCB
+  // would need that query's features (and the same embedder and projection), so its arms stay local.
+  protected override learnBlind(id: string, outcome: StrategyOutcome, now: number): void {
+    if (this.options.adaptiveMethod === 'thompson') this.#learnBeta(id, reward(outcome, this.options), now);
+  }
+
   protected override learn(id: string, features: Float32Array, outcome: StrategyOutcome, now: number): void {
     const r = reward(outcome, this.options);
     const { lambda, halfLifeMs } = this.options;
@@ -143,6 +149,11 @@ export class AdaptiveStrategy extends BaseStrategy {
       arm.update(this.#context(features), r - REWARD_PRIOR, now, lambda, halfLifeMs);
       return;
     }
+    this.#learnBeta(id, r, now);
+  }
+
+  #learnBeta(id: string, r: number, now: number): void {
+    const { halfLifeMs } = this.options;
     let arm = this.#beta.get(id);
     if (arm === undefined) {
       arm = { wins: 0, losses: 0, time: now };

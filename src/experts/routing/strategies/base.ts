@@ -100,6 +100,16 @@ export abstract class BaseStrategy implements Strategy {
     this.learn(id, features, outcome, now);
   }
 
+  observe(id: string, outcome: StrategyOutcome, now: number): void {
+    let s = this.experts.get(id);
+    if (s === undefined) {
+      s = new ExpertStats();
+      this.experts.set(id, s);
+    }
+    s.observe(outcome, now, this.options.halfLifeMs);
+    this.learnBlind(id, outcome, now);
+  }
+
   remove(id: string): void {
     this.experts.delete(id);
     this.forget(id);
@@ -144,6 +154,8 @@ export abstract class BaseStrategy implements Strategy {
 
   /** Extra learning beyond the shared statistics. */
   protected learn(_id: string, _features: Float32Array, _outcome: StrategyOutcome, _now: number): void {}
+  /** Extra learning from an outcome whose query features are unknown (another replica's). */
+  protected learnBlind(_id: string, _outcome: StrategyOutcome, _now: number): void {}
   /** Drops the extra state of `id`. */
   protected forget(_id: string): void {}
   /** Extra state of `id` for JSON, or undefined. */

@@ -116,6 +116,18 @@ export interface Strategy {
    */
   update(id: string, features: Float32Array, outcome: StrategyOutcome, now: number): void;
   /**
+   * Learns from an outcome another replica recorded for `id`, whose query features are not
+   * known here: the per-expert statistics (success counts, latencies, quality) and, with
+   * ADAPTIVE's Thompson sampling (feature-blind), its counts; LinUCB's arms need the features
+   * and stay as they are.
+   *
+   * @example
+   * ```ts
+   * strategy.observe('sql', { success: false, latencyMs: 30000 }, now);
+   * ```
+   */
+  observe(id: string, outcome: StrategyOutcome, now: number): void;
+  /**
    * Forgets everything learned about `id` (an expert that was removed).
    *
    * @example

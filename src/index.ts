@@ -26,3 +26,5 @@ export * from './experts/routing/index';
 export * from './experts/control/index';
 export * from './attention/index';
 export * from './thinking/index';
+export * from './pipeline/index';
+export * from './metrics/index';

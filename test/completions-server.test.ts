@@ -151,7 +151,7 @@ describe('through the real client', () => {
     const res = await post({ prompt: 'p' });
     expect([res.status, await res.json()]).toEqual([
       500,
-      { error: { message: "Counting the prompt's tokens failed: Expected integer >= 0 for countTokens() result but received -1 of type number", type: 'server_error', param: null, code: null } },
+      { error: { message: "Generation failed: Counting the prompt's tokens failed: Expected integer >= 0 for countTokens() result but received -1 of type number", type: 'server_error', param: null, code: null } },
     ]);
   });
 
@@ -366,7 +366,7 @@ describe('wire format', () => {
 
 describe('errors', () => {
   const PROMPT = 'non-empty string, non-empty array of token ids, or a non-empty array of those';
-  const FIELDS = 'model, prompt, max_tokens, temperature, top_p, seed, stop, stream, stream_options, logprobs, n, best_of, echo, suffix, presence_penalty, frequency_penalty, logit_bias, user';
+  const FIELDS = 'model, prompt, max_tokens, temperature, top_p, seed, stop, stream, stream_options, logprobs, n, best_of, echo, suffix, presence_penalty, frequency_penalty, logit_bias, user, capibara';
   const jsonError = (text: string) => {
     try {
       JSON.parse(text);
@@ -432,12 +432,13 @@ describe('errors', () => {
       404,
       { error: { message: "The model 'gpt-4' does not exist; this server serves 'tiny'", type: 'invalid_request_error', param: 'model', code: 'model_not_found' } },
     ]);
-    const path = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: JSON_TYPE, body: '{}' });
+    const path = await fetch(`${url}/v1/embeddings`, { method: 'POST', headers: JSON_TYPE, body: '{}' });
     expect([path.status, await path.json()]).toEqual([
       404,
       {
         error: {
-          message: 'Unknown path /v1/chat/completions (this server has POST /v1/completions, GET /v1/models, POST /tokenize, GET /health)',
+          message:
+            'Unknown path /v1/embeddings (this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id}, POST /tokenize, GET /metrics, GET /health)',
           type: 'invalid_request_error',
           param: null,
           code: 'not_found',
@@ -523,7 +524,7 @@ describe('createCompletionsServer and listen', () => {
     [gen, { model: 'm', apiKey: 5 }, 'Expected non-empty string for options.apiKey but received 5 of type number'],
     [gen, { model: 'm', maxQueue: -1 }, 'Expected integer >= 0 for options.maxQueue but received -1 of type number'],
     [gen, { model: 'm', maxBodyBytes: 0 }, 'Expected integer >= 1 for options.maxBodyBytes but received 0 of type number'],
-    [gen, { model: 'm', max_queue: 1 }, "Unknown option 'max_queue' in options (expected one of: model, apiKey, maxQueue, maxBodyBytes, maxPromptsPerRequest, maxTokensPerRequest)"],
+    [gen, { model: 'm', max_queue: 1 }, "Unknown option 'max_queue' in options (expected one of: model, apiKey, maxQueue, maxBodyBytes, maxPromptsPerRequest, maxTokensPerRequest, apiKeys, contextLength, headersTimeoutMs, requestTimeoutMs, chatTemplate, metrics)"],
   ])('rejects options %#', (g, opts, message) => {
     expect(() => createCompletionsServer(g as Generator, opts as CompletionsServerOptions)).toThrow(message);
   });

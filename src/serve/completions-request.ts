@@ -5,28 +5,10 @@
  */
 import type { GeneratorPrompt } from '../llm/index';
 import * as v from '../validate';
+import { HttpError, field, knownFields } from './errors';
+import { type Extension, parseExtension } from './extension';
 
-/** An answer other than 2xx, sent as OpenAI's `{ error: { message, type, param, code } }`. */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-
-  /** OpenAI's error types: the client's fault, or the server's. */
-  get type(): string {
-    return this.status >= 500 ? 'server_error' : 'invalid_request_error';
-  }
-
-  get body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
-  }
-}
+export { HttpError } from './errors';
 
 /** A checked completions request: one prompt per choice, sampling fields undefined when unset. */
 export interface CompletionsRequest {
@@ -40,12 +22,18 @@ export interface CompletionsRequest {
   includeUsage: boolean;
   /** `logprobs` was 0 or 1: answer the sampled tokens' log-probabilities. */
   logprobs: boolean;
+  /** The `user` field, when non-empty. */
+  user: string | undefined;
+  /** The `capibara` extension field. */
+  extension: Extension;
 }
 
 const COMPLETIONS_FIELDS = [
   'model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options', 'logprobs',
   // OpenAI fields accepted only at their neutral value, so clients that always send them work.
   'n', 'best_of', 'echo', 'suffix', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'user',
+  // This server's own: thinking, memory, tracing (see extension.ts).
+  'capibara',
 ] as const;
 const TOKENIZE_FIELDS = ['model', 'prompt', 'content', 'add_special_tokens'] as const;
 const DEFAULT_MAX_TOKENS = 16;
@@ -76,8 +64,10 @@ export function checkModel(body: Record<string, unknown>, served: string): void 
 export interface RequestLimits {
   /** Most prompts in one request. */
   maxPrompts: number;
-  /** Most tokens one request may ask for: prompts × max_tokens. */
+  /** Most tokens one request may ask for: prompts × max_tokens (plus thinking tokens). */
   maxTokens: number;
+  /** The thinking tokens a request asking for s1 thinking without `max_thinking_tokens` gets. */
+  defaultThinkingTokens: number;
 }
 
 export function parseCompletionsRequest(body: Record<string, unknown>, limits: RequestLimits): CompletionsRequest {
@@ -93,18 +83,16 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
   if (bias !== undefined && (typeof bias !== 'object' || Array.isArray(bias) || Object.keys(bias as object).length > 0)) {
     throw new HttpError(400, `${v.rangeError('logit_bias', 'null or {}', bias).message} (logit bias is not supported)`, 'logit_bias');
   }
-  if (opt('user') !== undefined) field('user', () => v.string('user', body['user']));
+  const user = opt('user') === undefined ? undefined : field('user', () => v.string('user', body['user'])) || undefined;
+  const extension = parseExtension(opt('capibara'));
 
   const prompts = field('prompt', () => parsePrompt(body['prompt']));
   const maxTokens = opt('max_tokens') === undefined ? DEFAULT_MAX_TOKENS : field('max_tokens', () => v.integer('max_tokens', body['max_tokens'], 0));
   if (prompts.length > limits.maxPrompts) {
     throw new HttpError(400, `${v.rangeError('prompt', `at most ${limits.maxPrompts} prompts (this server's maxPromptsPerRequest)`, body['prompt']).message}`, 'prompt');
   }
-  if (prompts.length * maxTokens > limits.maxTokens) {
-    const asked = prompts.length === 1 ? `max_tokens ${maxTokens}` : `${prompts.length} prompts × max_tokens ${maxTokens} = ${prompts.length * maxTokens}`;
-    throw new HttpError(400, `The request asks for up to ${asked} tokens; this server allows ${limits.maxTokens} per request (maxTokensPerRequest)`, 'max_tokens');
-  }
-  const temperature = opt('temperature') === undefined ? undefined : field('temperature', () => v.finite('temperature', body['temperature'], { min: 0 }));
+  checkTokenLimits(prompts.length, maxTokens, extension, limits);
+  const temperature = opt('temperature') === undefined ? undefined : field('temperature', () => parseTemperature(body['temperature']));
   const topP = opt('top_p') === undefined ? undefined : field('top_p', () => openUnitInterval('top_p', body['top_p']));
   const seed = opt('seed') === undefined ? undefined : field('seed', () => v.integer('seed', body['seed'], 0));
   const stop = opt('stop') === undefined ? [] : field('stop', () => parseStop(body['stop']));
@@ -128,7 +116,32 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
     });
     if (o.include_usage !== undefined && o.include_usage !== null) includeUsage = field('stream_options', () => v.boolean('stream_options.include_usage', o.include_usage));
   }
-  return { prompts, maxTokens, stop, temperature, topP, seed, stream, includeUsage, logprobs: lp !== undefined };
+  if (extension.multiRound !== undefined || extension.thinking !== undefined) {
+    if (prompts.some((p) => typeof p !== 'string')) throw new HttpError(400, 'Thinking (capibara.thinking or capibara.multi_round) needs text prompts, not token ids', 'capibara');
+    if (stop.length > 0) throw new HttpError(400, 'stop is not supported with thinking (capibara.thinking or capibara.multi_round)', 'stop');
+    if (lp !== undefined) throw new HttpError(400, 'logprobs are not reported with thinking (capibara.thinking or capibara.multi_round)', 'logprobs');
+  }
+  return { prompts, maxTokens, stop, temperature, topP, seed, stream, includeUsage, logprobs: lp !== undefined, user, extension };
+}
+
+/**
+ * What one request may ask for: `count` generations of `max_tokens` each, plus the thinking
+ * tokens of each when it thinks within s1 bounds: more than `maxTokensPerRequest` → 400.
+ */
+export function checkTokenLimits(count: number, maxTokens: number, extension: Extension, limits: RequestLimits): void {
+  const thinking = extension.thinking === undefined ? 0 : (extension.thinking.maxThinkingTokens ?? limits.defaultThinkingTokens);
+  const each = maxTokens + thinking;
+  if (count * each <= limits.maxTokens) return;
+  const one = thinking > 0 ? `max_tokens ${maxTokens} + max_thinking_tokens ${thinking}` : `max_tokens ${maxTokens}`;
+  const asked = count === 1 ? one : `${count} prompts × ${thinking > 0 ? `(${one})` : one} = ${count * each}`;
+  throw new HttpError(400, `The request asks for up to ${asked} tokens; this server allows ${limits.maxTokens} per request (maxTokensPerRequest)`, 'max_tokens');
+}
+
+/** OpenAI's range of `temperature`: [0, 2]. */
+export function parseTemperature(value: unknown): number {
+  const t = v.finite('temperature', value, { min: 0 });
+  if (t > 2) throw v.rangeError('temperature', 'finite number in [0, 2]', t);
+  return t;
 }
 
 /** `POST /tokenize` (vLLM's and llama.cpp's shape): the text to count, from `prompt` or `content`. */
@@ -142,35 +155,19 @@ export function parseTokenizeRequest(body: Record<string, unknown>): string {
   return field(key, () => v.string(key, body[key]));
 }
 
-/** Runs a check, turning its TypeError/RangeError into a 400 naming `param`. */
-function field<T>(param: string, check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new HttpError(400, err.message, param);
-    throw err;
-  }
-}
-
-function knownFields(body: Record<string, unknown>, allowed: readonly string[]): void {
-  for (const key of Object.keys(body)) {
-    if (!allowed.includes(key)) throw new HttpError(400, `Unknown field '${key}' in the request body (supported: ${allowed.join(', ')})`, key);
-  }
-}
-
 /** A field this server accepts only at a value that asks for nothing it lacks. */
-function neutral(param: string, value: unknown, allowed: unknown[], expected: string, why: string): void {
+export function neutral(param: string, value: unknown, allowed: unknown[], expected: string, why: string): void {
   if (value === undefined || allowed.includes(value)) return;
   throw new HttpError(400, `${v.rangeError(param, expected, value).message} (${why})`, param);
 }
 
-function openUnitInterval(name: string, value: unknown): number {
+export function openUnitInterval(name: string, value: unknown): number {
   const x = v.finite(name, value, { positive: true });
   if (x > 1) throw v.rangeError(name, 'finite number in (0, 1]', x);
   return x;
 }
 
-function parseStop(value: unknown): string[] {
+export function parseStop(value: unknown): string[] {
   if (typeof value === 'string') return [v.nonEmptyString('stop', value)];
   if (!Array.isArray(value)) throw v.typeError('stop', 'non-empty string or array of non-empty strings', value);
   return value.map((s: unknown, i) => v.nonEmptyString(`stop[${i}]`, s));

@@ -1,1 +1,1 @@
-export { type CompletionsServer, type CompletionsServerOptions, createCompletionsServer } from './completions-server';
+export { type CompletionsServer, type CompletionsServerOptions, createCompletionsServer, createPipelineServer } from './completions-server';

@@ -136,6 +136,18 @@ export class ChatTemplate {
   }
 
   /**
+   * The special tokens the template is rendered with.
+   *
+   * @example
+   * ```ts
+   * const custom = new ChatTemplate(mySource, ChatTemplate.fromModelDir(dir).specialTokens);
+   * ```
+   */
+  get specialTokens(): Required<ChatTemplateOptions> {
+    return { bosToken: this.#bos, eosToken: this.#eos };
+  }
+
+  /**
    * The template of a parsed `tokenizer_config.json`: its `chat_template` (a string, or the
    * list of named templates, of which `default` is taken), with its `bos_token` and
    * `eos_token`; the fallback template when it has none.

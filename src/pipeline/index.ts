@@ -7,3 +7,5 @@ export {
   type PipelineResult, type PipelineRunOptions, type PipelineThinkingOptions, type PipelineTrace, type RoutingTrace, type StageTrace, type StoreTrace,
   type ThinkingBoundsRequest,
 } from './types';
+export { type BuiltPipeline, buildPipeline, checkPipelineConfig, type ExpertConfig, type ExpertProfileConfig, loadPipelineConfig, type PipelineConfig, type ServerConfig } from './config';
+export { PIPELINE_CONFIG_SCHEMA } from './config-schema';

@@ -1,0 +1,106 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildPipeline, checkPipelineConfig, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
+import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+
+let dir: string;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'capibara-config-'));
+  await makeTinyModel(join(dir, 'models', 'tiny'));
+}, 60_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tiny = { backend: 'onnx', path: './models/tiny', threads: 1 };
+
+describe('the config schema', () => {
+  it('ships as schema/capibara.config.schema.json', () => {
+    const file = JSON.parse(readFileSync(resolve(__dirname, '..', 'schema', 'capibara.config.schema.json'), 'utf8'));
+    // Regenerate after changing the schema: npm run build:ts, then write PIPELINE_CONFIG_SCHEMA from lib/ to the file.
+    expect(file).toEqual(PIPELINE_CONFIG_SCHEMA);
+  });
+
+  it.each<[string, unknown, Error]>([
+    ['not an object', [], new TypeError('Expected an object for config but received Array of length 0')],
+    ['no experts', {}, new TypeError('Expected an object for config.experts but received undefined')],
+    ['empty experts', { experts: {} }, new RangeError('Expected an object with at least 1 entry for config.experts but received object')],
+    ['an unknown top-level key', { experts: { tiny }, memroy: {} }, new TypeError("Unknown option 'memroy' in config (expected one of: $schema, experts, routing, memory, budgets, thinking, defaults, server)")],
+    ['no backend', { experts: { tiny: { path: 'x' } } }, new TypeError("Expected one of 'onnx', 'openai' for config.experts.tiny.backend but received undefined")],
+    ['an unknown backend', { experts: { tiny: { backend: 'llamacpp' } } }, new RangeError("Expected one of 'onnx', 'openai' for config.experts.tiny.backend but received 'llamacpp' of type string")],
+    ['threads out of range', { experts: { tiny: { ...tiny, threads: 0 } } }, new RangeError('Expected integer in [1, 256] for config.experts.tiny.threads but received 0 of type number')],
+    ['an option of the other backend', { experts: { tiny: { ...tiny, baseURL: 'http://x' } } }, new TypeError("Unknown option 'baseURL' in config.experts.tiny (expected one of: backend, path, threads, executionProviders, modelFile, chatTemplate, contextLength, profile)")],
+    ['an openai expert without a model', { experts: { remote: { backend: 'openai', baseURL: 'http://x' } } }, new TypeError('Expected non-empty string for config.experts.remote.model but received undefined')],
+    ['an expert id that is not an identifier', { experts: { 'qwen-3b': { ...tiny, contextLength: 1.5 } } }, new RangeError("Expected integer >= 1 for config.experts['qwen-3b'].contextLength but received 1.5 of type number")],
+    ['a bad limit', { experts: { tiny }, budgets: { limits: [{ scope: 'daily', limit: 10 }, { scope: 'yearly', limit: 10 }] } }, new RangeError("Expected one of 'request', 'session', 'daily', 'weekly', 'monthly' for config.budgets.limits[1].scope but received 'yearly' of type string")],
+    ['a soft threshold of 0', { experts: { tiny }, budgets: { limits: [{ scope: 'daily', limit: 10, softThreshold: 0 }] } }, new RangeError('Expected number in (0, 1] for config.budgets.limits[0].softThreshold but received 0 of type number')],
+    ['a string port', { experts: { tiny }, server: { port: '8000' } }, new TypeError("Expected integer in [0, 65535] for config.server.port but received '8000' of type string")],
+    ['a bad user of an API key (the key itself is not printed)', { experts: { tiny }, server: { apiKeys: { 'sk-secret-123': '' } } }, new RangeError("Expected non-empty string for config.server.apiKeys['sk-s…'] but received '' of type string")],
+    ['a temperature past 2', { experts: { tiny }, defaults: { temperature: 2.5 } }, new RangeError('Expected number in [0, 2] for config.defaults.temperature but received 2.5 of type number')],
+    ['several experts without profiles', { experts: { a: tiny, b: tiny } }, new TypeError('Expected a profile { domain, description } for config.experts.a.profile but received undefined (several experts are routed by their profiles)')],
+    ['a profile without a description', { experts: { a: { ...tiny, profile: { domain: 'sql' } } } }, new TypeError('Expected non-empty string for config.experts.a.profile.description but received undefined')],
+    ['a default expert that does not exist', { experts: { tiny }, defaults: { expert: 'big' } }, new RangeError("Expected one of 'tiny' for config.defaults.expert but received 'big' of type string")],
+  ])('%s: names the key', (_name, config, error) => {
+    expect(() => checkPipelineConfig(config)).toThrow(error);
+  });
+
+  it('a file that is not JSON names the file', async () => {
+    const path = join(dir, 'broken.json');
+    writeFileSync(path, '{ "experts": ');
+    await expect(loadPipelineConfig(path)).rejects.toThrow(`The config file ${path} is not valid JSON: `);
+  });
+});
+
+describe('building from a config', () => {
+  it('builds every stage from the file, relative paths from its folder; close() releases the files', async () => {
+    const path = join(dir, 'capibara.config.json');
+    const config = {
+      $schema: './node_modules/@capibara/core/schema/capibara.config.schema.json',
+      experts: {
+        sql: { ...tiny, profile: { domain: 'sql', description: 'SQL queries and joins', keywords: ['sql', 'join'] } },
+        chat: { ...tiny, profile: { domain: 'general', description: 'Greetings and small talk', keywords: ['hello'] } },
+      },
+      routing: { strategy: 'load_balanced', fallbackAttempts: 2 },
+      memory: { path: './memory.db', contextTokens: 64 },
+      budgets: { limits: [{ scope: 'daily', limit: 1000 }], priority: 2 },
+      thinking: { storePath: './thinking.db', maxRounds: 2, maxThinkingTokens: 8 },
+      defaults: { maxTokens: 6, temperature: 0 },
+      server: { model: 'capibara', port: 0 },
+    };
+    writeFileSync(path, JSON.stringify(config));
+    const { config: checked, baseDir } = await loadPipelineConfig(path);
+    expect(baseDir).toBe(dir);
+    const built = await buildPipeline(checked, { baseDir });
+    try {
+      expect(built.server).toEqual({ model: 'capibara', port: 0 });
+      const { pipeline } = built;
+      expect(pipeline.expertIds).toEqual(['sql', 'chat']);
+      expect(pipeline.router?.strategy).toBe('load_balanced');
+      expect(pipeline.expert('sql').generator).toBeInstanceOf(OnnxCausalLM);
+      expect(pipeline.requestDefaults).toEqual({ maxTokens: 6, temperature: 0, maxRounds: 2, maxThinkingTokens: 8 });
+      const traces: PipelineTrace[] = [];
+      pipeline.on('trace', (t: PipelineTrace) => traces.push(t));
+      const r = await pipeline.run({ prompt: 'sql join', user: 'u1' });
+      expect(r.tokens).toBeLessThanOrEqual(6);
+      expect(traces[0]!.stages.map((s) => s.status)).toEqual(['done', 'done', 'done', 'done', 'done']);
+      const mr = await pipeline.run({ prompt: 'hello there', user: 'u1', maxTokens: 40, multiRound: { answerMaxTokens: 4 } });
+      expect(mr.trace.stages[3]).toMatchObject({ mode: 'multi-round', status: 'done' });
+    } finally {
+      await built.close();
+    }
+    // The SQLite files were closed: they open again.
+    const again = await buildPipeline(checked, { baseDir });
+    expect(again.pipeline.memory!.getMetrics().items).toBe(2);
+    await again.close();
+  });
+
+  it('a missing API-key variable names the expert and the key', async () => {
+    const config = checkPipelineConfig({ experts: { remote: { backend: 'openai', baseURL: 'http://127.0.0.1:9', model: 'm', apiKeyEnv: 'CAPIBARA_TEST_NO_SUCH_VAR' } } });
+    await expect(buildPipeline(config)).rejects.toThrow(new Error("Expert 'remote': the environment variable CAPIBARA_TEST_NO_SUCH_VAR (config.experts.remote.apiKeyEnv) is not set"));
+  });
+
+  it('a model folder that does not load names the expert', async () => {
+    const config = checkPipelineConfig({ experts: { tiny: { backend: 'onnx', path: './nowhere' } } });
+    await expect(buildPipeline(config, { baseDir: dir })).rejects.toThrow(`Expert 'tiny': OnnxCausalLM.load: model folder ${join(dir, 'nowhere')} does not exist`);
+  });
+});

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ClosedError, MemAgent, MemoryPriority, MemoryType } from '../src/index';
+import { ClosedError, type MemAgent, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
+import { memoryBackends } from './support/postgres-server';
 
-const open = () => new MemAgent({ sweepIntervalMs: 0 });
+describe.each(memoryBackends())('MemAgent.close ($name)', (backend) => {
+  const open = (o: MemAgentOptions = {}) => backend.open({ sweepIntervalMs: 0, ...o });
 
-describe('MemAgent.close', () => {
   it('is idempotent: every call gets the first one\'s promise', async () => {
-    const m = open();
+    const m = await open();
     const first = m.close();
     expect(m.close()).toBe(first);
     await first;
@@ -13,7 +14,7 @@ describe('MemAgent.close', () => {
   });
 
   it('fails every later call with ClosedError("MemAgent is closed")', async () => {
-    const m = open();
+    const m = await open();
     const id = await m.storeMemory('kept until close', MemoryType.SEMANTIC, MemoryPriority.LOW);
     await m.close();
     const closed = new ClosedError('MemAgent');
@@ -26,14 +27,15 @@ describe('MemAgent.close', () => {
     await expect(m.sweep()).rejects.toBeInstanceOf(ClosedError);
     expect(() => m.getMemory(id)).toThrow(closed);
     expect(() => m.history(id)).toThrow(ClosedError);
+    await expect(m.getHistory(id)).rejects.toBeInstanceOf(ClosedError);
+    await expect(m.refresh()).rejects.toBeInstanceOf(ClosedError);
     expect(() => m.getMetrics()).toThrow(ClosedError);
   });
 
   it('rejects a search whose store closed while its query was being embedded', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const m = new MemAgent({
-      sweepIntervalMs: 0,
+    const m = await open({
       embedder: { dimensions: 2, embed: async (texts) => { await gate; return texts.map(() => Float32Array.of(1, 0)); } },
     });
     const search = m.retrieveMemory({ queryText: 'anything' });
@@ -45,7 +47,7 @@ describe('MemAgent.close', () => {
   it('closes through await using (Symbol.asyncDispose)', async () => {
     let m: MemAgent | undefined;
     {
-      await using memory = open();
+      await using memory = await open();
       m = memory;
       await memory.storeMemory('scoped', MemoryType.WORKING, MemoryPriority.LOW);
     }

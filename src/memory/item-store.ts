@@ -26,6 +26,26 @@ export interface PreparedText {
   scale: number;
 }
 
+/**
+ * What the MemAgent facade and the write path need of a store: the SQLite {@link ItemStore},
+ * or the PostgreSQL store (pg-store.ts), whose writes run between its own begin and commit.
+ * @internal
+ */
+export interface ItemBackend {
+  readonly label: string;
+  load(dimensions: number, skip: boolean, visit: (row: DecodedRow, content: string) => void): CorruptItem[];
+  discard(items: readonly CorruptItem[], now: number): void;
+  content(seq: number, id: string): string;
+  view(r: ItemRecord, content?: string): MemoryItem;
+  transaction(body: () => void): void;
+  insert(r: ItemRecord, p: PreparedText): number;
+  update(before: MemoryItem, next: ItemRecord, p: PreparedText | null, reason: string | null, now: number): void;
+  softDelete(r: ItemRecord, now: number, reason: string | null): void;
+  touch(seqs: readonly number[], now: number): void;
+  purge(before: number): void;
+  totals(): PageTotals;
+}
+
 // Columns bound by position, each value picked by name from the codec's columns (positional
 // binding: better-sqlite3 reads a parameter object key by key, several µs per row).
 const INSERTED = [
@@ -41,7 +61,7 @@ const UPDATED = [
  * One MemAgent database: items, texts and history.
  * @internal
  */
-export class ItemStore {
+export class ItemStore implements ItemBackend {
   /** The file, as messages name it (`':memory:'` without one). */
   readonly label: string;
   readonly #file: OpenedDatabase;

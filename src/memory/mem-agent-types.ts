@@ -7,6 +7,7 @@ import type { Embedder } from '../text/index';
 // MemAgentCorruptionError is imported for the doc link.
 import type { MemAgentCorruptionError } from './corruption';
 import type { Compression } from './pages';
+import type { PostgresMemoryOptions } from './pg-connection';
 import type { RankingWeights, ScoreExplanation } from './retrieval';
 import type { MemoryPriority, MemoryScope, MemoryTokenizer, MemoryType, MetadataFilter, MetadataValue } from './types';
 
@@ -76,6 +77,22 @@ export interface MemAgentOptions {
    * shell's `.recover` first.
    */
   onCorrupt?: 'error' | 'skip';
+}
+
+/**
+ * Options of {@link MemAgent.open}: the constructor's, and where a shared store lives.
+ *
+ * @example
+ * ```ts
+ * const memory = await MemAgent.open({ maxTokens: 512_000, postgres: { connectionString: process.env.DATABASE_URL } });
+ * ```
+ */
+export interface MemAgentOpenOptions extends MemAgentOptions {
+  /**
+   * Keep the items in PostgreSQL, shared by every process that opens the same database and
+   * schema, instead of a SQLite file (`path` and `synchronous` are then refused). Default: none.
+   */
+  postgres?: PostgresMemoryOptions;
 }
 
 /**

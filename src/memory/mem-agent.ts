@@ -1,6 +1,7 @@
 /**
  * MemAgent: a durable, compressed, indexed memory for agents, with hybrid retrieval under a
- * token budget. This file is the facade: it holds the in-memory state (indexes, BM25, the
+ * token budget, on SQLite or PostgreSQL. This file is the facade (one cohesive class, its public
+ * methods documented in full, hence its length): it holds the in-memory state (indexes, BM25, the
  * embedding matrix, the query cache) and the order of writes, and leaves argument checks
  * (checks.ts), the SQLite side (item-store.ts, item-row.ts, pages.ts), capacity planning
  * (eviction.ts), deduplication (dedup.ts) and search (search.ts, retrieval.ts) to their modules.
@@ -16,13 +17,18 @@ import { checkOptions, checkQuery, checkStore, checkUpdate, checkVector, type Me
 import type { CorruptItem, MemAgentCorruptionError } from './corruption';
 import { contentHash, nearDuplicate, oldestLive } from './dedup';
 import { EmbeddingMatrix, ItemIndex, type ItemRecord, isLive } from './item-index';
-import { ItemStore, type PreparedText } from './item-store';
+import { type ItemBackend, ItemStore, type PreparedText } from './item-store';
 import type {
-  MemAgentMetrics, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
+  MemAgentMetrics, MemAgentOpenOptions, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
 } from './mem-agent-types';
+import { openPostgres, type OpenedPostgres } from './pg-open';
+import type { PgItemStore } from './pg-store';
 import { QueryCache, search } from './search';
 import type { MemoryPriority, MemoryType } from './types';
 import { ItemWrites, prepareText } from './writes';
+
+// Options objects made by MemAgent.open for a PostgreSQL store, with what they opened.
+const OPENED = new WeakMap<object, OpenedPostgres>();
 
 /**
  * A memory for agents: typed, tagged, scoped items with priorities and expiry, stored
@@ -72,7 +78,8 @@ export class MemAgent {
   /** Capacity in tokens. */
   readonly maxTokens: number;
   readonly #o: MemAgentConfig;
-  readonly #store: ItemStore;
+  readonly #store: ItemBackend & { close(): void | Promise<void> };
+  readonly #pg: PgItemStore | undefined;
   readonly #index = new ItemIndex();
   readonly #bm25 = new Bm25Index();
   readonly #matrix: EmbeddingMatrix;
@@ -106,19 +113,23 @@ export class MemAgent {
    * ```
    */
   constructor(options: MemAgentOptions = {}) {
-    const o = (this.#o = checkOptions(options));
+    const opened: OpenedPostgres | undefined = OPENED.get(options);
+    OPENED.delete(options);
+    const o = (this.#o = opened?.config ?? checkOptions(options));
     this.maxTokens = o.maxTokens;
     this.#cache = new QueryCache(o.queryCacheSize);
     this.#clock = o.clock;
     const dims = o.embedder.dimensions;
-    this.#store = new ItemStore(o.path, { synchronous: o.synchronous, codec: o.codec, dimensions: dims, readonly: o.readonly });
+    this.#pg = opened?.store;
+    this.#store = opened?.store ?? new ItemStore(o.path, { synchronous: o.synchronous, codec: o.codec, dimensions: dims, readonly: o.readonly });
     this.#matrix = new EmbeddingMatrix(dims);
     try {
       const state = { store: this.#store, index: this.#index, bm25: this.#bm25, matrix: this.#matrix, maxTokens: o.maxTokens, recencyDecay: o.recencyDecay, stats: this.#stats };
-      this.#writes = new ItemWrites(state);
-      this.#corrupt = this.#store.load(dims, o.onCorrupt === 'skip', (row, content) => this.#writes.loaded(row, content));
+      const writes = (this.#writes = new ItemWrites(state));
+      this.#corrupt = this.#store.load(dims, o.onCorrupt === 'skip', (row, content) => writes.loaded(row, content));
+      this.#pg?.attach(writes, (item) => this.#corrupt.push(item));
     } catch (err) {
-      this.#store.close();
+      void Promise.resolve(this.#store.close()).catch(() => undefined);
       throw err;
     }
     if (o.sweepIntervalMs > 0 && !o.readonly) {
@@ -158,7 +169,7 @@ export class MemAgent {
    */
   async discardCorrupt(): Promise<number> {
     this.#writable('discardCorrupt');
-    return this.#write(null, () => {
+    return this.#write('discardCorrupt', null, () => {
       const items = this.#corrupt;
       this.#store.discard(items, this.#clock());
       this.#corrupt = [];
@@ -188,7 +199,7 @@ export class MemAgent {
   async storeMemory(content: string, type: MemoryType, priority: MemoryPriority, tags: string[] = [], options: StoreOptions = {}): Promise<string> {
     this.#writable('storeMemory');
     const req = checkStore(content, type, priority, tags, options);
-    return this.#write(this.#prepare(req.content), (prepared) => {
+    return this.#write('storeMemory', this.#prepare(req.content), (prepared) => {
       const now = this.#clock();
       const fields = storedFields(req, now);
       const hash = contentHash(req.content, fields);
@@ -235,7 +246,7 @@ export class MemAgent {
     this.#writable('updateMemory');
     v.string('id', id);
     const u = checkUpdate(update);
-    return this.#write(u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
+    return this.#write('updateMemory', u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
       const now = this.#clock();
       const seq = this.#live(id, now);
       if (seq === undefined) return null;
@@ -273,7 +284,7 @@ export class MemAgent {
   async deleteMemory(id: string): Promise<boolean> {
     this.#writable('deleteMemory');
     v.string('id', id);
-    return this.#write(null, () => {
+    return this.#write('deleteMemory', null, () => {
       const now = this.#clock();
       const seq = this.#live(id, now);
       if (seq === undefined) return false;
@@ -300,7 +311,78 @@ export class MemAgent {
   history(id: string): MemoryEvent[] {
     this.#guard.check();
     v.string('id', id);
-    return this.#store.history(id);
+    if (this.#pg !== undefined) throw new Error('MemAgent.history: the items live in PostgreSQL, which answers asynchronously: use await memory.getHistory(id)');
+    return (this.#store as ItemStore).history(id);
+  }
+
+  /**
+   * The item's events, as {@link MemAgent.history} gives them, for either store: a MemAgent on
+   * PostgreSQL reads them from the database (every process's changes).
+   *
+   * @param id The item.
+   * @returns Its events, oldest first (empty for an unknown id).
+   *
+   * @example
+   * ```ts
+   * const events = await memory.getHistory(id);
+   * ```
+   */
+  async getHistory(id: string): Promise<MemoryEvent[]> {
+    this.#guard.check();
+    v.string('id', id);
+    return this.#pg === undefined ? (this.#store as ItemStore).history(id) : this.#pg.history(id);
+  }
+
+  /**
+   * Brings this process's view of a PostgreSQL store up to date with every process's committed
+   * writes (one query). `retrieveMemory` and every write do it first; `getMemory` and
+   * `getMetrics` read the view as the last of these left it. Nothing to do for SQLite.
+   *
+   * @returns Whether the view changed.
+   * @throws Error naming the database when it cannot be reached.
+   *
+   * @example
+   * ```ts
+   * await memory.refresh();
+   * const item = memory.getMemory(idStoredByAnotherProcess);
+   * ```
+   */
+  async refresh(): Promise<boolean> {
+    this.#guard.check();
+    return this.#pg === undefined ? false : this.#pg.refresh('refresh');
+  }
+
+  /**
+   * Opens a MemAgent: on SQLite (or in memory) as `new MemAgent(options)` does, or, with
+   * `options.postgres`, on a PostgreSQL database shared by every process that opens it (see
+   * {@link MemAgentOpenOptions}): the schema is created or migrated, and every live item read.
+   * Each process keeps the indexes the SQLite store keeps (same ranking and `explain`) and
+   * refreshes them with one query before each retrieval and inside each write; writers of all
+   * processes are serialised by a row lock, so deduplication and eviction decide on what is in
+   * the database. A write resolves once committed; a database that cannot be reached fails the
+   * call with an error naming it. README, "Running several replicas", has the details.
+   *
+   * @param options Options of the constructor, and `postgres`.
+   * @returns The open MemAgent.
+   * @throws As the constructor; Error naming the database when it cannot be reached, belongs to
+   * something else, has a newer schema version, or holds embeddings of other dimensions.
+   *
+   * @example
+   * ```ts
+   * const memory = await MemAgent.open({ maxTokens: 512_000, postgres: { connectionString: 'postgres://app@db:5432/agents' } });
+   * ```
+   */
+  static async open(options: MemAgentOpenOptions = {}): Promise<MemAgent> {
+    const opened = await openPostgres(options);
+    if (opened === null) return new MemAgent(options as MemAgentOptions);
+    const key = {};
+    OPENED.set(key, opened);
+    try {
+      return new MemAgent(key);
+    } catch (err) {
+      await opened.store.close();
+      throw err;
+    }
   }
 
   /**
@@ -320,6 +402,10 @@ export class MemAgent {
     const t0 = performance.now();
     const q = checkQuery(query);
     const key = JSON.stringify(q);
+    if (this.#pg !== undefined) {
+      if (await this.#pg.refresh('retrieveMemory')) this.#cache.clear();
+      this.#guard.check();
+    }
     let found = this.#cache.get(key, (seq) => {
       const r = this.#index.items.get(seq);
       return r !== undefined && isLive(r, this.#clock());
@@ -369,7 +455,7 @@ export class MemAgent {
    */
   async sweep(): Promise<number> {
     this.#writable('sweep');
-    return this.#write(null, () => {
+    return this.#write('sweep', null, () => {
       const now = this.#clock();
       const expired = [...this.#index.items.values()].filter((r) => !isLive(r, now));
       this.#store.transaction(() => {
@@ -415,7 +501,7 @@ export class MemAgent {
       evicted: s.evicted,
       expired: s.expired,
       corruptItems: this.#corrupt.length,
-      accessWriteFailures: s.accessWriteFailures,
+      accessWriteFailures: s.accessWriteFailures + (this.#pg?.touchFailures ?? 0),
     };
   }
 
@@ -433,7 +519,7 @@ export class MemAgent {
     return this.#guard.close(async () => {
       clearInterval(this.#timer);
       await this.#queue.idle();
-      this.#store.close();
+      await this.#store.close();
     });
   }
 
@@ -454,22 +540,25 @@ export class MemAgent {
    * while its async part (`prepare`: token count, embedding) runs at once, concurrently with
    * the writes ahead of it. close() waits for every write called before it.
    */
-  #write<P, T>(prepare: Promise<P> | null, work: (prepared: P) => T): Promise<T> {
+  #write<P, T>(op: string, prepare: Promise<P> | null, work: (prepared: P) => T): Promise<T> {
     prepare?.catch(() => undefined); // its failure is reported by the job
     return this.#queue.run(async () => {
       const prepared = (await prepare) as P;
-      try {
-        return work(prepared);
-      } finally {
-        this.#cache.clear();
-      }
+      const run = () => {
+        try {
+          return work(prepared);
+        } finally {
+          this.#cache.clear();
+        }
+      };
+      return this.#pg === undefined ? run() : this.#pg.write(op, run);
     });
   }
 
   /** Throws ClosedError once closed, and for a write on a read-only store. */
   #writable(method: string): void {
     this.#guard.check();
-    if (this.#o.readonly) throw new Error(`MemAgent: ${this.#o.path} is open read-only (options.readonly): ${method} would write to it`);
+    if (this.#o.readonly) throw new Error(`MemAgent: ${this.#o.path ?? this.#store.label} is open read-only (options.readonly): ${method} would write to it`);
   }
 
   /** The live, unexpired item with this id. */

@@ -27,9 +27,10 @@ export type Compression = 'lz4' | 'gzip' | 'none';
 
 /** Raw bytes gathered before a page is sealed and compressed. */
 export const PAGE_BYTES = 32 * 1024;
-const CACHED_PAGES = 64;
+/** Decoded pages kept per store (LRU). @internal */
+export const CACHED_PAGES = 64;
 /** A sealed page whose live bytes fall under this share is repacked on the next cleanup. */
-const REPACK_BELOW = 0.5;
+export const REPACK_BELOW = 0.5;
 /**
  * LZ4 expands at most ~255× (a match-length byte stands for 255 bytes): a page whose claimed
  * raw size passes this many times its block is damaged, whatever its header and row say.
@@ -111,6 +112,29 @@ function decoded(id: number, codec: string, decode: () => Buffer): Buffer {
   }
 }
 
+/**
+ * The text at `loc`, its page (when it is in one) from `page`.
+ * @throws {@link PageError} from `page`, {@link RowError} when the text is not where its row
+ * says or is not UTF-8.
+ * @internal
+ */
+export function readText(loc: TextLocation, page: (id: number) => Buffer): string {
+  let text: Buffer;
+  if (loc.text !== null) {
+    if (!Buffer.isBuffer(loc.text)) throw new RowError(`column text: expected a blob but found a ${typeof loc.text}`);
+    text = loc.text;
+  } else {
+    const data = page(loc.pageId!);
+    const at = loc.offset!;
+    if (!Number.isSafeInteger(at) || at < 0 || at + loc.bytes > data.length) {
+      throw new RowError(`its text (${loc.bytes} bytes at offset ${at}) lies outside page ${loc.pageId} (${data.length} bytes)`);
+    }
+    text = data.subarray(at, at + loc.bytes);
+  }
+  if (!isUtf8(text)) throw new RowError(`its text${loc.pageId === null ? '' : ` in page ${loc.pageId}`} is not valid UTF-8`);
+  return text.toString('utf8');
+}
+
 /** Where an item's text lives: raw in its row, or at `offset` in a page. */
 export interface TextLocation {
   bytes: number;
@@ -166,20 +190,7 @@ export class PageStore {
    * where its row says or is not UTF-8.
    */
   read(loc: TextLocation): string {
-    let text: Buffer;
-    if (loc.text !== null) {
-      if (!Buffer.isBuffer(loc.text)) throw new RowError(`column text: expected a blob but found a ${typeof loc.text}`);
-      text = loc.text;
-    } else {
-      const page = this.#page(loc.pageId!);
-      const at = loc.offset!;
-      if (!Number.isSafeInteger(at) || at < 0 || at + loc.bytes > page.length) {
-        throw new RowError(`its text (${loc.bytes} bytes at offset ${at}) lies outside page ${loc.pageId} (${page.length} bytes)`);
-      }
-      text = page.subarray(at, at + loc.bytes);
-    }
-    if (!isUtf8(text)) throw new RowError(`its text${loc.pageId === null ? '' : ` in page ${loc.pageId}`} is not valid UTF-8`);
-    return text.toString('utf8');
+    return readText(loc, (id) => this.#page(id));
   }
 
   /** Leaves these rows out of every page operation from now on (see `#quarantined`). */

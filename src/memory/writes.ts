@@ -13,7 +13,7 @@ import { mergeRecord } from './dedup';
 import { type Eviction, planEviction } from './eviction';
 import type { EmbeddingMatrix, ItemFields, ItemIndex, ItemRecord } from './item-index';
 import { type DecodedRow, newRecord } from './item-row';
-import type { ItemStore, PreparedText } from './item-store';
+import type { ItemBackend, PreparedText } from './item-store';
 import { quantizeUnit } from './search';
 import type { MemoryTokenizer } from './types';
 
@@ -22,7 +22,7 @@ import type { MemoryTokenizer } from './types';
  * @internal
  */
 export interface MemoryState {
-  store: ItemStore;
+  store: ItemBackend;
   index: ItemIndex;
   bm25: Bm25Index;
   matrix: EmbeddingMatrix;
@@ -57,6 +57,35 @@ export class ItemWrites {
     record.row = this.s.matrix.add(codes, scale);
     this.s.index.add(record);
     this.s.bm25.add(record.seq, content);
+  }
+
+  /**
+   * Takes an item another process added or changed (PostgreSQL): `contentChanged` false when
+   * only its fields changed (nothing is written).
+   */
+  synced(row: DecodedRow, content: string, contentChanged: boolean): void {
+    const { record, codes, scale } = row;
+    const old = this.s.index.items.get(record.seq);
+    if (old === undefined) return this.loaded(row, content);
+    record.row = old.row;
+    this.s.index.replace(record);
+    if (contentChanged) {
+      this.s.matrix.set(old.row, codes, scale);
+      this.s.bm25.add(record.seq, content);
+    }
+  }
+
+  /** Takes another process's access statistics of an item. */
+  touched(seq: number, lastAccessed: number, accessCount: number): void {
+    const r = this.s.index.items.get(seq);
+    if (r === undefined) return;
+    r.lastAccessed = lastAccessed;
+    r.accessCount = accessCount;
+  }
+
+  /** Forgets every item (before a rebuild from the database). */
+  clearAll(): void {
+    for (const seq of [...this.s.index.items.keys()]) this.forget(seq);
   }
 
   /** Stores a new item; returns its id. */

@@ -96,6 +96,6 @@ describe('the pipeline on the tiny ONNX model', () => {
     expect(r.expertId).toBe('general');
     expect(stage(r.trace, 'generation')).toMatchObject({ mode: 'thinking', status: 'done' });
     expect(stage(r.trace, 'generation')['thinkingTokens']).toBeLessThanOrEqual(8);
-    expect(stage(r.trace, 'budget')['reserved']).toBe(b.countTokens('hello capybara') + 8 + 4);
+    expect(stage(r.trace, 'budget')['reserved']).toBe(b.countTokens('hello capybara') + 4 + 8 + 4);
   });
 });

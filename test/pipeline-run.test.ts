@@ -78,8 +78,9 @@ describe('a run through every stage', () => {
     ]);
     expect(stage(r.trace, 'routing')).toMatchObject({ chosen: 'sql', expertId: 'sql', attempts: [{ expertId: 'sql', success: true }] });
     expect(stage(r.trace, 'memory')).toMatchObject({ scope: { userId: 'alice' }, items: 0, tokens: 0, ids: [] });
-    // Reserved: the prompt (24 tokens) plus max_tokens; committed: the prompt plus what was generated.
-    expect(stage(r.trace, 'budget')).toMatchObject({ requesterId: 'alice', reserved: 24 + 40, committed: 24 + 31 });
+    // Reserved: the prompt (24 tokens), 4 for special tokens the backend may add, and max_tokens;
+    // committed: the prompt plus what was generated.
+    expect(stage(r.trace, 'budget')).toMatchObject({ requesterId: 'alice', reserved: 24 + 4 + 40, committed: 24 + 31 });
     expect(stage(r.trace, 'generation')).toMatchObject({ mode: 'plain', expertId: 'sql', calls: 1, promptTokens: 24, tokens: 31, finishReason: 'eos' });
     const stored = stage(r.trace, 'store').memoryId!;
     expect(memory.getMemory(stored)).toMatchObject({ content: 'User: My Postgres join is slow\nAssistant: Add an index on orders.user_id.', type: 'episodic', tags: ['exchange'], scope: { userId: 'alice' } });
@@ -197,12 +198,12 @@ describe('failures', () => {
     const run = pipeline.run({ prompt: 'a prompt of 24 tokens...', user: 'alice', maxTokens: 40 });
     await expect(run).rejects.toBeInstanceOf(BudgetRefusedError);
     const err = (await run.catch((e: unknown) => e)) as BudgetRefusedError;
-    expect(err.message.startsWith("Budget denied for 'alice' (64 tokens asked): ")).toBe(true);
+    expect(err.message.startsWith("Budget denied for 'alice' (68 tokens asked): ")).toBe(true);
     expect(err.decision.approved).toBe(false);
-    expect([err.requesterId, err.amount]).toEqual(['alice', 64]);
+    expect([err.requesterId, err.amount]).toEqual(['alice', 68]);
     expect(gen.calls).toEqual([]);
     expect(trace!.outcome).toBe('refused');
-    expect(stage(trace!, 'budget')).toMatchObject({ status: 'denied', reserved: 64, reason: err.decision.message });
+    expect(stage(trace!, 'budget')).toMatchObject({ status: 'denied', reserved: 68, reason: err.decision.message });
     expect(stage(trace!, 'generation')).toMatchObject({ status: 'skipped', reason: 'refused before generation' });
     expect(stage(trace!, 'store')).toMatchObject({ status: 'skipped', reason: 'refused: nothing to store' });
     const [status] = await budgets.status('alice');
@@ -221,7 +222,7 @@ describe('failures', () => {
     pipeline.on('trace', (t: PipelineTrace) => (trace = t));
     await expect(pipeline.run({ prompt: 'hello', user: 'alice', maxTokens: 20 }, { signal: controller.signal })).rejects.toThrow('client left');
     expect(trace!.outcome).toBe('aborted');
-    expect(stage(trace!, 'budget')).toMatchObject({ status: 'done', reserved: 25, released: true });
+    expect(stage(trace!, 'budget')).toMatchObject({ status: 'done', reserved: 29, released: true });
     expect(stage(trace!, 'budget').committed).toBeUndefined();
     const [status] = await budgets.status('alice');
     expect([status!.committed, status!.reserved]).toEqual([0, 0]);
@@ -296,7 +297,7 @@ describe('thinking', () => {
     expect(r.tokens).toBe(14 + 14 + 3);
     expect(g.tokens).toBe(r.tokens);
     const b = stage(r.trace, 'budget') as BudgetTrace;
-    expect(b.reserved).toBe(2 + 40 + 5);
+    expect(b.reserved).toBe(2 + 4 + 40 + 5);
     expect(b.committed).toBe(2 + r.tokens);
   });
 

@@ -203,7 +203,7 @@ describe('the pipeline behind the server', () => {
       .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect(err.status).toBe(429);
     expect(err.error).toMatchObject({ type: 'insufficient_quota', code: 'budget_exceeded', param: null });
-    expect((err.error as { message: string }).message.startsWith("Budget denied for 'carol' (108 tokens asked): ")).toBe(true);
+    expect((err.error as { message: string }).message.startsWith("Budget denied for 'carol' (112 tokens asked): ")).toBe(true);
     expect([sql.calls.length, python.calls.length]).toEqual([0, 0]);
   });
 

@@ -75,8 +75,9 @@ const RUN_KEYS = ['signal', 'onToken', 'turn'] as const;
  *    as a block: `Relevant memory:` then one `- ` line per memory. In a chat the block is the
  *    system message (appended after a blank line to the first system message when there is
  *    one); a text prompt follows it after a blank line. Skipped without a user.
- * 3. *Budget.* The request's tokens — the prompt's, counted by the chosen expert, plus the
- *    most it may generate (`maxTokens`; with s1 thinking, plus `maxThinkingTokens`) — are
+ * 3. *Budget.* The request's tokens — the prompt's, counted by the chosen expert, 4 for the
+ *    special tokens a backend adds (a BOS), and the most it may generate (`maxTokens`; with s1
+ *    thinking, plus `maxThinkingTokens`) — are
  *    reserved for the requester (the user, else `anonymousRequester`) and session. A denial
  *    rejects the run with {@link BudgetRefusedError} before anything is generated. After the
  *    answer the prompt's tokens plus every token generated are committed; on failure or abort

@@ -39,6 +39,12 @@ interface Built {
 }
 
 /** One run: its state across the stages. */
+/**
+ * Reserved beyond the prompt's counted tokens: a backend adds special tokens countTokens does
+ * not count (OnnxCausalLM its BOS), and the commit charges what the backend reports it ran.
+ */
+export const SPECIAL_TOKENS = 4;
+
 export class Run {
   readonly #t0 = performance.now();
   readonly #startedAt = Date.now();
@@ -87,7 +93,7 @@ export class Run {
     const skip = r.expert !== undefined ? 'the request names its expert' : this.#query === undefined ? 'a token-id prompt has no text to route on' : undefined;
     if (router !== undefined && skip === undefined) {
       try {
-        const routed = await router.routeWithFallback(this.#query!, (expert) => this.#attempt(expert.id), {
+        const routed = await router.routeWithFallback(this.#query!, (expert) => this.#attempt(expert.id, true), {
           signal: this.ctl.signal,
           maxAttempts: s.fallbackAttempts,
           ...(r.routingContext === undefined ? {} : { context: r.routingContext }),
@@ -103,6 +109,8 @@ export class Run {
         });
       } catch (err) {
         if (!this.#decided) this.#routing.ms = performance.now() - this.#t0;
+        // Failed: every expert tried failed (or none could be); a run stopped by its budget, its
+        // turn or an abort keeps the decision as done.
         if (!this.ctl.signal.aborted) {
           this.#routing.status = 'failed';
           this.#routing.reason = messageOf(err);
@@ -112,7 +120,7 @@ export class Run {
     } else {
       this.#routing.reason = router === undefined ? 'no router' : skip!;
       try {
-        answer = await this.#attempt(r.expert ?? s.defaultExpert);
+        answer = await this.#attempt(r.expert ?? s.defaultExpert, false);
       } catch (err) {
         throw this.ctl.signal.aborted ? this.ctl.signal.reason : err;
       }
@@ -121,7 +129,7 @@ export class Run {
   }
 
   /** One expert call; the first also runs the memory and budget stages. */
-  async #attempt(expertId: string): Promise<Answer> {
+  async #attempt(expertId: string, routed: boolean): Promise<Answer> {
     // Errors that are not the expert's abort the run: routeWithFallback then rethrows them
     // without recording an outcome or trying another expert.
     const fatal = (err: unknown): unknown => {
@@ -131,7 +139,12 @@ export class Run {
     if (this.#final !== undefined) throw fatal(this.#final.error);
     if (!this.#decided) {
       this.#decided = true;
-      this.#routing.ms = performance.now() - this.#t0;
+      if (routed) {
+        // The router decided (its first call is the chosen expert); the rest is filled in on success.
+        this.#routing.ms = performance.now() - this.#t0;
+        this.#routing.status = 'done';
+        this.#routing.chosen = expertId;
+      }
     }
     const expert = this.s.experts.get(expertId);
     if (expert === undefined) throw fatal(new Error(`The router chose expert '${expertId}', which the pipeline has no generator for`));
@@ -181,9 +194,15 @@ export class Run {
       let budget = m.contextTokens;
       if (expert.contextLength !== undefined && budget > 0) {
         // Leave room for the prompt and the answer (the memory block's own lines are approximate).
+        // A prompt's UTF-8 bytes bound its tokens (every token covers at least one byte): when
+        // even that bound fits, the prompt need not be tokenized here.
         const base = this.#build(expert).prompt;
-        const used = typeof base === 'string' ? await expert.generator.countTokens(base) : base.length;
-        budget = Math.max(0, Math.min(budget, expert.contextLength - used - this.#generationCap() - 16));
+        const room = (used: number) => expert.contextLength! - used - SPECIAL_TOKENS - this.#generationCap() - 16;
+        const bound = typeof base === 'string' ? Buffer.byteLength(base) : base.length;
+        if (room(bound) < budget) {
+          const used = typeof base === 'string' ? await expert.generator.countTokens(base) : base.length;
+          budget = Math.max(0, Math.min(budget, room(used)));
+        }
       }
       if (budget === 0) {
         t.status = 'skipped';
@@ -239,7 +258,7 @@ export class Run {
     try {
       const promptTokens = await countPrompt(expert, prompt);
       this.#counted = { expert: expert.id, tokens: promptTokens };
-      const amount = promptTokens + this.#generationCap();
+      const amount = promptTokens + SPECIAL_TOKENS + this.#generationCap();
       t.reserved = amount;
       const decision = await b.budgets.requestBudget({
         resourceType: ResourceType.TOKENS,

@@ -13,7 +13,7 @@ import type { MemAgent } from '../memory/index';
 import type { MultiRoundThinking, ThinkingRoundRecord, ThinkingSession } from '../thinking/index';
 import { CloseGuard } from '../toolkit/closing';
 import * as v from '../validate';
-import { METRICS, type MetricName } from './names';
+import { type KnownMetric as MetricName, METRICS } from './names';
 
 /**
  * Options of {@link CapibaraMetrics}.
@@ -164,7 +164,7 @@ export class CapibaraMetrics {
       if (info.type === 'counter') metric = new Counter(config);
       else if (info.type === 'gauge') metric = new Gauge(config);
       else metric = new Histogram({ ...config, buckets: RATIO_HISTOGRAMS.has(info.name) ? RATIO_BUCKETS : buckets });
-      this.#m.set(info.name, metric);
+      this.#m.set(info.name as MetricName, metric);
     }
     // Scrape-time readings of the parts' getMetrics(): registered as the collect hook of one
     // metric per part, so they run once per scrape.

@@ -4,15 +4,7 @@
  * @module
  */
 
-/**
- * Every metric {@link CapibaraMetrics} registers: name, type, labels and what it counts.
- *
- * @example
- * ```ts
- * for (const m of METRICS) console.log(m.name, m.type, m.labels.join(','), m.help);
- * ```
- */
-export const METRICS = [
+const LIST = [
   // routing
   { name: 'capibara_routing_decisions_total', type: 'counter', labels: ['expert'], help: 'Routing decisions (routeQuery calls), by the expert chosen.' },
   { name: 'capibara_routing_outcomes_total', type: 'counter', labels: ['expert', 'result'], help: 'Outcomes recorded with the router, by expert and result (success, failure).' },
@@ -68,6 +60,16 @@ export const METRICS = [
 ] as const satisfies ReadonlyArray<MetricInfo>;
 
 /**
+ * Every metric {@link CapibaraMetrics} registers: name, type, labels and what it counts.
+ *
+ * @example
+ * ```ts
+ * for (const m of METRICS) console.log(m.name, m.type, m.labels.join(','), m.help);
+ * ```
+ */
+export const METRICS: readonly MetricInfo[] = LIST;
+
+/**
  * One entry of {@link METRICS}.
  *
  * @example
@@ -87,11 +89,14 @@ export interface MetricInfo {
 }
 
 /**
- * A metric name of {@link METRICS}.
+ * The shape of every name of {@link METRICS}: `capibara_<part>_<what>_<unit>`.
  *
  * @example
  * ```ts
  * const name: MetricName = 'capibara_pipeline_requests_total';
  * ```
  */
-export type MetricName = (typeof METRICS)[number]['name'];
+export type MetricName = `capibara_${string}`;
+
+/** The names of {@link METRICS} exactly. @internal */
+export type KnownMetric = (typeof LIST)[number]['name'];

@@ -3,6 +3,7 @@
  * `schema/capibara.config.schema.json` for editors, and checked by schema-check.ts.
  * @module
  */
+import type { SchemaNode } from './schema-check';
 
 const positiveInt = { type: 'integer', minimum: 1 } as const;
 const nonNegativeInt = { type: 'integer', minimum: 0 } as const;
@@ -73,7 +74,7 @@ const openaiExpert = {
  * writeFileSync('capibara.config.schema.json', JSON.stringify(PIPELINE_CONFIG_SCHEMA, null, 2));
  * ```
  */
-export const PIPELINE_CONFIG_SCHEMA = {
+export const PIPELINE_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
   $id: 'https://github.com/capibara/core/schema/capibara.config.schema.json',
   title: 'capibara.config.json',
@@ -187,4 +188,4 @@ export const PIPELINE_CONFIG_SCHEMA = {
       },
     },
   },
-} as const;
+} as const satisfies SchemaNode;

@@ -15,7 +15,7 @@ import * as v from '../validate';
 import { ChatTemplate } from './chat-template';
 import { PIPELINE_CONFIG_SCHEMA } from './config-schema';
 import { OptimizationPipeline } from './pipeline';
-import { check, child } from './schema-check';
+import { check, child, type SchemaNode } from './schema-check';
 import type { ExpertSpec, PipelineMetrics } from './types';
 
 /**
@@ -266,7 +266,7 @@ export interface BuiltPipeline {
  * ```
  */
 export function checkPipelineConfig(config: unknown, name = 'config'): PipelineConfig {
-  check(PIPELINE_CONFIG_SCHEMA, config, name);
+  check(PIPELINE_CONFIG_SCHEMA as SchemaNode, config, name);
   const c = config as PipelineConfig;
   const ids = Object.keys(c.experts);
   for (const id of ids) {

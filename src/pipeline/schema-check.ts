@@ -10,6 +10,10 @@ import * as v from '../validate';
 
 /** A node of the schema, as far as this checker reads it. */
 export interface SchemaNode {
+  readonly $schema?: string;
+  readonly $id?: string;
+  readonly title?: string;
+  readonly description?: string;
   readonly type?: string;
   readonly const?: unknown;
   readonly enum?: readonly unknown[];

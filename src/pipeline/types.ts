@@ -381,7 +381,12 @@ export interface MemoryTrace {
   /** Why it was skipped or failed. */
   reason?: string;
   /** The scope searched. */
-  scope?: { userId: string; sessionId?: string };
+  scope?: {
+    /** The user's memories. */
+    userId: string;
+    /** Only this session's, with `scope: 'session'`. */
+    sessionId?: string;
+  };
   /** Memories put into the prompt. */
   items?: number;
   /** Their tokens (by the MemAgent's tokenizer). */

@@ -4,7 +4,8 @@
  * Hot paths run in a C++ Node-API addon (runtime-dispatched SIMD) and ONNX Runtime.
  * Parts: MoE gating and request routing with its control plane, DuoAttention, MemAgent memory,
  * budgets (resource and s1 thinking budgets), LLM backends, an OpenAI-compatible server and
- * multi-round thinking (Think Twice). One serving pipeline is planned. docs/ARCHITECTURE.md describes the layers.
+ * multi-round thinking (Think Twice), and the OptimizationPipeline that chains them in the serving
+ * path with Prometheus metrics. docs/ARCHITECTURE.md describes the layers.
  *
  * @example
  * ```ts

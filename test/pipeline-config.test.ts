@@ -82,6 +82,9 @@ describe('building from a config', () => {
       pipeline.on('trace', (t: PipelineTrace) => traces.push(t));
       const r = await pipeline.run({ prompt: 'sql join', user: 'u1' });
       expect(r.tokens).toBeLessThanOrEqual(6);
+      // The exchange is stored after the answer; the trace event comes once it is.
+      expect(r.trace.stages[4]!.status).toBe('deferred');
+      expect(await r.stored).toMatchObject({ status: 'done' });
       expect(traces[0]!.stages.map((s) => s.status)).toEqual(['done', 'done', 'done', 'done', 'done']);
       const mr = await pipeline.run({ prompt: 'hello there', user: 'u1', maxTokens: 40, multiRound: { answerMaxTokens: 4 } });
       expect(mr.trace.stages[3]).toMatchObject({ mode: 'multi-round', status: 'done' });

@@ -63,7 +63,7 @@ describe('the pipeline on the tiny ONNX model', () => {
       ['memory', 'done'],
       ['budget', 'done'],
       ['generation', 'done'],
-      ['store', 'done'],
+      ['store', 'deferred'],
     ]);
     expect(r.expertId).toBe('sql');
     // The same prompt run directly: the pipeline adds nothing to what the model sees or says.
@@ -74,7 +74,9 @@ describe('the pipeline on the tiny ONNX model', () => {
     expect(stage(r.trace, 'budget')).toMatchObject({ committed: direct.promptTokens + direct.tokens });
     const [status] = await budgets.status('alice');
     expect([status!.committed, status!.reserved]).toEqual([direct.promptTokens + direct.tokens, 0]);
-    expect(memory.getMemory(stage(r.trace, 'store')['memoryId'] as string)?.content).toBe(`User: my sql join is slow\nAssistant: ${r.text}`);
+    const stored = await r.stored;
+    expect(stored.status).toBe('done');
+    expect(memory.getMemory(stored.memoryId!)?.content).toBe(`User: my sql join is slow\nAssistant: ${r.text}`);
   });
 
   it("the next request of the same user retrieves it into the prompt; another user's never", async () => {
@@ -89,6 +91,27 @@ describe('the pipeline on the tiny ONNX model', () => {
     const bob = await pipeline.run({ messages: [{ role: 'user', content: 'why is my sql join slow?' }], user: 'bob', maxTokens: 4, temperature: 0 });
     expect(stage(bob.trace, 'memory')).toMatchObject({ status: 'done', items: 0, ids: [] });
     expect(bob.promptTokens).toBe(a.countTokens(`<|user|>\nwhy is my sql join slow?</s>\n<|assistant|>\n`) + 1);
+  });
+
+  it('tokenizes the prompt once: the reservation counts the ids the model is handed, and the answer is the one the text gives', async () => {
+    // Expert 'sql' has run a text prompt (the first test): the BOS it adds is known, so from now
+    // on the prompt encoded for the reservation goes to the model as ids.
+    const template = ChatTemplate.fromModelDir(modelDir);
+    for (const content of ['add an index to my sql join', 'sql join order and index choice']) {
+      // Both runs from an empty KV cache: a reused prefix changes the logits' last bits.
+      a.clearCache();
+      const r = await pipeline.run({ messages: [{ role: 'user', content }], user: 'dan', maxTokens: 10, temperature: 0, logprobs: true, memory: false });
+      expect(r.expertId).toBe('sql');
+      const g = stage(r.trace, 'generation');
+      expect(g['encodeMs']).toBeGreaterThan(0);
+      const prompt = template.render([{ role: 'user', content }]);
+      a.clearCache();
+      const direct = await a.generate(prompt, { maxTokens: 10, temperature: 0, logprobs: true });
+      expect([r.text, r.tokenIds, r.logprobs, r.promptTokens, r.finishReason]).toEqual([direct.text, direct.tokenIds, direct.logprobs, direct.promptTokens, direct.finishReason]);
+      // Reserved: the prompt's tokens by encode(), 4 for special tokens, max_tokens; charged: what the model ran.
+      expect(stage(r.trace, 'budget')).toMatchObject({ reserved: a.countTokens(prompt) + 4 + 10, committed: direct.promptTokens + direct.tokens });
+      expect(direct.promptTokens).toBeLessThanOrEqual(a.countTokens(prompt) + 4);
+    }
   });
 
   it('routes another query to the other expert, and s1 thinking runs on the model', async () => {

@@ -74,7 +74,7 @@ describe('a run through every stage', () => {
       ['memory', 'done'],
       ['budget', 'done'],
       ['generation', 'done'],
-      ['store', 'done'],
+      ['store', 'deferred'],
     ]);
     expect(stage(r.trace, 'routing')).toMatchObject({ chosen: 'sql', expertId: 'sql', attempts: [{ expertId: 'sql', success: true }] });
     expect(stage(r.trace, 'memory')).toMatchObject({ scope: { userId: 'alice' }, items: 0, tokens: 0, ids: [] });
@@ -82,11 +82,16 @@ describe('a run through every stage', () => {
     // committed: the prompt plus what was generated.
     expect(stage(r.trace, 'budget')).toMatchObject({ requesterId: 'alice', reserved: 24 + 4 + 40, committed: 24 + 31 });
     expect(stage(r.trace, 'generation')).toMatchObject({ mode: 'plain', expertId: 'sql', calls: 1, promptTokens: 24, tokens: 31, finishReason: 'eos' });
-    const stored = stage(r.trace, 'store').memoryId!;
+    // The store runs after the answer: the run resolved first; `stored` settles with its stage.
+    expect(traces).toEqual([]);
+    const settled = await r.stored;
+    expect(settled).toMatchObject({ stage: 'store', status: 'done' });
+    const stored = settled.memoryId!;
     expect(memory.getMemory(stored)).toMatchObject({ content: 'User: My Postgres join is slow\nAssistant: Add an index on orders.user_id.', type: 'episodic', tags: ['exchange'], scope: { userId: 'alice' } });
     const [status] = await budgets.status('alice');
     expect([status!.committed, status!.reserved]).toEqual([55, 0]);
-    expect(traces).toEqual([r.trace]);
+    // The trace event comes once the run has settled, with the store stage settled.
+    expect(traces).toEqual([{ ...r.trace, stages: [...r.trace.stages.slice(0, 4), settled] }]);
     expect(r.trace.outcome).toBe('ok');
     expect(r.trace.overheadMs).toBeGreaterThanOrEqual(0);
     expect(router.getMetrics()).toMatchObject({ totalRouted: 1, outcomes: 1, successRate: 1 });
@@ -114,6 +119,8 @@ describe('a run through every stage', () => {
     expect(stage(anonymous.trace, 'memory')).toMatchObject({ status: 'skipped', reason: 'no user: memory is kept per user' });
     expect(stage(anonymous.trace, 'store')).toMatchObject({ status: 'skipped', reason: 'no user: memory is kept per user' });
     expect(gen.calls[3]!.prompt).toBe('Which database do I like?');
+    expect((await anonymous.stored).status).toBe('skipped');
+    await Promise.all([again.stored, other.stored]);
     expect(memory.getMetrics().items).toBe(3);
   });
 
@@ -141,6 +148,86 @@ describe('a run through every stage', () => {
       ['store', 'skipped', 'no memory stage'],
     ]);
     expect(r.promptTokens).toBe(3);
+  });
+});
+
+describe('the store after the answer', () => {
+  /** Holds every storeMemory call of `memory` until the returned function is called. */
+  function holdStores(memory: MemAgent): () => void {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const store = memory.storeMemory.bind(memory);
+    memory.storeMemory = async (...args: Parameters<MemAgent['storeMemory']>) => {
+      await held;
+      return store(...args);
+    };
+    return release;
+  }
+
+  it("resolves before the store; the same user's next run waits for it, another user's does not", async () => {
+    const gen = new ScriptedGenerator(() => 'Noted.');
+    const { memory } = parts();
+    const pipeline = keep(new OptimizationPipeline({ experts: { local: gen }, memory }));
+    const release = holdStores(memory);
+    const first = await pipeline.run({ prompt: 'My favourite database is Postgres', user: 'alice', maxTokens: 8 });
+    expect(stage(first.trace, 'store')).toEqual({ stage: 'store', status: 'deferred', ms: 0 });
+    expect(memory.getMetrics().items).toBe(0);
+    // Bob is not held by Alice's store.
+    const bob = await pipeline.run({ prompt: 'Which database do I like?', user: 'bob', maxTokens: 8 });
+    expect(stage(bob.trace, 'memory')).toMatchObject({ status: 'done', items: 0 });
+    // Alice's next run waits in its memory stage until her exchange is stored, then retrieves it.
+    const again = pipeline.run({ prompt: 'Which database do I like?', user: 'alice', maxTokens: 8 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(gen.calls.length).toBe(2);
+    release();
+    const r = await again;
+    expect(stage(r.trace, 'memory')).toMatchObject({ status: 'done', items: 1 });
+    expect(gen.calls[2]!.prompt).toBe('Relevant memory:\n- User: My favourite database is Postgres Assistant: Noted.\n\nWhich database do I like?');
+    expect((await first.stored).status).toBe('done');
+  });
+
+  it('a failed store: `stored` and the trace event say why, the error goes to the error listeners, the answer stands', async () => {
+    const { memory } = parts();
+    const pipeline = keep(new OptimizationPipeline({ experts: { local: new ScriptedGenerator(() => 'ok') }, memory }));
+    const boom = new Error('disk full');
+    memory.storeMemory = () => Promise.reject(boom);
+    const errors: unknown[] = [];
+    const traces: PipelineTrace[] = [];
+    pipeline.on('error', (e: unknown) => errors.push(e));
+    pipeline.on('trace', (t: PipelineTrace) => traces.push(t));
+    const r = await pipeline.run({ prompt: 'hi', user: 'alice', maxTokens: 2 });
+    expect(r.text).toBe('ok');
+    expect(await r.stored).toMatchObject({ status: 'failed', reason: 'disk full' });
+    expect(errors).toEqual([boom]);
+    expect(stage(traces[0]!, 'store')).toMatchObject({ status: 'failed', reason: 'disk full' });
+    expect(pipeline.getMetrics()).toMatchObject({ ok: 1, failed: 0 });
+  });
+
+  it('close() waits for the stores in progress', async () => {
+    const { memory } = parts();
+    const pipeline = new OptimizationPipeline({ experts: { local: new ScriptedGenerator(() => 'ok') }, memory });
+    const release = holdStores(memory);
+    const r = await pipeline.run({ prompt: 'hi', user: 'alice', maxTokens: 2 });
+    let closed = false;
+    const closing = pipeline.close().then(() => (closed = true));
+    await new Promise((res) => setTimeout(res, 20));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect((await r.stored).status).toBe('done');
+    expect(memory.getMetrics().items).toBe(1);
+  });
+
+  it('deferStore: false stores before the run resolves', async () => {
+    const { memory } = parts();
+    const pipeline = keep(new OptimizationPipeline({ experts: { local: new ScriptedGenerator(() => 'ok') }, memory: { agent: memory, deferStore: false } }));
+    const traces: PipelineTrace[] = [];
+    pipeline.on('trace', (t: PipelineTrace) => traces.push(t));
+    const r = await pipeline.run({ prompt: 'hi', user: 'alice', maxTokens: 2 });
+    expect(stage(r.trace, 'store').status).toBe('done');
+    expect(memory.getMetrics().items).toBe(1);
+    expect(traces).toEqual([r.trace]);
+    expect(await r.stored).toEqual(stage(r.trace, 'store'));
   });
 });
 

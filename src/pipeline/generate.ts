@@ -18,6 +18,8 @@ export interface Generated {
   logprobs?: number[];
   /** The backend's own count of the first call's prompt, when it reports one. */
   promptTokens?: number;
+  /** The token ids the backend ran for the prompt (special tokens included), when it reports them. */
+  promptTokenIds?: readonly number[];
   thinking?: string;
   thinkingTokens?: number;
   session?: { id: string; rounds: number; stopReason: ThinkingStopReason | undefined; confidence: number; modes: Record<string, number> };
@@ -86,6 +88,8 @@ export async function generate(
   if (res.logprobs !== undefined) out.logprobs = res.logprobs;
   const ran = (res as { promptTokens?: unknown }).promptTokens;
   if (Number.isInteger(ran) && (ran as number) >= 0) out.promptTokens = ran as number;
+  const ranIds = (res as { promptTokenIds?: unknown }).promptTokenIds;
+  if (Array.isArray(ranIds)) out.promptTokenIds = ranIds as number[];
   return out;
 }
 

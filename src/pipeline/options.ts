@@ -124,7 +124,7 @@ function checkExperts(value: unknown): Map<string, Expert> {
 
 function checkMemory(value: unknown): PipelineSettings['memory'] {
   if (value === undefined) return undefined;
-  const o = (value instanceof MemAgent ? { agent: value } : v.options<PipelineMemoryOptions>('options.memory', value, ['agent', 'contextTokens', 'topK', 'scope', 'store', 'priority'])) as Partial<PipelineMemoryOptions>;
+  const o = (value instanceof MemAgent ? { agent: value } : v.options<PipelineMemoryOptions>('options.memory', value, ['agent', 'contextTokens', 'topK', 'scope', 'store', 'deferStore', 'priority'])) as Partial<PipelineMemoryOptions>;
   if (!(o.agent instanceof MemAgent)) throw v.typeError('options.memory.agent', 'a MemAgent', o.agent);
   return {
     agent: o.agent,
@@ -132,6 +132,7 @@ function checkMemory(value: unknown): PipelineSettings['memory'] {
     topK: o.topK === undefined ? 5 : v.integer('options.memory.topK', o.topK, 1),
     scope: o.scope === undefined ? 'user' : v.oneOf('options.memory.scope', o.scope, ['user', 'session']),
     store: o.store === undefined ? true : v.boolean('options.memory.store', o.store),
+    deferStore: o.deferStore === undefined ? true : v.boolean('options.memory.deferStore', o.deferStore),
     priority: o.priority === undefined ? MemoryPriority.MEDIUM : (v.integer('options.memory.priority', o.priority, MemoryPriority.LOW, MemoryPriority.CRITICAL) as MemoryPriority),
   };
 }

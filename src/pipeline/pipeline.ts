@@ -24,6 +24,7 @@ import type {
   PipelineResult,
   PipelineRunOptions,
   PipelineTrace,
+  StoreTrace,
 } from './types';
 
 /**
@@ -85,10 +86,21 @@ const RUN_KEYS = ['signal', 'onToken', 'turn'] as const;
  * 4. *Generation* on the expert: one call, s1 bounds ({@link forceThinkingBudget}), or a
  *    {@link MultiRoundThinking} session whose token budget is the request's `maxTokens`.
  * 5. *Store.* The exchange (`User: <query>\nAssistant: <answer>`) is stored as an EPISODIC
- *    memory of the user and session, tagged `exchange`, before the run resolves, so the user's
- *    next request can retrieve it. A failed store leaves the answer standing (the trace says why).
+ *    memory of the user and session, tagged `exchange`. By default after the answer
+ *    (`memory.deferStore`): `run()` resolves once the answer exists, with the store stage
+ *    `'deferred'`, and the store runs right after, off the request's path;
+ *    {@link PipelineResult.stored} settles with its outcome. The user's next request waits for
+ *    it before its memory stage, so it retrieves the exchange; {@link OptimizationPipeline.close}
+ *    waits for it. A failed store leaves the answer standing (the stage says why; the error goes
+ *    to `'error'`).
  *
- * Events: `'trace'` with every run's {@link PipelineTrace} (answered or not); `'error'` with
+ * The prompt is tokenized once: with budgets, plain generation on a generator that has
+ * `encode()` and reports the ids it ran ({@link OnnxCausalLM}) counts the prompt by encoding
+ * it and hands the expert those ids (with the special tokens it adds, learned from its first
+ * text call), so the model does not encode it again; the results are the same as on the text.
+ *
+ * Events: `'trace'` with every run's {@link PipelineTrace} (answered or not) once the run has
+ * settled — with a deferred store, after the store, with its stage settled; `'error'` with
  * errors no caller waits for (a failed store, a throwing listener).
  *
  * @example
@@ -147,6 +159,10 @@ export class OptimizationPipeline extends EventEmitter implements PipelineEventS
   readonly #s: PipelineSettings;
   readonly #guard = new CloseGuard('OptimizationPipeline');
   readonly #running = new Map<AbortController, Promise<unknown>>();
+  /** Stores deferred after their answers, in progress (they never reject). */
+  readonly #storing = new Set<Promise<unknown>>();
+  /** Per user: settles once every store of theirs started so far has. */
+  readonly #pendingByUser = new Map<string, Promise<void>>();
   readonly #stats = { runs: 0, ok: 0, refused: 0, failed: 0, aborted: 0, overheadMs: 0, totalMs: 0, byExpert: new Map<string, number>() };
 
   /**
@@ -283,13 +299,16 @@ export class OptimizationPipeline extends EventEmitter implements PipelineEventS
     const onAbort = () => ctl.abort(o.signal!.reason);
     if (o.signal?.aborted) ctl.abort(o.signal.reason);
     else o.signal?.addEventListener('abort', onAbort, { once: true });
-    const run = new Run(this.#s, r, ctl, turn, onTokenOuter);
+    const run = new Run(this.#s, r, ctl, turn, onTokenOuter, (user) => this.#pendingByUser.get(user));
     const done = (async (): Promise<PipelineResult> => {
       try {
         const result = await run.execute();
         this.#count(result.trace, result.expertId);
-        emitSafely(this, 'trace', result.trace);
-        if (run.storeError !== undefined) reportError(this, run.storeError, 'storing an exchange');
+        if (run.deferredUser !== undefined) result.stored = this.#storeLater(run, result.trace);
+        else {
+          emitSafely(this, 'trace', result.trace);
+          if (run.storeError !== undefined) reportError(this, run.storeError, 'storing an exchange');
+        }
         return result;
       } catch (err) {
         await run.release();
@@ -336,8 +355,8 @@ export class OptimizationPipeline extends EventEmitter implements PipelineEventS
   }
 
   /**
-   * Aborts the runs in progress (they reject with ClosedError) and resolves once they have
-   * settled; later runs reject with ClosedError. Closes none of the parts it was given. Every
+   * Aborts the runs in progress (they reject with ClosedError) and resolves once they and the
+   * stores deferred after answers have settled; later runs reject with ClosedError. Closes none of the parts it was given. Every
    * call returns the first call's promise.
    *
    * @example
@@ -350,7 +369,34 @@ export class OptimizationPipeline extends EventEmitter implements PipelineEventS
     return this.#guard.close(async () => {
       for (const ctl of this.#running.keys()) ctl.abort(this.#guard.error());
       await Promise.all(this.#running.values());
+      await Promise.all(this.#storing);
     });
+  }
+
+  /**
+   * Stores an answered run's exchange after the answer: on the next turn of the event loop, so
+   * the caller's own continuation (sending the answer) runs first. Then emits the run's trace
+   * with its store stage settled and reports a failed store. The same user's next memory stage
+   * waits for it; close() too. Resolves with the settled store stage, never rejects.
+   */
+  #storeLater(run: Run, answered: PipelineTrace): Promise<StoreTrace> {
+    const user = run.deferredUser!;
+    const stored = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => run.storeDeferred())
+      .then((stage) => {
+        emitSafely(this, 'trace', run.settledTrace(answered));
+        if (run.storeError !== undefined) reportError(this, run.storeError, 'storing an exchange');
+        return stage;
+      });
+    this.#storing.add(stored);
+    const prev = this.#pendingByUser.get(user);
+    const pending: Promise<void> = (prev === undefined ? stored : Promise.all([prev, stored])).then(() => undefined);
+    this.#pendingByUser.set(user, pending);
+    void pending.then(() => {
+      this.#storing.delete(stored);
+      if (this.#pendingByUser.get(user) === pending) this.#pendingByUser.delete(user);
+    });
+    return stored;
   }
 
   /** {@link OptimizationPipeline.close}, for `await using`. */

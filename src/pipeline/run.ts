@@ -11,6 +11,7 @@ import { MemoryType } from '../memory/index';
 import * as v from '../validate';
 import { type Generated, generate } from './generate';
 import type { Expert, PipelineSettings } from './options';
+import { learnSpecials, mayHandIds, promptIds } from './prompt-ids';
 import { type CheckedRequest, memoryBlock, queryText, withMemory } from './request';
 import { newStats, RunGenerator, type RunStats } from './run-generator';
 import {
@@ -24,6 +25,13 @@ import {
   type RoutingTrace,
   type StoreTrace,
 } from './types';
+
+/** A store deferred until after the answer: whose, and what. */
+interface DeferredStore {
+  user: string;
+  answer: string;
+  expertId: string;
+}
 
 /** What one expert call produced. */
 interface Answer {
@@ -63,6 +71,9 @@ export class Run {
   #allocation: string | undefined;
   /** Prompt tokens of the reservation, and the expert that counted them. */
   #counted: { expert: string; tokens: number } | undefined;
+  /** The prompt as encoded for the reservation, to hand the expert as ids. */
+  #encoded: { expert: string; prompt: string; ids: number[]; ms: number; handed: boolean } | undefined;
+  #deferred: DeferredStore | undefined;
   #streamed = false;
   /** Set when an expert failed mid-stream: no other expert may continue that answer. */
   #final: { error: unknown } | undefined;
@@ -74,6 +85,8 @@ export class Run {
     readonly ctl: AbortController,
     readonly turn: PipelineRunOptions['turn'],
     onToken: PipelineRunOptions['onToken'],
+    /** The same user's stores still in progress, which a memory stage waits for. */
+    readonly pendingStores: (user: string) => Promise<void> | undefined = () => undefined,
   ) {
     this.#query = queryText(r);
     this.#generation = { stage: 'generation', status: 'skipped', ms: 0, mode: r.multiRound ? 'multi-round' : r.thinking ? 'thinking' : 'plain' };
@@ -160,11 +173,27 @@ export class Run {
     } catch (err) {
       throw fatal(err);
     }
+    // Tokenize once: the ids counted for the reservation go to the expert, which then does not
+    // encode the prompt again; that encoding is generation work, timed as such.
+    let prompt: GeneratorPrompt = built.prompt;
+    const enc = this.#encoded;
+    const same = enc !== undefined && !enc.handed && enc.expert === expertId && enc.prompt === built.prompt && built.multi === undefined && this.r.thinking === undefined;
+    if (same) {
+      const ids = promptIds(expert.generator, enc.ids);
+      if (ids !== undefined) {
+        prompt = ids;
+        enc.handed = true;
+        this.#budget.ms -= enc.ms;
+        this.#stats.generationMs += enc.ms;
+        this.#generation.encodeMs = enc.ms;
+      }
+    }
     const t0 = performance.now();
     try {
-      const out = await generate(gen, this.r, built.prompt, built.multi, this.s.thinking, this.ctl.signal, this.#onToken);
+      const out = await generate(gen, this.r, prompt, built.multi, this.s.thinking, this.ctl.signal, this.#onToken);
       this.#routing.attempts.push({ expertId, success: true, latencyMs: performance.now() - t0 });
-      return { out, expert, prompt: built.prompt };
+      if (same && typeof prompt === 'string') learnSpecials(expert.generator, enc.ids, out.promptTokenIds, SPECIAL_TOKENS);
+      return { out, expert, prompt };
     } catch (err) {
       this.#routing.attempts.push({ expertId, success: false, latencyMs: performance.now() - t0, error: messageOf(err) });
       if (this.ctl.signal.aborted) throw err;
@@ -191,6 +220,12 @@ export class Run {
     if (m.scope === 'session') scope.sessionId = r.sessionId!;
     t.scope = scope;
     try {
+      // The user's earlier exchanges, stored after their answers, are found by this search.
+      const pending = this.pendingStores(r.user);
+      if (pending !== undefined) {
+        await pending;
+        this.ctl.signal.throwIfAborted();
+      }
       let budget = m.contextTokens;
       if (expert.contextLength !== undefined && budget > 0) {
         // Leave room for the prompt and the answer (the memory block's own lines are approximate).
@@ -256,7 +291,7 @@ export class Run {
     const requesterId = this.r.user ?? b.anonymousRequester;
     t.requesterId = requesterId;
     try {
-      const promptTokens = await countPrompt(expert, prompt);
+      const promptTokens = await this.#countForBudget(expert, prompt);
       this.#counted = { expert: expert.id, tokens: promptTokens };
       const amount = promptTokens + SPECIAL_TOKENS + this.#generationCap();
       t.reserved = amount;
@@ -286,6 +321,25 @@ export class Run {
     } finally {
       t.ms += performance.now() - t0;
     }
+  }
+
+  /**
+   * The prompt's tokens for the reservation: for plain generation on a generator with
+   * `encode()`, the encoded ids (kept to hand the expert), else `countTokens`.
+   */
+  async #countForBudget(expert: Expert, prompt: GeneratorPrompt): Promise<number> {
+    const g = expert.generator;
+    if (typeof prompt !== 'string' || this.r.thinking !== undefined || this.r.multiRound !== undefined || !mayHandIds(g)) return countPrompt(expert, prompt);
+    const t0 = performance.now();
+    let ids: number[];
+    try {
+      ids = await g.encode!(prompt);
+      if (!Array.isArray(ids)) throw v.typeError('encode() result', 'array of token ids', ids);
+    } catch (err) {
+      throw new Error(`Counting the prompt's tokens failed: ${messageOf(err)}`, { cause: err });
+    }
+    this.#encoded = { expert: expert.id, prompt, ids, ms: performance.now() - t0, handed: false };
+    return ids.length;
   }
 
   async #finish(a: Answer): Promise<PipelineResult> {
@@ -331,7 +385,12 @@ export class Run {
         this.#allocation = undefined;
       }
     }
-    await this.#storeExchange(out.text, expert.id);
+    const skip = this.#storeSkip();
+    if (skip !== undefined) this.#store.reason = skip;
+    else if (this.s.memory!.deferStore) {
+      this.#store.status = 'deferred';
+      this.#deferred = { user: this.r.user!, answer: out.text, expertId: expert.id };
+    } else await this.#storeExchange(out.text, expert.id);
     const result: PipelineResult = {
       text: out.text,
       tokens: st.tokens,
@@ -339,6 +398,7 @@ export class Run {
       promptTokens,
       expertId: expert.id,
       trace: this.#trace('ok'),
+      stored: Promise.resolve({ ...this.#store }),
     };
     if (out.stopSequence !== undefined) result.stopSequence = out.stopSequence;
     if (out.tokenIds !== undefined) result.tokenIds = out.tokenIds;
@@ -347,19 +407,43 @@ export class Run {
     return result;
   }
 
-  async #storeExchange(answer: string, expertId: string): Promise<void> {
+  /** Why the exchange is not stored, or undefined when it is. */
+  #storeSkip(): string | undefined {
     const m = this.s.memory;
     const { r } = this;
+    if (m === undefined) return 'no memory stage';
+    if (!r.memory) return 'turned off by the request';
+    if (!m.store) return 'storing is off (memory.store: false)';
+    if (r.user === undefined) return 'no user: memory is kept per user';
+    if (this.#query === undefined) return 'a token-id prompt has no text to store';
+    return undefined;
+  }
+
+  /** The user whose exchange is stored after the answer, when it is. */
+  get deferredUser(): string | undefined {
+    return this.#deferred?.user;
+  }
+
+  /** Runs the deferred store; resolves with its stage (a failure is in it and in storeError). */
+  async storeDeferred(): Promise<StoreTrace> {
+    const d = this.#deferred!;
+    await this.#storeExchange(d.answer, d.expertId);
+    return { ...this.#store };
+  }
+
+  /** The answered run's trace with its store stage settled. */
+  settledTrace(answered: PipelineTrace): PipelineTrace {
+    return { ...answered, stages: answered.stages.map((s) => (s.stage === 'store' ? { ...this.#store } : s)) };
+  }
+
+  async #storeExchange(answer: string, expertId: string): Promise<void> {
+    const m = this.s.memory!;
+    const { r } = this;
     const t = this.#store;
-    if (m === undefined) return void (t.reason = 'no memory stage');
-    if (!r.memory) return void (t.reason = 'turned off by the request');
-    if (!m.store) return void (t.reason = 'storing is off (memory.store: false)');
-    if (r.user === undefined) return void (t.reason = 'no user: memory is kept per user');
-    if (this.#query === undefined) return void (t.reason = 'a token-id prompt has no text to store');
     const t0 = performance.now();
     try {
       t.memoryId = await m.agent.storeMemory(`User: ${this.#query}\nAssistant: ${answer}`, MemoryType.EPISODIC, m.priority, ['exchange'], {
-        scope: r.sessionId === undefined ? { userId: r.user } : { userId: r.user, sessionId: r.sessionId },
+        scope: r.sessionId === undefined ? { userId: r.user! } : { userId: r.user!, sessionId: r.sessionId },
         metadata: { expert: expertId, requestId: this.#requestId },
       });
       t.status = 'done';
@@ -414,7 +498,8 @@ export class Run {
       generationMs: st.generationMs,
       waitMs: st.waitMs,
       overheadMs: Math.max(0, totalMs - st.generationMs - st.waitMs),
-      stages: [this.#routing, this.#memory, this.#budget, this.#generation, this.#store],
+      // The store stage is copied: a deferred store settles it after this trace is handed out.
+      stages: [this.#routing, this.#memory, this.#budget, this.#generation, { ...this.#store }],
     };
   }
 }

@@ -53,6 +53,14 @@ export interface PipelineMemoryOptions {
   scope?: 'user' | 'session';
   /** Store each exchange as an EPISODIC memory of the user (and session); default `true`. */
   store?: boolean;
+  /**
+   * Store the exchange after the run has answered (default `true`): `run()` resolves as soon
+   * as the answer exists, its trace's store stage says `'deferred'`, and the store runs right
+   * after in the background; {@link PipelineResult.stored} and the `'trace'` event report how it
+   * went. The same user's next run waits for it before its memory stage, and
+   * {@link OptimizationPipeline.close} waits for it. `false` stores before `run()` resolves.
+   */
+  deferStore?: boolean;
   /** Priority of the stored exchanges; default `MemoryPriority.MEDIUM`. */
   priority?: MemoryPriority;
 }
@@ -463,6 +471,13 @@ export interface GenerationTrace {
   thinkingTokens?: number;
   /** Milliseconds spent waiting for turns. */
   waitMs?: number;
+  /**
+   * Milliseconds encoding the prompt into the token ids handed to the expert, which then does
+   * not encode it itself (plain generation on a generator with `encode()` that reports its
+   * prompt's token ids, as {@link OnnxCausalLM} does); part of `ms`. The same ids count the
+   * prompt for the budget reservation.
+   */
+  encodeMs?: number;
   /** The multi-round session's id. */
   sessionId?: string;
   /** Rounds run (multi-round). */
@@ -487,9 +502,14 @@ export interface GenerationTrace {
 export interface StoreTrace {
   /** `'store'`. */
   stage: 'store';
-  /** `'done'`, `'skipped'` (see `reason`) or `'failed'` (the answer still stands). */
-  status: 'done' | 'skipped' | 'failed';
-  /** Wall time, ms. */
+  /**
+   * `'done'`, `'skipped'` (see `reason`), `'failed'` (the answer still stands), or
+   * `'deferred'` in the trace a run resolves with when the store runs after the answer
+   * (`memory.deferStore`, the default): {@link PipelineResult.stored} and the `'trace'` event
+   * then have the settled stage.
+   */
+  status: 'done' | 'skipped' | 'failed' | 'deferred';
+  /** Wall time of the store, ms (after the answer when deferred: not part of the run's `totalMs`). */
   ms: number;
   /** Why it was skipped or failed. */
   reason?: string;
@@ -527,11 +547,14 @@ export interface PipelineTrace {
   error?: string;
   /** Wall time of the run, ms. */
   totalMs: number;
-  /** Time in the experts' generate calls, ms. */
+  /**
+   * Time in the experts' generate calls, ms, and encoding the prompt when the pipeline hands
+   * the expert token ids in place of its own encoding (see {@link GenerationTrace.encodeMs}).
+   */
   generationMs: number;
   /** Time waiting for turns, ms. */
   waitMs: number;
-  /** What the stages added: `totalMs − generationMs − waitMs`. */
+  /** What the stages added: `totalMs − generationMs − waitMs` (a deferred store is not in it: it runs after the answer). */
   overheadMs: number;
   /** Every stage, in order. */
   stages: StageTrace[];
@@ -565,8 +588,20 @@ export interface PipelineResult {
   expertId: string;
   /** The thinking (thinking modes: the s1 thinking, or the final round's). */
   thinking?: string;
-  /** What each stage did. */
+  /** What each stage did, when the run answered (a deferred store says `'deferred'`). */
   trace: PipelineTrace;
+  /**
+   * Settles with the store stage once the exchange is stored (`'done'`, with its `memoryId`),
+   * failed to be (`'failed'`, with the reason; the error also goes to the pipeline's `'error'`
+   * listeners) or was skipped; never rejects. Already settled unless the store was deferred.
+   *
+   * @example
+   * ```ts
+   * const r = await pipeline.run({ prompt: 'Hi', user: 'u1' });
+   * const { status, memoryId } = await r.stored;
+   * ```
+   */
+  stored: Promise<StoreTrace>;
 }
 
 /**

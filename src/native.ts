@@ -113,6 +113,29 @@ export type AttentionArgs = [
   threads: number,
 ];
 
+/**
+ * Leading arguments of `attentionCacheRun` and `attentionCacheRunAsync`: as {@link AttentionArgs},
+ * with buffers of any format's type and rows of 10 in the segment table.
+ */
+export type CacheRunArgs = [
+  q: Float32Array,
+  queries: number,
+  queryHeads: number,
+  kvHeads: number,
+  headDim: number,
+  pos0: number,
+  causal: boolean,
+  horizon: number,
+  scale: number,
+  sink: number,
+  recent: number,
+  buffers: (Float32Array | Uint16Array | Uint8Array)[],
+  /** Rows of 10: head, format, k buffer, v buffer, k offset, v offset, stride, count, first position, lane. */
+  segments: Float64Array,
+  streaming: Uint8Array | null,
+  threads: number,
+];
+
 type StatsArgs = [logits: Float32Array, indices: Int32Array, tokens: number, experts: number, k: number, scoring: number];
 
 /**
@@ -160,6 +183,17 @@ export interface NativeBinding {
   attentionRun(...args: [...AttentionArgs, out: Float32Array, lse: Float32Array | null]): void;
   /** Takes its inputs (q, every buffer, streaming: each copied, or read in place on a SharedArrayBuffer) and allocates its outputs. */
   attentionRunAsync(...args: [...AttentionArgs, wantLse: boolean]): Promise<{ output: Float32Array; lse: Float32Array | null }>;
+  /** Attention over segments in any of the cache's formats (native/attention/kernels.h), e.g. a DuoKVCache's blocks. */
+  attentionCacheRun(...args: [...CacheRunArgs, out: Float32Array, lse: Float32Array | null]): void;
+  /** Takes its inputs (q, every buffer, streaming: each copied, or read in place on a SharedArrayBuffer) and allocates its outputs. */
+  attentionCacheRunAsync(...args: [...CacheRunArgs, wantLse: boolean]): Promise<{ output: Float32Array; lse: Float32Array | null }>;
+  /**
+   * Stores rows of keys and values into the cache's formats: rows of 11 (format, src k buffer, src v
+   * buffer, src offset, src stride, count, dst k buffer, dst v buffer, dst k offset, dst v offset, lane).
+   */
+  attentionKvWrite(buffers: (Float32Array | Uint16Array | Uint8Array)[], writes: Float64Array, headDim: number): void;
+  /** The attention kernel variant in use (CAPIBARA_ISA=avx512 turns the BF16 + VNNI one off). */
+  attentionPath: 'avx512-bf16-vnni' | 'avx512' | 'avx2' | 'generic';
   /** The int8 scan variant in use (VNNI is an AVX-512 extension; CAPIBARA_ISA=avx512 turns it off). */
   memoryInt8Path: 'avx512-vnni' | 'avx512' | 'avx2' | 'generic';
 }

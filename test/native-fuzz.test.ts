@@ -172,6 +172,9 @@ type Kind =
   | 'i8' // Int8Array input
   | 'kv' // Array of Float32Array or Uint16Array (attention keys/values, one type)
   | 'segments' // Float64Array of rows of 8 (attention segment table)
+  | 'cachekv' // Array of Float32Array, Uint16Array or Uint8Array (the cache's buffers, any formats)
+  | 'cachesegments' // Float64Array of rows of 10 (the cache's segment table)
+  | 'writes' // Float64Array of rows of 11 (the cache's write table)
   | 'u8?' // Uint8Array of flags or null/undefined
   | 'int'
   | 'num'
@@ -657,12 +660,18 @@ const ATTENTION_ASYNC_PARAMS = [...ATTENTION_PARAMS.slice(0, 15), ['wantLse', 'b
  * and float16, one buffer emptied, shortened, detached, poisoned, or moved to another layout.
  */
 function bufferListMutations(v: unknown, r: Rng): unknown[] {
-  const isKv = (x: unknown) => ArrayBuffer.isView(x) && (x instanceof Float32Array || x instanceof Uint16Array) && GUARDS.has(x.buffer);
-  const list = (Array.isArray(v) && v.length > 0 && v.every(isKv) ? v : [f32([0.5, -0.5], 'stand-in buffer')]) as (Float32Array | Uint16Array)[];
+  const isKv = (x: unknown) =>
+    ArrayBuffer.isView(x) && (x instanceof Float32Array || x instanceof Uint16Array || x instanceof Uint8Array) && GUARDS.has(x.buffer);
+  // Array.from: a list with holes (one of the mutations below, mutated again) is not a list of buffers.
+  const list = (Array.isArray(v) && v.length > 0 && Array.from(v).every(isKv) ? v : [f32([0.5, -0.5], 'stand-in buffer')]) as (
+    | Float32Array
+    | Uint16Array
+    | Uint8Array
+  )[];
   const i = r.int(0, list.length - 1);
   const b = list[i]!;
   const Own = b.constructor as unknown as TypedCtor;
-  const Other = (b instanceof Uint16Array ? Float32Array : Uint16Array) as unknown as TypedCtor;
+  const Other = (b instanceof Uint16Array ? Float32Array : b instanceof Uint8Array ? Float32Array : Uint16Array) as unknown as TypedCtor;
   const swap = (x: unknown) => list.map((y, j) => (j === i ? x : y));
   const copy = (C: TypedCtor, n: number, label: string, shared = false) => {
     const a = guarded<NumberArray>(C, n, label, shared);
@@ -697,7 +706,8 @@ function bufferListMutations(v: unknown, r: Rng): unknown[] {
     big.set(b as NumberArray, 3);
     out.push(swap(big.subarray(3)));
   }
-  const poisons = b instanceof Uint16Array ? [0x7c00, 0xfc00, 0x7e00, 0x7bff, 0x0001] : [NaN, Infinity, -Infinity, FLT_MAX, 1e-45];
+  const poisons =
+    b instanceof Uint16Array ? [0x7c00, 0xfc00, 0x7e00, 0x7bff, 0x0001, 0x7f80, 0xff80, 0x7fc0] : b instanceof Uint8Array ? [0, 255, 0x7f, 0x80] : [NaN, Infinity, -Infinity, FLT_MAX, 1e-45];
   for (const x of poisons) {
     if (b.length === 0) break;
     const a = copy(Own, b.length, `buffer with ${x}`);
@@ -775,6 +785,280 @@ function segmentMutations(v: unknown, r: Rng, args: readonly unknown[]): unknown
   return out;
 }
 
+// ---------------------------------------------------------------------------------------
+// attentionCacheRun / attentionCacheRunAsync: segments of any format (dense rows, or the cache's
+// blocks of 64 positions: native/attention/kernels.h) as rows of 10 [head, format, kBuf, vBuf,
+// kOffset, vOffset, stride, count, first, lane]; attentionKvWrite: rows of 11 [format, srcK,
+// srcV, srcOffset, srcStride, count, dstK, dstV, dstKOffset, dstVOffset, lane].
+
+const BLOCK = 64;
+/** Element counts of one block's keys / values per format (written here from kernels.h's table). */
+function blockElements(format: number, dim: number): [number, number] {
+  const dim4 = Math.ceil(dim / 4) * 4;
+  if (format === 4) return [Math.ceil(dim / 2) * 2 * BLOCK, dim * BLOCK];
+  if (format === 5) return [dim4 * (8 + BLOCK), 4 * BLOCK + dim * BLOCK];
+  return [dim * BLOCK, dim * BLOCK];
+}
+/** The typed array a format is stored in: 0, 2 Float32Array; 1, 3, 4 Uint16Array; 5 Uint8Array. */
+const formatCtor = (format: number): TypedCtor =>
+  (format === 0 || format === 2 ? Float32Array : format === 5 ? Uint8Array : Uint16Array) as unknown as TypedCtor;
+
+/** Random contents of a format's buffer: finite values (int8 blocks with finite steps and minima). */
+function fillFormat(r: Rng, a: NumberArray, format: number, dim: number, offset: number, blocks: number, isKey: boolean): void {
+  if (format === 0 || format === 2) {
+    for (let e = 0; e < a.length; e++) a[e] = r.next() * 2 - 1;
+  } else if (format === 1 || format === 3) {
+    for (let e = 0; e < a.length; e++) a[e] = randomHalf(r);
+  } else if (format === 4) {
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    for (let e = 0; e < a.length; e++) {
+      f[0] = r.next() * 4 - 2;
+      a[e] = u[0]! >>> 16;
+    }
+  } else {
+    for (let e = 0; e < a.length; e++) a[e] = r.int(0, 255);
+    // Steps and minima (keys) or per-token steps (values) as small finite floats.
+    const view = new DataView(a.buffer, a.byteOffset, a.byteLength);
+    const dim4 = Math.ceil(dim / 4) * 4;
+    const [kb, vb] = blockElements(5, dim);
+    for (let b = 0; b < blocks; b++) {
+      const base = offset + b * (isKey ? kb : vb);
+      const floats = isKey ? 2 * dim4 : BLOCK;
+      for (let i = 0; i < floats; i++) if (base + 4 * i + 4 <= a.length) view.setFloat32(base + 4 * i, r.next() * 0.05, true);
+    }
+  }
+}
+
+/**
+ * A valid attentionCacheRun argument list: shapes as validAttention's, each KV head with 0-3
+ * segments of random formats, dense (any row stride) or blocked (any first lane, running over
+ * block boundaries), each on buffers of its own kind, some on SharedArrayBuffers.
+ */
+function validCacheRun(r: Rng): unknown[] {
+  const kvHeads = r.int(1, 3);
+  const group = r.pick([1, 1, 2, 3, 4, 8].filter((g) => g * kvHeads <= 16));
+  const queryHeads = kvHeads * group;
+  const dim = r.bool(0.7) ? r.pick(ATTENTION_DIMS) : r.int(1, 256);
+  const queries = r.bool(0.1) ? 0 : r.int(1, 12);
+  const pos0 = r.int(0, 200);
+  const causal = r.bool(0.7);
+  const horizon = r.int(-1, 260);
+  const buffers: unknown[] = [];
+  const rows: number[][] = [];
+  for (let h = 0; h < kvHeads; h++) {
+    for (let s = r.int(0, 3); s > 0; s--) {
+      const format = r.int(0, 5);
+      const blocked = format >= 2;
+      const count = r.bool(0.1) ? 0 : r.int(1, r.bool(0.3) ? 150 : 40);
+      const lane = blocked ? r.int(0, 63) : 0;
+      const stride = blocked ? 0 : r.bool(0.5) ? dim : dim + r.int(1, 3);
+      const [kb, vb] = blocked ? blockElements(format, dim) : [0, 0];
+      const blocks = blocked ? Math.ceil((lane + count) / BLOCK) : 0;
+      const ko = r.int(0, 8);
+      const vo = r.int(0, 8);
+      const kLen = ko + (blocked ? blocks * kb : count === 0 ? 0 : (count - 1) * stride + dim) + (r.bool(0.6) ? 0 : r.int(1, 5));
+      const vLen = vo + (blocked ? blocks * vb : count === 0 ? 0 : (count - 1) * stride + dim) + (r.bool(0.6) ? 0 : r.int(1, 5));
+      const C = formatCtor(format);
+      const k = guarded<NumberArray>(C, kLen, `buffers[${buffers.length}]`, r.bool(0.3));
+      const v = guarded<NumberArray>(C, vLen, `buffers[${buffers.length + 1}]`, r.bool(0.3));
+      fillFormat(r, k, format, dim, ko, blocks, true);
+      fillFormat(r, v, format, dim, vo, blocks, false);
+      const first = r.bool(0.05) ? 2 ** 40 - count : r.int(0, pos0 + queries + 5);
+      rows.push([h, format, buffers.length, buffers.length + 1, ko, vo, stride, count, first, lane]);
+      buffers.push(k, v);
+    }
+  }
+  for (let i = rows.length - 1; i > 0; i--) {
+    const j = r.int(0, i);
+    [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+  }
+  const qn = queries * queryHeads * dim;
+  const q = guarded<Float32Array>(Float32Array, qn, 'q', r.bool(0.2));
+  for (let e = 0; e < qn; e++) q[e] = r.next() * 2 - 1;
+  const streaming = r.bool(0.5) ? u8(Array.from({ length: kvHeads }, () => r.pick([0, 1, 255])), 'streaming') : r.pick([null, undefined]);
+  const outRows = queries * queryHeads;
+  return [
+    q, queries, queryHeads, kvHeads, dim, pos0, causal, horizon, r.pick([1 / Math.sqrt(dim), 0.125, r.next() + 0.01]),
+    r.int(0, 70), r.int(0, 80), buffers, f64(rows.flat(), 'segments'), streaming, r.int(1, 4),
+    guarded(Float32Array, outRows * dim, 'out'), r.bool() ? guarded(Float32Array, outRows, 'lse') : r.pick([null, undefined]),
+  ];
+}
+
+const validCacheRunAsync = (r: Rng) => [...validCacheRun(r).slice(0, 15), r.bool()];
+
+/**
+ * The float64 reference of an accepted attentionCacheRun whose segments are all float32 or
+ * float16 (dense or blocked), read with the block layouts written here: key j of a blocked
+ * segment in lane (lane + j) % 64 of block (lane + j) / 64, keys [dim][64], values in chunks of
+ * 64 columns [chunk][64][width]. Other formats (bfloat16, int8) round or quantise on the way
+ * (attention-kv-storage.test.ts holds them to their own references): null.
+ */
+function cacheRunAsDense(args: readonly unknown[]): unknown[] | null {
+  const dim = args[4] as number;
+  const list = args[11] as NumberArray[];
+  const table = args[12] as Float64Array;
+  // An async call's inputs may be gone by now (detached, shrunk: it read its copies): no reference then.
+  const gone = (x: unknown) => !ArrayBuffer.isView(x) || (x as NumberArray).buffer.byteLength === 0;
+  if (gone(table) || !Array.isArray(list) || list.some(gone)) return null;
+  const rows: number[][] = [];
+  const buffers: Float32Array[] = [];
+  for (let i = 0; i + 10 <= table.length; i += 10) {
+    const [h, format, kb, vb, ko, vo, stride, count, first, lane] = Array.from(table.subarray(i, i + 10)) as number[];
+    if (format !== 0 && format !== 1 && format !== 2 && format !== 3) return null;
+    const read = (x: number) => (format === 1 || format === 3 ? halfValue(x) : x);
+    const k = new Float32Array(count! * dim);
+    const v = new Float32Array(count! * dim);
+    const [kbl, vbl] = blockElements(format, dim);
+    for (let j = 0; j < count!; j++) {
+      const at = lane! + j;
+      const block = Math.floor(at / BLOCK);
+      const l = at % BLOCK;
+      for (let d = 0; d < dim; d++) {
+        if (format! <= 1) {
+          k[j * dim + d] = read(list[kb!]![ko! + j * stride! + d]!);
+          v[j * dim + d] = read(list[vb!]![vo! + j * stride! + d]!);
+        } else {
+          const start = Math.floor(d / 64) * 64;
+          const width = Math.min(64, dim - start);
+          k[j * dim + d] = read(list[kb!]![ko! + block * kbl + d * BLOCK + l]!);
+          v[j * dim + d] = read(list[vb!]![vo! + block * vbl + start * BLOCK + l * width + (d - start)]!);
+        }
+      }
+    }
+    rows.push([h!, buffers.length, buffers.length + 1, 0, 0, dim, count!, first!]);
+    buffers.push(k, v);
+  }
+  const dense = [...args];
+  dense[11] = buffers;
+  dense[12] = Float64Array.from(rows.flat());
+  return dense;
+}
+
+function checkCacheRun(args: unknown[], result: unknown): string | null {
+  if (result !== undefined) return `returned ${show(result)} instead of undefined`;
+  const dense = cacheRunAsDense(args);
+  const lse = args[16] instanceof Float32Array ? args[16] : null;
+  return dense === null ? null : compareAttention(dense, args[15] as Float32Array, lse);
+}
+
+function checkCacheRunAsync(args: unknown[], result: unknown): string | null {
+  const o = result as { output?: unknown; lse?: unknown } | null;
+  if (!o || !(o.output instanceof Float32Array)) return `resolved with ${show(result)}`;
+  if (args[15] === true ? !(o.lse instanceof Float32Array) : o.lse !== null) return `lse is ${show(o.lse)} with wantLse ${show(args[15])}`;
+  const dense = cacheRunAsDense(args);
+  return dense === null ? null : compareAttention(dense, o.output, o.lse instanceof Float32Array ? o.lse : null);
+}
+
+/**
+ * A valid attentionKvWrite argument list: 0-4 writes of random formats (dense float32 rows,
+ * float32 / float16 / bfloat16 blocks at any lane, int8 blocks of up to 64 rows), from float32
+ * rows (float16 blocks also from float16 bits), into buffers of the right kinds.
+ */
+function validKvWrite(r: Rng): unknown[] {
+  const dim = r.bool(0.7) ? r.pick(ATTENTION_DIMS) : r.int(1, 256);
+  const buffers: unknown[] = [];
+  const rows: number[][] = [];
+  for (let w = r.int(0, 4); w > 0; w--) {
+    const format = r.pick([0, 2, 3, 4, 5]);
+    const count = r.bool(0.1) ? 0 : r.int(1, format === 5 ? 64 : 100);
+    const lane = format === 5 ? 0 : format === 0 ? r.int(0, 20) : r.int(0, 63);
+    const stride = r.bool(0.5) ? dim : dim + r.int(1, 3);
+    const so = r.int(0, 8);
+    const srcLen = so + (count === 0 ? 0 : (count - 1) * stride + dim) + r.int(0, 3);
+    const Src = format === 3 && r.bool() ? (Uint16Array as unknown as TypedCtor) : (Float32Array as unknown as TypedCtor);
+    const sk = guarded<NumberArray>(Src, srcLen, `buffers[${buffers.length}]`, r.bool(0.3));
+    const sv = guarded<NumberArray>(Src, srcLen, `buffers[${buffers.length + 1}]`);
+    for (let e = 0; e < srcLen; e++) {
+      sk[e] = Src === (Uint16Array as unknown as TypedCtor) ? randomHalf(r) : r.next() * 4 - 2;
+      sv[e] = Src === (Uint16Array as unknown as TypedCtor) ? randomHalf(r) : r.next() * 4 - 2;
+    }
+    const [kb, vb] = format === 0 ? [0, 0] : blockElements(format, dim);
+    const blocks = Math.ceil((lane + count) / BLOCK);
+    const dko = r.int(0, 8);
+    const dvo = r.int(0, 8);
+    const kLen = dko + (format === 0 ? (lane + count) * dim : blocks * kb) + r.int(0, 3);
+    const vLen = dvo + (format === 0 ? (lane + count) * dim : blocks * vb) + r.int(0, 3);
+    const D = formatCtor(format);
+    const dk = guarded<NumberArray>(D, kLen, `buffers[${buffers.length + 2}]`, r.bool(0.3));
+    const dv = guarded<NumberArray>(D, vLen, `buffers[${buffers.length + 3}]`);
+    rows.push([format, buffers.length, buffers.length + 1, so, stride, count, buffers.length + 2, buffers.length + 3, dko, dvo, lane]);
+    buffers.push(sk, sv, dk, dv);
+  }
+  return [buffers, f64(rows.flat(), 'writes'), dim];
+}
+
+/**
+ * Mutations of a table of `cols` columns: the table as an array (kinds, lengths), single cells
+ * of one row (NaN, fractions, negatives, huge values, and `targeted` values per column), and the
+ * row repeated.
+ */
+function tableMutations(v: unknown, r: Rng, cols: number, label: string, standIn: number[], targeted: (row: number[]) => [number, number][]): unknown[] {
+  const table = ArrayBuffer.isView(v) && v instanceof Float64Array && GUARDS.has(v.buffer) ? v : f64(standIn, `stand-in ${label}`);
+  const out = arrayMutations(table, 'segments', r, cols);
+  const rows = Math.floor(table.length / cols);
+  if (rows === 0) {
+    out.push(f64(standIn, `one ${label} row`));
+    return out;
+  }
+  const row = r.int(0, rows - 1);
+  const at = row * cols;
+  const cells = Array.from(table.subarray(at, at + cols));
+  const set = (c: number, x: number) => {
+    const a = f64(table, `${label} row ${row} [${c}] = ${x}`);
+    a[at + c] = x;
+    out.push(a);
+  };
+  const anyCell = [Infinity, -Infinity, -0, 1e-300, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 40 + 1, 2 ** 53, 1e300, -(2 ** 53)];
+  for (let c = 0; c < cols; c++) for (const x of [NaN, -1, 0.5, 2 ** 40 + 1, r.pick(anyCell), r.pick(anyCell)]) set(c, x);
+  for (const [c, x] of targeted(cells)) set(c, x);
+  out.push(f64(Array.from({ length: 30 }, () => cells).flat(), `${label} row 30 times`));
+  return out;
+}
+
+function cacheSegmentMutations(v: unknown, r: Rng, args: readonly unknown[]): unknown[] {
+  const dim = typeof args[4] === 'number' && Number.isSafeInteger(args[4]) ? args[4] : 1;
+  const list = Array.isArray(args[11]) ? (args[11] as unknown[]) : [];
+  return tableMutations(v, r, 10, 'segments', [0, 2, 0, 0, 0, 0, 0, 1, 0, 0], (c) => [
+    [1, 6], [1, c[1] === 2 ? 3 : 2], [1, 5], [1, 0], [1, 4],
+    [2, list.length], [3, list.length],
+    [6, c[6] === 0 ? 1 : 0], [6, dim - 1], [6, 2 ** 27 + 1],
+    [7, c[7]! + 1], [7, c[7]! + BLOCK], [7, 2 ** 40],
+    [8, 2 ** 40], [8, 2 ** 40 - 1],
+    [9, 63], [9, 64], [9, c[9]! + 1],
+    [4, (list[c[2]!] as NumberArray | undefined)?.length ?? 1], [5, (list[c[3]!] as NumberArray | undefined)?.length ?? 1],
+  ]);
+}
+
+function writeMutations(v: unknown, r: Rng, args: readonly unknown[]): unknown[] {
+  const dim = typeof args[2] === 'number' && Number.isSafeInteger(args[2]) ? args[2] : 1;
+  const list = Array.isArray(args[0]) ? (args[0] as unknown[]) : [];
+  return tableMutations(v, r, 11, 'writes', [2, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0], (c) => [
+    [0, 1], [0, 6], [0, 5], [0, 0], [0, 3], [0, 4],
+    [1, list.length], [6, list.length], [7, list.length], [6, c[1]!],
+    [4, dim - 1], [4, 0],
+    [5, c[5]! + 1], [5, 65], [5, 2 ** 40],
+    [8, (list[c[6]!] as NumberArray | undefined)?.length ?? 1], [9, (list[c[7]!] as NumberArray | undefined)?.length ?? 1],
+    [3, (list[c[1]!] as NumberArray | undefined)?.length ?? 1],
+    [10, 63], [10, 64], [10, c[10]! + 1], [10, 2 ** 40],
+  ]);
+}
+
+const CACHE_RUN_PARAMS = [
+  ...ATTENTION_PARAMS.slice(0, 11),
+  ['buffers', 'cachekv'],
+  ['segments', 'cachesegments'],
+  ...ATTENTION_PARAMS.slice(13),
+] as const;
+
+const CACHE_RUN_ASYNC_PARAMS = [...CACHE_RUN_PARAMS.slice(0, 15), ['wantLse', 'bool']] as const;
+
+const KV_WRITE_PARAMS = [
+  ['buffers', 'cachekv'],
+  ['writes', 'writes'],
+  ['headDim', 'int'],
+] as const;
+
 const STATS_PARAMS: Spec['params'] = [
   ['logits', 'f32'],
   ['indices', 'i32'],
@@ -843,6 +1127,9 @@ const SPECS: readonly Spec[] = [
   },
   { name: 'attentionRun', async: false, params: ATTENTION_PARAMS, valid: validAttention, check: checkAttention },
   { name: 'attentionRunAsync', async: true, params: ATTENTION_ASYNC_PARAMS, valid: validAttentionAsync, check: checkAttentionAsync },
+  { name: 'attentionCacheRun', async: false, params: CACHE_RUN_PARAMS, valid: validCacheRun, check: checkCacheRun },
+  { name: 'attentionCacheRunAsync', async: true, params: CACHE_RUN_ASYNC_PARAMS, valid: validCacheRunAsync, check: checkCacheRunAsync },
+  { name: 'attentionKvWrite', async: false, params: KV_WRITE_PARAMS, valid: validKvWrite },
 ];
 
 const FLT_MAX = 3.4028234663852886e38;
@@ -1041,6 +1328,12 @@ function mutationsFor(kind: Kind, v: unknown, r: Rng, experts: number, args: rea
       return bufferListMutations(v, r);
     case 'segments':
       return segmentMutations(v, r, args);
+    case 'cachekv':
+      return bufferListMutations(v, r);
+    case 'cachesegments':
+      return cacheSegmentMutations(v, r, args);
+    case 'writes':
+      return writeMutations(v, r, args);
     case 'u8?': {
       const base = ArrayBuffer.isView(v) && v instanceof Uint8Array && GUARDS.has(v.buffer) ? v : u8([1, 0], 'stand-in flags');
       return [null, undefined, u8(new Array(base.length).fill(255), 'flags of 255'), ...arrayMutations(base, kind, r, experts)];
@@ -1654,8 +1947,24 @@ const CASES = {
       sync: (args) => { const output = new Float32Array(Q * H * D), lse = new Float32Array(Q * H); b.attentionRun(...args, output, lse); return { output, lse }; },
     };
   },
+  attentionCacheRunAsync: () => {
+    // A float32 cache block layout (any floats are a valid block): 2 blocks per KV head, from lane 5.
+    const Q = 2, H = 4, KV = 2, D = 8, N = 100, BLOCKS = 2, E = 64 * D;
+    const seg = new Float64Array(KV * 10);
+    for (let h = 0; h < KV; h++) seg.set([h, 2, 0, 1, h * BLOCKS * E, h * BLOCKS * E, 0, N, 0, 5], h * 10);
+    return {
+      inputs: {
+        q: [Float32Array, Q * H * D, wave(0.37), wave(0.91)],
+        k: [Float32Array, KV * BLOCKS * E, wave(0.53), wave(0.29)],
+        v: [Float32Array, KV * BLOCKS * E, wave(0.71), wave(0.13)],
+        streaming: [Uint8Array, KV, (i) => i % 2, (i) => 1 - (i % 2)],
+      },
+      args: (a) => [a.q, Q, H, KV, D, N - Q, true, 0, 1 / Math.sqrt(D), 1, 4, [a.k, a.v], seg, a.streaming, 1],
+      sync: (args) => { const output = new Float32Array(Q * H * D), lse = new Float32Array(Q * H); b.attentionCacheRun(...args, output, lse); return { output, lse }; },
+    };
+  },
 };
-const asyncArgs = (fn, args) => (fn === 'attentionRunAsync' ? [...args, true] : args);
+const asyncArgs = (fn, args) => (fn === 'attentionRunAsync' || fn === 'attentionCacheRunAsync' ? [...args, true] : args);
 (async () => {
   for (const fn of Object.keys(CASES)) {
     for (const mode of ['overwrite', 'detach', 'resize', 'shared']) {
@@ -1759,7 +2068,7 @@ describe('crashes found by this test, replayed in a child process', () => {
     () => {
       const res = child(GATE_SCRIPT, { node: ['--expose-gc'], env: { UV_THREADPOOL_SIZE: '1' }, timeoutMs: 60_000 });
       expectSurvived(res);
-      const fns = ['gatingTopkAsync', 'gatingStatsAsync', 'gatingRouterLogitsAsync', 'memoryInt8ScoresAsync', 'memoryFloat32ScoresAsync', 'attentionRunAsync'];
+      const fns = ['gatingTopkAsync', 'gatingStatsAsync', 'gatingRouterLogitsAsync', 'memoryInt8ScoresAsync', 'memoryFloat32ScoresAsync', 'attentionRunAsync', 'attentionCacheRunAsync'];
       for (const fn of fns) {
         for (const mode of ['detach', 'resize']) expect(res.stdout, res.summary).toMatch(new RegExp(`^${fn} ${mode} same $`, 'm'));
         // 'changed': the writes changed the synchronous result, so 'same' tells which values were read.

@@ -3,7 +3,7 @@
 // under a target pragma, next to that ISA's few primitive ops (masks, partial loads); the
 // loader picks the widest namespace the CPU supports. Builds stay portable: no host-specific
 // -march flags anywhere. CAPIBARA_ISA=generic|avx2|avx512 in the environment forces a narrower
-// one (for tests); it is read here once, and avx512 also turns off the VNNI int8 extension.
+// one (for tests); it is read here once, and avx512 also turns off the VNNI and BF16 extensions.
 #pragma once
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +29,10 @@
   _Pragma(                                                                                           \
       "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\"))), " \
       "apply_to = function)")
+#define CAPIBARA_BEGIN_AVX512_BF16_VNNI                                                                          \
+  _Pragma(                                                                                                       \
+      "clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16,avx2,fma\"))), " \
+      "apply_to = function)")
 #define CAPIBARA_BEGIN_AVX2 \
   _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define CAPIBARA_END_TARGET _Pragma("clang attribute pop")
@@ -40,6 +44,9 @@
 // The AVX-512 set plus VNNI, for the int8 scans' extension of the AVX-512 namespace (IsaChoice::vnni).
 #define CAPIBARA_BEGIN_AVX512_VNNI \
   _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma\")")
+// The AVX-512 set plus VNNI and BF16, for the attention kernel's int8 and bfloat16 blocks (IsaChoice::bf16).
+#define CAPIBARA_BEGIN_AVX512_BF16_VNNI \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512bf16,avx2,fma\")")
 #define CAPIBARA_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define CAPIBARA_END_TARGET _Pragma("GCC pop_options")
 #endif
@@ -62,15 +69,16 @@ constexpr int kLanes = 16;
 
 enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
 
-// The kernels' ISA, and whether the int8 scans may use AVX-512 VNNI (an extension of the
-// AVX-512 namespace, not an ISA of its own).
+// The kernels' ISA, and whether the int8 kernels may use AVX-512 VNNI and the attention kernel
+// AVX-512 BF16 (extensions of the AVX-512 namespace, not ISAs of their own).
 struct IsaChoice {
   Isa isa = Isa::kGeneric;
   bool vnni = false;
+  bool bf16 = false;
 };
 
 // The widest ISA this CPU supports, narrowed by CAPIBARA_ISA when set. Naming `avx512`
-// explicitly keeps plain AVX-512 (no VNNI), so tests can compare the two int8 paths.
+// explicitly keeps plain AVX-512 (no VNNI, no BF16), so tests can compare the paths.
 inline IsaChoice DetectIsa() {
   IsaChoice c;
 #ifdef CAPIBARA_X86_DISPATCH
@@ -80,6 +88,7 @@ inline IsaChoice DetectIsa() {
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     c.isa = Isa::kAvx512;
     c.vnni = __builtin_cpu_supports("avx512vnni");
+    c.bf16 = __builtin_cpu_supports("avx512bf16");
   }
 #endif
   const char* want = std::getenv("CAPIBARA_ISA");
@@ -87,10 +96,10 @@ inline IsaChoice DetectIsa() {
     Isa cap = c.isa;
     if (std::strcmp(want, "generic") == 0) cap = Isa::kGeneric;
     if (std::strcmp(want, "avx2") == 0) cap = Isa::kAvx2;
-    if (std::strcmp(want, "avx512") == 0) c.vnni = false;
+    if (std::strcmp(want, "avx512") == 0) c.vnni = c.bf16 = false;
     if (static_cast<int>(cap) < static_cast<int>(c.isa)) c.isa = cap;
   }
-  if (c.isa != Isa::kAvx512) c.vnni = false;
+  if (c.isa != Isa::kAvx512) c.vnni = c.bf16 = false;
   return c;
 }
 

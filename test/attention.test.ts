@@ -117,6 +117,17 @@ describe('attention vs a float64 reference', () => {
     const { q, k, v } = tensors(c, 9);
     expect(maxDiff(attention(q, k, v, { ...options(c), threads: 1 }), attention(q, k, v, { ...options(c), threads: 2 }))).toBe(0);
   });
+
+  it('a decode step over one KV head splits its keys between threads (split-K) and equals the reference', () => {
+    const c: Case = { nq: 1, nk: 12000, queryHeads: 4, kvHeads: 1, headDim: 48, sink: 3, recent: 100, streaming: [false] };
+    const { q, k, v } = tensors(c, 12);
+    const ref = referenceAttention(q, k, v, c);
+    for (const threads of [1, 2, 4]) {
+      const lse = new Float32Array(4);
+      expect(maxDiff(attention(q, k, v, { ...options(c), threads, lse }), ref.output)).toBeLessThan(1e-4);
+      expect(maxDiff(lse, ref.lse)).toBeLessThan(1e-4);
+    }
+  });
 });
 
 describe('attention errors', () => {

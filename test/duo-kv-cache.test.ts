@@ -161,10 +161,13 @@ describe('DuoKVCache errors', () => {
     expect(() => cache({ recent: 0 })).toThrow(new RangeError('Expected integer >= 1 for recent but received 0 of type number'));
     expect(() => cache({ maxRollback: 401 })).toThrow(new RangeError('Expected integer in [0, 400] for maxRollback but received 401 of type number'));
     // Past 2^53 bytes, so V8 refuses it before asking the allocator (which AddressSanitizer would abort).
+    // Blocks of 64 positions: ceil((2^40 - 2) / 64) sink blocks + ceil((1 + 64) / 64) ring blocks per head.
     expect(() => new DuoKVCache({ layers: 1, kvHeads: 1024, headDim: 256, headPattern: HeadPattern.allStreaming(1, 1024), sink: 2 ** 40 - 2, recent: 1, maxTokens: 2 ** 40 })).toThrow(
-      new RangeError(`Could not allocate ${1024 * (2 ** 40 - 1 + 64) * 256 * 4} bytes of KV cache (kvHeads 1024 × headDim 256 × sink + recent + maxRollback or maxTokens rows)`),
+      new RangeError(`Could not allocate ${1024 * (2 ** 34 + 2) * 64 * 256 * 4} bytes of KV cache (kvHeads 1024 × headDim 256 × sink + recent + maxRollback or maxTokens rows)`),
     );
     expect(() => cache({ dtype: 'int8' as never })).toThrow(new RangeError("Expected one of 'float32', 'float16' for dtype but received 'int8' of type string"));
+    expect(() => cache({ storage: 'int4' as never })).toThrow(new RangeError("Expected one of 'float32', 'float16', 'bf16', 'int8' for storage but received 'int4' of type string"));
+    expect(() => cache({ dtype: 'float16', storage: 'int8' })).toThrow(new TypeError("Expected one storage type but received dtype 'float16' and storage 'int8'"));
   });
   it('refuses tokens past maxTokens and bad chunks', () => {
     const c = cache({ maxTokens: 20 });

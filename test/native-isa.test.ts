@@ -110,6 +110,43 @@ describe('ISA variants of the attention kernel', () => {
   it.skipIf(ONE_ISA)(crossIsa('gives the same outputs on every ISA this CPU has'), () => expectIsasAgree(ATTENTION_SCRIPT, 1e-5));
 });
 
+// The DuoKVCache formats on every ISA, and on AVX-512 with and without its BF16/VNNI extensions
+// (CAPIBARA_ISA=avx512 turns them off): bfloat16 and int8 blocks compute the same roundings and
+// integer sums everywhere, so outputs agree to float32 rounding. Decode and a chunk that ends
+// inside a block, GQA 4, head dims 80 and 128, a streaming head whose ring wraps.
+const ATTENTION_CACHE_SCRIPT = `
+const { DuoKVCache, HeadPattern, nativeInfo } = require(${JSON.stringify(lib)});
+const b = require(${JSON.stringify(resolve(__dirname, '..', 'lib', 'native.js'))}).native();
+let a = 4711;
+const rand = () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+const arr = (n) => Float32Array.from({ length: n }, rand);
+const out = { isa: nativeInfo().isa, path: b.attentionPath, runs: [] };
+for (const storage of ['float32', 'float16', 'bf16', 'int8']) for (const D of [80, 128]) {
+  const c = new DuoKVCache({ layers: 1, kvHeads: 2, headDim: D, headPattern: HeadPattern.fromMask([[true, false]]), sink: 4, recent: 40, maxTokens: 400, maxRollback: 4, storage });
+  const run = [];
+  // Every 61st output element, so the JSON stays small.
+  for (const n of [150, 1, 1, 70, 1]) c.attend(0, arr(n * 8 * D), arr(n * 2 * D), arr(n * 2 * D), { queryHeads: 8, threads: 1 }).forEach((x, i) => { if (i % 61 === 0) run.push(x); });
+  out.runs.push(run);
+}
+console.log(JSON.stringify(out));`;
+
+describe('ISA variants of the cache formats', () => {
+  it.skipIf(ONE_ISA)(crossIsa('float32, float16, bf16 and int8 caches give the same outputs on every ISA and extension this CPU has'), () => {
+    const best = runUnder<{ isa: string; path: string; runs: number[][] }>(ATTENTION_CACHE_SCRIPT);
+    let compared = 0;
+    for (const isa of ['avx512', 'avx2', 'generic']) {
+      const other = runUnder<{ isa: string; path: string; runs: number[][] }>(ATTENTION_CACHE_SCRIPT, isa);
+      if (other.isa !== isa || other.path === best.path) continue; // the CPU lacks it, or it is the same path
+      compared++;
+      best.runs.forEach((r, i) => {
+        expect(other.runs[i]!.length).toBe(r.length);
+        r.forEach((x, j) => expect(Math.abs(other.runs[i]![j]! - x), `${other.path} run ${i} element ${j}`).toBeLessThan(1e-5));
+      });
+    }
+    expect(compared).toBeGreaterThan(0);
+  });
+});
+
 // The router projection goes through the same dispatch (common/isa.h) as every kernel, so
 // CAPIBARA_ISA narrows it too: tails of tokens (not a multiple of the 4-token tile) and of the
 // hidden size (not a multiple of 16), several threads.

@@ -3,6 +3,7 @@ export { type AttentionCallOptions, attention, attentionAsync } from './attentio
 export { type CheckedAttention, checkAttentionOptions } from './check';
 export { fromFloat16, toFloat16 } from './float16';
 export { type CacheAttendOptions, DuoKVCache, type DuoKVCacheOptions } from './kv-cache';
+export { type KvCacheStorage } from './kv-format';
 export { HeadPattern, type HeadPatternJSON, type HeadPatternShape, type RatioOptions } from './head-pattern';
 export { type HeadScores } from './head-split';
 export { type BudgetOptions, type KvBytes, type KvDtype, type KvSizeOptions } from './kv-size';

@@ -97,6 +97,8 @@ export async function demo(f: DemoFlags, out: NodeJS.WritableStream = process.st
       try {
         const r = await pipeline.run(request);
         say(`    answer by ${r.expertId}: ${JSON.stringify(r.text.length > 80 ? `${r.text.slice(0, 80)}…` : r.text)} (${r.tokens} tokens, ${r.finishReason})`);
+        // The exchange is stored after the answer: the 'trace' event comes once that is done.
+        await r.stored;
       } catch (err) {
         say(`    ${err instanceof BudgetRefusedError ? 'refused' : 'failed'}: ${(err as Error).message}`);
       } finally {

@@ -11,9 +11,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
 import { prng } from './common.mjs';
+
+export { pct };
+const estimate = (t) => Math.ceil(Buffer.byteLength(t) / 4);
 
 const require = createRequire(import.meta.url);
 if (!existsSync(new URL('../lib/index.js', import.meta.url))) {
@@ -31,85 +35,96 @@ const ROOT = path.dirname(path.dirname(new URL(import.meta.url).pathname));
 const TYPES = Object.values(MemoryType);
 
 // --- the corpus: paragraphs of Markdown and JSDoc prose, in a fixed order -------------------
-function walk(dir, out) {
-  for (const name of readdirSync(dir).sort()) {
-    const p = path.join(dir, name);
-    const s = statSync(p, { throwIfNoEntry: false });
-    if (s?.isDirectory()) walk(p, out);
-    else if (s?.isFile()) out.push(p);
-  }
-  return out;
-}
-function paragraphs(text) {
-  const out = [];
-  let inCode = false;
-  let cur = [];
-  for (const line of text.split('\n')) {
-    if (line.trim().startsWith('```')) {
-      inCode = !inCode;
-      continue;
+/**
+ * Items of about `targetTokens` tokens of node_modules prose (with a type, priority, package
+ * tag and year each) and `count` queries over them; also used by memory-postgres.bench.mjs.
+ */
+export function memoryCorpus(targetTokens, count) {
+  function walk(dir, out) {
+    for (const name of readdirSync(dir).sort()) {
+      const p = path.join(dir, name);
+      const s = statSync(p, { throwIfNoEntry: false });
+      if (s?.isDirectory()) walk(p, out);
+      else if (s?.isFile()) out.push(p);
     }
-    if (inCode) continue;
-    if (line.trim() === '') {
-      if (cur.length) out.push(cur.join(' '));
-      cur = [];
-    } else cur.push(line.trim());
+    return out;
   }
-  if (cur.length) out.push(cur.join(' '));
-  return out;
-}
-const files = walk(path.join(ROOT, 'node_modules'), []);
-const sources = [];
-for (const f of files) {
-  if (f.endsWith('.md') && !/license/i.test(path.basename(f))) sources.push([f, readFileSync(f, 'utf8')]);
-  else if (f.endsWith('.d.ts') && (f.includes(`${path.sep}@types${path.sep}node${path.sep}`) || /typescript[/\\]lib[/\\]lib\.[a-z0-9.]+\.d\.ts$/.test(f))) {
-    const prose = readFileSync(f, 'utf8').split('\n').filter((l) => /^\s*\* /.test(l)).map((l) => l.replace(/^\s*\* ?/, '')).filter((l) => !l.startsWith('@'));
-    sources.push([f, prose.join('\n')]);
+  function paragraphs(text) {
+    const out = [];
+    let inCode = false;
+    let cur = [];
+    for (const line of text.split('\n')) {
+      if (line.trim().startsWith('```')) {
+        inCode = !inCode;
+        continue;
+      }
+      if (inCode) continue;
+      if (line.trim() === '') {
+        if (cur.length) out.push(cur.join(' '));
+        cur = [];
+      } else cur.push(line.trim());
+    }
+    if (cur.length) out.push(cur.join(' '));
+    return out;
   }
-}
-// Chunks of 40–400 words (small paragraphs merged, long ones split), with the package as a tag.
-const chunks = [];
-for (const [f, text] of sources) {
-  const pkg = path.relative(path.join(ROOT, 'node_modules'), f).split(path.sep).slice(0, 2).join('/').replace(/\/[^@].*$/, '').replace(/\/.*\.md$/, '');
-  let words = [];
-  for (const p of paragraphs(text)) {
-    const w = p.split(/\s+/).filter(Boolean);
-    if (w.length < 3) continue;
-    words.push(...w);
-    while (words.length >= 400) chunks.push({ pkg, text: words.splice(0, 400).join(' ') });
-    if (words.length >= 40) chunks.push({ pkg, text: words.splice(0).join(' ') });
+  const files = walk(path.join(ROOT, 'node_modules'), []);
+  const sources = [];
+  for (const f of files) {
+    if (f.endsWith('.md') && !/license/i.test(path.basename(f))) sources.push([f, readFileSync(f, 'utf8')]);
+    else if (f.endsWith('.d.ts') && (f.includes(`${path.sep}@types${path.sep}node${path.sep}`) || /typescript[/\\]lib[/\\]lib\.[a-z0-9.]+\.d\.ts$/.test(f))) {
+      const prose = readFileSync(f, 'utf8').split('\n').filter((l) => /^\s*\* /.test(l)).map((l) => l.replace(/^\s*\* ?/, '')).filter((l) => !l.startsWith('@'));
+      sources.push([f, prose.join('\n')]);
+    }
   }
-  if (words.length >= 3) chunks.push({ pkg, text: words.join(' ') });
-}
-const estimate = (t) => Math.ceil(Buffer.byteLength(t) / 4);
-const rand = prng(7);
-const items = [];
-let tokens = 0;
-const seen = new Set();
-for (const c of chunks) {
-  if (tokens >= TARGET_TOKENS) break;
-  const key = c.text.toLowerCase();
-  if (seen.has(key)) continue; // READMEs repeated across nested node_modules copies
-  seen.add(key);
-  items.push({ ...c, type: TYPES[Math.floor(rand() * TYPES.length)], priority: Math.floor(rand() * 4), year: 2015 + Math.floor(rand() * 12) });
-  tokens += estimate(c.text);
-}
-if (tokens < TARGET_TOKENS) console.error(`memory: the corpus holds only ${tokens} tokens (target ${TARGET_TOKENS})`);
+  // Chunks of 40–400 words (small paragraphs merged, long ones split), with the package as a tag.
+  const chunks = [];
+  for (const [f, text] of sources) {
+    const pkg = path.relative(path.join(ROOT, 'node_modules'), f).split(path.sep).slice(0, 2).join('/').replace(/\/[^@].*$/, '').replace(/\/.*\.md$/, '');
+    let words = [];
+    for (const p of paragraphs(text)) {
+      const w = p.split(/\s+/).filter(Boolean);
+      if (w.length < 3) continue;
+      words.push(...w);
+      while (words.length >= 400) chunks.push({ pkg, text: words.splice(0, 400).join(' ') });
+      if (words.length >= 40) chunks.push({ pkg, text: words.splice(0).join(' ') });
+    }
+    if (words.length >= 3) chunks.push({ pkg, text: words.join(' ') });
+  }
+  const rand = prng(7);
+  const items = [];
+  let tokens = 0;
+  const seen = new Set();
+  for (const c of chunks) {
+    if (tokens >= targetTokens) break;
+    const key = c.text.toLowerCase();
+    if (seen.has(key)) continue; // READMEs repeated across nested node_modules copies
+    seen.add(key);
+    items.push({ ...c, type: TYPES[Math.floor(rand() * TYPES.length)], priority: Math.floor(rand() * 4), year: 2015 + Math.floor(rand() * 12) });
+    tokens += estimate(c.text);
+  }
+  if (tokens < targetTokens) console.error(`memory: the corpus holds only ${tokens} tokens (target ${targetTokens})`);
 
-// Queries: 3–6 consecutive words from random items, with a type filter and a minimum priority.
-const queries = Array.from({ length: QUERIES }, () => {
-  const it = items[Math.floor(rand() * items.length)];
-  const w = it.text.split(' ');
-  const n = 3 + Math.floor(rand() * 4);
-  const at = Math.floor(rand() * Math.max(1, w.length - n));
-  return { queryText: w.slice(at, at + n).join(' '), memoryTypes: [it.type, TYPES[(TYPES.indexOf(it.type) + 1) % TYPES.length]], minPriority: MemoryPriority.MEDIUM, maxTokens: 2000, topK: 20 };
-});
+  // Queries: 3–6 consecutive words from random items, with a type filter and a minimum priority.
+  const queries = Array.from({ length: count }, () => {
+    const it = items[Math.floor(rand() * items.length)];
+    const w = it.text.split(' ');
+    const n = 3 + Math.floor(rand() * 4);
+    const at = Math.floor(rand() * Math.max(1, w.length - n));
+    return { queryText: w.slice(at, at + n).join(' '), memoryTypes: [it.type, TYPES[(TYPES.indexOf(it.type) + 1) % TYPES.length]], minPriority: MemoryPriority.MEDIUM, maxTokens: 2000, topK: 20 };
+  });
+  return { items, tokens, queries };
+}
 
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
+// Run as a script (not when memory-postgres.bench.mjs imports the corpus).
+if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) await main();
+
+async function main() {
+const { items, tokens, queries } = memoryCorpus(TARGET_TOKENS, QUERIES);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-bench-memory-'));
 const rows = [];
 const codecRows = [];
@@ -229,3 +244,4 @@ const result = {
 };
 if (process.env.CAPIBARA_BENCH_OUT) writeFileSync(process.env.CAPIBARA_BENCH_OUT, JSON.stringify(result));
 else console.table(result.table);
+}

@@ -62,6 +62,34 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
     await Promise.all(agents.map((m) => m.close()));
   });
 
+  it('creates the schema once however many processes open at once, and refuses what it cannot trust', async () => {
+    const s = `schema_${n++}`;
+    const opened = await Promise.all(Array.from({ length: 4 }, () => open(s)));
+    await opened[0]!.storeMemory('one store for all four', MemoryType.SEMANTIC, MemoryPriority.LOW);
+    await opened[3]!.refresh();
+    expect(opened[3]!.getMetrics().items).toBe(1);
+    const { Client } = await import('pg');
+    const c = new Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(`UPDATE ${s}.memagent_meta SET value = '99' WHERE key = 'schema_version'`);
+      await expect(open(s)).rejects.toThrow(
+        new RegExp(`^MemAgent: PostgreSQL at 127\\.0\\.0\\.1:\\d+/shared \\(schema '${s}'\\) schema '${s}' has schema version 99, newer than this @capibara/core understands \\(1\\); upgrade the package$`),
+      );
+      await c.query(`UPDATE ${s}.memagent_meta SET value = '1' WHERE key = 'schema_version'`);
+      const dims = { dimensions: 8, embed: (texts: string[]) => texts.map(() => new Float32Array(8).fill(1)) };
+      await expect(open(s, { embedder: dims })).rejects.toThrow(/holds 384-dimensional embeddings but the embedder makes 8: open it with the embedder it was filled with$/);
+      await c.query('CREATE SCHEMA other; CREATE TABLE other.users (id int)');
+      await expect(open('other')).rejects.toThrow(/schema 'other' holds tables of something else \(users\); refusing to use it$/);
+      await expect(open('empty_one', { readonly: true })).rejects.toThrow(/schema 'empty_one' holds no MemAgent store: there is nothing to open read-only$/);
+    } finally {
+      await c.end();
+    }
+    const ro = await open(s, { readonly: true });
+    expect(ro.getMetrics().items).toBe(1);
+    await expect(ro.storeMemory('x', MemoryType.SEMANTIC, MemoryPriority.LOW)).rejects.toThrow(/^MemAgent: PostgreSQL at .* is open read-only \(options\.readonly\): storeMemory would write to it$/);
+  });
+
   it('stores the same text once when two MemAgents store it at once', async () => {
     const s = `dedup_${n++}`;
     const [a, b] = [await open(s), await open(s)];

@@ -110,6 +110,8 @@ export function createPool(o: ResolvedPostgres): Pool {
     idleTimeoutMillis: 10_000,
     allowExitOnIdle: true,
     application_name: 'capibara-memagent',
+    // Every statement here is short: compiling one with JIT costs more than running it.
+    options: '-c jit=off',
   });
   return pool;
 }

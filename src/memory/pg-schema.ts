@@ -126,6 +126,9 @@ export async function ensurePgSchema(c: PoolClient, schema: string, where: strin
     } else if (stored !== String(dims)) {
       throw new Error(`MemAgent: ${where} schema '${schema}' holds ${stored}-dimensional embeddings but the embedder makes ${dims}: open it with the embedder it was filled with`);
     }
+    // Statistics of the one-row state table: without them the planner guesses ~1,000 rows, prices
+    // every refresh query high enough for JIT compilation, and a 0.3 ms query takes 10 ms.
+    if (!readonly) await c.query(`ANALYZE ${s}.memagent_state`);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);

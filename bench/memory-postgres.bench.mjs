@@ -68,10 +68,10 @@ async function startPostgres(bin) {
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-bench-pg-'));
   if (user) chownSync(dir, user.uid, user.gid);
-  execFileSync(path.join(bin, 'initdb'), ['-D', path.join(dir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], { stdio: 'pipe', ...user });
+  execFileSync(path.join(bin, 'initdb'), ['-D', path.join(dir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], { stdio: 'pipe', cwd: dir, ...user });
   const port = await freePort();
   const child = spawn(path.join(bin, 'postgres'), ['-D', path.join(dir, 'data'), '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', 'max_connections=100'], {
-    stdio: ['ignore', 'pipe', 'pipe'], ...user,
+    stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, ...user,
   });
   await new Promise((resolve, reject) => {
     let log = '';

@@ -91,7 +91,7 @@ async function spawnServer(dir: string, port: number, user: { uid: number; gid: 
     '-D', path.join(dir, 'data'), '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', `fsync=${fsync ? 'on' : 'off'}`,
     '-c', 'max_connections=200', '-c', 'shared_buffers=64MB', '-c', 'logging_collector=off',
   ];
-  const child = spawn(path.join(binDir!, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ?? {}) });
+  const child = spawn(path.join(binDir!, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, ...(user ?? {}) });
   running.add(child);
   let log = '';
   const ready = await new Promise<boolean>((resolve) => {
@@ -120,7 +120,7 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-pg-'));
   if (user) chownSync(dir, user.uid, user.gid);
   execFileSync(path.join(binDir, 'initdb'), ['-D', path.join(dir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], {
-    stdio: 'pipe', ...(user ?? {}),
+    stdio: 'pipe', cwd: dir, ...(user ?? {}),
   });
   const fsync = options.fsync ?? true;
   let port = 0;

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { RewiringExperts, type RewiringExpertsOptions } from '../src/index';
+import { RewiringExperts, type RewiringExpertsOptions, RoutingStrategy } from '../src/index';
 import { hasRedisServer, type RedisServer, redisSkipReason, startRedisServer } from './support/redis-server';
 
 if (!hasRedisServer) console.warn(`routing-shared-state.test.ts skipped: ${redisSkipReason}`);
@@ -149,6 +149,51 @@ describe.skipIf(!hasRedisServer)('routing state shared through Redis', () => {
     expect(s.success).toBeCloseTo(6 / 7, 2); // Beta(1, 1) over 5 fleet successes, barely decayed
     // b's own counters stay its own.
     expect(b.getMetrics().outcomes).toBe(0);
+  });
+
+  it("ADAPTIVE: LinUCB arms stay local; a caller's ioredis client works and stays open", async () => {
+    fresh();
+    const { Redis } = await import('ioredis');
+    const client = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
+    await once(client, 'ready');
+    try {
+      const adaptive = { strategy: RoutingStrategy.ADAPTIVE, seed: 3 } as const;
+      const a = new RewiringExperts({ ...adaptive, sharedState: { client, prefix } });
+      routers.push(a);
+      const b = router(server.url, prefix, adaptive);
+      const linucb = router(server.url, prefix, { strategy: RoutingStrategy.ADAPTIVE });
+      await Promise.all([a.sync(), b.sync(), linucb.sync()]);
+      for (let i = 0; i < 6; i++) {
+        const d = a.routeQuery(SQL);
+        a.recordOutcome(d.id, { success: true, latencyMs: 50, expertId: d.expertId });
+      }
+      expect(await a.sync()).toBe(true);
+      await Promise.all([b.sync(), linucb.sync()]);
+      // The router's ADAPTIVE is LinUCB: the other replica's outcomes leave its arms as they were,
+      // while the shared statistics moved.
+      expect(b.previewRoute(SQL).reasons.strategy.observations).toBe(0);
+      expect(linucb.previewRoute(SQL).reasons.strategy.observations).toBe(0);
+      // The client the caller gave stays open after close().
+      await a.close();
+      expect(client.status).toBe('ready');
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("ADAPTIVE with Thompson sampling counts other replicas' outcomes", async () => {
+    // The router takes no adaptiveMethod: Thompson's remote learning is checked on the strategy itself.
+    const { createStrategy } = await import('../src/experts/routing/strategies');
+    const s = createStrategy(RoutingStrategy.ADAPTIVE, { dimensions: 4, adaptiveMethod: 'thompson', seed: 1 });
+    const before = s.rank([{ id: 'x', relevance: 0.5, inFlight: 0, capacity: 4 }], new Float32Array(4), {}, 0)[0]!.reasons.mean;
+    for (let i = 0; i < 8; i++) s.observe('x', { success: true, latencyMs: 10 }, 0);
+    const after = s.rank([{ id: 'x', relevance: 0.5, inFlight: 0, capacity: 4 }], new Float32Array(4), {}, 0)[0]!.reasons.mean;
+    expect(before).toBe(0.5);
+    expect(after).toBeCloseTo(9 / 10, 10); // Beta(1 + 8, 1)
+    expect(s.stats('x', 0)).toMatchObject({ observations: 8 });
+    const lin = createStrategy(RoutingStrategy.ADAPTIVE, { dimensions: 4, seed: 1 });
+    lin.observe('x', { success: true, latencyMs: 10 }, 0);
+    expect(lin.rank([{ id: 'x', relevance: 0.5, inFlight: 0, capacity: 4 }], Float32Array.of(1, 0, 0, 0), {}, 0)[0]!.reasons.observations).toBe(0);
   });
 
   it('routes on alone while Redis is down, then restores its cooldowns and resynchronises', async () => {

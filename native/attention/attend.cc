@@ -51,12 +51,12 @@ struct Tile {
 // memory is the thread's, kept between calls (zeroing a fresh ~150 KB for every call cost more
 // than a decode step over a short context); every part is written before it is read.
 struct TileScratch {
-  float *q, *acc, *s, *kt, *vf, *m, *l, *ps;
+  float *q, *acc, *s, *kt, *vf, *m, *l;
   // bfloat16 pairs of the query (per row, QbStride words) and of the weights (per row, 32 words).
   uint32_t *qb, *pb;
   // int8 blocks: the quantised query in 15-bit integers (qw, pad per row) and as high / low
-  // byte quads (qh, ql, Q4Stride words per row); the weights times the value steps (ps) as
-  // 16-bit integers (pw, kB per row) and high / low byte quads (ph, pl, 16 words per row).
+  // byte quads (qh, ql, Q4Stride words per row); the weights times the value steps as 16-bit
+  // integers (pw, kB per row) and as high / low byte quads (ph, pl, 16 words per row).
   int32_t *qw, *pw;
   uint32_t *qh, *ql, *ph, *pl;
   // int8 per row: score offset C, query step α, 128 · Σ qq, value step β.
@@ -70,7 +70,7 @@ struct TileScratch {
     };
     const Slot slots[] = {
         {&q, rows * pad},     {&acc, rows * pad},      {&s, rows * kB},        {&kt, (kB + kMaxW) * pad},
-        {&vf, kB * pad},      {&m, rows},              {&l, rows},             {&ps, rows * kB},
+        {&vf, kB * pad},      {&m, rows},              {&l, rows},
         {&qb, words2},        {&pb, rows * kB / 2},    {&qw, rows * pad},      {&pw, rows * kB},
         {&qh, words4},        {&ql, words4},           {&ph, rows * kB / 4},   {&pl, rows * kB / 4},
         {&i8c, rows},         {&i8a, rows},            {&i8b, rows},           {&i8s, rows},

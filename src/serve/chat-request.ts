@@ -5,7 +5,7 @@
  */
 import type { ChatMessage } from '../pipeline/index';
 import * as v from '../validate';
-import { checkTokenLimits, neutral, openUnitInterval, parseStop, parseTemperature, type RequestLimits } from './completions-request';
+import { checkTokenLimits, neutral, openUnitInterval, parseStop, parseStreamOptions, parseTemperature, type RequestLimits } from './completions-request';
 import { field, HttpError, knownFields } from './errors';
 import { type Extension, parseExtension } from './extension';
 
@@ -74,16 +74,7 @@ export function parseChatRequest(body: Record<string, unknown>, limits: RequestL
   const stop = opt('stop') === undefined ? [] : field('stop', () => parseStop(body['stop']));
   const stream = opt('stream') === undefined ? false : field('stream', () => v.boolean('stream', body['stream']));
   const logprobs = opt('logprobs') === undefined ? false : field('logprobs', () => v.boolean('logprobs', body['logprobs']));
-  let includeUsage = false;
-  const so = opt('stream_options');
-  if (so !== undefined) {
-    if (!stream) throw new HttpError(400, 'stream_options is only allowed when stream is true', 'stream_options');
-    const o = field('stream_options', () => {
-      if (typeof so !== 'object' || Array.isArray(so)) throw v.typeError('stream_options', 'an object', so);
-      return v.options<{ include_usage?: unknown }>('stream_options', so, ['include_usage']);
-    });
-    if (o.include_usage !== undefined && o.include_usage !== null) includeUsage = field('stream_options', () => v.boolean('stream_options.include_usage', o.include_usage));
-  }
+  const includeUsage = parseStreamOptions(opt('stream_options'), stream);
   if (extension.multiRound !== undefined || extension.thinking !== undefined) {
     if (stop.length > 0) throw new HttpError(400, 'stop is not supported with thinking (capibara.thinking or capibara.multi_round)', 'stop');
     if (logprobs) throw new HttpError(400, 'logprobs are not reported with thinking (capibara.thinking or capibara.multi_round)', 'logprobs');

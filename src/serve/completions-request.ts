@@ -106,16 +106,7 @@ export function parseCompletionsRequest(body: Record<string, unknown>, limits: R
       throw new HttpError(400, `${v.rangeError('logprobs', 'null, 0 or 1', lp).message} (only the sampled tokens' log-probabilities are reported, no alternatives)`, 'logprobs');
     }
   }
-  let includeUsage = false;
-  const so = opt('stream_options');
-  if (so !== undefined) {
-    if (!stream) throw new HttpError(400, 'stream_options is only allowed when stream is true', 'stream_options');
-    const o = field('stream_options', () => {
-      if (typeof so !== 'object' || Array.isArray(so)) throw v.typeError('stream_options', 'an object', so);
-      return v.options<{ include_usage?: unknown }>('stream_options', so, ['include_usage']);
-    });
-    if (o.include_usage !== undefined && o.include_usage !== null) includeUsage = field('stream_options', () => v.boolean('stream_options.include_usage', o.include_usage));
-  }
+  const includeUsage = parseStreamOptions(opt('stream_options'), stream);
   if (extension.multiRound !== undefined || extension.thinking !== undefined) {
     if (prompts.some((p) => typeof p !== 'string')) throw new HttpError(400, 'Thinking (capibara.thinking or capibara.multi_round) needs text prompts, not token ids', 'capibara');
     if (stop.length > 0) throw new HttpError(400, 'stop is not supported with thinking (capibara.thinking or capibara.multi_round)', 'stop');
@@ -196,4 +187,16 @@ function parsePrompt(value: unknown): GeneratorPrompt[] {
 function tokenIds(name: string, ids: unknown[]): number[] {
   ids.forEach((id, i) => v.integer(`${name}[${i}]`, id, 0));
   return ids as number[];
+}
+
+/** `stream_options` (only with `stream: true`): whether a last chunk carries the usage. */
+export function parseStreamOptions(so: unknown, stream: boolean): boolean {
+  if (so === undefined) return false;
+  if (!stream) throw new HttpError(400, 'stream_options is only allowed when stream is true', 'stream_options');
+  const o = field('stream_options', () => {
+    if (typeof so !== 'object' || Array.isArray(so)) throw v.typeError('stream_options', 'an object', so);
+    return v.options<{ include_usage?: unknown }>('stream_options', so, ['include_usage']);
+  });
+  if (o.include_usage === undefined || o.include_usage === null) return false;
+  return field('stream_options', () => v.boolean('stream_options.include_usage', o.include_usage));
 }

@@ -101,12 +101,13 @@ export class SharedHealth implements HealthView {
     return out;
   }
 
-  /** Replaces the fleet's cooldowns by a full list from Redis. */
+  /**
+   * Takes the list of cooldowns Redis holds. A cooldown this view knows but the list lacks stays
+   * until its end: a reply can overtake the event of a cooldown that started after it was sent
+   * (they come on different connections), and Redis forgets cooldowns only when it loses its data.
+   */
   setFleetCooldowns(list: ReadonlyMap<string, FleetCooldown>, known: (id: string) => boolean): void {
-    const touched = new Set<string>([...this.#fleet.keys(), ...list.keys()]);
-    this.#fleet.clear();
-    for (const [id, c] of list) if (known(id)) this.#fleet.set(id, c);
-    for (const id of touched) if (known(id)) this.#changed(id);
+    for (const [id, c] of list) if (known(id)) this.fleetCooldownStarted(id, c);
   }
 
   /** Adds one fleet cooldown that just started (from the subscription). */

@@ -117,7 +117,7 @@ export interface SharedStateHooks {
   expertIds(): string[];
   /** This replica's own cooldowns, restored to Redis after each new connection. */
   localCooldowns(): Array<[string, FleetCooldown]>;
-  /** Every cooldown Redis holds now (a full list: an expert missing from it is not cooling down in the fleet). */
+  /** Every cooldown Redis holds now. */
   cooldowns(list: Map<string, FleetCooldown>): void;
   /** One cooldown that just started somewhere (from the subscription). */
   cooldownStarted(expertId: string, c: FleetCooldown): void;

@@ -25,7 +25,7 @@ import type { Compression, PageTotals } from './pages';
 import { createPool, isConnectionError, Mutex, poolName, query, queries, type ResolvedPostgres } from './pg-connection';
 import { maintainPages } from './pg-pages';
 import { ensurePgSchema, quoteIdent } from './pg-schema';
-import { fetchAll, type MirrorHooks, type Snapshot, syncChanges } from './pg-sync';
+import { changesQuery, fetchAll, type MirrorHooks, readChanges, type Snapshot, syncChanges } from './pg-sync';
 import type { ItemWrites } from './writes';
 
 const FIELDS = [
@@ -188,10 +188,15 @@ export class PgItemStore {
     let c: PoolClient | undefined;
     try {
       c = await this.#connect(op);
-      const res = await queries(c, `BEGIN; UPDATE ${this.#s}.memagent_state SET version = version + 1 RETURNING version`);
+      // One round trip: the writers' lock (the state row), then every change since this view's version.
+      const res = await queries(c, `BEGIN; UPDATE ${this.#s}.memagent_state SET version = version + 1 RETURNING version; ${changesQuery(this.#s, this.#last)}`);
       const version = res[1]![0]!['version'] as number;
       if (this.#dirty) this.#reload(await fetchAll(c, this.#s, true, this.#pageCache, this.#dims), version - 1);
-      else await this.#sync(c, version - 1);
+      else {
+        // Under the lock no page can move, so a missing one is damage, reported by a full read.
+        const snap = await readChanges(c, this.#s, this.#last, res[2]!, this.#pageCache, this.#dims);
+        await this.#applySync(c, snap ?? (await syncChanges(c, this.#s, this.#last, this.#pageCache, this.#dims)), version - 1);
+      }
       this.#tx = { op, client: c, version, statements: [], applied: false, repack: false };
       this.#release = release;
     } catch (err) {
@@ -420,9 +425,13 @@ export class PgItemStore {
     }
   }
 
-  // Reads the changes since the last version seen (up to `upTo` inside a write, which sees its own state row).
+  // Reads the changes since the last version seen.
   async #sync(c: PoolClient, upTo: number | null): Promise<boolean> {
-    const snap = await syncChanges(c, this.#s, this.#last, this.#pageCache, this.#dims);
+    return this.#applySync(c, await syncChanges(c, this.#s, this.#last, this.#pageCache, this.#dims), upTo);
+  }
+
+  // Applies changes read (up to `upTo` inside a write, which sees its own state row).
+  async #applySync(c: PoolClient, snap: Snapshot | null, upTo: number | null): Promise<boolean> {
     if (snap === null) return false;
     if (snap.purgedVersion > this.#last) {
       // Rows this view may never have seen deleted are gone: read everything again.

@@ -66,26 +66,45 @@ export async function fetchAll(c: PoolClient, s: string, inTxn: boolean, cache: 
 }
 
 /**
+ * The query of {@link syncChanges}, `last` written in (a safe integer): it can then run in the
+ * same round trip as the statements that open a write.
+ * @internal
+ */
+export function changesQuery(s: string, last: number): string {
+  if (!Number.isSafeInteger(last)) throw new Error(`MemAgent: version ${last} is not an integer (a bug)`);
+  const cols = ITEM_COLUMNS.map((k) => `i.${k}`).join(', ');
+  return `SELECT s.version AS s_version, s.purged_version AS s_purged, s.raw_bytes AS s_raw, s.stored_bytes AS s_stored, ${cols},
+      CASE WHEN i.change_seq > ${last} THEN i.text END AS text, CASE WHEN i.change_seq > ${last} THEN i.embedding END AS embedding
+    FROM ${s}.memagent_state s LEFT JOIN ${s}.memagent_items i ON i.change_seq > ${last} OR i.touch_seq > ${last} ORDER BY i.seq`;
+}
+
+/**
+ * The changes in `rows` (from {@link changesQuery}) after version `last`, or null when the
+ * database is still at `last`; `undefined` when a page they point to went away meanwhile.
+ * @internal
+ */
+export async function readChanges(c: PoolClient, s: string, last: number, rows: Array<Record<string, unknown>>, cache: Map<number, Buffer>, dims: number): Promise<Snapshot | null | undefined> {
+  const head = rows[0]!;
+  const state = stateOf({ version: head['s_version'], purged_version: head['s_purged'], raw_bytes: head['s_raw'], stored_bytes: head['s_stored'] });
+  if (state.version <= last) return null;
+  const items = rows.filter((r) => r['seq'] !== null);
+  const changed = items.filter((r) => r['deleted_at'] === null && (r['change_seq'] as number) > last);
+  const pages = await fetchPages(c, s, changed, cache);
+  const decoded = decode(items, pages, last, dims);
+  return decoded === null ? undefined : { ...state, rows: decoded };
+}
+
+/**
  * The rows changed or touched after version `last`, or null when the database is still at
  * `last`. One query, plus one for pages not read yet; read again when a page went away between
  * the two (another process repacked it: the row then holds its text again).
  * @internal
  */
 export async function syncChanges(c: PoolClient, s: string, last: number, cache: Map<number, Buffer>, dims: number): Promise<Snapshot | null> {
-  const cols = ITEM_COLUMNS.map((k) => `i.${k}`).join(', ');
-  const sql = `SELECT s.version AS s_version, s.purged_version AS s_purged, s.raw_bytes AS s_raw, s.stored_bytes AS s_stored, ${cols},
-      CASE WHEN i.change_seq > $1 THEN i.text END AS text, CASE WHEN i.change_seq > $1 THEN i.embedding END AS embedding
-    FROM ${s}.memagent_state s LEFT JOIN ${s}.memagent_items i ON i.change_seq > $1 OR i.touch_seq > $1 ORDER BY i.seq`;
+  const sql = changesQuery(s, last);
   for (let attempt = 0; ; attempt++) {
-    const rows = await query(c, sql, [last]);
-    const head = rows[0]!;
-    const state = stateOf({ version: head['s_version'], purged_version: head['s_purged'], raw_bytes: head['s_raw'], stored_bytes: head['s_stored'] });
-    if (state.version <= last) return null;
-    const items = rows.filter((r) => r['seq'] !== null);
-    const changed = items.filter((r) => r['deleted_at'] === null && (r['change_seq'] as number) > last);
-    const pages = await fetchPages(c, s, changed, cache);
-    const decoded = decode(items, pages, last, dims);
-    if (decoded !== null) return { ...state, rows: decoded };
+    const snap = await readChanges(c, s, last, await query(c, sql), cache, dims);
+    if (snap !== undefined) return snap;
     if (attempt >= 4) throw new Error('MemAgent: pages kept moving while this process read them (5 tries); try again');
   }
 }

@@ -38,7 +38,8 @@ const OPENED = new WeakMap<object, OpenedPostgres>();
  * write is one transaction: when `storeMemory` resolves, the item is in the file and a process
  * crash cannot lose it. Texts are packed into 32 KiB pages compressed with LZ4 or gzip (see
  * {@link MemAgentMetrics.compression} for the measured ratio); embeddings are stored as int8
- * with a scale (4× smaller than float32).
+ * with a scale (4× smaller than float32). {@link MemAgent.open} with `postgres` keeps the same
+ * in PostgreSQL instead, shared by several processes.
  *
  * **Integrity.** Each page carries its raw size and a CRC-32 checked before it is
  * decompressed, and each row is checked as it is loaded: a damaged item is a

@@ -145,6 +145,32 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
     expect(b.getMemory(id)).toBeNull();
   });
 
+  it('a write the database refuses at commit leaves nothing behind, in the database or in the view', async () => {
+    const s = `refuse_${n++}`;
+    const m = await open(s, { dedupThreshold: 2 });
+    const kept = await m.storeMemory('kept before', MemoryType.SEMANTIC, MemoryPriority.LOW, ['ok']);
+    const { Client } = await import('pg');
+    const c = new Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(`CREATE FUNCTION ${s}.refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no booms here'; END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON ${s}.memagent_items FOR EACH ROW WHEN (NEW.tags LIKE '%boom%') EXECUTE FUNCTION ${s}.refuse()`);
+    } finally {
+      await c.end();
+    }
+    await expect(m.storeMemory('refused text', MemoryType.SEMANTIC, MemoryPriority.LOW, ['boom'])).rejects.toThrow(
+      /^MemAgent\.storeMemory: PostgreSQL at .* refused it: no booms here; nothing was written$/,
+    );
+    // The write path had already added it to this process's view: the next call rebuilds the view.
+    await expect(m.updateMemory(kept, { tags: ['ok', 'boom'] })).rejects.toThrow(/refused it: no booms here/);
+    expect((await m.retrieveMemory({ queryText: 'refused text' })).chunks.map((x) => x.content)).toEqual(['kept before']);
+    expect(m.getMetrics().items).toBe(1);
+    expect(m.getMemory(kept)!.tags).toEqual(['ok']);
+    const next = await m.storeMemory('stored after', MemoryType.SEMANTIC, MemoryPriority.LOW);
+    expect(m.getMemory(next)!.content).toBe('stored after');
+    expect((await m.getHistory(kept)).map((e) => e.event)).toEqual(['ADD']);
+  });
+
   it('fails calls clearly while the database is down, loses nothing acknowledged, and resumes', async () => {
     const own = await startPostgres({ fsync: true });
     try {

@@ -12,9 +12,8 @@ export function apiSurface(entry: string): Record<string, string> {
   const checker = program.getTypeChecker();
   const module = checker.getSymbolAtLocation(program.getSourceFile(entry)!)!;
   const out: Record<string, string> = {};
-  // Fully qualified names carry the declaring file ("import(".../x").Foo"): keep the name only.
-  const text = (t: ts.Type, flags = 0): string => checker.typeToString(t, undefined, FLAGS | flags).replace(/import\("[^"]*"\)\./g, '');
-  const sig = (s: ts.Signature): string => checker.signatureToString(s, undefined, FLAGS).replace(/import\("[^"]*"\)\./g, '');
+  const text = (t: ts.Type, flags = 0): string => portable(checker.typeToString(t, undefined, FLAGS | flags));
+  const sig = (s: ts.Signature): string => portable(checker.signatureToString(s, undefined, FLAGS));
   const members = (prefix: string, type: ts.Type, decl: ts.Node): void => {
     for (const p of checker.getPropertiesOfType(type)) {
       if (p.name.startsWith('#') || p.name.startsWith('__#')) continue;
@@ -51,4 +50,12 @@ export function apiSurface(entry: string): Record<string, string> {
     }
   }
   return out;
+}
+
+/**
+ * A type's text without where this checkout lives: fully qualified names carry the declaring file
+ * (`import(".../x").Foo` → `Foo`), and a dependency's module keeps only its path inside node_modules.
+ */
+export function portable(text: string): string {
+  return text.replace(/import\("[^"]*"\)\./g, '').replace(/import\("[^"]*\/node_modules\//g, 'import("');
 }

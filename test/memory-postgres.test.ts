@@ -208,6 +208,8 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
       const { MemAgent, MemoryType, MemoryPriority } = require(${JSON.stringify(lib)});
       (async () => {
         const m = await MemAgent.open({ sweepIntervalMs: 0, dedupThreshold: 2, postgres: { connectionString: ${JSON.stringify(url)}, schema: ${JSON.stringify(s)} } });
+        // The same text from every process, at about the same time: stored once.
+        process.stdout.write('shared ' + (await m.storeMemory('The fact every writer knows', MemoryType.SEMANTIC, MemoryPriority.HIGH, ['all'])) + '\\n');
         for (let i = 0; i < ${count}; i++) {
           const id = await m.storeMemory('writer ${w} remembers item ' + i + ' for user u' + (i % 3), MemoryType.EPISODIC, MemoryPriority.LOW, ['w${w}'], { scope: { userId: 'u' + (i % 3) } });
           process.stdout.write('stored ' + id + ' ' + i + '\\n');
@@ -225,6 +227,7 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
       })().catch((e) => { console.error(e); process.exit(1); });`;
     await open(s); // creates the schema before the children race to
     const reported = new Map<string, number>();
+    const shared: string[] = [];
     const children: Array<{ child: ChildProcess; lines: string[]; done: Promise<void>; seen: Promise<string> }> = [];
     for (let w = 0; w < 3; w++) {
       const child = spawn(process.execPath, ['-e', code(w, w === 0 ? 100_000 : 60)], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -243,6 +246,7 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
         for (const l of parts) {
           lines.push(l);
           if (l.startsWith('stored ')) reported.set(l.split(' ')[1]!, w);
+          if (l.startsWith('shared ')) shared.push(l.slice(7));
           if (l === 'done') doneResolve();
           if (l.startsWith('seen ')) seenResolve(l.slice(5));
           // Writer 0 dies mid-stream, with writes in flight, once it has stored 40.
@@ -250,7 +254,10 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
         }
       });
       child.on('exit', (code, signal) => {
-        if (code !== 0 && signal !== 'SIGKILL') seenResolve(`exit ${code}: ${err}`);
+        if (code === 0 || signal === 'SIGKILL') return;
+        // A child that failed ends the waits with its error, so the test fails at once, saying why.
+        doneResolve();
+        seenResolve(`exit ${code}: ${err}`);
       });
       children.push({ child, lines, done, seen });
     }
@@ -268,6 +275,9 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
     const ids = all.chunks.map((c) => c.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const [id] of reported) expect(check.getMemory(id)).not.toBeNull();
+    expect(shared).toHaveLength(3);
+    expect(new Set(shared).size).toBe(1);
+    expect(all.chunks.filter((c) => c.content === 'The fact every writer knows').map((c) => c.id)).toEqual([shared[0]]);
     const byWriter = [0, 1, 2].map((w) => all.chunks.filter((c) => c.tags.includes(`w${w}`)).length);
     expect(byWriter[1]).toBe(60);
     expect(byWriter[2]).toBe(60);

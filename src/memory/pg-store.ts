@@ -28,6 +28,9 @@ import { ensurePgSchema, quoteIdent } from './pg-schema';
 import { changesQuery, fetchAll, type MirrorHooks, readChanges, type Snapshot, syncChanges } from './pg-sync';
 import type { ItemWrites } from './writes';
 
+/** Access statistics are written at most this often (ms), each time for every retrieval since. */
+const TOUCH_DELAY_MS = 50;
+
 const FIELDS = [
   'id', 'type', 'priority', 'importance', 'tags', 'metadata', 'user_id', 'agent_id', 'session_id', 'created_at', 'updated_at',
   'last_accessed', 'access_count', 'expires_at', 'pinned', 'content_hash', 'tokens', 'bytes',
@@ -70,6 +73,7 @@ export class PgItemStore {
   #dirty = false;
   #touches = new Map<number, { at: number; n: number }>();
   #flushing: Promise<void> | null = null;
+  #touchTimer: NodeJS.Timeout | undefined;
   /** Access-statistics writes that failed (best effort). */
   touchFailures = 0;
 
@@ -341,7 +345,7 @@ export class PgItemStore {
     for (const c of items) this.#quarantined.delete(c.row);
   }
 
-  /** Records retrievals: sent in the background, several coalesced into one statement (best effort). */
+  /** Records retrievals: sent in the background, those of TOUCH_DELAY_MS coalesced into one statement (best effort). */
   touch(seqs: readonly number[], now: number): void {
     if (this.readonly) return;
     for (const seq of seqs) {
@@ -352,12 +356,24 @@ export class PgItemStore {
         t.n++;
       }
     }
-    this.#flushing ??= this.#flushTouches();
+    this.#scheduleTouches();
+  }
+
+  // One statement at most every TOUCH_DELAY_MS: retrievals in between add to the same batch.
+  #scheduleTouches(): void {
+    if (this.#touchTimer !== undefined || this.#flushing !== null || this.#touches.size === 0) return;
+    this.#touchTimer = setTimeout(() => {
+      this.#touchTimer = undefined;
+      this.#flushing = this.#flushTouches().finally(() => {
+        this.#flushing = null;
+        this.#scheduleTouches();
+      });
+    }, TOUCH_DELAY_MS);
+    this.#touchTimer.unref();
   }
 
   async #flushTouches(): Promise<void> {
-    await Promise.resolve();
-    while (this.#touches.size > 0) {
+    if (this.#touches.size > 0) {
       const batch = this.#touches;
       this.#touches = new Map();
       const seqs = [...batch.keys()];
@@ -371,7 +387,6 @@ export class PgItemStore {
         this.touchFailures += batch.size;
       }
     }
-    this.#flushing = null;
   }
 
   /** An item's events, oldest first (reads the database). */
@@ -406,7 +421,10 @@ export class PgItemStore {
     // After any refresh in progress: ending a pool while a connection is being handed out can hang.
     const release = await this.#lock.acquire();
     try {
+      clearTimeout(this.#touchTimer);
+      this.#touchTimer = undefined;
       await this.#flushing;
+      await this.#flushTouches();
       if (this.#owned) await this.#pool.end().catch(() => undefined);
     } finally {
       release();

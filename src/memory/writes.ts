@@ -75,12 +75,15 @@ export class ItemWrites {
     }
   }
 
-  /** Takes another process's access statistics of an item. */
+  /**
+   * Takes the access statistics of an item as the database holds them. Never lowers what this
+   * process counted: its own latest accesses may not have been written yet.
+   */
   touched(seq: number, lastAccessed: number, accessCount: number): void {
     const r = this.s.index.items.get(seq);
     if (r === undefined) return;
-    r.lastAccessed = lastAccessed;
-    r.accessCount = accessCount;
+    r.lastAccessed = Math.max(r.lastAccessed, lastAccessed);
+    r.accessCount = Math.max(r.accessCount, accessCount);
   }
 
   /** Forgets every item (before a rebuild from the database). */

@@ -110,6 +110,25 @@ describe.skipIf(!hasRedisServer)('routing state shared through Redis', () => {
     expect(b.expertHealth('sql')).toMatchObject({ available: true, windowRequests: 0, windowFailures: 0 });
   });
 
+  it('a cooldown whose event was missed reaches a replica with its next poll', async () => {
+    fresh();
+    const t = 3_000_000;
+    const b = router(server.url, prefix, { clock: () => t, sharedState: { syncIntervalMs: 20 } });
+    expect(await b.sync()).toBe(true);
+    // Written straight into Redis, published nowhere: only the poll can bring it.
+    const { Redis } = await import('ioredis');
+    const raw = new Redis(server.url);
+    try {
+      await raw.hset(`${prefix}cooling`, 'sql', `${t + 60_000}|retry-after`);
+    } finally {
+      raw.disconnect();
+    }
+    const [id, status] = await once(b, 'cooldown');
+    expect(id).toBe('sql');
+    expect(status).toMatchObject({ available: false, coolingUntil: t + 60_000, reason: 'retry-after' });
+    expect(b.routeQuery(SQL).expertId).not.toBe('sql');
+  });
+
   it('failure rates count the whole fleet: one failure on each of two replicas trips the cooldown', async () => {
     fresh();
     const t = 2_000_000;

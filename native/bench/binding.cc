@@ -27,11 +27,13 @@ Napi::Value GatingFloor(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), bench::GatingFloor(logits.Data(), tokens, experts, kind == 1));
 }
 
-// memoryReadFloor(bytes): a checksum of one pass over the bytes.
+// memoryReadFloor(bytes[, threads]): a checksum of one pass over the bytes, split into `threads`
+// contiguous parts read at once (default 1): the floor of a kernel run on that many threads.
 Napi::Value MemoryReadFloor(const Napi::CallbackInfo& info) {
   RequireArgs(info, 1, "memoryReadFloor");
   const Napi::Int8Array bytes = TypedArg<Napi::Int8Array>(info, 0, napi_int8_array, "bytes", "Int8Array");
-  const uint64_t h = bench::ReadFloor(bytes.Data(), static_cast<int64_t>(bytes.ElementLength()));
+  const int threads = IsNullish(info[1]) ? 1 : static_cast<int>(IntArg(info, 1, "threads", 1, kMaxThreads));
+  const uint64_t h = bench::ReadFloor(bytes.Data(), static_cast<int64_t>(bytes.ElementLength()), threads);
   return Napi::Number::New(info.Env(), static_cast<double>(h >> 11));
 }
 

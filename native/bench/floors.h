@@ -13,8 +13,9 @@ namespace bench {
 // checksum so the pass cannot be optimized away. Finite logits assumed.
 double GatingFloor(const float* logits, int64_t tokens, int64_t experts, bool normaliser);
 
-// Reads `n` bytes once with one cheap vector op per register (XOR fold) and returns the fold.
-uint64_t ReadFloor(const int8_t* bytes, int64_t n);
+// Reads `n` bytes once with one cheap vector op per register (XOR fold) and returns the fold;
+// with threads > 1 that many threads each read a contiguous part at once.
+uint64_t ReadFloor(const int8_t* bytes, int64_t n, int threads = 1);
 
 // The instruction set the floors run with (the same choice as the production kernels').
 const char* FloorIsa();

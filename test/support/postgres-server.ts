@@ -86,12 +86,16 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+// The sanitizer run (scripts/test-sanitize.sh) preloads the ASan runtime into every child; PostgreSQL
+// is not built for it and hangs at start under it (postgres -V never returned): run it without.
+const PG_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'LD_PRELOAD' && !k.startsWith('ASAN_') && !k.startsWith('UBSAN_')));
+
 async function spawnServer(dir: string, port: number, user: { uid: number; gid: number } | undefined, fsync: boolean): Promise<ChildProcess> {
   const args = [
     '-D', path.join(dir, 'data'), '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', `fsync=${fsync ? 'on' : 'off'}`,
     '-c', 'max_connections=200', '-c', 'shared_buffers=64MB', '-c', 'logging_collector=off',
   ];
-  const child = spawn(path.join(binDir!, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, ...(user ?? {}) });
+  const child = spawn(path.join(binDir!, 'postgres'), args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env: PG_ENV, ...(user ?? {}) });
   running.add(child);
   let log = '';
   const ready = await new Promise<boolean>((resolve) => {
@@ -120,7 +124,7 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capibara-pg-'));
   if (user) chownSync(dir, user.uid, user.gid);
   execFileSync(path.join(binDir, 'initdb'), ['-D', path.join(dir, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], {
-    stdio: 'pipe', cwd: dir, ...(user ?? {}),
+    stdio: 'pipe', cwd: dir, env: PG_ENV, ...(user ?? {}),
   });
   const fsync = options.fsync ?? true;
   let port = 0;

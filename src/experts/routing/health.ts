@@ -302,14 +302,7 @@ export class HealthTracker {
    * ```
    */
   earliestRecovery(expertIds: readonly string[]): number | null {
-    if (!Array.isArray(expertIds)) throw v.typeError('expertIds', 'Array of expert ids', expertIds);
-    let best: number | null = null;
-    for (let i = 0; i < expertIds.length; i++) {
-      const s = this.status(v.nonEmptyString(`expertIds[${i}]`, expertIds[i]));
-      const at = s.coolingUntil ?? this.#now();
-      if (best === null || at < best) best = at;
-    }
-    return best;
+    return earliestRecovery(expertIds, (id) => this.status(id), this.#now());
   }
 
   /**
@@ -441,3 +434,17 @@ export class HealthTracker {
   }
 }
 
+/**
+ * The soonest time any of `expertIds` is available under `status`: `now` when one already is,
+ * else the smallest `coolingUntil`; null for an empty list. Shared by the local and fleet views.
+ * @internal
+ */
+export function earliestRecovery(expertIds: readonly string[], status: (id: string) => ExpertHealth, now: number): number | null {
+  if (!Array.isArray(expertIds)) throw v.typeError('expertIds', 'Array of expert ids', expertIds);
+  let best: number | null = null;
+  for (let i = 0; i < expertIds.length; i++) {
+    const at = status(v.nonEmptyString(`expertIds[${i}]`, expertIds[i])).coolingUntil ?? now;
+    if (best === null || at < best) best = at;
+  }
+  return best;
+}

@@ -8,7 +8,7 @@ import type { EventEmitter } from 'node:events';
 
 import { emitSafely } from '../../toolkit/listeners';
 import * as v from '../../validate';
-import { type ExpertHealth, type HealthOutcome, HealthTracker } from './health';
+import { earliestRecovery, type ExpertHealth, type HealthOutcome, HealthTracker } from './health';
 import type { StrategyOutcome } from './strategies';
 import { type FleetCooldown, type ResolvedSharedState, SharedRoutingState, type SharedRules } from './shared-state';
 import type { CooldownReason } from './types';
@@ -62,14 +62,7 @@ export class SharedHealth implements HealthView {
   }
 
   earliestRecovery(expertIds: readonly string[]): number | null {
-    if (!Array.isArray(expertIds)) throw v.typeError('expertIds', 'Array of expert ids', expertIds);
-    let best: number | null = null;
-    for (let i = 0; i < expertIds.length; i++) {
-      const s = this.status(v.nonEmptyString(`expertIds[${i}]`, expertIds[i]));
-      const at = s.coolingUntil ?? this.#now();
-      if (best === null || at < best) best = at;
-    }
-    return best;
+    return earliestRecovery(expertIds, (id) => this.status(id), this.#now());
   }
 
   record(expertId: string, outcome: HealthOutcome): ExpertHealth {

@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { MemAgent, MemAgentCorruptionError, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
+import { underAsan } from './support/sanitizer';
 
 // Under the sanitizer run (ASan preloaded) `ulimit -v` cannot be used: ASan's shadow memory needs
 // terabytes of address space and aborts at start. The release run covers these two.
-const underAsan = /libasan/.test(process.env['LD_PRELOAD'] ?? '');
 
 let dir: string;
 beforeAll(() => {

@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { native } from '../src/native';
+import { underAsan } from './support/sanitizer';
 
 const SEED = Number(process.env['CAPIBARA_FUZZ_SEED'] ?? 0x5eed) >>> 0;
 const TRACE = process.env['CAPIBARA_FUZZ_TRACE'];
@@ -83,7 +84,6 @@ type AnyTypedArray =
 type TypedCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): AnyTypedArray; BYTES_PER_ELEMENT: number; name: string };
 
 /** Preloaded ASan runtime (npm run test:sanitize). */
-const underAsan = /libasan/.test(process.env['LD_PRELOAD'] ?? '');
 /**
  * Canary bytes on each side of an array. None under ASan: there the buffer must be exactly the
  * array, so that its redzones catch out-of-bounds reads as well as writes.

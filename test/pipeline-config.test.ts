@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPipeline, checkPipelineConfig, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
 import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { hasPostgres, type PostgresServer, startPostgres } from './support/postgres-server';
+import { hasRedisServer, type RedisServer, startRedisServer } from './support/redis-server';
 
 let dir: string;
 beforeAll(async () => {
@@ -39,6 +41,10 @@ describe('the config schema', () => {
     ['a temperature past 2', { experts: { tiny }, defaults: { temperature: 2.5 } }, new RangeError('Expected number in [0, 2] for config.defaults.temperature but received 2.5 of type number')],
     ['several experts without profiles', { experts: { a: tiny, b: tiny } }, new TypeError('Expected a profile { domain, description } for config.experts.a.profile but received undefined (several experts are routed by their profiles)')],
     ['a profile without a description', { experts: { a: { ...tiny, profile: { domain: 'sql' } } } }, new TypeError('Expected non-empty string for config.experts.a.profile.description but received undefined')],
+    ['memory in a file and in PostgreSQL', { experts: { tiny }, memory: { path: 'm.db', postgres: { connectionString: 'postgres://db/x' } } }, new TypeError('Expected one of config.memory.path and config.memory.postgres but received both')],
+    ['PostgreSQL without a connection string', { experts: { tiny }, memory: { postgres: { schema: 'agents' } } }, new TypeError('Expected non-empty string for config.memory.postgres.connectionString but received undefined')],
+    ['a string deferStore', { experts: { tiny }, memory: { deferStore: 'no' } }, new TypeError("Expected boolean for config.memory.deferStore but received 'no' of type string")],
+    ['shared routing state without a URL', { experts: { tiny }, routing: { sharedState: { prefix: 'x' } } }, new TypeError('Expected non-empty string for config.routing.sharedState.url but received undefined')],
     ['a default expert that does not exist', { experts: { tiny }, defaults: { expert: 'big' } }, new RangeError("Expected one of 'tiny' for config.defaults.expert but received 'big' of type string")],
   ])('%s: names the key', (_name, config, error) => {
     expect(() => checkPipelineConfig(config)).toThrow(error);
@@ -106,4 +112,38 @@ describe('building from a config', () => {
     const config = checkPipelineConfig({ experts: { tiny: { backend: 'onnx', path: './nowhere' } } });
     await expect(buildPipeline(config, { baseDir: dir })).rejects.toThrow(`Expert 'tiny': OnnxCausalLM.load: model folder ${join(dir, 'nowhere')} does not exist`);
   });
+});
+
+describe.skipIf(!hasPostgres || !hasRedisServer)('building a replica from a config', () => {
+  let pg: PostgresServer;
+  let redis: RedisServer;
+  beforeAll(async () => {
+    [pg, redis] = await Promise.all([startPostgres({ fsync: false }), startRedisServer()]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([pg?.stop(), redis?.stop()]);
+  });
+
+  it('memory in PostgreSQL and routing shared through Redis: a second replica sees the first one’s memory', async () => {
+    const connectionString = await pg.createDatabase('replicas');
+    const config = checkPipelineConfig({
+      experts: {
+        sql: { ...tiny, profile: { domain: 'sql', description: 'SQL queries and joins' } },
+        chat: { ...tiny, profile: { domain: 'general', description: 'Small talk' } },
+      },
+      routing: { sharedState: { url: redis.url, syncIntervalMs: 100 } },
+      memory: { postgres: { connectionString, schema: 'agents' }, deferStore: false },
+      defaults: { maxTokens: 4, temperature: 0 },
+    });
+    const [one, two] = [await buildPipeline(config, { baseDir: dir }), await buildPipeline(config, { baseDir: dir })];
+    try {
+      const r = await one.pipeline.run({ prompt: 'sql join on orders', user: 'u1' });
+      // deferStore off: the exchange is stored before run() resolves.
+      expect(r.trace.stages[4]).toMatchObject({ stage: 'store', status: 'done' });
+      await two.pipeline.memory!.refresh();
+      expect(two.pipeline.memory!.getMetrics().items).toBe(1);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  }, 60_000);
 });

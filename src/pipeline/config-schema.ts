@@ -98,6 +98,17 @@ export const PIPELINE_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
         strategy: { enum: ['performance_based', 'load_balanced', 'adaptive', 'predictive'], description: 'Default performance_based.' },
         fallbackAttempts: { type: 'integer', minimum: 1, maximum: 17, description: 'Experts tried at most per request; default 3.' },
         seed: { type: 'integer', description: 'Seed of the strategies that sample.' },
+        sharedState: {
+          type: 'object',
+          description: 'Share expert health and outcomes with the other replicas through Redis; default this process only.',
+          additionalProperties: false,
+          required: ['url'],
+          properties: {
+            url: { ...nonEmpty, description: 'Redis URL (redis://host:6379).' },
+            prefix: { ...nonEmpty, description: "Key prefix in Redis; default 'capibara:routing:'." },
+            syncIntervalMs: { ...positiveInt, description: 'Longest staleness of the fleet view (ms); default 1000.' },
+          },
+        },
       },
     },
     memory: {
@@ -105,13 +116,24 @@ export const PIPELINE_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
       description: 'MemAgent memory, per user.',
       additionalProperties: false,
       properties: {
-        path: { ...nonEmpty, description: 'SQLite file, relative to the config file; default in memory (lost on exit).' },
+        path: { ...nonEmpty, description: 'SQLite file, relative to the config file; default in memory (lost on exit). Not with postgres.' },
+        postgres: {
+          type: 'object',
+          description: 'Keep the memory in PostgreSQL, shared by every replica; not with path.',
+          additionalProperties: false,
+          required: ['connectionString'],
+          properties: {
+            connectionString: { ...nonEmpty, description: 'libpq connection string (postgres://user:password@host:5432/db).' },
+            schema: { ...nonEmpty, description: "PostgreSQL schema holding the tables; default 'public'." },
+          },
+        },
         maxTokens: { ...positiveInt, description: 'Capacity in tokens; default 512,000.' },
         compression: { enum: ['lz4', 'gzip', 'none'] },
         contextTokens: { ...nonNegativeInt, description: 'Most memory tokens put into a prompt; default 512.' },
         topK: { ...positiveInt, description: 'Most memories put into a prompt; default 5.' },
         scope: { enum: ['user', 'session'], description: 'Which memories a request sees; default user.' },
         store: { type: 'boolean', description: 'Store each exchange; default true.' },
+        deferStore: { type: 'boolean', description: 'Answer before the exchange is stored (the trace event waits for it); default true.' },
       },
     },
     budgets: {

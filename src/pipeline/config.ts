@@ -151,11 +151,15 @@ export interface PipelineConfig {
     fallbackAttempts?: number;
     /** Seed of sampling strategies. */
     seed?: number;
+    /** Expert health and outcomes shared with other replicas through Redis. */
+    sharedState?: { url: string; prefix?: string; syncIntervalMs?: number };
   };
   /** The memory. */
   memory?: {
     /** SQLite file; default in memory. */
     path?: string;
+    /** PostgreSQL database instead of a SQLite file. */
+    postgres?: { connectionString: string; schema?: string };
     /** Capacity in tokens. */
     maxTokens?: number;
     /** Codec. */
@@ -168,6 +172,8 @@ export interface PipelineConfig {
     scope?: 'user' | 'session';
     /** Store exchanges. */
     store?: boolean;
+    /** Answer before the exchange is stored. */
+    deferStore?: boolean;
   };
   /** The token budgets. */
   budgets?: {
@@ -275,6 +281,9 @@ export function checkPipelineConfig(config: unknown, name = 'config'): PipelineC
       throw new TypeError(`Expected a profile { domain, description } for ${child(child(`${name}.experts`, id), 'profile')} but received undefined (several experts are routed by their profiles)`);
     }
   }
+  if (c.memory?.path !== undefined && c.memory.postgres !== undefined) {
+    throw new TypeError(`Expected one of ${name}.memory.path and ${name}.memory.postgres but received both`);
+  }
   const expert = c.defaults?.expert;
   if (expert !== undefined && !ids.includes(expert)) throw v.rangeError(`${name}.defaults.expert`, `one of ${ids.map((i) => `'${i}'`).join(', ')}`, expert);
   return c;
@@ -363,6 +372,7 @@ export async function buildPipeline(
         strategy: (c.routing?.strategy ?? 'performance_based') as RoutingStrategy,
         experts: ids.map((id) => ({ id, ...c.experts[id]!.profile! })),
         ...(c.routing?.seed === undefined ? {} : { seed: c.routing.seed }),
+        ...(c.routing?.sharedState === undefined ? {} : { sharedState: c.routing.sharedState }),
       });
       opened.push(router);
     }
@@ -371,8 +381,9 @@ export async function buildPipeline(
     if (c.memory !== undefined) {
       const m = c.memory;
       const tokenizer = experts[defaultExpert]!.generator;
-      memory = new MemAgent({
+      memory = await MemAgent.open({
         ...(m.path === undefined ? {} : { path: at(m.path) }),
+        ...(m.postgres === undefined ? {} : { postgres: m.postgres }),
         ...(m.maxTokens === undefined ? {} : { maxTokens: m.maxTokens }),
         ...(m.compression === undefined ? {} : { compression: m.compression }),
         // A local tokenizer counts exactly; a remote one would cost a round trip per item.
@@ -401,7 +412,7 @@ export async function buildPipeline(
     const pipeline = new OptimizationPipeline({
       experts,
       ...(router === undefined ? {} : { router }),
-      ...(memory === undefined ? {} : { memory: { agent: memory, ...pick(c.memory!, ['contextTokens', 'topK', 'scope', 'store']) } }),
+      ...(memory === undefined ? {} : { memory: { agent: memory, ...pick(c.memory!, ['contextTokens', 'topK', 'scope', 'store', 'deferStore']) } }),
       ...(budgets === undefined ? {} : { budgets: { budgets, ...pick(c.budgets!, ['priority', 'estimatedDurationS', 'anonymousRequester']) } }),
       thinking: { ...(thinkingStore === undefined ? {} : { store: thinkingStore }), ...pick(t, ['maxRounds', 'maxThinkingTokens', 'thinkStart', 'thinkEnd', 'finalAnswerPrefix']) },
       defaults: { expert: defaultExpert, ...pick(c.defaults ?? {}, ['maxTokens', 'temperature']), ...pick(c.routing ?? {}, ['fallbackAttempts']) },

@@ -260,6 +260,25 @@ describe('limits', () => {
     expect(model).toMatchObject({ id: 'tiny', object: 'model', owned_by: 'capibara', max_model_len: 32 });
   });
 
+  it('a chat must fit every expert routing may pick, each with its own template and context', async () => {
+    // sql renders a long system preamble into a 64-token context; python a bare one into 4,096.
+    const sql = { generator: new ScriptedGenerator(() => 'x'), contextLength: 64, chatTemplate: new ChatTemplate(`{{ 'You are a careful SQL expert. ' }}{% for m in messages %}{{ m.content }}{% endfor %}`) };
+    const python = { generator: new ScriptedGenerator(() => 'y'), contextLength: 4096, chatTemplate: new ChatTemplate('{% for m in messages %}{{ m.content }}{% endfor %}') };
+    const router = new RewiringExperts({ experts: EXPERTS });
+    const pipeline = new OptimizationPipeline({ experts: { sql, python }, router });
+    closing.push(router, pipeline);
+    const { sdk } = await serve(createPipelineServer(pipeline, { model: 'tiny' }));
+    const ask = (body: object) => sdk().chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hello there' }], ...body } as never).catch((e: unknown) => e);
+    const e = (await ask({ max_tokens: 30 })) as InstanceType<typeof OpenAI.APIError>;
+    expect([e.status, (e.error as { message: string }).message]).toEqual([
+      400,
+      "This model's maximum context length is 64 tokens. However, you requested 71 tokens (41 in the messages, 30 in the completion). Please reduce the length of the messages or completion.",
+    ]);
+    // Named, the roomy expert takes it; unnamed without max_tokens, the tightest context bounds the answer.
+    expect(await ask({ max_tokens: 30, capibara: { expert: 'python' } })).toMatchObject({ usage: { prompt_tokens: 11 } });
+    expect(await ask({})).toMatchObject({ usage: { completion_tokens: 1 } });
+  });
+
   it('GET /v1/models/{id}: the model, or 404', async () => {
     const { sdk, url } = await serve(createCompletionsServer(new ScriptedGenerator(() => 'x'), { model: 'org/tiny-1' }));
     expect(await sdk().models.retrieve('org/tiny-1')).toMatchObject({ id: 'org/tiny-1', object: 'model' });

@@ -6,6 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Generator } from '../llm/index';
 import type { CapibaraMetrics } from '../metrics/index';
 import type { ChatMessage, OptimizationPipeline } from '../pipeline/index';
 import { CloseGuard, ClosedError } from '../toolkit/closing';
@@ -202,13 +203,13 @@ export class HttpCompletionsServer {
       const request = parseChatRequest(body, this.#limits, this.pipeline.requestDefaults.maxTokens);
       ctx.user = keyUser ?? request.user;
       this.#checkExpert(request.extension.expert);
-      await this.#fitChat(request);
+      await this.#fit(request, undefined);
       return chat(ctx, this.model, request, res);
     }
     const request = parseCompletionsRequest(body, this.#limits);
     ctx.user = keyUser ?? request.user;
     this.#checkExpert(request.extension.expert);
-    await this.#fitCompletions(request);
+    await this.#fit(request, request.prompts);
     await complete(ctx, this.model, request, res);
   }
 
@@ -247,36 +248,35 @@ export class HttpCompletionsServer {
     throw new HttpError(400, v.rangeError('capibara.expert', `one of ${this.pipeline.expertIds.map((e) => `'${e}'`).join(', ')}`, expert).message, 'capibara');
   }
 
-  /** vLLM's context check: `max_tokens` past the context, or prompt + `max_tokens` past it → 400. */
-  async #fitCompletions(r: CompletionsRequest): Promise<void> {
-    const ctx = this.#contextLength;
-    if (ctx === undefined) return;
+  /**
+   * vLLM's context check: `max_tokens` past the context, or prompt + `max_tokens` past it → 400.
+   * Routing picks the expert after this check, so the request must fit every expert it may be
+   * routed to (only the one it names, when it names one), each with its own chat template,
+   * tokenizer and context length (or the server's `contextLength` for all).
+   */
+  async #fit(r: CompletionsRequest | ChatRequest, prompts: ReadonlyArray<string | readonly number[]> | undefined): Promise<void> {
+    const ids = r.extension.expert === undefined ? this.pipeline.expertIds : [r.extension.expert];
     const thinking = this.#thinkingTokens(r);
-    for (const prompt of r.prompts) {
-      const tokens = typeof prompt === 'string' ? await this.#count(prompt) : prompt.length;
-      this.#fits(tokens, r.maxTokens + thinking, 'prompt');
+    const what = prompts === undefined ? 'messages' : 'prompt';
+    let room = Infinity;
+    for (const id of ids) {
+      const expert = this.pipeline.expert(id);
+      const ctx = this.#s.contextLength ?? expert.contextLength;
+      if (ctx === undefined) continue;
+      let texts: ReadonlyArray<string | readonly number[]>;
+      try {
+        texts = prompts ?? [expert.chatTemplate.render((r as ChatRequest).messages as ChatMessage[])];
+      } catch (err) {
+        throw new HttpError(400, messageOf(err), 'messages');
+      }
+      for (const text of texts) {
+        const tokens = typeof text === 'string' ? await this.#count(expert.generator, text) : text.length;
+        // No max_tokens (chat): as much as the context leaves, up to the pipeline's default.
+        this.#fits(ctx, tokens, (r.maxTokens ?? 1) + thinking, what);
+        room = Math.min(room, ctx - tokens - thinking);
+      }
     }
-  }
-
-  async #fitChat(r: ChatRequest): Promise<void> {
-    const ctx = this.#contextLength;
-    if (ctx === undefined) return;
-    const expert = this.pipeline.expert(r.extension.expert ?? this.pipeline.defaultExpert);
-    let text: string;
-    try {
-      text = expert.chatTemplate.render(r.messages as ChatMessage[]);
-    } catch (err) {
-      throw new HttpError(400, messageOf(err), 'messages');
-    }
-    const tokens = await this.#count(text);
-    const thinking = this.#thinkingTokens(r);
-    if (r.maxTokens === undefined) {
-      // No max_tokens: as much as the context leaves, up to the pipeline's default.
-      this.#fits(tokens, thinking + 1, 'messages');
-      r.maxTokens = Math.min(this.pipeline.requestDefaults.maxTokens, ctx - tokens - thinking);
-      return;
-    }
-    this.#fits(tokens, r.maxTokens + thinking, 'messages');
+    if (r.maxTokens === undefined && room !== Infinity) r.maxTokens = Math.min(this.pipeline.requestDefaults.maxTokens, room);
   }
 
   #thinkingTokens(r: CompletionsRequest | ChatRequest): number {
@@ -284,8 +284,7 @@ export class HttpCompletionsServer {
     return t === undefined ? 0 : (t.maxThinkingTokens ?? this.pipeline.requestDefaults.maxThinkingTokens);
   }
 
-  #fits(promptTokens: number, completion: number, what: 'prompt' | 'messages'): void {
-    const ctx = this.#contextLength!;
+  #fits(ctx: number, promptTokens: number, completion: number, what: 'prompt' | 'messages'): void {
     if (completion > ctx) {
       throw new HttpError(400, `max_tokens must be at most ${ctx}, this model's maximum context length, but the request asks for ${completion} completion tokens`, 'max_tokens');
     }
@@ -298,9 +297,9 @@ export class HttpCompletionsServer {
     }
   }
 
-  async #count(text: string): Promise<number> {
+  async #count(generator: Generator, text: string): Promise<number> {
     try {
-      return v.integer('countTokens() result', await this.pipeline.expert(this.pipeline.defaultExpert).generator.countTokens(text), 0);
+      return v.integer('countTokens() result', await generator.countTokens(text), 0);
     } catch (err) {
       throw new HttpError(500, `Counting the prompt's tokens failed: ${messageOf(err)}`);
     }

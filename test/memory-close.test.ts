@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ClosedError, type MemAgent, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
-import { memoryBackends } from './support/postgres-server';
+import { describeBackends } from './support/postgres-server';
 
-describe.each(memoryBackends())('MemAgent.close ($name)', (backend) => {
+describeBackends('MemAgent.close', (backend) => {
   const open = (o: MemAgentOptions = {}) => backend.open({ sweepIntervalMs: 0, ...o });
 
   it('is idempotent: every call gets the first one\'s promise', async () => {

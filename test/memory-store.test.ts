@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type Embedder, MemAgent, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
-import { memoryBackends } from './support/postgres-server';
+import { describeBackends } from './support/postgres-server';
 
 let dir: string;
 beforeAll(() => {
@@ -28,7 +28,7 @@ const open = (o: MemAgentOptions = {}) => new MemAgent({ sweepIntervalMs: 0, tok
 /** Every text embeds to the same vector: any two items are near duplicates. */
 const constant: Embedder = { dimensions: 8, embed: (texts) => texts.map(() => Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8])) };
 
-describe.each(memoryBackends())('$name', (backend) => {
+describeBackends('MemAgent', (backend) => {
   const open = (o: MemAgentOptions = {}, at?: string) => backend.open({ sweepIntervalMs: 0, tokenizer: words, ...o }, at);
 
   describe('MemAgent: store and get', () => {

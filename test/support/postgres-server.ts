@@ -10,7 +10,7 @@ import { accessSync, chownSync, constants, mkdtempSync, readdirSync, readFileSyn
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { afterAll } from 'vitest';
+import { afterAll, describe } from 'vitest';
 
 import { MemAgent, type MemAgentOptions } from '../../src/index';
 import { freePort } from './redis-server';
@@ -203,38 +203,104 @@ export async function startPostgres(options: { fsync?: boolean } = {}): Promise<
  */
 export interface MemoryBackend {
   readonly name: 'sqlite' | 'postgres';
+  /** Why this backend's suites are skipped (PostgreSQL binaries missing); undefined when they run. */
+  readonly skip: string | undefined;
   open(options?: MemAgentOptions, at?: string): Promise<MemAgent>;
+  /** How errors name the store `at` (the SQLite file's path; `PostgreSQL at host:port/db (schema '…')`), once a store was opened. */
+  label(at: string): string;
+  /**
+   * Runs one statement on the store `at` (opened at least once; open or closed), as a damaged
+   * disk, a bad copy or another program would: `{items}`, `{pages}`, `{history}` and `{meta}`
+   * name its tables, `$1`… its parameters (on either store). Integers come back as numbers.
+   */
+  sql<R = Record<string, unknown>>(at: string, text: string, values?: unknown[]): Promise<R[]>;
 }
 
 let shared: Promise<{ server: PostgresServer; url: string }> | undefined;
+let sharedPort: number | undefined;
 let schemas = 0;
+const TABLES = ['items', 'pages', 'history', 'meta'] as const;
+
+function sharedServer(): Promise<{ server: PostgresServer; url: string }> {
+  return (shared ??= (async () => {
+    const server = await startPostgres({ fsync: false });
+    sharedPort = server.port;
+    return { server, url: await server.createDatabase('memory') };
+  })());
+}
 
 /**
  * The stores a MemAgent suite runs against: SQLite always, PostgreSQL when its binaries are
- * installed (one server per test file, started at the first open, a schema per store).
+ * installed (one server per test file, started at the first open, a schema per store); without
+ * them the PostgreSQL entry carries {@link postgresSkipReason} in `skip`.
  */
 export function memoryBackends(): MemoryBackend[] {
   let dir: string | undefined;
+  const file = (at: string) => {
+    dir ??= mkdtempSync(path.join(os.tmpdir(), 'capibara-memory-'));
+    return path.join(dir, `${at}.db`);
+  };
   const sqlite: MemoryBackend = {
     name: 'sqlite',
-    open: async (options = {}, at) => {
-      if (at === undefined) return new MemAgent(options);
-      dir ??= mkdtempSync(path.join(os.tmpdir(), 'capibara-memory-'));
-      return new MemAgent({ ...options, path: path.join(dir, `${at}.db`) });
+    skip: undefined,
+    open: async (options = {}, at) => (at === undefined ? new MemAgent(options) : new MemAgent({ ...options, path: file(at) })),
+    label: file,
+    sql: async <R>(at: string, text: string, values: unknown[] = []) => {
+      const Database = require('better-sqlite3') as typeof import('better-sqlite3');
+      const ordered: unknown[] = [];
+      const sql = text.replace(/\{(\w+)\}/g, (_, t: string) => t).replace(/\$(\d+)/g, (_, n: string) => {
+        ordered.push(values[Number(n) - 1]);
+        return '?';
+      });
+      const db = new Database(file(at));
+      try {
+        const st = db.prepare(sql);
+        return (st.reader ? st.all(...ordered) : (st.run(...ordered), [])) as R[];
+      } finally {
+        db.close();
+      }
     },
   };
-  if (!hasPostgres) return [sqlite];
+  const schema = (at: string) => `at_${at}`;
   const postgres: MemoryBackend = {
     name: 'postgres',
+    skip: hasPostgres ? undefined : postgresSkipReason,
     open: async (options = {}, at) => {
-      shared ??= (async () => {
-        const server = await startPostgres({ fsync: false });
-        return { server, url: await server.createDatabase('memory') };
-      })();
-      const { url } = await shared;
+      const { url } = await sharedServer();
       const { path: _file, ...rest } = options;
-      return MemAgent.open({ ...rest, postgres: { connectionString: url, schema: at === undefined ? `fresh_${schemas++}` : `at_${at}` } });
+      return MemAgent.open({ ...rest, postgres: { connectionString: url, schema: at === undefined ? `fresh_${schemas++}` : schema(at) } });
+    },
+    label: (at) => {
+      if (sharedPort === undefined) throw new Error('label(at): open a store of this backend first');
+      return `PostgreSQL at 127.0.0.1:${sharedPort}/memory (schema '${schema(at)}')`;
+    },
+    sql: async <R>(at: string, text: string, values: unknown[] = []) => {
+      const { url } = await sharedServer();
+      const { Client, types } = require('pg') as typeof import('pg');
+      const c = new Client({ connectionString: url });
+      await c.connect();
+      try {
+        const sql = text.replace(/\{(\w+)\}/g, (_, t: string) => {
+          if (!(TABLES as readonly string[]).includes(t)) throw new Error(`sql: unknown table {${t}}`);
+          return `"${schema(at)}".memagent_${t}`;
+        });
+        const int8 = (oid: number, format?: 'text' | 'binary') => (oid === 20 ? (x: string) => Number(x) : types.getTypeParser(oid, format as 'text'));
+        return (await c.query({ text: sql, values, types: { getTypeParser: int8 as never } })).rows as R[];
+      } finally {
+        await c.end();
+      }
     },
   };
   return [sqlite, postgres];
+}
+
+/**
+ * `describe(title (name), body)` once per store of {@link memoryBackends}; a store whose
+ * binaries are missing is `describe.skip`ped with the reason in its title.
+ */
+export function describeBackends(title: string, body: (backend: MemoryBackend) => void): void {
+  for (const b of memoryBackends()) {
+    if (b.skip === undefined) describe(`${title} (${b.name})`, () => body(b));
+    else describe.skip(`${title} (${b.name}: skipped, ${b.skip})`, () => body(b));
+  }
 }

@@ -297,6 +297,43 @@ describe('Bm25Index: candidates', () => {
   });
 });
 
+describe('Bm25Index: searchAmong', () => {
+  it('scores exactly the given documents, as the reference does, after churn too', () => {
+    const rand = rng(11);
+    const vocab = Array.from({ length: 40 }, (_, i) => `w${i}`);
+    const word = () => vocab[Math.floor(rand() ** 2 * vocab.length)]!;
+    const index = new Bm25Index();
+    const live = new Map<number, string>();
+    for (let step = 0; step < 1500; step++) {
+      const id = Math.floor(rand() * 120);
+      if (rand() < 0.3) {
+        index.remove(id);
+        live.delete(id);
+      } else {
+        const t = Array.from({ length: 1 + Math.floor(rand() * 10) }, word).join(' ');
+        index.add(id, t);
+        live.set(id, t);
+      }
+      if (step % 300 === 299) {
+        const query = `${word()} ${word()} ${word()} ${word()}`;
+        const full = reference(tokenized([...live]), tokenize(query));
+        const some = [...live.keys()].filter(() => rand() < 0.2);
+        const expected = new Map([...full].filter(([id]) => some.includes(id)));
+        expectScores(index.searchAmong(query, some), expected);
+        expect(index.searchAmong(query, some)).toEqual(index.search(query, (d) => some.includes(d)));
+      }
+    }
+  });
+
+  it('skips ids not held and repeats; an empty query or list matches nothing; rejects a non-iterable', () => {
+    const index = build(CORPUS);
+    expect([...index.searchAmong('cache', [3, 3, 99, 0]).keys()]).toEqual([3, 0]);
+    expect(index.searchAmong('', [0, 1]).size).toBe(0);
+    expect(index.searchAmong('cache', []).size).toBe(0);
+    expect(() => index.searchAmong('cache', 3 as never)).toThrow(new TypeError('Expected an iterable of document ids for docs but received 3 of type number'));
+  });
+});
+
 describe('Bm25Index: validation', () => {
   it('rejects bad options', () => {
     expect(() => new Bm25Index({ k1: -1 })).toThrow(new RangeError('Expected finite number >= 0 for options.k1 but received -1 of type number'));

@@ -90,8 +90,13 @@ export function search(ctx: SearchContext, q: CheckedQuery, vector: Float32Array
   let bm25: Map<number, number> | undefined;
   let cosine: Float32Array | undefined;
   if (q.queryText !== undefined) {
-    const seqs = new Set(items.map((r) => r.seq));
-    bm25 = ctx.bm25.search(q.queryText, (doc) => seqs.has(doc));
+    // A filter that leaves a small part of the index (one user's memories among everyone's) is
+    // scored through those items' own terms; otherwise through the query terms' postings.
+    if (items.length * 4 < ctx.bm25.size) bm25 = ctx.bm25.searchAmong(q.queryText, items.map((r) => r.seq));
+    else {
+      const seqs = new Set(items.map((r) => r.seq));
+      bm25 = ctx.bm25.search(q.queryText, (doc) => seqs.has(doc));
+    }
     if (items.length === 0) cosine = new Float32Array(0);
     else {
       const { codes, scale } = quantizeUnit(vector!);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { MemAgent, type MemAgentOptions, MemoryPriority, MemoryType } from '../src/index';
 import { openDatabase } from '../src/memory/schema';
+import { describeBackends } from './support/postgres-server';
 
 // How MemAgent meets its file: read-only on purpose or by permission, held by another
 // process, and a disk that refuses writes. The child processes load the built lib/.
@@ -48,34 +49,85 @@ async function message(f: () => unknown): Promise<string> {
   return 'no error';
 }
 
-describe('MemAgent: read-only files', () => {
-  it('opens a file read-only on purpose: retrieval works, writes reject, the file is left as it was, readers share it', async () => {
-    const path = file();
-    const [id] = await filled(path, 3);
-    const before = readFileSync(path);
-    const a = open({ path, readonly: true });
-    const b = open({ path, readonly: true }); // read-only MemAgents share a file
+// Read-only opens on both stores. What differs, as documented at MemAgentOptions.readonly: a
+// read-only SQLite file is read as it was at open and keeps writers out until its readers close;
+// PostgreSQL is shared by design, so a writer opens beside readers and they follow its writes.
+describeBackends('MemAgent: opened read-only', (backend) => {
+  let stores = 0;
+  const openAt = (at: string | undefined, o: MemAgentOptions = {}) => backend.open({ sweepIntervalMs: 0, dedupThreshold: 2, ...o }, at);
+  const rows = (at: string) => backend.sql(at, 'SELECT id, last_accessed, access_count, tags FROM {items} WHERE deleted_at IS NULL ORDER BY seq');
+
+  it('retrieves, rejects every write naming the store, writes nothing, and shares the store with other readers', async () => {
+    const at = `ro${stores++}`;
+    const w = await openAt(at);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await w.storeMemory(prose(i), MemoryType.EPISODIC, MemoryPriority.LOW, ['river']));
+    await w.close();
+    const id = ids[0]!;
+    const before = await rows(at);
+    const file = backend.name === 'sqlite' ? readFileSync(backend.label(at)) : undefined;
+    const a = await openAt(at, { readonly: true });
+    const b = await openAt(at, { readonly: true }); // read-only MemAgents share a store
     const r = await a.retrieveMemory({ queryText: 'Entry 0 keepers', topK: 1 });
     expect(r.chunks.map((c) => c.id)).toEqual([id]);
-    expect(a.getMemory(id!)?.accessCount).toBe(1); // kept in memory
+    expect(a.getMemory(id)?.accessCount).toBe(1); // kept in memory
     expect(b.getMetrics().items).toBe(3);
-    const refused = (method: string) => `MemAgent: ${path} is open read-only (options.readonly): ${method} would write to it`;
+    const refused = (method: string) => `MemAgent: ${backend.label(at)} is open read-only (options.readonly): ${method} would write to it`;
     expect(await message(() => a.storeMemory('new', MemoryType.WORKING, MemoryPriority.LOW))).toBe(refused('storeMemory'));
-    expect(await message(() => a.updateMemory(id!, { pinned: true }))).toBe(refused('updateMemory'));
-    expect(await message(() => a.deleteMemory(id!))).toBe(refused('deleteMemory'));
+    expect(await message(() => a.updateMemory(id, { pinned: true }))).toBe(refused('updateMemory'));
+    expect(await message(() => a.deleteMemory(id))).toBe(refused('deleteMemory'));
     expect(await message(() => a.sweep())).toBe(refused('sweep'));
     expect(await message(() => a.discardCorrupt())).toBe(refused('discardCorrupt'));
-    // A writer would change the file under the readers' indexes: it is refused while they hold it.
-    expect(await message(() => open({ path }))).toBe(`MemAgent: ${path} is already open in another MemAgent of this process: one MemAgent writes a file at a time, until its close()`);
+    if (backend.name === 'sqlite') {
+      // A writer would change the file under the readers' indexes: it is refused while they hold it.
+      expect(await message(() => openAt(at))).toBe(`MemAgent: ${backend.label(at)} is already open in another MemAgent of this process: one MemAgent writes a file at a time, until its close()`);
+    } else {
+      // Shared by design: a writer opens beside the readers, and they see its writes at their next refresh.
+      const writer = await openAt(at);
+      const added = await writer.storeMemory('a note the readers did not have', MemoryType.WORKING, MemoryPriority.LOW);
+      await writer.deleteMemory(added);
+      await writer.close();
+      expect(await b.refresh()).toBe(true);
+      expect(b.getMemory(added)).toBeNull();
+      expect((await b.getHistory(added)).map((e) => e.event)).toEqual(['ADD', 'DELETE']);
+    }
     await a.close();
     await b.close();
-    expect(readFileSync(path).equals(before)).toBe(true);
-    const w = open({ path });
-    expect(w.getMemory(id!)?.accessCount).toBe(0);
-    await w.close();
-    expect(await message(() => open({ readonly: true }))).toBe('Expected options.path with options.readonly (an in-memory MemAgent has nothing to read) but received no path');
+    expect(await rows(at)).toEqual(before); // no access statistics written
+    if (file !== undefined) expect(readFileSync(backend.label(at)).equals(file)).toBe(true);
+    const again = await openAt(at);
+    expect(again.getMemory(id)?.accessCount).toBe(0);
+    await again.close();
+    expect(await message(() => openAt(undefined, { readonly: true }))).toMatch(
+      backend.name === 'sqlite'
+        ? /^Expected options\.path with options\.readonly \(an in-memory MemAgent has nothing to read\) but received no path$/
+        : /^MemAgent: PostgreSQL at .* schema 'fresh_\d+' holds no MemAgent store: there is nothing to open read-only$/,
+    );
+    expect(await message(() => openAt(`ro${stores++}`, { readonly: 'yes' as never }))).toBe("Expected boolean for options.readonly but received 'yes' of type string");
+  });
+
+  it.skipIf(backend.name === 'sqlite')('fails no retrieval when the access statistics cannot be written (PostgreSQL refuses them; SQLite: the full-disk test below)', async () => {
+    const at = `ro${stores++}`;
+    const m = await openAt(at);
+    for (let i = 0; i < 20; i++) await m.storeMemory(prose(i), MemoryType.EPISODIC, MemoryPriority.LOW, ['river']);
+    await backend.sql(at, `CREATE FUNCTION "at_${at}".no_touch() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'statistics refused'; END $$ LANGUAGE plpgsql`);
+    await backend.sql(at, `CREATE TRIGGER no_touch BEFORE UPDATE ON {items} FOR EACH ROW WHEN (NEW.access_count <> OLD.access_count) EXECUTE FUNCTION "at_${at}".no_touch()`);
+    const first = await m.retrieveMemory({ queryText: 'Entry 7 keepers', topK: 3 });
+    const again = await m.retrieveMemory({ queryText: 'Entry 7 keepers', topK: 3 });
+    expect(again.cacheHit).toBe(true);
+    expect(m.getMemory(first.chunks[0]!.id)!.accessCount).toBe(2);
+    // Written in the background: both retrievals' statistics go in one statement, which fails.
+    await vi.waitFor(() => expect(m.getMetrics().accessWriteFailures).toBe(2));
+    expect(m.getMemory(first.chunks[0]!.id)!.accessCount).toBe(2); // kept in memory
+    await m.storeMemory('a new note', MemoryType.WORKING, MemoryPriority.LOW); // writes go on
+    await m.close();
+    expect(await backend.sql(at, 'SELECT CAST(SUM(access_count) AS INTEGER) AS n FROM {items}')).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('MemAgent: read-only files', () => {
+  it('says a missing file cannot be opened read-only', async () => {
     expect(await message(() => open({ path: join(dir, 'absent.db'), readonly: true }))).toMatch(/^MemAgent: cannot open .*absent\.db read-only: /);
-    expect(await message(() => open({ path: file(), readonly: 'yes' as never }))).toBe("Expected boolean for options.readonly but received 'yes' of type string");
   });
 
   // Root may write any file: the child drops to nobody (65534) where it runs as root.
@@ -117,6 +169,8 @@ describe('MemAgent: read-only files', () => {
   });
 });
 
+// SQLite only: one writer per file is SQLite's rule. A PostgreSQL store is shared by every process
+// that opens it (memory-postgres.test.ts), and read-only opens follow its writers (above).
 describe('MemAgent: a file another process holds', () => {
   it('fails at once with an error naming the file, instead of blocking the event loop for busy_timeout', async () => {
     const path = file();

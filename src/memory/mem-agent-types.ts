@@ -59,12 +59,14 @@ export interface MemAgentOptions {
   /** Clock in ms since the epoch (tests). Default `Date.now`. */
   clock?: () => number;
   /**
-   * Open an existing `path` for retrieval only: `getMemory`, `retrieveMemory`, `history` and
+   * Open an existing store for retrieval only: `getMemory`, `retrieveMemory`, `history` and
    * `getMetrics` work, every write rejects, access statistics are kept in memory only, and no
-   * sweep runs. The file is read as it was at open (a read transaction is held until close):
-   * other read-only MemAgents may share it, a writer cannot open it meanwhile. Suits a file
-   * this process may not write. SQLite needs the file's `-shm` beside it, or a writable
-   * folder to create it in. Default false.
+   * sweep runs. A SQLite `path` is read as it was at open (a read transaction is held until
+   * close): other read-only MemAgents may share it, a writer cannot open it meanwhile. Suits a
+   * file this process may not write. SQLite needs the file's `-shm` beside it, or a writable
+   * folder to create it in. On PostgreSQL ({@link MemAgent.open} with `postgres`) the store is
+   * shared by design: writers keep writing, and a read-only MemAgent sees their changes with
+   * each refresh, as any other does. Default false.
    */
   readonly?: boolean;
   /**
@@ -345,12 +347,18 @@ export interface MemAgentMetrics {
   evicted: number;
   /** Items removed because they expired since open. */
   expired: number;
-  /** Items left out at open because they do not decode (`onCorrupt: 'skip'`), still in the file; see {@link MemAgent.corrupt}. */
+  /**
+   * Items left out because they do not decode (`onCorrupt: 'skip'`), still in the store; see
+   * {@link MemAgent.corrupt}. On SQLite they are found at open; on PostgreSQL also by a later
+   * refresh that reads a damaged row or page another process wrote.
+   */
   corruptItems: number;
   /**
    * Retrievals since open whose access statistics (`lastAccessed`, `accessCount`) could not
-   * be written to the file (a full disk, an I/O error); the retrieval itself succeeded and
-   * the statistics were kept in memory.
+   * be written to the store (a full disk, an I/O error, a database that refused or could not
+   * be reached); the retrieval itself succeeded and the statistics were kept in memory. On
+   * PostgreSQL they are written in the background (one statement for the retrievals of up to
+   * 50 ms), so a failure is counted once that statement fails, for each retrieval it carried.
    */
   accessWriteFailures: number;
 }

@@ -128,7 +128,7 @@ export class MemAgent {
       const state = { store: this.#store, index: this.#index, bm25: this.#bm25, matrix: this.#matrix, maxTokens: o.maxTokens, recencyDecay: o.recencyDecay, stats: this.#stats };
       const writes = (this.#writes = new ItemWrites(state));
       this.#corrupt = this.#store.load(dims, o.onCorrupt === 'skip', (row, content) => writes.loaded(row, content));
-      this.#pg?.attach(writes, (item) => this.#corrupt.push(item));
+      this.#pg?.attach(writes, { found: (item) => this.#corrupt.push(item), reset: () => (this.#corrupt = []) });
     } catch (err) {
       void Promise.resolve(this.#store.close()).catch(() => undefined);
       throw err;

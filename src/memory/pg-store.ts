@@ -72,9 +72,11 @@ export class PgItemStore {
   #tx: Tx | undefined;
   #dirty = false;
   #touches = new Map<number, { at: number; n: number }>();
+  /** Retrievals whose statistics wait in `#touches`. */
+  #touchCalls = 0;
   #flushing: Promise<void> | null = null;
   #touchTimer: NodeJS.Timeout | undefined;
-  /** Access-statistics writes that failed (best effort). */
+  /** Retrievals whose access statistics could not be written (best effort), as SQLite's store counts them. */
   touchFailures = 0;
 
   private constructor(pool: Pool, owned: boolean, o: ResolvedPostgres, codec: Compression, dims: number, readonly: boolean, skip: boolean) {
@@ -118,14 +120,20 @@ export class PgItemStore {
     return corrupt;
   }
 
-  /** Where later changes (other processes', and rebuilds) go: the MemAgent's write path, and its list of corrupt items. */
-  attach(writes: ItemWrites, corrupt: (item: CorruptItem) => void): void {
+  /**
+   * Where later changes (other processes', and rebuilds) go: the MemAgent's write path, and its
+   * list of corrupt items (`reset` when a rebuild reads every row, damaged ones included, again).
+   */
+  attach(writes: ItemWrites, corrupt: { found(item: CorruptItem): void; reset(): void }): void {
     this.#hooks = {
       upsert: (row, content, changed) => writes.synced(row, content, changed),
       remove: (seq) => writes.forget(seq),
       touched: (seq, at, count) => writes.touched(seq, at, count),
-      clear: () => writes.clearAll(),
-      corrupt,
+      clear: () => {
+        writes.clearAll();
+        corrupt.reset();
+      },
+      corrupt: (item) => corrupt.found(item),
     };
   }
 
@@ -347,7 +355,8 @@ export class PgItemStore {
 
   /** Records retrievals: sent in the background, those of TOUCH_DELAY_MS coalesced into one statement (best effort). */
   touch(seqs: readonly number[], now: number): void {
-    if (this.readonly) return;
+    if (this.readonly || seqs.length === 0) return;
+    this.#touchCalls++;
     for (const seq of seqs) {
       const t = this.#touches.get(seq);
       if (t === undefined) this.#touches.set(seq, { at: now, n: 1 });
@@ -375,7 +384,9 @@ export class PgItemStore {
   async #flushTouches(): Promise<void> {
     if (this.#touches.size > 0) {
       const batch = this.#touches;
+      const calls = this.#touchCalls;
       this.#touches = new Map();
+      this.#touchCalls = 0;
       const seqs = [...batch.keys()];
       try {
         // Its own version, so that other processes' next sync carries the new statistics.
@@ -384,7 +395,7 @@ export class PgItemStore {
           FROM v, unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(seq, at, n) WHERE i.seq = x.seq AND i.deleted_at IS NULL`,
         [seqs, seqs.map((s) => batch.get(s)!.at), seqs.map((s) => batch.get(s)!.n)]);
       } catch {
-        this.touchFailures += batch.size;
+        this.touchFailures += calls;
       }
     }
   }

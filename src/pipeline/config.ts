@@ -152,14 +152,26 @@ export interface PipelineConfig {
     /** Seed of sampling strategies. */
     seed?: number;
     /** Expert health and outcomes shared with other replicas through Redis. */
-    sharedState?: { url: string; prefix?: string; syncIntervalMs?: number };
+    sharedState?: {
+      /** Redis URL. */
+      url: string;
+      /** Key prefix in Redis. */
+      prefix?: string;
+      /** Longest staleness of the fleet view (ms). */
+      syncIntervalMs?: number;
+    };
   };
   /** The memory. */
   memory?: {
     /** SQLite file; default in memory. */
     path?: string;
     /** PostgreSQL database instead of a SQLite file. */
-    postgres?: { connectionString: string; schema?: string };
+    postgres?: {
+      /** libpq connection string. */
+      connectionString: string;
+      /** PostgreSQL schema of the tables. */
+      schema?: string;
+    };
     /** Capacity in tokens. */
     maxTokens?: number;
     /** Codec. */

@@ -1,18 +1,20 @@
 // Writes a tiny, randomly initialised LLaMA-style decoder in the Optimum / transformers.js
 // ("onnx-community") layout: model.onnx with KV cache, a byte-level BPE tokenizer.json and the
 // config files. Tests and examples get a real causal LM without downloading any weights.
+// makeTinyHfModel writes the same weights in the Hugging Face layout (config.json, model.safetensors
+// or shards with model.safetensors.index.json, fp32/fp16/bf16; the same tokenizer) for LlamaDecoder.
 //   node scripts/make-tiny-model.mjs <outDir> [--seed N] [--layers N] [--hidden N] [--heads N]
-//     [--kv-heads N] [--intermediate N] [--no-position-ids]
+//     [--kv-heads N] [--intermediate N] [--max-positions N] [--no-position-ids] [--hf]
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { buildModel } from './onnx-graph.mjs';
 
-const DEFAULTS = { seed: 1, layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, positionIds: true };
 const ROPE_THETA = 10000;
 const RMS_EPS = 1e-5;
 const MAX_POSITIONS = 2048;
+const DEFAULTS = { seed: 1, layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, positionIds: true, maxPositions: MAX_POSITIONS };
 const MERGES = 96; // new BPE tokens learnt from CORPUS
 const SPECIALS = [
   { content: '<s>', special: true },
@@ -42,15 +44,24 @@ answer: it predicts a token, adds it to the text, and then it predicts the next 
  * Generates the model into `dir` (created if missing). Same options → byte-identical files.
  * @param {string} dir
  * @param {{ seed?: number, layers?: number, hidden?: number, heads?: number, kvHeads?: number,
- *   intermediate?: number, positionIds?: boolean }} [options]
+ *   intermediate?: number, positionIds?: boolean, maxPositions?: number }} [options]
  * @returns {Promise<{ dir: string, config: object, weights: Record<string, Float32Array> }>}
  *   config is config.json's content; weights are in Hugging Face names and layout
  *   (nn.Linear weights [out, in], row-major).
  */
 export async function makeTinyModel(dir, options = {}) {
   const o = checkOptions(options);
-  const tok = buildTokenizer(MAX_POSITIONS);
-  const config = {
+  const tok = buildTokenizer(o.maxPositions);
+  const config = baseConfig(o, tok);
+  const weights = makeWeights(config, o.seed);
+  const model = buildLlamaGraph(config, weights, o.positionIds);
+  await mkdir(dir, { recursive: true });
+  await Promise.all([writeFile(join(dir, 'model.onnx'), model), writeCommonFiles(dir, config, tok)]);
+  return { dir, config, weights };
+}
+
+function baseConfig(o, tok) {
+  return {
     architectures: ['LlamaForCausalLM'],
     model_type: 'llama',
     vocab_size: tok.vocabSize,
@@ -61,7 +72,7 @@ export async function makeTinyModel(dir, options = {}) {
     num_key_value_heads: o.kvHeads,
     head_dim: o.hidden / o.heads,
     hidden_act: 'silu',
-    max_position_embeddings: MAX_POSITIONS,
+    max_position_embeddings: o.maxPositions,
     rms_norm_eps: RMS_EPS,
     rope_theta: ROPE_THETA,
     rope_scaling: null,
@@ -74,24 +85,209 @@ export async function makeTinyModel(dir, options = {}) {
     use_cache: true,
     torch_dtype: 'float32',
   };
-  const weights = makeWeights(config, o.seed);
-  const model = buildLlamaGraph(config, weights, o.positionIds);
+}
+
+const json = (v) => `${JSON.stringify(v, null, 2)}\n`;
+
+// config.json, the tokenizer files and generation_config.json, shared by both layouts.
+async function writeCommonFiles(dir, config, tok) {
   const generation = { bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id, pad_token_id: config.pad_token_id, do_sample: false };
-  const json = (v) => `${JSON.stringify(v, null, 2)}\n`;
-  await mkdir(dir, { recursive: true });
   await Promise.all([
-    writeFile(join(dir, 'model.onnx'), model),
     writeFile(join(dir, 'tokenizer.json'), json(tok.tokenizer)),
     writeFile(join(dir, 'tokenizer_config.json'), json(tok.tokenizerConfig)),
     writeFile(join(dir, 'config.json'), json(config)),
     writeFile(join(dir, 'generation_config.json'), json(generation)),
   ]);
-  return { dir, config, weights };
+}
+
+// ---- Hugging Face layout ----------------------------------------------------------------------
+
+const HF_DEFAULTS = { dtype: 'float32', shards: 1, architecture: 'llama', attentionBias: false, tieWordEmbeddings: false, ropeTheta: ROPE_THETA, ropeScaling: null };
+const ARCHITECTURES = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', mistral: 'MistralForCausalLM' };
+const DTYPES = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+
+/**
+ * Writes the model of {@link makeTinyModel} (same options → same weights) in the Hugging Face
+ * layout into `dir`: config.json, model.safetensors (or `shards` files and
+ * model.safetensors.index.json), the same tokenizer files and generation_config.json. No
+ * model.onnx, unless `dir` is the folder makeTinyModel wrote (both layouts can share one folder:
+ * their config.json and tokenizer files are the same for the default options).
+ * @param {string} dir
+ * @param {{ seed?: number, layers?: number, hidden?: number, heads?: number, kvHeads?: number,
+ *   intermediate?: number, maxPositions?: number, dtype?: 'float32' | 'float16' | 'bfloat16', shards?: number,
+ *   architecture?: 'llama' | 'qwen2' | 'mistral', attentionBias?: boolean, tieWordEmbeddings?: boolean,
+ *   ropeTheta?: number, ropeScaling?: object | null }} [options]
+ *   attentionBias adds q/k/v (and, for llama, o) biases; qwen2 always has q/k/v biases.
+ *   tieWordEmbeddings drops lm_head.weight (the embedding serves as lm_head).
+ * @returns {Promise<{ dir: string, config: object, weights: Record<string, Float32Array> }>}
+ *   weights as stored (rounded to dtype), widened to float32, in Hugging Face names.
+ */
+export async function makeTinyHfModel(dir, options = {}) {
+  const { dtype, shards, architecture, attentionBias, tieWordEmbeddings, ropeTheta, ropeScaling, ...rest } = { ...HF_DEFAULTS, ...options };
+  const o = checkOptions(rest);
+  if (!DTYPES[dtype]) throw new RangeError(`Expected float32, float16 or bfloat16 for dtype but received ${dtype}`);
+  if (!ARCHITECTURES[architecture]) throw new RangeError(`Expected llama, qwen2 or mistral for architecture but received ${architecture}`);
+  if (!Number.isInteger(shards) || shards < 1) throw new RangeError(`Expected positive integer for shards but received ${shards}`);
+  const tok = buildTokenizer(o.maxPositions);
+  const config = { ...baseConfig(o, tok), architectures: [ARCHITECTURES[architecture]], model_type: architecture };
+  config.rope_theta = ropeTheta;
+  config.rope_scaling = ropeScaling;
+  config.tie_word_embeddings = tieWordEmbeddings;
+  config.torch_dtype = dtype;
+  if (architecture === 'llama') config.attention_bias = attentionBias;
+  else {
+    delete config.attention_bias;
+    delete config.mlp_bias;
+    config.sliding_window = null;
+    if (architecture === 'qwen2') config.use_sliding_window = false;
+  }
+  const weights = makeWeights(config, o.seed);
+  const biased = architecture === 'qwen2' || attentionBias;
+  if (biased) {
+    const normal = normalSource(o.seed + 7919); // its own stream: the other weights stay those of makeTinyModel
+    const D = config.head_dim;
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const p = `model.layers.${l}.self_attn`;
+      weights[`${p}.q_proj.bias`] = normal(config.num_attention_heads * D, 0.1);
+      weights[`${p}.k_proj.bias`] = normal(config.num_key_value_heads * D, 0.1);
+      weights[`${p}.v_proj.bias`] = normal(config.num_key_value_heads * D, 0.1);
+      if (architecture === 'llama') weights[`${p}.o_proj.bias`] = normal(config.hidden_size, 0.1);
+    }
+  }
+  if (tieWordEmbeddings) delete weights['lm_head.weight'];
+  const stored = {};
+  const tensors = {};
+  for (const [name, data] of Object.entries(weights)) {
+    const bits = dtype === 'float16' ? toFloat16(data) : dtype === 'bfloat16' ? toBfloat16(data) : data;
+    tensors[name] = { dtype: DTYPES[dtype], shape: shapeOf(config, name), data: bits };
+    stored[name] = dtype === 'float16' ? fromFloat16(bits) : dtype === 'bfloat16' ? fromBfloat16(bits) : data;
+  }
+  await mkdir(dir, { recursive: true });
+  const names = Object.keys(tensors);
+  if (shards === 1) await writeFile(join(dir, 'model.safetensors'), encodeSafetensors(names.map((n) => [n, tensors[n]])));
+  else {
+    const per = Math.ceil(names.length / shards);
+    const weightMap = {};
+    let total = 0;
+    for (let s = 0; s < shards; s++) {
+      const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+      const part = names.slice(s * per, (s + 1) * per);
+      for (const n of part) {
+        weightMap[n] = file;
+        total += tensors[n].data.byteLength;
+      }
+      await writeFile(join(dir, file), encodeSafetensors(part.map((n) => [n, tensors[n]])));
+    }
+    await writeFile(join(dir, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: weightMap }));
+  }
+  await writeCommonFiles(dir, config, tok);
+  return { dir, config, weights: stored };
+}
+
+// Hugging Face shapes: nn.Linear [out, in]; norms and biases [n].
+function shapeOf(c, name) {
+  const H = c.hidden_size;
+  const D = c.head_dim;
+  if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') return [c.vocab_size, H];
+  if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') return [H];
+  const kind = name.split('.').at(-2);
+  const out = { q_proj: c.num_attention_heads * D, k_proj: c.num_key_value_heads * D, v_proj: c.num_key_value_heads * D, o_proj: H, gate_proj: c.intermediate_size, up_proj: c.intermediate_size, down_proj: H }[kind];
+  const inp = { o_proj: c.num_attention_heads * D, down_proj: c.intermediate_size }[kind] ?? H;
+  return name.endsWith('.bias') ? [out] : [out, inp];
+}
+
+/**
+ * A safetensors file's bytes: 8-byte little-endian header length, the JSON header (padded with
+ * spaces to 8 bytes), then each tensor's data in order.
+ * @param {Array<[string, { dtype: string, shape: number[], data: ArrayBufferView }]>} entries
+ * @returns {Buffer}
+ */
+export function encodeSafetensors(entries) {
+  const header = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const [name, t] of entries) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - ((Buffer.byteLength(text) + 8) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  return Buffer.concat([len, Buffer.from(text), ...entries.map(([, t]) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+// float32 → IEEE half bits, round to nearest even (overflow → ±Infinity, underflow → subnormals / 0).
+function toFloat16(src) {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i];
+    const x = u32[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 31) out[i] = sign | 0x7c00;
+    else if (e <= 0) {
+      if (e < -10) out[i] = sign;
+      else {
+        mant |= 0x800000;
+        const shift = 14 - e;
+        let h = mant >>> shift;
+        const rem = mant & ((1 << shift) - 1);
+        const halfway = 1 << (shift - 1);
+        if (rem > halfway || (rem === halfway && (h & 1))) h++;
+        out[i] = sign | h;
+      }
+    } else {
+      let h = (e << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+      out[i] = sign | h;
+    }
+  }
+  return out;
+}
+
+function fromFloat16(bits) {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const f = h & 0x3ff;
+    out[i] = e === 0 ? s * 2 ** -14 * (f / 1024) : e === 31 ? (f ? NaN : s * Infinity) : s * 2 ** (e - 15) * (1 + f / 1024);
+  }
+  return out;
+}
+
+// float32 → bfloat16 bits, round to nearest even.
+function toBfloat16(src) {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i];
+    const x = u32[0];
+    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+function fromBfloat16(bits) {
+  const out = new Float32Array(bits.length);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+  return out;
 }
 
 function checkOptions(options) {
   const o = { ...DEFAULTS, ...options };
-  const positive = ['layers', 'hidden', 'heads', 'kvHeads', 'intermediate'];
+  const positive = ['layers', 'hidden', 'heads', 'kvHeads', 'intermediate', 'maxPositions'];
   for (const k of positive) {
     if (!Number.isInteger(o[k]) || o[k] < 1) throw new RangeError(`Expected positive integer for ${k} but received ${o[k]}`);
   }
@@ -403,12 +599,17 @@ function buildTokenizer(maxLength) {
 // ---- CLI ----------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const flags = { '--seed': 'seed', '--layers': 'layers', '--hidden': 'hidden', '--heads': 'heads', '--kv-heads': 'kvHeads', '--intermediate': 'intermediate' };
+  const flags = {
+    '--seed': 'seed', '--layers': 'layers', '--hidden': 'hidden', '--heads': 'heads', '--kv-heads': 'kvHeads', '--intermediate': 'intermediate',
+    '--max-positions': 'maxPositions',
+  };
   const options = {};
   let dir;
+  let hf = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--no-position-ids') options.positionIds = false;
+    else if (a === '--hf') hf = true;
     else if (flags[a]) {
       const v = argv[++i];
       if (v === undefined || !/^-?\d+$/.test(v)) throw new RangeError(`Expected integer after ${a} but received ${v}`);
@@ -417,7 +618,7 @@ function parseArgs(argv) {
     else dir = a;
   }
   if (dir === undefined) throw new RangeError('Expected an output directory');
-  return { dir, options };
+  return { dir, options, hf };
 }
 
 // Proves the files load where they will be used: the tokenizer round-trips, ORT runs one step.
@@ -450,8 +651,9 @@ async function verify(dir, config) {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   try {
-    const { dir, options } = parseArgs(process.argv.slice(2));
+    const { dir, options, hf } = parseArgs(process.argv.slice(2));
     const { config } = await makeTinyModel(dir, options);
+    if (hf) await makeTinyHfModel(dir, options);
     const check = await verify(dir, config);
     console.log(
       `wrote ${dir}: ${config.num_hidden_layers} layers, hidden ${config.hidden_size}, heads ${config.num_attention_heads}/${config.num_key_value_heads}, ` +

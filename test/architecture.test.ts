@@ -14,7 +14,7 @@ const LAYERS: Record<string, number> = {
   foundation: 0,
   text: 1,
   'experts/gating': 2,
-  attention: 2,
+  attention: 1,
   llm: 2,
   memory: 3,
   budget: 3,

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
+import { MemoryPriority, MemoryType } from '../src/index';
 import { compileFilter } from '../src/memory/filter';
 import type { MetadataValue } from '../src/memory/types';
+import { describeBackends } from './support/postgres-server';
 import { rng } from './support/random';
 
 type Meta = Record<string, MetadataValue>;
@@ -197,38 +199,70 @@ function interpret(f: Record<string, unknown>, m: Meta): boolean {
   });
 }
 
+/** Random metadata and filters over the fields f, g, h, drawn from `rand`. */
+function randomFilters(rand: () => number) {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const scalars = [0, 1, 2, -1, 2.5, 'a', 'b', 'ab', '', 'B', true, false, null] as const;
+  const fields = ['f', 'g', 'h'];
+  const value = (): MetadataValue => (rand() < 0.25 ? Array.from({ length: Math.floor(rand() * 3) }, () => pick(scalars)) : pick(scalars));
+  const meta = (): Meta => Object.fromEntries(fields.filter(() => rand() < 0.7).map((k) => [k, value()]));
+  const condition = (): unknown => {
+    if (rand() < 0.3) return pick(scalars);
+    const ops = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin', 'contains'];
+    return Object.fromEntries(
+      ops.filter(() => rand() < 0.25).concat(pick(ops)).map((op) => {
+        if (op === 'in' || op === 'nin') return [op, Array.from({ length: Math.floor(rand() * 12) }, () => pick(scalars))];
+        if (op.startsWith('g') || op.startsWith('l')) return [op, pick([0, 1, 2.5, -1, 'a', 'b', ''])];
+        if ((op === 'eq' || op === 'ne') && rand() < 0.2) return [op, Array.from({ length: Math.floor(rand() * 2) }, () => pick(scalars))];
+        return [op, pick(scalars)];
+      }),
+    );
+  };
+  const filter = (depth: number): Record<string, unknown> => {
+    const r = rand();
+    const sub = () => Array.from({ length: 1 + Math.floor(rand() * 3) }, () => filter(depth + 1));
+    if (depth < 3 && r < 0.15) return { AND: sub() };
+    if (depth < 3 && r < 0.3) return { OR: sub() };
+    if (depth < 3 && r < 0.4) return { NOT: filter(depth + 1) };
+    return Object.fromEntries(fields.filter(() => rand() < 0.5).map((k) => [k, condition()]));
+  };
+  return { meta, filter: () => filter(0) };
+}
+
+// The same filters through MemAgent on each store: metadata goes into the store and comes back
+// (a reopen reads it from the file or the database) before retrieveMemory filters on it.
+describeBackends('MemAgent: metadata filters through the store', (backend) => {
+  it('retrieves exactly the items the direct interpretation passes, for 300 random filters, after a reopen', async () => {
+    const { meta, filter } = randomFilters(rng(23));
+    const metas = Array.from({ length: 40 }, meta);
+    const o = { sweepIntervalMs: 0, dedupThreshold: 2 };
+    const w = await backend.open(o, 'filters');
+    const ids: string[] = [];
+    for (const [i, m] of metas.entries()) ids.push(await w.storeMemory(`item number ${i}`, MemoryType.SEMANTIC, MemoryPriority.LOW, [], { metadata: m }));
+    await w.close();
+    const m = await backend.open(o, 'filters');
+    ids.forEach((id, i) => expect(m.getMemory(id)!.metadata).toEqual(metas[i]));
+    let passed = 0;
+    for (let i = 0; i < 300; i++) {
+      const f = filter();
+      const want = ids.filter((_, k) => interpret(f, metas[k]!)).sort();
+      const got = (await m.retrieveMemory({ filter: f as never, topK: 100, maxTokens: 1e6 })).chunks.map((c) => c.id).sort();
+      if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`${JSON.stringify(f)}: expected ${want.length} items, got ${got.length}`);
+      passed += want.length;
+    }
+    expect(passed).toBeGreaterThan(1000); // both outcomes are well represented
+    expect(passed).toBeLessThan(11_000);
+    await m.close();
+  });
+});
+
 describe('compileFilter: randomized against a direct interpretation', () => {
   it('agrees on 3,000 random filters over random metadata', () => {
-    const rand = rng(11);
-    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-    const scalars = [0, 1, 2, -1, 2.5, 'a', 'b', 'ab', '', 'B', true, false, null] as const;
-    const fields = ['f', 'g', 'h'];
-    const value = (): MetadataValue => (rand() < 0.25 ? Array.from({ length: Math.floor(rand() * 3) }, () => pick(scalars)) : pick(scalars));
-    const meta = (): Meta => Object.fromEntries(fields.filter(() => rand() < 0.7).map((k) => [k, value()]));
-    const condition = (): unknown => {
-      if (rand() < 0.3) return pick(scalars);
-      const ops = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'in', 'nin', 'contains'];
-      return Object.fromEntries(
-        ops.filter(() => rand() < 0.25).concat(pick(ops)).map((op) => {
-          if (op === 'in' || op === 'nin') return [op, Array.from({ length: Math.floor(rand() * 12) }, () => pick(scalars))];
-          if (op.startsWith('g') || op.startsWith('l')) return [op, pick([0, 1, 2.5, -1, 'a', 'b', ''])];
-          if ((op === 'eq' || op === 'ne') && rand() < 0.2) return [op, Array.from({ length: Math.floor(rand() * 2) }, () => pick(scalars))];
-          return [op, pick(scalars)];
-        }),
-      );
-    };
-    const filter = (depth: number): Record<string, unknown> => {
-      const r = rand();
-      const sub = () => Array.from({ length: 1 + Math.floor(rand() * 3) }, () => filter(depth + 1));
-      if (depth < 3 && r < 0.15) return { AND: sub() };
-      if (depth < 3 && r < 0.3) return { OR: sub() };
-      if (depth < 3 && r < 0.4) return { NOT: filter(depth + 1) };
-      return Object.fromEntries(fields.filter(() => rand() < 0.5).map((k) => [k, condition()]));
-    };
+    const { meta, filter } = randomFilters(rng(11));
     const metas = Array.from({ length: 40 }, meta);
     let passed = 0;
     for (let i = 0; i < 3000; i++) {
-      const f = filter(0);
+      const f = filter();
       const pass = compileFilter(f);
       for (const m of metas) {
         const want = interpret(f, m);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { MemoryType } from '../src/index';
 import { type EvictionCandidate, type EvictionRequest, planEviction, retention } from '../src/memory/eviction';
 import { MemoryPriority } from '../src/memory/types';
+import { describeBackends } from './support/postgres-server';
 import { rng } from './support/random';
 
 const HOUR = 3_600_000;
@@ -111,5 +113,92 @@ describe('planEviction', () => {
         expect(planEviction(req).map((e) => e.seq)).toEqual(need > 0 ? expected : []);
       }
     }
+  });
+});
+
+// Capacity through MemAgent on each store: the items' priorities, pins, expiry and access
+// statistics go into the store, come back at a reopen (PostgreSQL writes the statistics in the
+// background; close() sends them), and the next write must evict exactly what the documented
+// order gives, computed here from what the test itself did.
+describeBackends('MemAgent: eviction through the store', (backend) => {
+  it('evicts, after a reopen, exactly the documented prefix: expired first, then the lowest retention (random stores)', async () => {
+    const rand = rng(31);
+    const words = { countTokens: (t: string) => t.split(/\s+/).filter(Boolean).length };
+    const outcomes = { evicted: 0, refused: 0 };
+    for (let trial = 0; trial < 10; trial++) {
+      const c = { now: NOW };
+      const o = { sweepIntervalMs: 0, dedupThreshold: 2, tokenizer: words, clock: () => c.now, recencyDecay: 0.9 };
+      const at = `evict${trial}`;
+      const m = await backend.open({ ...o, maxTokens: 1000 }, at);
+      type Mine = { id: string; k: number; tokens: number; priority: MemoryPriority; pinned: boolean; expiresAt: number | null; lastAccessed: number; accessCount: number };
+      const mine: Mine[] = [];
+      const n = 3 + Math.floor(rand() * 8);
+      for (let k = 0; k < n; k++) {
+        const tokens = 1 + Math.floor(rand() * 5);
+        const priority = Math.floor(rand() * 4) as MemoryPriority;
+        const pinned = rand() < 0.15;
+        const ttl = rand() < 0.2 ? (1 + Math.floor(rand() * 6)) * HOUR : undefined;
+        const text = Array.from({ length: tokens }, (_, j) => `t${trial}i${k}w${j}`).join(' ');
+        const id = await m.storeMemory(text, MemoryType.EPISODIC, priority, [], { metadata: { k }, pinned, ...(ttl === undefined ? {} : { ttl }) });
+        mine.push({ id, k, tokens, priority, pinned, expiresAt: ttl === undefined ? null : c.now + ttl, lastAccessed: c.now, accessCount: 0 });
+        c.now += Math.floor(rand() * 3) * HOUR;
+      }
+      // Retrievals of random subsets: each live item returned gets an access at that time.
+      for (let r = 0; r < 4; r++) {
+        const ks = mine.filter(() => rand() < 0.4).map((x) => x.k);
+        await m.retrieveMemory({ filter: { k: { in: ks } }, topK: 100, maxTokens: 1e6 });
+        for (const x of mine) {
+          if (ks.includes(x.k) && (x.expiresAt === null || x.expiresAt > c.now)) {
+            x.lastAccessed = c.now;
+            x.accessCount++;
+          }
+        }
+        c.now += Math.floor(rand() * 4) * HOUR;
+      }
+      await m.close();
+      const used = mine.reduce((a, x) => a + x.tokens, 0);
+      const maxTokens = Math.max(1, used - Math.floor(rand() * 4));
+      const delta = rand() < 0.15 ? maxTokens + 1 : 1 + Math.floor(rand() * 6);
+      // Reference: expired first in store order, then the lowest retention, oldest first on ties.
+      const now = c.now;
+      const expired = mine.filter((x) => x.expiresAt !== null && x.expiresAt <= now);
+      const evictable = mine
+        .filter((x) => !expired.includes(x) && x.priority !== MemoryPriority.CRITICAL && !x.pinned)
+        .map((x) => ({ x, score: ((x.priority + 1) / 4) * 0.9 ** ((now - x.lastAccessed) / HOUR) * (1 + Math.log1p(x.accessCount)) }))
+        .sort((a, b) => a.score - b.score || mine.indexOf(a.x) - mine.indexOf(b.x))
+        .map((e) => e.x);
+      let need = used + delta - maxTokens;
+      const expected: Array<[string, string]> = [];
+      for (const x of [...expired, ...evictable]) {
+        if (need <= 0) break;
+        expected.push([x.id, expired.includes(x) ? 'expired' : 'evicted']);
+        need -= x.tokens;
+      }
+      const again = await backend.open({ ...o, maxTokens }, at);
+      for (const x of mine) {
+        if (x.expiresAt !== null && x.expiresAt <= now) continue;
+        expect(again.getMemory(x.id)).toMatchObject({ lastAccessed: x.lastAccessed, accessCount: x.accessCount, priority: x.priority, pinned: x.pinned });
+      }
+      const text = Array.from({ length: delta }, (_, j) => `t${trial}new${j}`).join(' ');
+      const write = again.storeMemory(text, MemoryType.EPISODIC, MemoryPriority.LOW);
+      if (delta > maxTokens || need > 0) {
+        await expect(write).rejects.toThrow(RangeError);
+        outcomes.refused++;
+      } else {
+        await write;
+        const removed: Array<[string, string]> = [];
+        for (const x of mine) {
+          const del = (await again.getHistory(x.id)).find((e) => e.event === 'DELETE');
+          if (del !== undefined) removed.push([x.id, del.reason!]);
+        }
+        const order = (ids: Array<[string, string]>) => [...ids].sort((a, b) => a[0].localeCompare(b[0]));
+        expect(order(removed)).toEqual(order(expected));
+        expect(again.getMetrics().tokensUsed).toBeLessThanOrEqual(maxTokens);
+        if (expected.length > 0) outcomes.evicted++;
+      }
+      await again.close();
+    }
+    expect(outcomes.evicted).toBeGreaterThan(2); // both outcomes occur
+    expect(outcomes.refused).toBeGreaterThan(0);
   });
 });

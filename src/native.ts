@@ -1,9 +1,13 @@
 /**
  * The only module that loads the C++ addon, and the typed mirror of every raw export. It
  * declares the binding's raw types itself and imports nothing from the parts, which map the raw
- * results to their public types. Order: `CAPIBARA_NATIVE_PATH`, then `build/Release`, then
- * `build/Debug`. Each failure is kept, and one error lists them all with how to fix it. (The
- * benchmark floors are in a separate addon, `capibara_bench.node`, that only bench/ loads.)
+ * results to their public types. Order: `CAPIBARA_NATIVE_PATH`, then a local build
+ * (`build/Release`, `build/Debug`: made on purpose, by `npm rebuild @capibara/core
+ * --build-from-source`, by the install script where no prebuilt addon loads, or in a checkout),
+ * then the prebuilt addon the package ships (`prebuilds/<platform>-<arch>/capibara.node`,
+ * prebuildify's layout, as node-gyp-build orders them). Each failure is kept, and one error lists
+ * them all with how to fix it. (The benchmark floors are in a separate addon,
+ * `capibara_bench.node`, that only bench/ loads, from the same folder.)
  * @module
  */
 import * as fs from 'node:fs';
@@ -204,7 +208,7 @@ const ABI_VERSION = 4;
 /** Package root: both `src/` (tests) and `lib/` (published) sit one level below it. */
 const ROOT = path.resolve(__dirname, '..');
 
-let cached: NativeBinding | undefined;
+let cached: { binding: NativeBinding; file: string } | undefined;
 
 function loadFrom(file: string): NativeBinding {
   if (!fs.existsSync(file)) throw new Error('file not found');
@@ -217,21 +221,38 @@ function loadFrom(file: string): NativeBinding {
   return binding;
 }
 
-/** Loads (once per thread) and returns the addon, or throws one error naming every path tried. */
-export function native(): NativeBinding {
-  if (cached) return cached;
+/**
+ * The prebuilt addon's folder for this platform: prebuildify's `<platform>-<arch>`, or several
+ * architectures in one (`darwin-x64+arm64`), one architecture first (scripts/install.mjs chooses alike).
+ */
+function prebuildFolder(): string {
+  const tuple = `${process.platform}-${process.arch}`;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(path.join(ROOT, 'prebuilds'));
+  } catch {
+    // No prebuilds/ (a checkout): the path below is reported as not found.
+  }
+  const fits = names
+    .map((name) => ({ name, arches: name.split('-') }))
+    .filter(({ arches }) => arches.length === 2 && arches[0] === process.platform && arches[1]!.split('+').includes(process.arch))
+    .sort((a, b) => a.arches[1]!.split('+').length - b.arches[1]!.split('+').length);
+  return path.join(ROOT, 'prebuilds', fits[0]?.name ?? tuple);
+}
+
+function load(): { binding: NativeBinding; file: string } {
   const candidates: string[] = [];
   const override = process.env['CAPIBARA_NATIVE_PATH'];
   if (override) candidates.push(path.resolve(override));
   candidates.push(path.join(ROOT, 'build', 'Release', 'capibara.node'));
   candidates.push(path.join(ROOT, 'build', 'Debug', 'capibara.node'));
+  candidates.push(path.join(prebuildFolder(), 'capibara.node'));
 
   const failures: string[] = [];
   const errors: unknown[] = [];
   for (const file of candidates) {
     try {
-      cached = loadFrom(file);
-      return cached;
+      return { binding: loadFrom(file), file };
     } catch (err) {
       errors.push(err);
       failures.push(`  - ${file}: ${err instanceof Error ? err.message : String(err)}`);
@@ -242,9 +263,25 @@ export function native(): NativeBinding {
     'Tried:',
     ...failures,
     'Possible solutions:',
-    '  - Build it: npm run build:native (needs CMake >= 3.15 and a C++17 compiler with GCC/Clang vector extensions: g++ 9+ or clang++ 10+; on Windows clang-cl, as MSVC cl cannot compile them).',
+    '  - Run the package\'s install script, skipped by npm install --ignore-scripts: npm rebuild @capibara/core (it uses the prebuilt addon where one loads, else compiles it).',
+    '  - Compile it for this machine: npm rebuild @capibara/core --build-from-source (needs CMake >= 3.15 and a C++17 compiler with GCC/Clang vector extensions: g++ 9+ or clang++ 10+; on Windows clang-cl, as MSVC cl cannot compile them); in a checkout of the repository: npm run build:native.',
     '  - Point CAPIBARA_NATIVE_PATH at a built capibara.node.',
     '  - Run Node.js without --no-addons, on Node.js >= 20.19.',
   ].join('\n');
   throw new Error(message, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'load failures') });
+}
+
+/** Loads (once per thread) and returns the addon, or throws one error naming every path tried. */
+export function native(): NativeBinding {
+  cached ??= load();
+  return cached.binding;
+}
+
+/**
+ * The file {@link native} loaded (loading it first): `capibara bench` runs the benchmarks on it,
+ * with the bench-only `capibara_bench.node` from the same folder.
+ */
+export function nativePath(): string {
+  cached ??= load();
+  return cached.file;
 }

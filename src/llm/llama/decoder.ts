@@ -236,11 +236,12 @@ export class LlamaDecoder implements Generator {
    * await decoder.truncate(mark);
    * ```
    */
-  truncate(tokens: number): Promise<void> {
-    const n = v.integer('tokens', tokens, 0, this.#ids.length);
+  async truncate(tokens: number): Promise<void> {
+    const n = v.integer('tokens', tokens, 0);
     return this.#serial(async () => {
-      this.#cache.truncate(Math.min(n, this.#ids.length));
-      this.#ids.length = Math.min(n, this.#ids.length);
+      if (n > this.#ids.length) throw new RangeError(`Expected at most ${this.#ids.length} tokens (the cached tokens) for tokens but received ${n}`);
+      this.#cache.truncate(n);
+      this.#ids.length = n;
     });
   }
 

@@ -3,13 +3,15 @@
 // (seeded random weights: the text is noise, the mechanics are real); point it at any
 // onnx-community export folder to run a real model.
 // Run: node examples/local-model.mjs [modelDir]
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCompletionsServer, OnnxCausalLM, OpenAICompatibleGenerator } from '@capibara/core';
-import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { makeTinyModel } from '@capibara/core/testing';
 
-const dir = process.argv[2] ?? (await makeTinyModel(join(mkdtempSync(join(tmpdir(), 'capibara-example-')), 'tiny'))).dir;
+// The tiny model goes into a temporary folder, removed at the end; a model folder given is only read.
+const tmp = process.argv[2] ? undefined : mkdtempSync(join(tmpdir(), 'capibara-example-'));
+const dir = process.argv[2] ?? (await makeTinyModel(join(tmp, 'tiny'))).dir;
 const model = await OnnxCausalLM.load(dir, { threads: 2 });
 console.log(`loaded ${dir}: vocabulary ${model.info.vocabSize}, ${model.info.layers} layers, on ${model.executionProviders.join(', ')}`);
 
@@ -35,3 +37,4 @@ const viaHttp = await client.generate(prompt, { maxTokens: 24, temperature: 0.8,
 console.log(`via ${url}: the same text as in process: ${viaHttp.text === first.text} (${viaHttp.tokens} tokens)`);
 await server.close();
 await model.close();
+if (tmp) rmSync(tmp, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemAgent, MemAgentReader, MemoryPriority, MemoryType, OnnxCausalLM } from '@capibara/core';
-import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { makeTinyModel } from '@capibara/core/testing';
 
 const dir = mkdtempSync(join(tmpdir(), 'capibara-memory-example-'));
 const path = join(dir, 'memory.db');

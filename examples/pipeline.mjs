@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import {
   BudgetForcing, CapibaraMetrics, ChatTemplate, createPipelineServer, MemAgent, OnnxCausalLM, OptimizationPipeline, ResourceType, RewiringExperts,
 } from '@capibara/core';
-import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { makeTinyModel } from '@capibara/core/testing';
 
 const tmp = mkdtempSync(join(tmpdir(), 'capibara-pipeline-example-'));
 const { dir } = await makeTinyModel(join(tmp, 'tiny'));

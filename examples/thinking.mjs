@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MultiRoundThinking, OnnxCausalLM, OpenAICompatibleGenerator, SqliteThinkingStore, ThinkingMode } from '@capibara/core';
-import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { makeTinyModel } from '@capibara/core/testing';
 
 const [baseURL, modelName, question = 'How many times does the letter r occur in "strawberry"?'] = process.argv.slice(2);
 if (baseURL !== undefined && modelName === undefined) {

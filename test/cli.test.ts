@@ -26,7 +26,7 @@ describe('capibara CLI', () => {
     ['serve', ['--model <dir>', '--config <file>', '--max-queue <n>', '--max-prompts <n>', '--headers-timeout <ms>', '--request-timeout <ms>']],
     ['bench', ['[filters...]', '--quick']],
     ['demo', ['--config <file>', '--max-tokens <n>', '--json']],
-    ['calibrate', ['<captures...>', '--out <dir>', '--sink <n>', '--recent <n>', '--ratio <r>', '--method <m>']],
+    ['calibrate', ['[captures...]', '--model <dir>', '--text <files...>', '--out <dir>', '--sink <n>', '--recent <n>', '--ratio <r>', '--method <m>']],
     ['memory', ['import', 'query']],
     ['think', ['<problem>', '--rounds <n>', '--mode <mode>', '--base-url <url>', '--store <file>']],
   ])('%s --help describes its options', (command, expected) => {

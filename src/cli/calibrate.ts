@@ -1,12 +1,17 @@
 /**
- * `capibara calibrate`: a DuoAttention head pattern from saved captures — one safetensors file
- * per layer and calibration text, holding `q` `[n, queryHeads, headDim]`, `k` and `v`
- * `[n, kvHeads, headDim]` (after RoPE) and `__metadata__.layer` — scored by calibrateHeads
- * with a progress bar, saved as DuoAttention's pattern files.
+ * `capibara calibrate`: a DuoAttention head pattern, saved as DuoAttention's pattern files, from
+ * - a model: `--model DIR --text FILE…` prefills each text through a LlamaDecoder (every head
+ *   full), captures each layer's q, k, v and scores them; or
+ * - saved captures — one safetensors file per layer and calibration text, holding `q`
+ *   `[n, queryHeads, headDim]`, `k` and `v` `[n, kvHeads, headDim]` (after RoPE) and
+ *   `__metadata__.layer` — scored by calibrateHeads;
+ * with a progress bar either way.
  * @module
  * @internal
  */
-import { calibrateHeads, type CalibrationMethod, type CalibrationSample } from '../attention/index';
+import { readFile } from 'node:fs/promises';
+import { calibrateHeads, type CalibrationMethod, type CalibrationResult, type CalibrationSample } from '../attention/index';
+import { LlamaDecoder } from '../llm/index';
 import * as v from '../validate';
 import { int, num, UsageError } from './args';
 import { ProgressBar } from './progress';
@@ -22,10 +27,15 @@ export interface CalibrateFlags {
   lastQueries?: string;
   threads?: string;
   layers?: string;
+  model?: string;
+  text?: string[];
 }
 
 export async function calibrate(files: string[], f: CalibrateFlags): Promise<number> {
-  if (files.length === 0) throw new UsageError('calibrate needs at least one capture file');
+  if (f.model !== undefined && files.length > 0) throw new UsageError('calibrate takes capture files or --model DIR --text FILE, not both');
+  if (f.model === undefined && f.text !== undefined) throw new UsageError('calibrate --text needs --model DIR');
+  if (f.model !== undefined && (f.text === undefined || f.text.length === 0)) throw new UsageError('calibrate --model needs --text FILE');
+  if (f.model === undefined && files.length === 0) throw new UsageError('calibrate needs capture files, or --model DIR --text FILE');
   if (f.out === undefined) throw new UsageError('calibrate needs --out DIR');
   const sink = int('--sink', f.sink, 0) ?? 64;
   const recent = int('--recent', f.recent, 1) ?? 256;
@@ -33,6 +43,7 @@ export async function calibrate(files: string[], f: CalibrateFlags): Promise<num
   const method = (f.method === undefined ? 'output-error' : v.oneOf('--method', f.method, ['output-error', 'attention-mass', 'both'])) as CalibrationMethod;
   const lastQueries = int('--last-queries', f.lastQueries, 1);
   const threads = int('--threads', f.threads, 1, 256);
+  if (f.model !== undefined) return calibrateModel(f.model, f.text!, f.out, { sink, recent, ratio, method, lastQueries, threads });
 
   // Every header first: the shapes and the layers, so a bad file fails before any scoring.
   const headers: Array<{ path: string; header: SafetensorsHeader; layer: number }> = [];
@@ -92,13 +103,59 @@ export async function calibrate(files: string[], f: CalibrateFlags): Promise<num
     return 1;
   }
   bar.finish();
+  await report(result, f.out, method, sink, recent);
+  return 0;
+}
+
+/** Saves the pattern and prints what was scored and chosen. */
+async function report(result: CalibrationResult, out: string, method: CalibrationMethod, sink: number, recent: number): Promise<void> {
   const { pattern } = result;
-  await pattern.save(f.out);
-  const perLayer = Array.from({ length: layers }, (_, l) => pattern.retrievalHeads(l).length);
+  await pattern.save(out);
+  const perLayer = Array.from({ length: pattern.layers }, (_, l) => pattern.retrievalHeads(l).length);
   process.stdout.write(
     `capibara calibrate: ${result.samples} samples, ${result.tokens} query positions scored (${method}); ` +
-      `${pattern.retrievalCount} of ${layers * shape!.kvHeads} KV heads are retrieval heads (per layer: ${perLayer.join(', ')}); ` +
-      `saved ${f.out}/full_attention_heads.tsv and config.json (sink ${sink}, recent ${recent})\n`,
+      `${pattern.retrievalCount} of ${pattern.layers * pattern.kvHeads} KV heads are retrieval heads (per layer: ${perLayer.join(', ')}); ` +
+      `saved ${out}/full_attention_heads.tsv and config.json (sink ${sink}, recent ${recent})\n`,
   );
+}
+
+interface ModelRun {
+  sink: number;
+  recent: number;
+  ratio: number;
+  method: CalibrationMethod;
+  lastQueries: number | undefined;
+  threads: number | undefined;
+}
+
+/** `--model DIR --text FILE…`: captures on the model itself (LlamaDecoder.calibrate). */
+async function calibrateModel(model: string, textFiles: string[], out: string, o: ModelRun): Promise<number> {
+  let texts: string[];
+  let decoder: LlamaDecoder;
+  try {
+    texts = await Promise.all(textFiles.map((t) => readFile(t, 'utf8')));
+    decoder = await LlamaDecoder.load(model, { ...(o.threads === undefined ? {} : { threads: o.threads }), sink: o.sink, recent: o.recent });
+  } catch (err) {
+    process.stderr.write(`capibara calibrate: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const bar = new ProgressBar('calibrate', texts.length * decoder.config.layers);
+  bar.update(0);
+  let result: CalibrationResult;
+  try {
+    result = await decoder.calibrate(texts, {
+      retrievalRatio: o.ratio, sink: o.sink, recent: o.recent, method: o.method,
+      ...(o.lastQueries === undefined ? {} : { lastQueries: o.lastQueries }),
+      onProgress: (done) => bar.update(done),
+    });
+  } catch (err) {
+    bar.clear();
+    process.stderr.write(`capibara calibrate: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await decoder.close();
+  }
+  bar.finish();
+  await report(result, out, o.method, o.sink, o.recent);
   return 0;
 }

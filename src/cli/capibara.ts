@@ -71,8 +71,10 @@ function program(): { cli: Command; run: { work?: () => Promise<number>; command
 
   cli
     .command('calibrate')
-    .description('Choose DuoAttention retrieval heads from saved captures: safetensors files with q, k, v of one layer and text each (__metadata__.layer); writes full_attention_heads.tsv and config.json.')
-    .argument('<captures...>', 'capture files')
+    .description('Choose DuoAttention retrieval heads on a Llama-family model (--model DIR --text FILE) or from saved captures: safetensors files with q, k, v of one layer and text each (__metadata__.layer); writes full_attention_heads.tsv and config.json.')
+    .argument('[captures...]', 'capture files (or --model and --text)')
+    .option('--model <dir>', 'a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) to capture q, k, v on')
+    .option('--text <files...>', 'calibration text files (with --model), each longer than sink + recent tokens')
     .option('--out <dir>', 'where the pattern files go (required)')
     .option('--sink <n>', 'sink tokens of a streaming head (default 64)')
     .option('--recent <n>', 'recent tokens of a streaming head (default 256)')

@@ -290,9 +290,12 @@ export class LlamaDecoder implements Generator {
     const c = this.config;
     const total = texts.length * c.layers;
     const samples = async function* (this: LlamaDecoder): AsyncGenerator<CalibrationSample> {
-      for (const text of texts) {
+      for (const [i, text] of texts.entries()) {
         const ids = typeof text === 'string' ? this.#tokenizer.encode(text).ids : [...text];
-        if (ids.length > this.info.contextLength) throw v.rangeError('texts', `texts of at most ${this.info.contextLength} tokens`, `${ids.length} tokens`);
+        if (ids.length > this.info.contextLength) throw v.rangeError(`texts[${i}]`, `text of at most ${this.info.contextLength} tokens`, `${ids.length} tokens`);
+        if (ids.length <= sink + recent) {
+          throw new RangeError(`Expected more than sink + recent = ${sink + recent} tokens in texts[${i}] but received ${ids.length}: no position loses keys to the window`);
+        }
         yield* await this.#serial(() => this.#capture(ids, signal));
       }
     }.call(this);

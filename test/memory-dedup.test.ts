@@ -3,6 +3,7 @@ import { contentHash, mergeRecord, nearDuplicate, oldestLive } from '../src/memo
 import { EmbeddingMatrix, type ItemFields, type ItemRecord } from '../src/memory/item-index';
 import { quantizeUnit } from '../src/memory/search';
 import { MemoryPriority, MemoryType } from '../src/memory/types';
+import { describeBackends } from './support/postgres-server';
 
 const T = Date.UTC(2026, 0, 1);
 const none = { userId: null, agentId: null, sessionId: null };
@@ -72,5 +73,63 @@ describe('mergeRecord', () => {
     expect(mergeRecord(old, { ...f, expiresAt: null }, T + 1, 'new').expiresAt).toBeNull();
     expect(mergeRecord(old, f, T + 1, 'new').hash).toBe('new');
     expect(old.tags).toEqual(['a', 'b']); // the old record is not changed
+  });
+});
+
+// Deduplication through MemAgent on each store: the content hash is what the row holds, and after
+// a reopen the hash index and the embedding matrix, rebuilt from the SQLite file or PostgreSQL,
+// merge exactly as in the process that stored the items.
+describeBackends('MemAgent: deduplication through the store', (backend) => {
+  it('stores the content hash, and after a reopen merges exact and near duplicates of the same scope only', async () => {
+    const c = { now: T };
+    // Every other text gets a direction of its own (cosine 0 with the rest).
+    const vectors = new Map<string, number[]>([
+      ['the meeting is on monday', [1, 0.05]],
+      ['the meeting moved to tuesday', [0.99, 0.191]], // cosine 0.99 with the first
+    ]);
+    const vectorOf = (t: string) => {
+      const key = t.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ').trim();
+      if (!vectors.has(key)) vectors.set(key, [...new Array<number>(vectors.size + 1).fill(0), 1]);
+      return Float32Array.from({ length: 32 }, (_, i) => vectors.get(key)![i] ?? 0);
+    };
+    const embedder = { dimensions: 32, embed: (texts: string[]) => texts.map(vectorOf) };
+    const o = { sweepIntervalMs: 0, embedder, clock: () => c.now, dedupThreshold: 0.95 };
+    const w = await backend.open(o, 'dedup');
+    const tea = await w.storeMemory('  The USER\tlikes   tea \n', MemoryType.SEMANTIC, MemoryPriority.LOW, ['prefs'], { metadata: { a: 1 }, importance: 0.2, ttl: 10_000 });
+    const file = await w.storeMemory('FILE ﬁ', MemoryType.SEMANTIC, MemoryPriority.LOW, [], { scope: { userId: 'u1', sessionId: 's1' } });
+    const meeting = await w.storeMemory('the meeting is on monday', MemoryType.EPISODIC, MemoryPriority.MEDIUM, []);
+    const fleeting = await w.storeMemory('gone soon', MemoryType.WORKING, MemoryPriority.LOW, [], { ttl: 5 });
+    const a = await w.storeMemory('same words', MemoryType.SEMANTIC, MemoryPriority.LOW, ['a']);
+    const b = await w.storeMemory('other words', MemoryType.SEMANTIC, MemoryPriority.LOW, ['b']);
+    await w.updateMemory(b, { content: 'same words' }); // two live items with one hash: the older one takes merges
+    await w.close();
+    const hashes = new Map((await backend.sql<{ id: string; content_hash: string }>('dedup', 'SELECT id, content_hash FROM {items}')).map((r) => [r.id, r.content_hash]));
+    expect(hashes.get(tea)).toBe('82718a69030344e03683574608dea7061d57831ce44267c8513a7884894beaed');
+    expect(hashes.get(file)).toBe('3e3d91e0d87f26f38c54be4c11da8b8472c5031d874e384269abc76e2ceee391');
+    expect(hashes.get(a)).toBe(hashes.get(b));
+
+    c.now += 1000;
+    const m = await backend.open(o, 'dedup');
+    expect(await m.storeMemory('the user likes TEA', MemoryType.EPISODIC, MemoryPriority.HIGH, ['drinks'], { metadata: { b: 2 }, importance: 0.9, ttl: 60_000 })).toBe(tea);
+    expect(await m.storeMemory('the user likes tea', MemoryType.SEMANTIC, MemoryPriority.LOW, [], { scope: { agentId: 'a' } })).not.toBe(tea);
+    expect(await m.storeMemory('file fi', MemoryType.SEMANTIC, MemoryPriority.LOW, [], { scope: { userId: 'u1', sessionId: 's1' } })).toBe(file); // NFKC
+    expect(await m.storeMemory('file fi', MemoryType.SEMANTIC, MemoryPriority.LOW, [], { scope: { userId: 'u1' } })).not.toBe(file);
+    expect(await m.storeMemory('The meeting moved to Tuesday', MemoryType.EPISODIC, MemoryPriority.LOW, [])).toBe(meeting);
+    expect(await m.storeMemory('an unrelated note', MemoryType.EPISODIC, MemoryPriority.LOW, [])).not.toBe(meeting);
+    expect(await m.storeMemory('Same Words', MemoryType.SEMANTIC, MemoryPriority.LOW, ['c'])).toBe(a);
+    expect(await m.storeMemory('gone soon', MemoryType.WORKING, MemoryPriority.LOW, [])).not.toBe(fleeting); // expired: not merged
+    await m.close();
+
+    const again = await backend.open(o, 'dedup');
+    expect(again.getMemory(tea)).toMatchObject({
+      content: '  The USER\tlikes   tea \n', priority: MemoryPriority.HIGH, importance: 0.9, tags: ['prefs', 'drinks'], metadata: { a: 1, b: 2 }, expiresAt: T + 1000 + 60_000, updatedAt: T + 1000,
+    });
+    expect(again.getMemory(meeting)).toMatchObject({ content: 'The meeting moved to Tuesday', priority: MemoryPriority.MEDIUM });
+    expect(again.getMemory(a)!.tags).toEqual(['a', 'c']);
+    expect(again.getMemory(b)!.tags).toEqual(['b']);
+    expect((await again.getHistory(meeting)).map((e) => [e.event, e.reason])).toEqual([['ADD', null], ['UPDATE', 'near-duplicate']]);
+    expect((await again.getHistory(tea)).map((e) => [e.event, e.reason])).toEqual([['ADD', null], ['UPDATE', 'duplicate']]);
+    expect(again.getMetrics().items).toBe(10);
+    await again.close();
   });
 });

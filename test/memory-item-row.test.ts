@@ -9,6 +9,7 @@ import type { ItemRecord } from '../src/memory/item-index';
 import { changedFields, embeddingBlob, embeddingCodes, fromRow, newRecord, toColumns, toItem } from '../src/memory/item-row';
 import { contentHash } from '../src/memory/dedup';
 import { MemAgent, MemoryPriority, MemoryType } from '../src/index';
+import { describeBackends } from './support/postgres-server';
 
 let dir: string;
 beforeAll(() => {
@@ -71,25 +72,24 @@ describe('the item row codec', () => {
   });
 });
 
-describe('the file format', () => {
+// The rows and pages each store writes: the same columns and bytes on SQLite and PostgreSQL
+// (PostgreSQL adds change_seq and touch_seq, its own bookkeeping).
+describeBackends('the stored format', (backend) => {
   it('writes an item row exactly as schema version 1 had it (version 2 left items as they were)', async () => {
-    const path = join(dir, 'golden.db');
-    const m = new MemAgent({ path, sweepIntervalMs: 0, clock: () => T, tokenizer: { countTokens: () => 3 } });
+    const m = await backend.open({ sweepIntervalMs: 0, clock: () => T, tokenizer: { countTokens: () => 3 } }, 'golden');
     const id = await m.storeMemory('Deploy on Fridays', MemoryType.PROCEDURAL, MemoryPriority.HIGH, ['ops'], {
       scope: { userId: 'u1' }, metadata: { year: 2026 }, importance: 0.75, ttl: 1000, pinned: true,
     });
     await m.close();
-    const db = new Database(path, { readonly: true });
-    const row = db.prepare('SELECT * FROM items').get() as Record<string, unknown>;
-    const history = db.prepare('SELECT item_id, event, reason, old_value, new_value, at FROM history').all();
-    db.close();
+    const [row] = await backend.sql('golden', 'SELECT * FROM {items}');
+    const history = await backend.sql('golden', 'SELECT item_id, event, reason, old_value, new_value, at FROM {history}');
     expect(row).toMatchObject({
       seq: 1, id, type: 'procedural', priority: 2, importance: 0.75, tags: '["ops"]', metadata: '{"year":2026}', user_id: 'u1', agent_id: null,
       session_id: null, created_at: T, updated_at: T, last_accessed: T, access_count: 0, expires_at: T + 1000, pinned: 1, deleted_at: null,
       content_hash: contentHash('Deploy on Fridays', { userId: 'u1', agentId: null, sessionId: null }), tokens: 3, bytes: 17,
       text: Buffer.from('Deploy on Fridays'), page_id: null, page_offset: null, embedding_scale: expect.any(Number),
     });
-    expect((row['embedding'] as Buffer).length).toBe(384);
+    expect((row!['embedding'] as Buffer).length).toBe(384);
     expect(history).toEqual([{
       item_id: id, event: 'ADD', reason: null, old_value: null, at: T,
       new_value: JSON.stringify({
@@ -100,25 +100,27 @@ describe('the file format', () => {
   });
 
   it('writes a page with its raw size and the CRC-32 of its stored bytes (schema version 2)', async () => {
-    const path = join(dir, 'golden-page.db');
-    const m = new MemAgent({ path, sweepIntervalMs: 0, clock: () => T });
+    const m = await backend.open({ sweepIntervalMs: 0, clock: () => T }, 'golden_page');
     const texts = ['a'.repeat(20_000), 'b'.repeat(20_000)];
     for (const t of texts) await m.storeMemory(t, MemoryType.SEMANTIC, MemoryPriority.LOW);
     await m.close();
-    const db = new Database(path, { readonly: true });
-    const page = db.prepare('SELECT * FROM pages').get() as { id: number; codec: string; raw_bytes: number; data: Buffer; checksum: number };
-    const version = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get();
-    const rows = db.prepare('SELECT seq, text, page_id, page_offset, bytes FROM items ORDER BY seq').all();
-    db.close();
-    expect(version).toEqual({ value: '2' });
-    expect(page).toEqual({ id: 1, codec: 'lz4', raw_bytes: 40_000, data: expect.any(Buffer), checksum: crc32(page.data) });
-    expect(page.data.readUInt32LE(0)).toBe(40_000); // lz4-napi's size prefix, checked against raw_bytes before decompressing
+    const [page] = await backend.sql<{ id: number; codec: string; raw_bytes: number; data: Buffer; checksum: number }>('golden_page', 'SELECT id, codec, raw_bytes, data, checksum FROM {pages}');
+    const rows = await backend.sql('golden_page', 'SELECT seq, text, page_id, page_offset, bytes FROM {items} ORDER BY seq');
+    // The schema's own version: SQLite files are at 2; the PostgreSQL schema started at 1 with checksums.
+    expect(await backend.sql('golden_page', "SELECT value FROM {meta} WHERE key = 'schema_version'")).toEqual([{ value: backend.name === 'sqlite' ? '2' : '1' }]);
+    expect(page).toEqual({ id: 1, codec: 'lz4', raw_bytes: 40_000, data: expect.any(Buffer), checksum: crc32(page!.data) });
+    expect(page!.data.readUInt32LE(0)).toBe(40_000); // lz4-napi's size prefix, checked against raw_bytes before decompressing
+    const first = rows[0]!['seq'] as number;
     expect(rows).toEqual([
-      { seq: 1, text: null, page_id: 1, page_offset: 0, bytes: 20_000 },
-      { seq: 2, text: null, page_id: 1, page_offset: 20_000, bytes: 20_000 },
+      { seq: first, text: null, page_id: 1, page_offset: 0, bytes: 20_000 },
+      { seq: rows[1]!['seq'], text: null, page_id: 1, page_offset: 20_000, bytes: 20_000 },
     ]);
+    expect(rows[1]!['seq']).toBeGreaterThan(first);
   });
+});
 
+// Versions before the current one exist only for SQLite files: their migration is SQLite's.
+describe('the file format', () => {
   // The version-1 schema, as its code created it: files written by it must keep opening.
   const V1_DDL = `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

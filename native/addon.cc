@@ -6,12 +6,14 @@ namespace capibara {
 void InitGating(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
+void InitCuda(Napi::Env env, Napi::Object exports);
 }  // namespace capibara
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   capibara::InitGating(env, exports);
   capibara::InitMemory(env, exports);
   capibara::InitAttention(env, exports);
+  capibara::InitCuda(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 4));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;

@@ -16,7 +16,7 @@
  */
 export * from './experts/gating/index';
 export * from './budget/index';
-export { type NativeInfo, nativeInfo } from './info';
+export { type CudaInfo, type NativeInfo, nativeInfo } from './info';
 export { ClosedError } from './toolkit/closing';
 export * from './llm/index';
 export { type MinUnmetReason, type ThinkingBudgetOptions, type ThinkingBudgetResult, type ThinkingRound, forceThinkingBudget } from './budget/thinking-budget';

@@ -4,11 +4,14 @@
  * context grows and appending never shifts stored rows. Keys are stored as given (after RoPE) with
  * their absolute positions, which is what makes chunked prefill equal one-shot prefill. Storage is
  * in the decode kernel's block layout (kv-layer.ts), as float32, float16, bfloat16 or int8.
+ * With `device: 'cuda'` the same cache lives in CUDA device memory (cuda-kv-cache.ts).
  * @module
  */
 import { type CacheRunArgs, native } from '../native';
+import { ClosedError } from '../toolkit/closing';
 import * as is from '../validate';
 import { checkGroup, checkKeysValues } from './check';
+import { CudaKvStore } from './cuda-kv-cache';
 import { toFloat16 } from './float16';
 import { HeadPattern } from './head-pattern';
 import { FORMAT, type Format, type KvCacheStorage, roundToBf16 } from './kv-format';
@@ -69,6 +72,17 @@ export interface DuoKVCacheOptions {
    * many tokens (speculative decoding, retries). Default 64 (at most maxTokens).
    */
   maxRollback?: number;
+  /**
+   * Where keys and values live and attention runs: `'cpu'` (default), or `'cuda'`, the CUDA
+   * device 0's memory, attended by the addon's CUDA decode kernel (split-K over the positions,
+   * query heads of a KV head sharing every key load). A `'cuda'` cache stores `'float16'` or
+   * `'bf16'` (given as `storage` or `dtype`) with headDim a multiple of 8, takes the same inputs
+   * and returns the same outputs as a CPU cache of that storage type (within float32 rounding of
+   * the sums), and holds device memory until {@link DuoKVCache.close}. Without a usable device the
+   * constructor throws an Error that says why (see {@link NativeInfo.cuda}). `attendAsync` on a
+   * `'cuda'` cache waits for the device on the calling thread.
+   */
+  device?: 'cpu' | 'cuda';
 }
 
 /**
@@ -90,7 +104,7 @@ export interface CacheAttendOptions {
   lse?: Float32Array;
 }
 
-const KEYS = ['layers', 'kvHeads', 'headDim', 'headPattern', 'sink', 'recent', 'maxTokens', 'dtype', 'storage', 'maxRollback'];
+const KEYS = ['layers', 'kvHeads', 'headDim', 'headPattern', 'sink', 'recent', 'maxTokens', 'dtype', 'storage', 'maxRollback', 'device'];
 const STORAGES = ['float32', 'float16', 'bf16', 'int8'] as const;
 const ATTEND_KEYS = ['queryHeads', 'scale', 'threads', 'lse'];
 
@@ -152,8 +166,13 @@ export class DuoKVCache {
   readonly maxRollback: number;
   /** The head split in use. */
   readonly headPattern: HeadPattern;
+  /** Where keys and values live: `'cpu'` or `'cuda'` (see {@link DuoKVCacheOptions.device}). */
+  readonly device: 'cpu' | 'cuda';
   readonly #layers: KvLayer[];
+  /** The device storage of a `'cuda'` cache. */
+  readonly #cuda: CudaKvStore | null;
   #busy = 0;
+  #closed = false;
 
   /**
    * @param options Shape, head pattern, window, capacity, storage type and rollback slack.
@@ -186,6 +205,20 @@ export class DuoKVCache {
       );
     }
     this.headPattern = pattern;
+    this.device = o.device === undefined ? 'cpu' : is.oneOf('device', o.device, ['cpu', 'cuda'] as const);
+    if (this.device === 'cuda') {
+      if (this.storage !== 'float16' && this.storage !== 'bf16') throw is.rangeError('storage', "'float16' or 'bf16' with device 'cuda'", this.storage);
+      if (this.headDim % 8 !== 0) throw is.rangeError('headDim', "a multiple of 8 with device 'cuda'", this.headDim);
+      const streaming = new Uint8Array(this.layers * this.kvHeads);
+      for (let l = 0; l < this.layers; l++) streaming.set(pattern.streamingFlags(l).map((f) => (f ? 1 : 0)), l * this.kvHeads);
+      this.#cuda = new CudaKvStore({
+        layers: this.layers, kvHeads: this.kvHeads, headDim: this.headDim, sink: this.sink, recent: this.recent,
+        ring: this.recent + this.maxRollback, maxTokens: this.maxTokens, storage: this.storage, streaming,
+      });
+      this.#layers = [];
+      return;
+    }
+    this.#cuda = null;
     const geometry = {
       kvHeads: this.kvHeads, headDim: this.headDim, sink: this.sink, recent: this.recent, ring: this.recent + this.maxRollback,
       maxTokens: this.maxTokens, maxRollback: this.maxRollback, storage: this.storage,
@@ -213,11 +246,13 @@ export class DuoKVCache {
   }
 
   #idle(what: string): void {
+    if (this.#closed) throw new ClosedError('DuoKVCache');
     if (this.#busy > 0) throw new Error(`Cannot ${what} while an attendAsync call is reading the cache: await it first`);
   }
 
   /** Tokens stored in `layer` (default 0). */
   length(layer = 0): number {
+    if (this.#cuda !== null) return this.#cuda.length(is.integer('layer', layer, 0, this.layers - 1));
     return this.#layer(layer).length;
   }
 
@@ -255,13 +290,14 @@ export class DuoKVCache {
     };
   }
 
-  /** The layer of a checked step, once the cache is idle and the layer has room for it. */
-  #begin(what: string, step: Step): KvLayer {
+  /** The layer of a checked step (null on the device), once the cache is idle and the layer has room for it. */
+  #begin(what: string, step: Step): KvLayer | null {
     this.#idle(what);
-    const l = this.#layers[step.layer]!;
-    if (l.length + step.n > this.maxTokens) {
+    const l = this.#cuda === null ? this.#layers[step.layer]! : null;
+    const length = l === null ? this.#cuda!.length(step.layer) : l.length;
+    if (length + step.n > this.maxTokens) {
       throw new RangeError(
-        `Expected at most ${this.maxTokens - l.length} more tokens for layer ${step.layer} (maxTokens ${this.maxTokens}, ${l.length} stored) but received ${step.n}`,
+        `Expected at most ${this.maxTokens - length} more tokens for layer ${step.layer} (maxTokens ${this.maxTokens}, ${length} stored) but received ${step.n}`,
       );
     }
     return l;
@@ -281,7 +317,9 @@ export class DuoKVCache {
    */
   append(layer: number, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array): void {
     const step = this.#step(layer, k, v);
-    this.#begin('append', step).store(step.n, step.k, step.v, write);
+    const l = this.#begin('append', step);
+    if (l === null) this.#cuda!.append(step);
+    else l.store(step.n, step.k, step.v, write);
   }
 
   /** Native arguments attending a step's queries over the stored tokens plus the step's own. */
@@ -313,6 +351,7 @@ export class DuoKVCache {
   attend(layer: number, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, options: CacheAttendOptions): Float32Array {
     const step = this.#attendStep(layer, q, k, v, options);
     const l = this.#begin('attend', step);
+    if (l === null) return this.#cuda!.attend(step, step.q, step.queryHeads, step.scale, step.lse);
     const out = new Float32Array(step.n * step.queryHeads * this.headDim);
     native().attentionCacheRun(...this.#args(l, step), out, step.lse);
     l.store(step.n, step.k, step.v, write);
@@ -338,10 +377,14 @@ export class DuoKVCache {
   ): Promise<Float32Array> {
     const site = new Error();
     const step = this.#attendStep(layer, q, k, v, options);
+    if (this.#cuda !== null) {
+      this.#begin('attend', step);
+      return this.#cuda.attend(step, step.q, step.queryHeads, step.scale, step.lse);
+    }
     // Stored when the promise settles: keep the values of now, as attentionAsync lets callers reuse their arrays.
     if (step.k === k) step.k = step.k.slice();
     if (step.v === v) step.v = step.v.slice();
-    const l = this.#begin('attend', step);
+    const l = this.#begin('attend', step)!;
     const args = this.#args(l, step);
     this.#busy++;
     let r: { output: Float32Array; lse: Float32Array | null };
@@ -372,20 +415,23 @@ export class DuoKVCache {
   truncate(tokens: number): void {
     const n = is.integer('tokens', tokens, 0);
     this.#idle('truncate');
-    this.#layers.forEach((l, i) => {
-      const missing = l.missingForRollback(n);
+    for (let i = 0; i < this.layers; i++) {
+      const cuda = this.#cuda;
+      const missing = cuda === null ? this.#layers[i]!.missingForRollback(n) : cuda.missingForRollback(i, n);
       if (missing !== undefined) {
         throw new RangeError(
-          `Cannot truncate layer ${i} from ${l.length} to ${n} tokens: its streaming heads no longer hold positions ${missing.needed} to ${missing.held - 1} (raise maxRollback, now ${this.maxRollback})`,
+          `Cannot truncate layer ${i} from ${this.length(i)} to ${n} tokens: its streaming heads no longer hold positions ${missing.needed} to ${missing.held - 1} (raise maxRollback, now ${this.maxRollback})`,
         );
       }
-    });
+    }
+    if (this.#cuda !== null) this.#cuda.truncate(n);
     for (const l of this.#layers) l.truncate(n);
   }
 
   /** Forgets every token (buffers are kept for reuse). */
   reset(): void {
     this.#idle('reset');
+    this.#cuda?.truncate(0);
     for (const l of this.#layers) l.truncate(0);
   }
 
@@ -400,6 +446,7 @@ export class DuoKVCache {
    * ```
    */
   bytesUsed(): number {
+    if (this.#cuda !== null) return this.#cuda.bytesUsed();
     let bytes = 0;
     for (const l of this.#layers) bytes += l.bytesHeld();
     return bytes;
@@ -414,6 +461,7 @@ export class DuoKVCache {
    * ```
    */
   bytesFullCache(): number {
+    if (this.#cuda !== null) return this.#cuda.bytesFullCache();
     let bytes = 0;
     for (const l of this.#layers) bytes += this.kvHeads * retrievalBytes(this.storage, l.length, this.headDim);
     return bytes;
@@ -428,9 +476,37 @@ export class DuoKVCache {
    * ```
    */
   bytesAllocated(): number {
+    if (this.#cuda !== null) return this.#cuda.bytesAllocated();
     let bytes = 0;
     for (const l of this.#layers) bytes += l.bytesAllocated();
     return bytes;
+  }
+
+  /** Whether {@link DuoKVCache.close} has run. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Releases the cache: a `'cuda'` cache frees its device memory at once; a CPU cache's buffers
+   * go with the garbage collector. Idempotent; later appends, attends, truncates and resets
+   * throw {@link ClosedError}.
+   *
+   * @example
+   * ```ts
+   * const cache = new DuoKVCache({ ...options, storage: 'float16', device: 'cuda' });
+   * try { cache.attend(0, q, k, v, { queryHeads: 32 }); } finally { cache.close(); }
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cuda?.close();
+  }
+
+  /** {@link DuoKVCache.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 

@@ -80,21 +80,20 @@ export interface DispatchPlan {
 
 const KEYS = ['experts', 'k', 'capacity', 'capacityFactor', 'minCapacity', 'blockSize', 'dropPolicy', 'weights'];
 
-/**
- * Builds the dispatch plan of one batch: per-expert counts and offsets, the permutation of
- * token slots grouped by expert (padded to `blockSize`), and the slots dropped when an
- * expert is over capacity. Entries `-1` (masked) and `experts` (outside the local expert
- * range) are not routed here. Conservation holds: every kept slot appears exactly once.
- *
- * @example
- * ```ts
- * import { topkGating, dispatchPlan } from '@capibara/core';
- * const routing = topkGating(logits, { experts: 8, k: 2 });
- * const plan = dispatchPlan(routing, { capacityFactor: 1.25, blockSize: 4 });
- * console.log(plan.counts, plan.dropped.length);
- * ```
- */
-export function dispatchPlan(routing: Int32Array | TopkGatingResult, options: DispatchPlanOptions = {}): DispatchPlan {
+/** A dispatch plan's checked arguments (CudaGating plans with them too). @internal */
+export interface CheckedDispatch {
+  indices: Int32Array;
+  tokens: number;
+  k: number;
+  experts: number;
+  capacity: number | null;
+  blockSize: number;
+  dropPolicy: 'position' | 'probability';
+  weights: Float32Array | undefined;
+}
+
+/** Checks {@link dispatchPlan}'s arguments. @internal */
+export function checkDispatch(routing: Int32Array | TopkGatingResult, options: DispatchPlanOptions = {}): CheckedDispatch {
   const o = v.options<DispatchPlanOptions>('options', options, KEYS);
   let indices: Int32Array;
   let k: number;
@@ -140,6 +139,25 @@ export function dispatchPlan(routing: Int32Array | TopkGatingResult, options: Di
     throw new TypeError("Expected weights (or a topkGating result) for dropPolicy 'probability'");
   }
 
+  return { indices, tokens, k, experts, capacity, blockSize, dropPolicy, weights };
+}
+
+/**
+ * Builds the dispatch plan of one batch: per-expert counts and offsets, the permutation of
+ * token slots grouped by expert (padded to `blockSize`), and the slots dropped when an
+ * expert is over capacity. Entries `-1` (masked) and `experts` (outside the local expert
+ * range) are not routed here. Conservation holds: every kept slot appears exactly once.
+ *
+ * @example
+ * ```ts
+ * import { topkGating, dispatchPlan } from '@capibara/core';
+ * const routing = topkGating(logits, { experts: 8, k: 2 });
+ * const plan = dispatchPlan(routing, { capacityFactor: 1.25, blockSize: 4 });
+ * console.log(plan.counts, plan.dropped.length);
+ * ```
+ */
+export function dispatchPlan(routing: Int32Array | TopkGatingResult, options: DispatchPlanOptions = {}): DispatchPlan {
+  const { indices, tokens, k, experts, capacity, blockSize, dropPolicy, weights } = checkDispatch(routing, options);
   const r = native().gatingDispatch(indices, tokens, k, experts, capacity ?? -1, blockSize, DROP_POLICY[dropPolicy], weights ?? null);
   return {
     experts,

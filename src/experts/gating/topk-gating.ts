@@ -106,7 +106,8 @@ type Prepared = {
   out: boolean;
 };
 
-function prepare(logits: unknown, options: unknown, allocate = true): Prepared {
+/** Checks a call's logits and options and builds its native arguments and result (CudaGating checks with it too). @internal */
+export function prepare(logits: unknown, options: unknown, allocate = true): Prepared {
   const o = v.options<TopkGatingOptions>('options', options, KEYS);
   const { data, tokens, experts } = resolveLogits('logits', logits, o.experts);
   const k = v.integer('k', o.k, 1, experts);

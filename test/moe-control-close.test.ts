@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { TrafficLedger } from '../src/experts/control/traffic-ledger';
 import { ClosedError, ExpertCoordinator, ExpertMetricsCollector, ExpertMonitor, type ExpertProfile, MoEControlAPI, RewiringExperts } from '../src/index';
+import { hasRedisServer, redisSkipReason, startRedisServer } from './support/redis-server';
 
 const ABC: ExpertProfile[] = [
   { id: 'a', domain: 'alpha', description: 'alpha questions', keywords: ['alpha'], capacity: 1 },
@@ -46,6 +47,40 @@ describe('closing the control plane', () => {
     expect(router.listenerCount('routed')).toBe(1);
     await collector[Symbol.asyncDispose]();
     expect(router.listenerCount('routed')).toBe(0);
+  });
+
+  it('closes the router it built, and leaves a router it was given open', async () => {
+    const own = new MoEControlAPI({ routerOptions: { experts: ABC } });
+    own.close();
+    expect(() => own.router.routeQuery('alpha')).toThrow(new ClosedError('RewiringExperts'));
+    await expect(own.router.close()).resolves.toBeUndefined();
+    const router = new RewiringExperts({ experts: ABC });
+    const given = new MoEControlAPI({ router });
+    await given[Symbol.asyncDispose]();
+    expect(router.routeQuery('alpha alpha').expertId).toBe('a');
+    await router.close();
+  });
+
+  it.skipIf(!hasRedisServer)(`ends the Redis connections of a router it built with sharedState (real redis-server${hasRedisServer ? '' : `; skipped: ${redisSkipReason}`})`, async () => {
+    const server = await startRedisServer();
+    const { Redis } = await import('ioredis');
+    const probe = new Redis(server.url);
+    const routing = async () => ((await probe.client('LIST')) as string).split('\n').filter((l) => / name=capibara-routing/.test(l)).length;
+    try {
+      const control = new MoEControlAPI({ routerOptions: { experts: ABC, sharedState: { url: server.url, prefix: `{control-${process.pid}}:routing:` } } });
+      await control.router.sync();
+      const d = control.router.routeQuery('alpha alpha');
+      control.router.recordOutcome(d.id, { success: true, latencyMs: 5 });
+      expect(await control.router.sync()).toBe(true);
+      expect(await routing()).toBe(2); // commands and events
+      await control[Symbol.asyncDispose]();
+      expect(await routing()).toBe(0);
+      expect(() => control.router.routeQuery('alpha')).toThrow(new ClosedError('RewiringExperts'));
+      await expect(control.router.sync()).rejects.toThrow(new ClosedError('RewiringExperts'));
+    } finally {
+      probe.disconnect();
+      await server.stop();
+    }
   });
 
   it('takes views only from a control plane', () => {

@@ -556,8 +556,9 @@ describe('MoEControlAPI load balancing', () => {
   // Two experts with the same profile text and no outcomes yet (so no learned difference):
   // without balancing the first always wins the tie; the bias is what moves traffic.
   const sql = DEFAULT_EXPERTS.find((p) => p.id === 'sql')!;
+  // A router of the test's own: closing the control plane leaves it open (one it built, it closes).
   const build = (loadBalancing: false | { rate: number; batchQueries: number; maxBias: number }) =>
-    new MoEControlAPI({ loadBalancing, routerOptions: { experts: [sql, { ...sql, id: 'sql-2' }] } });
+    new MoEControlAPI({ loadBalancing, router: new RewiringExperts({ experts: [sql, { ...sql, id: 'sql-2' }] }) });
 
   it('feeds the loss-free bias controller with the request load of each batch', () => {
     const plain = build(false);
@@ -598,7 +599,8 @@ describe('MoEControlAPI.close', () => {
   it('stops the lifecycle timer, detaches from the router, and refuses later calls', () => {
     vi.useFakeTimers();
     try {
-      const control = new MoEControlAPI();
+      const router = new RewiringExperts();
+      const control = new MoEControlAPI({ router });
       const passes: number[] = [];
       control.on('lifecycle', (r) => passes.push(r.at));
       control.enableDynamicManagement({ intervalMs: 1000, idleMs: false });
@@ -614,7 +616,10 @@ describe('MoEControlAPI.close', () => {
       expect(control.router.listenerCount('outcome')).toBe(0);
       expect(() => control.getExpertStatus()).toThrow(new ClosedError('MoEControlAPI'));
       expect(() => control.runLifecycle()).toThrow(new ClosedError('MoEControlAPI'));
-      expect(control.router.routeQuery(SQL).expertId).toBe('sql'); // the router goes on
+      expect(control.router.routeQuery(SQL).expertId).toBe('sql'); // a router it was given goes on
+      const own = new MoEControlAPI();
+      own.close();
+      expect(() => own.router.routeQuery(SQL)).toThrow(new ClosedError('RewiringExperts')); // one it built is closed with it
     } finally {
       vi.useRealTimers();
     }

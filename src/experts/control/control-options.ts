@@ -29,6 +29,8 @@ export interface ControlSettings {
   retainMs: number;
   loadWindowMs: number;
   router: RewiringExperts;
+  /** The router was built here (from `routerOptions`): the control plane closes it. */
+  ownsRouter: boolean;
 }
 
 /**
@@ -62,5 +64,5 @@ export function resolveControlOptions(options: unknown): ControlSettings {
     const experts = given.experts ?? (specializations.length > 0 ? specializations.map((s) => specializationProfile(s, s, {})) : undefined);
     router = new RewiringExperts(rewiringOptions({ clock: now, ...given, ...(experts === undefined ? {} : { experts }) }, 'options.routerOptions'));
   }
-  return { numExperts, now, specializations, dynamicExpertAllocation, balancing, replicaBudget, bucketMs, retainMs, loadWindowMs, router };
+  return { numExperts, now, specializations, dynamicExpertAllocation, balancing, replicaBudget, bucketMs, retainMs, loadWindowMs, router, ownsRouter: o.router === undefined };
 }

@@ -89,6 +89,9 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
   readonly #lifecycle: LifecycleRunner;
   readonly #children = new Set<{ close(): void }>();
   readonly #view: PoolView;
+  /** A router this control plane built (from `routerOptions`), closed with it; undefined for a given one. */
+  readonly #ownRouter: RewiringExperts | undefined;
+  #routerClosed: Promise<void> | undefined;
 
   /**
    * Creates the control plane over `options.router`, or over a new router.
@@ -106,6 +109,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
     const s = resolveControlOptions(options);
     this.numExperts = s.numExperts;
     this.router = s.router;
+    this.#ownRouter = s.ownsRouter ? s.router : undefined;
     this.dynamicExpertAllocation = s.dynamicExpertAllocation;
     this.replicaBudget = s.replicaBudget;
     this.loadWindowMs = s.loadWindowMs;
@@ -458,9 +462,12 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
 
   /**
    * Stops every timer (lifecycle, monitors, coordinators, collectors created over it), stops
-   * counting the router's traffic and removes the load-balancing bias from the router. The
-   * router itself stays usable. Idempotent; later calls of other methods throw
-   * {@link ClosedError}.
+   * counting the router's traffic and removes the load-balancing bias from the router. A router
+   * the control plane built (from `routerOptions`, or the default one) is closed with it: its
+   * `sharedState` connection to Redis and its poll end, and its later calls throw
+   * {@link ClosedError}; `await control.router.close()` (the same promise) waits for the
+   * connection to end. A router passed as `options.router` stays usable: its owner closes it.
+   * Idempotent; later calls of other methods throw {@link ClosedError}.
    *
    * @example
    * ```ts
@@ -473,11 +480,17 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
       for (const c of [...this.#children]) c.close();
       for (const d of this.#detach) d();
       if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
+      if (this.#ownRouter !== undefined) {
+        this.#routerClosed = this.#ownRouter.close();
+        // Awaited by Symbol.asyncDispose and by router.close(); close() itself returns at once.
+        this.#routerClosed.catch(() => undefined);
+      }
     });
   }
 
   /**
-   * {@link MoEControlAPI.close}, for `await using`.
+   * {@link MoEControlAPI.close}, for `await using`: also waits until a router the control plane
+   * built has closed its connection.
    *
    * @example
    * ```ts
@@ -486,6 +499,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
    */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
+    await this.#routerClosed;
   }
 
   /** The view that monitors, coordinators and collectors created over this control plane take. @internal */

@@ -278,7 +278,7 @@ export interface MoEControlAPIOptions {
   loadBalancing?: boolean | LoadBalancingOptions;
   /** The router to manage; default a new one (with `routerOptions`, and this instance's clock). */
   router?: RewiringExperts;
-  /** Options of the router created when `router` is not given. */
+  /** Options of the router created when `router` is not given; that router is closed with the control plane (its `sharedState` connection included). */
   routerOptions?: RewiringExpertsOptions;
   /**
    * Replicas the pool may run in all, for allocation plans; an integer in [1, {@link MAX_REPLICA_BUDGET}],

@@ -22,18 +22,79 @@ const ARCHITECTURES: Record<string, LlamaFamily> = {
 export type LlamaFamily = 'llama' | 'qwen2' | 'mistral';
 
 /**
- * RoPE frequency scaling: none, linear (positions divided by `factor`) or Llama 3's (long
- * wavelengths divided by `factor`, short ones kept, a smooth blend between).
+ * No RoPE scaling.
+ *
+ * @example
+ * ```ts
+ * const none: NoRopeScaling = { type: 'none' };
+ * ```
+ */
+export interface NoRopeScaling {
+  /** `'none'`. */
+  type: 'none';
+}
+
+/**
+ * Linear RoPE scaling: positions divided by `factor` (inverse frequencies divided by it).
+ *
+ * @example
+ * ```ts
+ * const linear: LinearRopeScaling = { type: 'linear', factor: 4 };
+ * ```
+ */
+export interface LinearRopeScaling {
+  /** `'linear'`. */
+  type: 'linear';
+  /** The divisor. */
+  factor: number;
+}
+
+/**
+ * Llama 3's RoPE scaling: wavelengths above `originalMaxPositions / lowFreqFactor` divided by
+ * `factor`, below `originalMaxPositions / highFreqFactor` kept, a smooth blend between.
+ *
+ * @example
+ * ```ts
+ * const llama3: Llama3RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 };
+ * ```
+ */
+export interface Llama3RopeScaling {
+  /** `'llama3'`. */
+  type: 'llama3';
+  /** `factor`. */
+  factor: number;
+  /** `low_freq_factor`. */
+  lowFreqFactor: number;
+  /** `high_freq_factor`. */
+  highFreqFactor: number;
+  /** `original_max_position_embeddings`. */
+  originalMaxPositions: number;
+}
+
+/**
+ * RoPE frequency scaling from `rope_scaling`.
  *
  * @example
  * ```ts
  * const scaling: RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 };
  * ```
  */
-export type RopeScaling =
-  | { type: 'none' }
-  | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+export type RopeScaling = NoRopeScaling | LinearRopeScaling | Llama3RopeScaling;
+
+/**
+ * RoPE settings of a model.
+ *
+ * @example
+ * ```ts
+ * const rope: RopeConfig = { theta: 500000, scaling: { type: 'none' } };
+ * ```
+ */
+export interface RopeConfig {
+  /** `rope_theta` (default 10000). */
+  theta: number;
+  /** `rope_scaling`. */
+  scaling: RopeScaling;
+}
 
 /**
  * A Llama-family model's shape, read from `config.json` ({@link LlamaDecoder.config}).
@@ -63,7 +124,7 @@ export interface LlamaConfig {
   /** RMSNorm epsilon (`rms_norm_eps`). */
   rmsNormEps: number;
   /** RoPE base (`rope_theta`, default 10000) and scaling (`rope_scaling`). */
-  rope: { theta: number; scaling: RopeScaling };
+  rope: RopeConfig;
   /** Bias on the q, k, v projections (Qwen2 always; Llama with `attention_bias`). */
   qkvBias: boolean;
   /** Bias on the output projection (Llama with `attention_bias`). */

@@ -49,6 +49,21 @@ export interface LlamaDecoderInfo {
 }
 
 /**
+ * KV cache bytes of a {@link LlamaDecoder} ({@link LlamaDecoder.kvBytes}).
+ *
+ * @example
+ * ```ts
+ * const { used, full }: KvCacheBytes = decoder.kvBytes();
+ * ```
+ */
+export interface KvCacheBytes {
+  /** Bytes of keys and values the cache holds now (`DuoKVCache.bytesUsed`). */
+  used: number;
+  /** Bytes a cache with every head full would hold for the same tokens (`DuoKVCache.bytesFullCache`). */
+  full: number;
+}
+
+/**
  * A Llama-family decoder from a Hugging Face model folder (`config.json`, `model.safetensors`
  * or a sharded `model.safetensors.index.json`, fp32/fp16/bf16 weights; `tokenizer.json`;
  * optionally `tokenizer_config.json` and `generation_config.json`). ONNX Runtime runs the
@@ -260,7 +275,7 @@ export class LlamaDecoder implements Generator {
    * console.log(`${(used / decoder.cachedTokens).toFixed(0)} bytes per token, ${(used / full * 100).toFixed(0)} % of full`);
    * ```
    */
-  kvBytes(): { used: number; full: number } {
+  kvBytes(): KvCacheBytes {
     return { used: this.#cache.bytesUsed(), full: this.#cache.bytesFullCache() };
   }
 

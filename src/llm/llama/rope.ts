@@ -4,14 +4,14 @@
  * (`cat(freqs, freqs)`), computed in float32 as the exported models do.
  * @module
  */
-import type { LlamaConfig } from './config';
+import type { RopeConfig } from './config';
 
 /**
  * `inv_freq[i] = 1 / theta^(2i / headDim)`, then scaled as `rope_scaling` says (transformers'
  * `_compute_llama3_parameters` for `'llama3'`, `inv_freq / factor` for `'linear'`).
  * @internal
  */
-export function inverseFrequencies(headDim: number, rope: LlamaConfig['rope']): Float32Array {
+export function inverseFrequencies(headDim: number, rope: RopeConfig): Float32Array {
   const half = headDim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(rope.theta ** ((2 * i) / headDim)));

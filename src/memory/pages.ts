@@ -12,7 +12,7 @@
  */
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import { crc32, gunzipSync, gzipSync } from 'node:zlib';
-import type BetterSqlite3 from 'better-sqlite3';
+import type * as BetterSqlite3 from 'better-sqlite3';
 import { PageError, RowError } from './corruption';
 
 /**

@@ -17,9 +17,11 @@ export interface LlamaDecoderOptions {
   /**
    * Which KV heads keep the full cache: none (default: every head full, plain attention), a
    * {@link HeadPattern} (from {@link LlamaDecoder.calibrate} or `HeadPattern.load`), or the
-   * path of DuoAttention pattern files (a folder holding `full_attention_heads.tsv` and
-   * `config.json`, or the TSV itself), loaded with `HeadPattern.load` against the model's
-   * config.json. Its shape must be the model's layers × KV heads.
+   * path of pattern files (a folder holding `full_attention_heads.tsv` and `config.json`, or
+   * the TSV itself) that record their split, as `HeadPattern.save` and `capibara calibrate`
+   * write them, loaded with `HeadPattern.load` against the model's config.json. DuoAttention's
+   * own files record no split: load them with `HeadPattern.load(path, { sparsity })` and pass
+   * the pattern. Its shape must be the model's layers × KV heads.
    */
   headPattern?: HeadPattern | string;
   /** Sink tokens of a streaming head; default the pattern's, else 64. */

@@ -17,6 +17,9 @@ const UNREACHABLE = 'unreachable';
  * A client for the store to own: it never queues while disconnected and never resends after a
  * reconnect (a budget operation either runs now or fails now, and a resent reserve could be
  * charged twice), and ioredis's own retry timer is off (the connection reconnects on an unref'd one).
+ * A disconnect destroys the socket at once: ioredis otherwise half-closes it and waits up to 2 s,
+ * on a timer that holds the process open, for a peer that may never answer (a Redis that stalls,
+ * or one whose ready check was cut short by close()); nothing is left to send when it disconnects.
  */
 export function createClient(url: string, connectTimeout: number): Redis {
   // Loaded here, not at the top: ioredis costs ~90 ms to load, and only this path needs it.
@@ -28,6 +31,7 @@ export function createClient(url: string, connectTimeout: number): Redis {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     retryStrategy: () => null,
+    disconnectTimeout: 0,
   };
   return new RedisClient(url, options);
 }

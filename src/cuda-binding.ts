@@ -1,6 +1,6 @@
 /**
- * The addon's CUDA exports (native/cuda), typed here beside the loader rather than in it: the
- * raw shape of `cudaInfo()` and of the device entry points, which exist only in an addon built
+ * The addon's CUDA export (native/cuda), typed here beside the loader rather than in it: the
+ * addon's `cuda` object, with the raw shape of `cuda.info()` and of the device entry points, which exist only in an addon built
  * with the CUDA toolkit. {@link cudaDevice} hands them out only when a device answered the probe,
  * and otherwise throws one Error that says why (not compiled, no driver, no device).
  * @module
@@ -10,7 +10,7 @@ import { native } from './native';
 /** Why CUDA is or is not usable, as the addon's probe found it (see `NativeInfo.cuda`). */
 export type CudaStatus = 'available' | 'not-compiled' | 'no-driver' | 'no-device' | 'error';
 
-/** Raw result of `cudaInfo()` (native/cuda/binding.cc). */
+/** Raw result of `cuda.info()` (native/cuda/binding.cc). */
 export interface RawCudaInfo {
   compiled: boolean;
   architectures: string | null;
@@ -21,12 +21,12 @@ export interface RawCudaInfo {
   devices: { name: string; computeCapability: string; multiProcessors: number; memoryBytes: number }[];
 }
 
-/** An opaque device resource (a type-tagged External); freed by `cudaClose`. */
+/** An opaque device resource (a type-tagged External); freed by `cuda.close`. */
 export interface CudaHandle {
   readonly __brand: 'CudaHandle';
 }
 
-/** Raw result of `cudaGatingDispatch`, as `gatingDispatch`'s. */
+/** Raw result of `cuda.gatingDispatch`, as the CPU `gatingDispatch`'s. */
 export interface RawCudaDispatch {
   loads: Int32Array;
   counts: Int32Array;
@@ -38,46 +38,47 @@ export interface RawCudaDispatch {
 
 /** The device entry points (native/cuda/device_binding.cc); every call waits for the device. */
 export interface CudaDeviceBinding {
-  cudaGatingOpen(): CudaHandle;
-  cudaGatingTopk(
+  gatingOpen(): CudaHandle;
+  gatingTopk(
     handle: CudaHandle, logits: Float32Array, tokens: number, experts: number, k: number, scoring: number,
     bias: Float32Array | null, renormalize: boolean, routeScale: number, groups: number, topkGroups: number,
     groupScore: number, rangeStart: number, rangeEnd: number, sum16: boolean, weightsOut: Float32Array, indicesOut: Int32Array,
   ): void;
   /** indices null: the last topk's, still on the device. capacity -1 = dropless. */
-  cudaGatingDispatch(
+  gatingDispatch(
     handle: CudaHandle, indices: Int32Array | null, tokens: number, k: number, experts: number, capacity: number, blockSize: number,
   ): RawCudaDispatch;
   /** Milliseconds per rerun of the last topk (0), the softmax + sort baseline on its logits (1) or the last dispatch (2). */
-  cudaGatingTime(handle: CudaHandle, which: 0 | 1 | 2, iterations: number): number;
+  gatingTime(handle: CudaHandle, which: 0 | 1 | 2, iterations: number): number;
   /** type: 0 float16, 1 bfloat16; streaming [layers * kvHeads], 1 = streaming head. */
-  cudaKvOpen(layers: number, kvHeads: number, headDim: number, sink: number, ring: number, maxTokens: number, type: 0 | 1, streaming: Uint8Array): CudaHandle;
-  cudaKvStore(handle: CudaHandle, layer: number, pos0: number, n: number, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array): void;
-  cudaKvAttend(
+  kvOpen(layers: number, kvHeads: number, headDim: number, sink: number, ring: number, maxTokens: number, type: 0 | 1, streaming: Uint8Array): CudaHandle;
+  kvStore(handle: CudaHandle, layer: number, pos0: number, n: number, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array): void;
+  kvAttend(
     handle: CudaHandle, layer: number, pos0: number, queries: number, queryHeads: number, q: Float32Array, scale: number,
     recent: number, out: Float32Array, lse: Float32Array | null,
   ): void;
-  /** Milliseconds per rerun of the last cudaKvAttend. */
-  cudaKvTime(handle: CudaHandle, iterations: number): number;
-  cudaKvBytes(handle: CudaHandle): number;
+  /** Milliseconds per rerun of the last kvAttend. */
+  kvTime(handle: CudaHandle, iterations: number): number;
+  kvBytes(handle: CudaHandle): number;
   /** Milliseconds per copy of `bytes` between two device buffers by the copy kernel. */
-  cudaCopyTime(bytes: number, iterations: number): number;
-  cudaClose(handle: CudaHandle): void;
+  copyTime(bytes: number, iterations: number): number;
+  close(handle: CudaHandle): void;
 }
 
-type MaybeCuda = Partial<CudaDeviceBinding> & { cudaInfo?: () => RawCudaInfo };
+/** The addon's `cuda` export: `info` always, the device entry points when compiled with CUDA. */
+type MaybeCuda = { cuda?: Partial<CudaDeviceBinding> & { info(): RawCudaInfo } };
 
 /** The probe's result; an addon built before the CUDA part reports itself as not compiled. */
 export function cudaProbe(): RawCudaInfo {
   const b = native() as unknown as MaybeCuda;
-  if (typeof b.cudaInfo !== 'function') {
+  if (typeof b.cuda?.info !== 'function') {
     return {
       compiled: false, architectures: null, status: 'not-compiled',
       reason: 'not compiled: the loaded addon predates its CUDA part (rebuild it: npm run build:native)',
       runtimeVersion: null, driverVersion: null, devices: [],
     };
   }
-  return b.cudaInfo();
+  return b.cuda.info();
 }
 
 /**
@@ -88,5 +89,5 @@ export function cudaProbe(): RawCudaInfo {
 export function cudaDevice(what: string): CudaDeviceBinding {
   const info = cudaProbe();
   if (info.status !== 'available') throw new Error(`${what} needs a CUDA device, and none is usable: ${info.reason ?? info.status}`);
-  return native() as unknown as CudaDeviceBinding;
+  return (native() as unknown as MaybeCuda).cuda as CudaDeviceBinding;
 }

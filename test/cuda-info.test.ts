@@ -6,8 +6,10 @@ import { DuoKVCache } from '../src/attention/kv-cache';
 import { cudaProbe } from '../src/cuda-binding';
 import { CudaGating } from '../src/experts/gating/cuda-gating';
 import { nativeInfo } from '../src/info';
+import { native } from '../src/native';
 import { ClosedError } from '../src/toolkit/closing';
 import { CUDA_AVAILABLE } from './support/cuda';
+import { rng } from './support/random';
 
 const info = nativeInfo().cuda;
 const pattern = HeadPattern.fromMask([[true, false]]);
@@ -97,5 +99,29 @@ describe("DuoKVCache's device option", () => {
     expect(() => cache.truncate(0)).toThrowError(ClosedError);
     expect(() => cache.reset()).toThrowError(ClosedError);
     expect(cache.length()).toBe(0);
+  });
+});
+
+describe('the raw cuda export under bad arguments', () => {
+  const JUNK: unknown[] = [undefined, null, 0, -1, 1.5, Number.NaN, 2 ** 60, '', 'x', true, {}, [], () => 0, new Float32Array(3), new Uint16Array(2), new Int32Array(1), new Uint8Array(4), Symbol('s'), 3n];
+
+  it('throws TypeError, RangeError or the not-available Error for every junk call, and never crashes', () => {
+    const cuda = (native() as unknown as { cuda: Record<string, (...a: unknown[]) => unknown> }).cuda;
+    const names = Object.keys(cuda).filter((k) => typeof cuda[k] === 'function');
+    expect(names).toContain('info');
+    const r = rng(21);
+    const pick = () => JUNK[Math.floor(r() * JUNK.length)];
+    for (const name of names.filter((n) => n !== 'info')) {
+      for (let call = 0; call < 200; call++) {
+        const args = Array.from({ length: Math.floor(r() * 18) }, pick);
+        try {
+          const handle = cuda[name]!(...args);
+          if (handle !== undefined && typeof handle === 'object' && !ArrayBuffer.isView(handle) && name.endsWith('Open')) cuda['close']!(handle);
+        } catch (err) {
+          const ok = err instanceof TypeError || err instanceof RangeError || (err instanceof Error && /^CUDA is not available: /.test(err.message));
+          expect(ok, `${name}(${args.map(String).join(', ')}) threw ${String(err)}`).toBe(true);
+        }
+      }
+    }
   });
 });

@@ -76,7 +76,7 @@ const Probe& Probed() {
   return probe;
 }
 
-// cudaInfo(): { compiled, architectures, status, reason, runtimeVersion, driverVersion, devices }.
+// cuda.info(): { compiled, architectures, status, reason, runtimeVersion, driverVersion, devices }.
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Probe& p = Probed();
@@ -112,11 +112,14 @@ const std::string& Unavailable() { return Probed().reason; }
 
 }  // namespace cuda
 
+// Everything CUDA sits under one export, `cuda`: { info } always, the device entry points with CUDA.
 void InitCuda(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaInfo", Napi::Function::New(env, cuda::Info, "cudaInfo"));
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("info", Napi::Function::New(env, cuda::Info, "cuda.info"));
 #if CAPIBARA_HAS_CUDA
-  cuda::InitDeviceBindings(env, exports);
+  cuda::InitDeviceBindings(env, cuda);
 #endif
+  exports.Set("cuda", cuda);
 }
 
 }  // namespace capibara

@@ -148,11 +148,11 @@ Napi::Value GatingOpen(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), Open(info.Env(), new Gating()), kGatingTag);
 }
 
-// cudaGatingTopk(handle, logits, tokens, experts, k, scoring, bias|null, renormalize, routeScale, groups,
+// cuda.gatingTopk(handle, logits, tokens, experts, k, scoring, bias|null, renormalize, routeScale, groups,
 //                topkGroups, groupScore, rangeStart, rangeEnd, sum16, weightsOut, indicesOut)
 Napi::Value GatingTopkJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 17, "cudaGatingTopk");
+  RequireArgs(info, 17, "cuda.gatingTopk");
   Gating* g = Unwrap<Gating>(info, 0, kGatingTag, "CudaGating");
   Napi::Float32Array logits = Float32Arg(info, 1, "logits");
   GatingParams p;
@@ -181,23 +181,23 @@ Napi::Value GatingTopkJs(const Napi::CallbackInfo& info) {
     Napi::Float32Array b = Float32Arg(info, 6, "bias");
     if (static_cast<int64_t>(b.ElementLength()) != p.experts)
       ThrowRange(env, "Expected bias of length experts = " + std::to_string(p.experts));
-    Upload(env, g->bias, b.Data(), sizeof(float) * p.experts, g->stream, "cudaGatingTopk (bias)");
+    Upload(env, g->bias, b.Data(), sizeof(float) * p.experts, g->stream, "cuda.gatingTopk (bias)");
   }
-  Upload(env, g->logits, logits.Data(), sizeof(float) * logits.ElementLength(), g->stream, "cudaGatingTopk (logits)");
-  Check(env, g->weights.Reserve(sizeof(float) * slots), "cudaGatingTopk (weights)");
-  Check(env, g->indices.Reserve(sizeof(int32_t) * slots), "cudaGatingTopk (indices)");
-  Check(env, g->bad.Reserve(sizeof(unsigned long long)), "cudaGatingTopk");
-  Check(env, cudaMemsetAsync(g->bad.ptr, 0xff, sizeof(unsigned long long), g->stream), "cudaGatingTopk");
+  Upload(env, g->logits, logits.Data(), sizeof(float) * logits.ElementLength(), g->stream, "cuda.gatingTopk (logits)");
+  Check(env, g->weights.Reserve(sizeof(float) * slots), "cuda.gatingTopk (weights)");
+  Check(env, g->indices.Reserve(sizeof(int32_t) * slots), "cuda.gatingTopk (indices)");
+  Check(env, g->bad.Reserve(sizeof(unsigned long long)), "cuda.gatingTopk");
+  Check(env, cudaMemsetAsync(g->bad.ptr, 0xff, sizeof(unsigned long long), g->stream), "cuda.gatingTopk");
   Check(env, GatingTopk(g->logits.as<float>(), has_bias ? g->bias.as<float>() : nullptr, p, g->weights.as<float>(),
                         g->indices.as<int32_t>(), g->bad.as<unsigned long long>(), g->stream),
-        "cudaGatingTopk (kernel launch)");
+        "cuda.gatingTopk (kernel launch)");
   unsigned long long bad = 0;
-  Check(env, cudaMemcpyAsync(&bad, g->bad.ptr, sizeof bad, cudaMemcpyDeviceToHost, g->stream), "cudaGatingTopk");
+  Check(env, cudaMemcpyAsync(&bad, g->bad.ptr, sizeof bad, cudaMemcpyDeviceToHost, g->stream), "cuda.gatingTopk");
   if (slots > 0) {
-    Check(env, cudaMemcpyAsync(w.Data(), g->weights.ptr, sizeof(float) * slots, cudaMemcpyDeviceToHost, g->stream), "cudaGatingTopk");
-    Check(env, cudaMemcpyAsync(idx.Data(), g->indices.ptr, sizeof(int32_t) * slots, cudaMemcpyDeviceToHost, g->stream), "cudaGatingTopk");
+    Check(env, cudaMemcpyAsync(w.Data(), g->weights.ptr, sizeof(float) * slots, cudaMemcpyDeviceToHost, g->stream), "cuda.gatingTopk");
+    Check(env, cudaMemcpyAsync(idx.Data(), g->indices.ptr, sizeof(int32_t) * slots, cudaMemcpyDeviceToHost, g->stream), "cuda.gatingTopk");
   }
-  Check(env, cudaStreamSynchronize(g->stream), "cudaGatingTopk");
+  Check(env, cudaStreamSynchronize(g->stream), "cuda.gatingTopk");
   g->last = p;
   g->has_last = true;
   g->last_bias = has_bias;
@@ -219,14 +219,14 @@ cudaError_t RunDispatch(Gating* g, const DispatchParams& p) {
 
 Napi::Int32Array Download(Napi::Env env, const Buffer& b, int64_t n, cudaStream_t s) {
   Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(n));
-  if (n > 0) Check(env, cudaMemcpyAsync(out.Data(), b.ptr, sizeof(int32_t) * n, cudaMemcpyDeviceToHost, s), "cudaGatingDispatch");
+  if (n > 0) Check(env, cudaMemcpyAsync(out.Data(), b.ptr, sizeof(int32_t) * n, cudaMemcpyDeviceToHost, s), "cuda.gatingDispatch");
   return out;
 }
 
-// cudaGatingDispatch(handle, indices|null (the last topk's, still on the device), tokens, k, experts, capacity, blockSize)
+// cuda.gatingDispatch(handle, indices|null (the last topk's, still on the device), tokens, k, experts, capacity, blockSize)
 Napi::Value GatingDispatchJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 7, "cudaGatingDispatch");
+  RequireArgs(info, 7, "cuda.gatingDispatch");
   Gating* g = Unwrap<Gating>(info, 0, kGatingTag, "CudaGating");
   DispatchParams p;
   p.tokens = IntArg(info, 2, "tokens", 0, int64_t{1} << 31);
@@ -247,24 +247,24 @@ Napi::Value GatingDispatchJs(const Napi::CallbackInfo& info) {
     if (static_cast<int64_t>(idx.ElementLength()) != slots)
       ThrowRange(env, "Expected indices of length tokens * k = " + std::to_string(slots) + " but received " +
                           std::to_string(idx.ElementLength()));
-    Upload(env, g->indices, idx.Data(), sizeof(int32_t) * slots, g->stream, "cudaGatingDispatch (indices)");
+    Upload(env, g->indices, idx.Data(), sizeof(int32_t) * slots, g->stream, "cuda.gatingDispatch (indices)");
     g->last_slots = slots;
   }
-  Check(env, g->scratch.Reserve(sizeof(int32_t) * DispatchScratch(p)), "cudaGatingDispatch");
-  Check(env, g->loads.Reserve(sizeof(int32_t) * p.experts), "cudaGatingDispatch");
-  Check(env, g->counts.Reserve(sizeof(int32_t) * p.experts), "cudaGatingDispatch");
-  Check(env, g->offsets.Reserve(sizeof(int32_t) * (p.experts + 1)), "cudaGatingDispatch");
-  Check(env, g->permutation.Reserve(sizeof(int32_t) * std::max<int64_t>(most, 1)), "cudaGatingDispatch");
-  Check(env, g->slot_position.Reserve(sizeof(int32_t) * std::max<int64_t>(slots, 1)), "cudaGatingDispatch");
-  Check(env, g->dropped.Reserve(sizeof(int32_t) * std::max<int64_t>(slots, 1)), "cudaGatingDispatch");
-  Check(env, g->sizes.Reserve(sizeof(long long) * 3), "cudaGatingDispatch");
-  Check(env, RunDispatch(g, p), "cudaGatingDispatch (kernel launch)");
+  Check(env, g->scratch.Reserve(sizeof(int32_t) * DispatchScratch(p)), "cuda.gatingDispatch");
+  Check(env, g->loads.Reserve(sizeof(int32_t) * p.experts), "cuda.gatingDispatch");
+  Check(env, g->counts.Reserve(sizeof(int32_t) * p.experts), "cuda.gatingDispatch");
+  Check(env, g->offsets.Reserve(sizeof(int32_t) * (p.experts + 1)), "cuda.gatingDispatch");
+  Check(env, g->permutation.Reserve(sizeof(int32_t) * std::max<int64_t>(most, 1)), "cuda.gatingDispatch");
+  Check(env, g->slot_position.Reserve(sizeof(int32_t) * std::max<int64_t>(slots, 1)), "cuda.gatingDispatch");
+  Check(env, g->dropped.Reserve(sizeof(int32_t) * std::max<int64_t>(slots, 1)), "cuda.gatingDispatch");
+  Check(env, g->sizes.Reserve(sizeof(long long) * 3), "cuda.gatingDispatch");
+  Check(env, RunDispatch(g, p), "cuda.gatingDispatch (kernel launch)");
   long long sizes[3] = {0, 0, -1};
-  Check(env, cudaMemcpyAsync(sizes, g->sizes.ptr, sizeof sizes, cudaMemcpyDeviceToHost, g->stream), "cudaGatingDispatch");
-  Check(env, cudaStreamSynchronize(g->stream), "cudaGatingDispatch");
+  Check(env, cudaMemcpyAsync(sizes, g->sizes.ptr, sizeof sizes, cudaMemcpyDeviceToHost, g->stream), "cuda.gatingDispatch");
+  Check(env, cudaStreamSynchronize(g->stream), "cuda.gatingDispatch");
   if (sizes[2] != -1) {
     int32_t e = 0;
-    Check(env, cudaMemcpy(&e, g->indices.as<int32_t>() + sizes[2], sizeof e, cudaMemcpyDeviceToHost), "cudaGatingDispatch");
+    Check(env, cudaMemcpy(&e, g->indices.as<int32_t>() + sizes[2], sizeof e, cudaMemcpyDeviceToHost), "cuda.gatingDispatch");
     ThrowRange(env, "Expected expert indices in [-1, experts] but indices[" + std::to_string(sizes[2]) + "] is " +
                         std::to_string(e));
   }
@@ -277,18 +277,18 @@ Napi::Value GatingDispatchJs(const Napi::CallbackInfo& info) {
   o.Set("permutation", Download(env, g->permutation, sizes[0], g->stream));
   o.Set("slotPosition", Download(env, g->slot_position, slots, g->stream));
   o.Set("dropped", Download(env, g->dropped, sizes[1], g->stream));
-  Check(env, cudaStreamSynchronize(g->stream), "cudaGatingDispatch");
+  Check(env, cudaStreamSynchronize(g->stream), "cuda.gatingDispatch");
   return o;
 }
 
-// cudaGatingTime(handle, which (0 the last topk, 1 the softmax + sort baseline on its logits, 2 the last dispatch), iterations)
+// cuda.gatingTime(handle, which (0 the last topk, 1 the softmax + sort baseline on its logits, 2 the last dispatch), iterations)
 Napi::Value GatingTimeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 3, "cudaGatingTime");
+  RequireArgs(info, 3, "cuda.gatingTime");
   Gating* g = Unwrap<Gating>(info, 0, kGatingTag, "CudaGating");
   const int64_t which = IntArg(info, 1, "which", 0, 2);
   const int64_t iterations = IntArg(info, 2, "iterations", 1, 1 << 20);
-  if (!g->has_last || (which == 2 && !g->has_dispatch)) throw Napi::Error::New(env, "cudaGatingTime: nothing run yet to time");
+  if (!g->has_last || (which == 2 && !g->has_dispatch)) throw Napi::Error::New(env, "cuda.gatingTime: nothing run yet to time");
   const GatingParams p = g->last;
   const float* bias = g->last_bias ? g->bias.as<float>() : nullptr;
   double ms = 0;
@@ -299,9 +299,9 @@ Napi::Value GatingTimeJs(const Napi::CallbackInfo& info) {
     });
   } else if (which == 1) {
     if (p.experts > 1024) ThrowRange(env, "Expected experts <= 1024 for the baseline");
-    Check(env, g->probs.Reserve(sizeof(float) * p.tokens * p.experts), "cudaGatingTime");
-    Check(env, g->base_w.Reserve(sizeof(float) * p.tokens * p.k), "cudaGatingTime");
-    Check(env, g->base_i.Reserve(sizeof(int32_t) * p.tokens * p.k), "cudaGatingTime");
+    Check(env, g->probs.Reserve(sizeof(float) * p.tokens * p.experts), "cuda.gatingTime");
+    Check(env, g->base_w.Reserve(sizeof(float) * p.tokens * p.k), "cuda.gatingTime");
+    Check(env, g->base_i.Reserve(sizeof(int32_t) * p.tokens * p.k), "cuda.gatingTime");
     ms = TimeRuns(env, g->stream, iterations, [&] {
       return BaselineSoftmaxSort(g->logits.as<float>(), p.tokens, p.experts, p.k, g->probs.as<float>(),
                                  g->base_w.as<float>(), g->base_i.as<int32_t>(), g->stream);
@@ -364,10 +364,10 @@ cudaError_t UploadTable(Kv* kv, Kv::Layer& l) {
   return cudaMemcpy(l.table.ptr, host.data(), bytes, cudaMemcpyHostToDevice);
 }
 
-// cudaKvOpen(layers, kvHeads, headDim, sink, ring, maxTokens, type (0 float16, 1 bf16), streaming Uint8Array [layers * kvHeads])
+// cuda.kvOpen(layers, kvHeads, headDim, sink, ring, maxTokens, type (0 float16, 1 bf16), streaming Uint8Array [layers * kvHeads])
 Napi::Value KvOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 8, "cudaKvOpen");
+  RequireArgs(info, 8, "cuda.kvOpen");
   if (!Available()) throw Napi::Error::New(env, "CUDA is not available: " + Unavailable());
   Kv* kv = new Kv();
   try {
@@ -402,10 +402,10 @@ Napi::Value KvOpen(const Napi::CallbackInfo& info) {
     for (int32_t h = 0; h < kv->kv_heads; ++h) {
       if (!L.streaming[h]) continue;
       const size_t bytes = kv->elem() * kv->dim * static_cast<size_t>(kv->sink + kv->ring);
-      Check(env, cudaMalloc(&L.k[h], bytes), "cudaKvOpen (cudaMalloc)");
-      Check(env, cudaMalloc(&L.v[h], bytes), "cudaKvOpen (cudaMalloc)");
+      Check(env, cudaMalloc(&L.k[h], bytes), "cuda.kvOpen (cudaMalloc)");
+      Check(env, cudaMalloc(&L.v[h], bytes), "cuda.kvOpen (cudaMalloc)");
     }
-    Check(env, UploadTable(kv, L), "cudaKvOpen");
+    Check(env, UploadTable(kv, L), "cuda.kvOpen");
   }
   return handle;
 }
@@ -438,10 +438,10 @@ void Grow(Napi::Env env, Kv* kv, Kv::Layer& L, int64_t need, int64_t used) {
   Check(env, UploadTable(kv, L), "KV cache growth");
 }
 
-// cudaKvStore(handle, layer, pos0, n, k, v): k and v [n, kvHeads, headDim], Float32Array or (float16) Uint16Array.
+// cuda.kvStore(handle, layer, pos0, n, k, v): k and v [n, kvHeads, headDim], Float32Array or (float16) Uint16Array.
 Napi::Value KvStoreJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 6, "cudaKvStore");
+  RequireArgs(info, 6, "cuda.kvStore");
   Kv* kv = Unwrap<Kv>(info, 0, kKvTag, "DuoKVCache");
   const int32_t layer = static_cast<int32_t>(IntArg(info, 1, "layer", 0, kv->layers - 1));
   const int64_t pos0 = IntArg(info, 2, "pos0", 0, kv->max_tokens);
@@ -458,8 +458,8 @@ Napi::Value KvStoreJs(const Napi::CallbackInfo& info) {
   Kv::Layer& L = kv->per_layer[layer];
   Grow(env, kv, L, pos0 + n, pos0);
   const size_t bytes = elements * (f16 ? 2 : 4);
-  Upload(env, kv->src_k, static_cast<uint8_t*>(k.ArrayBuffer().Data()) + k.ByteOffset(), bytes, kv->stream, "cudaKvStore");
-  Upload(env, kv->src_v, static_cast<uint8_t*>(v.ArrayBuffer().Data()) + v.ByteOffset(), bytes, kv->stream, "cudaKvStore");
+  Upload(env, kv->src_k, static_cast<uint8_t*>(k.ArrayBuffer().Data()) + k.ByteOffset(), bytes, kv->stream, "cuda.kvStore");
+  Upload(env, kv->src_v, static_cast<uint8_t*>(v.ArrayBuffer().Data()) + v.ByteOffset(), bytes, kv->stream, "cuda.kvStore");
   KvStoreParams p;
   p.kv_heads = kv->kv_heads;
   p.dim = kv->dim;
@@ -469,8 +469,8 @@ Napi::Value KvStoreJs(const Napi::CallbackInfo& info) {
   p.pos0 = pos0;
   p.type = kv->type;
   p.src_f16 = f16;
-  Check(env, KvStore(kv->src_k.ptr, kv->src_v.ptr, kv->Table(L), p, kv->stream), "cudaKvStore (kernel launch)");
-  Check(env, cudaStreamSynchronize(kv->stream), "cudaKvStore");
+  Check(env, KvStore(kv->src_k.ptr, kv->src_v.ptr, kv->Table(L), p, kv->stream), "cuda.kvStore (kernel launch)");
+  Check(env, cudaStreamSynchronize(kv->stream), "cuda.kvStore");
   return env.Undefined();
 }
 
@@ -479,11 +479,11 @@ cudaError_t RunAttend(Kv* kv, int32_t layer, const AttendParams& p, bool want_ls
                 want_lse ? kv->lse.as<float>() : nullptr, kv->stream);
 }
 
-// cudaKvAttend(handle, layer, pos0, queries, queryHeads, q, scale, recent, out, lse|null): queries at
+// cuda.kvAttend(handle, layer, pos0, queries, queryHeads, q, scale, recent, out, lse|null): queries at
 // positions pos0.. over every stored position each head keeps (the queries' own keys stored first).
 Napi::Value KvAttendJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 10, "cudaKvAttend");
+  RequireArgs(info, 10, "cuda.kvAttend");
   Kv* kv = Unwrap<Kv>(info, 0, kKvTag, "DuoKVCache");
   AttendParams p;
   const int32_t layer = static_cast<int32_t>(IntArg(info, 1, "layer", 0, kv->layers - 1));
@@ -523,27 +523,27 @@ Napi::Value KvAttendJs(const Napi::CallbackInfo& info) {
   split = std::max<int64_t>(128, (split + 127) / 128 * 128);
   p.split = static_cast<int32_t>(std::min<int64_t>(split, int64_t{1} << 30));
   p.splits = static_cast<int32_t>((most + p.split - 1) / p.split);
-  Upload(env, kv->q, q.Data(), sizeof(float) * q.ElementLength(), kv->stream, "cudaKvAttend");
-  Check(env, kv->out.Reserve(sizeof(float) * out.ElementLength()), "cudaKvAttend");
-  Check(env, kv->lse.Reserve(sizeof(float) * rows), "cudaKvAttend");
-  Check(env, kv->scratch.Reserve(sizeof(float) * AttendScratch(p)), "cudaKvAttend");
-  Check(env, RunAttend(kv, layer, p, want_lse), "cudaKvAttend (kernel launch)");
-  Check(env, cudaMemcpyAsync(out.Data(), kv->out.ptr, sizeof(float) * out.ElementLength(), cudaMemcpyDeviceToHost, kv->stream), "cudaKvAttend");
-  if (want_lse) Check(env, cudaMemcpyAsync(lse.Data(), kv->lse.ptr, sizeof(float) * rows, cudaMemcpyDeviceToHost, kv->stream), "cudaKvAttend");
-  Check(env, cudaStreamSynchronize(kv->stream), "cudaKvAttend");
+  Upload(env, kv->q, q.Data(), sizeof(float) * q.ElementLength(), kv->stream, "cuda.kvAttend");
+  Check(env, kv->out.Reserve(sizeof(float) * out.ElementLength()), "cuda.kvAttend");
+  Check(env, kv->lse.Reserve(sizeof(float) * rows), "cuda.kvAttend");
+  Check(env, kv->scratch.Reserve(sizeof(float) * AttendScratch(p)), "cuda.kvAttend");
+  Check(env, RunAttend(kv, layer, p, want_lse), "cuda.kvAttend (kernel launch)");
+  Check(env, cudaMemcpyAsync(out.Data(), kv->out.ptr, sizeof(float) * out.ElementLength(), cudaMemcpyDeviceToHost, kv->stream), "cuda.kvAttend");
+  if (want_lse) Check(env, cudaMemcpyAsync(lse.Data(), kv->lse.ptr, sizeof(float) * rows, cudaMemcpyDeviceToHost, kv->stream), "cuda.kvAttend");
+  Check(env, cudaStreamSynchronize(kv->stream), "cuda.kvAttend");
   kv->last = p;
   kv->last_layer = layer;
   kv->last_lse = want_lse;
   return env.Undefined();
 }
 
-// cudaKvTime(handle, iterations): milliseconds per rerun of the last cudaKvAttend (its q still on the device).
+// cuda.kvTime(handle, iterations): milliseconds per rerun of the last cudaKvAttend (its q still on the device).
 Napi::Value KvTimeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 2, "cudaKvTime");
+  RequireArgs(info, 2, "cuda.kvTime");
   Kv* kv = Unwrap<Kv>(info, 0, kKvTag, "DuoKVCache");
   const int64_t iterations = IntArg(info, 1, "iterations", 1, 1 << 20);
-  if (kv->last_layer < 0) throw Napi::Error::New(env, "cudaKvTime: nothing run yet to time");
+  if (kv->last_layer < 0) throw Napi::Error::New(env, "cuda.kvTime: nothing run yet to time");
   const double ms = TimeRuns(env, kv->stream, iterations, [&] { return RunAttend(kv, kv->last_layer, kv->last, kv->last_lse); });
   return Napi::Number::New(env, ms);
 }
@@ -553,21 +553,21 @@ Napi::Value KvBytesJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), kv->Allocated());
 }
 
-// cudaCopyTime(bytes, iterations): milliseconds per device-to-device copy of `bytes` by the copy kernel.
+// cuda.copyTime(bytes, iterations): milliseconds per device-to-device copy of `bytes` by the copy kernel.
 Napi::Value CopyTimeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireArgs(info, 2, "cudaCopyTime");
+  RequireArgs(info, 2, "cuda.copyTime");
   if (!Available()) throw Napi::Error::New(env, "CUDA is not available: " + Unavailable());
   const int64_t bytes = IntArg(info, 0, "bytes", 16, int64_t{1} << 40) / 16 * 16;
   const int64_t iterations = IntArg(info, 1, "iterations", 1, 1 << 20);
   Buffer a, b;
   cudaStream_t s = nullptr;
-  Check(env, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaCopyTime");
+  Check(env, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cuda.copyTime");
   double ms = 0;
   try {
-    Check(env, a.Reserve(bytes), "cudaCopyTime (cudaMalloc)");
-    Check(env, b.Reserve(bytes), "cudaCopyTime (cudaMalloc)");
-    Check(env, cudaMemsetAsync(a.ptr, 1, bytes, s), "cudaCopyTime");
+    Check(env, a.Reserve(bytes), "cuda.copyTime (cudaMalloc)");
+    Check(env, b.Reserve(bytes), "cuda.copyTime (cudaMalloc)");
+    Check(env, cudaMemsetAsync(a.ptr, 1, bytes, s), "cuda.copyTime");
     ms = TimeRuns(env, s, iterations, [&] { return Copy(b.ptr, a.ptr, bytes, s); });
   } catch (...) {
     a.Free();
@@ -598,17 +598,17 @@ Napi::Value CloseJs(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitDeviceBindings(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaGatingOpen", Napi::Function::New(env, GatingOpen, "cudaGatingOpen"));
-  exports.Set("cudaGatingTopk", Napi::Function::New(env, GatingTopkJs, "cudaGatingTopk"));
-  exports.Set("cudaGatingDispatch", Napi::Function::New(env, GatingDispatchJs, "cudaGatingDispatch"));
-  exports.Set("cudaGatingTime", Napi::Function::New(env, GatingTimeJs, "cudaGatingTime"));
-  exports.Set("cudaKvOpen", Napi::Function::New(env, KvOpen, "cudaKvOpen"));
-  exports.Set("cudaKvStore", Napi::Function::New(env, KvStoreJs, "cudaKvStore"));
-  exports.Set("cudaKvAttend", Napi::Function::New(env, KvAttendJs, "cudaKvAttend"));
-  exports.Set("cudaKvTime", Napi::Function::New(env, KvTimeJs, "cudaKvTime"));
-  exports.Set("cudaKvBytes", Napi::Function::New(env, KvBytesJs, "cudaKvBytes"));
-  exports.Set("cudaCopyTime", Napi::Function::New(env, CopyTimeJs, "cudaCopyTime"));
-  exports.Set("cudaClose", Napi::Function::New(env, CloseJs, "cudaClose"));
+  exports.Set("gatingOpen", Napi::Function::New(env, GatingOpen, "cuda.gatingOpen"));
+  exports.Set("gatingTopk", Napi::Function::New(env, GatingTopkJs, "cuda.gatingTopk"));
+  exports.Set("gatingDispatch", Napi::Function::New(env, GatingDispatchJs, "cuda.gatingDispatch"));
+  exports.Set("gatingTime", Napi::Function::New(env, GatingTimeJs, "cuda.gatingTime"));
+  exports.Set("kvOpen", Napi::Function::New(env, KvOpen, "cuda.kvOpen"));
+  exports.Set("kvStore", Napi::Function::New(env, KvStoreJs, "cuda.kvStore"));
+  exports.Set("kvAttend", Napi::Function::New(env, KvAttendJs, "cuda.kvAttend"));
+  exports.Set("kvTime", Napi::Function::New(env, KvTimeJs, "cuda.kvTime"));
+  exports.Set("kvBytes", Napi::Function::New(env, KvBytesJs, "cuda.kvBytes"));
+  exports.Set("copyTime", Napi::Function::New(env, CopyTimeJs, "cuda.copyTime"));
+  exports.Set("close", Napi::Function::New(env, CloseJs, "cuda.close"));
 }
 
 }  // namespace cuda

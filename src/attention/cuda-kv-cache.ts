@@ -45,7 +45,7 @@ export class CudaKvStore {
     this.#cuda = cudaDevice("DuoKVCache({ device: 'cuda' })");
     this.#shape = shape;
     const { layers, kvHeads, headDim, sink, ring, maxTokens, storage, streaming } = shape;
-    this.#handle = this.#cuda.cudaKvOpen(layers, kvHeads, headDim, sink, ring, maxTokens, storage === 'float16' ? 0 : 1, streaming);
+    this.#handle = this.#cuda.kvOpen(layers, kvHeads, headDim, sink, ring, maxTokens, storage === 'float16' ? 0 : 1, streaming);
     this.#length = new Array<number>(layers).fill(0);
     this.#ringFloor = new Array<number>(layers).fill(0);
     this.#streamingCount = Array.from({ length: layers }, (_, l) => streaming.subarray(l * kvHeads, (l + 1) * kvHeads).reduce((a, b) => a + b, 0));
@@ -67,7 +67,7 @@ export class CudaKvStore {
   /** Stores a step's rows at the layer's next positions. */
   append(s: CudaStep): void {
     const h = this.#open();
-    this.#cuda.cudaKvStore(h, s.layer, this.#length[s.layer]!, s.n, s.k, s.v);
+    this.#cuda.kvStore(h, s.layer, this.#length[s.layer]!, s.n, s.k, s.v);
     this.#length[s.layer]! += s.n;
     this.#ringFloor[s.layer] = Math.max(this.#ringFloor[s.layer]!, this.#length[s.layer]! - this.#shape.ring);
   }
@@ -88,7 +88,7 @@ export class CudaKvStore {
       this.append({ layer: s.layer, n, k: s.k.subarray(t * kvHeads * d, (t + n) * kvHeads * d), v: s.v.subarray(t * kvHeads * d, (t + n) * kvHeads * d) });
       const part = out.subarray(t * queryHeads * d, (t + n) * queryHeads * d);
       const partLse = lse === null ? null : lse.subarray(t * queryHeads, (t + n) * queryHeads);
-      this.#cuda.cudaKvAttend(h, s.layer, pos0, n, queryHeads, q.subarray(t * queryHeads * d, (t + n) * queryHeads * d), scale, recent, part, partLse);
+      this.#cuda.kvAttend(h, s.layer, pos0, n, queryHeads, q.subarray(t * queryHeads * d, (t + n) * queryHeads * d), scale, recent, part, partLse);
     }
     return out;
   }
@@ -128,13 +128,13 @@ export class CudaKvStore {
   }
 
   bytesAllocated(): number {
-    return this.#handle === null ? 0 : this.#cuda.cudaKvBytes(this.#handle);
+    return this.#handle === null ? 0 : this.#cuda.kvBytes(this.#handle);
   }
 
   close(): void {
     if (this.#handle === null) return;
     const h = this.#handle;
     this.#handle = null;
-    this.#cuda.cudaClose(h);
+    this.#cuda.close(h);
   }
 }

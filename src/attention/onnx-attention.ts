@@ -331,7 +331,9 @@ export class OnnxAttention {
       seqlens_k: new T('int32', Int32Array.of(total - 1), [1]),
       total_sequence_length: new T('int32', Int32Array.of(total), []),
     };
-    const sig: GraphSignature = { kind: 'gqa', kvHeadsIn: newKeys.heads, gather: newKeys.gather, headDim: d, group: c.group, scale: c.scale, bias: false };
+    // ORT's CUDA GroupQueryAttention takes float16 only: the graph casts around it there.
+    const precision = this.executionProviders.includes('cuda') ? 'float16' : 'float32';
+    const sig: GraphSignature = { kind: 'gqa', kvHeadsIn: newKeys.heads, gather: newKeys.gather, headDim: d, group: c.group, scale: c.scale, bias: false, precision };
     const output = await this.#run(sig, c.threads, feeds);
     scatterOutput(output, call.out, c.kvHeads, c.group, d, heads, t0, t1, 'heads');
   }

@@ -14,6 +14,9 @@ import { buildModel, type OnnxInitializerSpec, type OnnxNodeSpec, type OnnxValue
  * [1, past, kvHeadsIn * headDim]` (transposed to the BNSH layout GQA wants inside the graph), with
  * `seqlens_k` and `total_sequence_length`; causal, bottom-right aligned.
  * Either gathers KV heads `gather` out of `kvHeadsIn` first (null: all of them).
+ * `precision: 'float16'` (gqa only) runs GroupQueryAttention in float16, as ONNX Runtime's CUDA
+ * kernel of it requires (it takes float16 or bfloat16 only): the graph keeps float32 inputs and
+ * output and casts them around the operator, so a caller feeds the same tensors either way.
  */
 export interface GraphSignature {
   kind: 'mha' | 'gqa';
@@ -24,7 +27,14 @@ export interface GraphSignature {
   group: number;
   scale: number;
   bias: boolean;
+  /** Element type GroupQueryAttention computes in; default `'float32'` (see above). */
+  precision?: 'float32' | 'float16';
 }
+
+/** ONNX TensorProto.DataType of float16, Cast's `to`. */
+const ONNX_FLOAT16 = 10;
+/** ONNX TensorProto.DataType of float32. */
+const ONNX_FLOAT = 1;
 
 const f32 = (name: string, shape: (number | string)[]): OnnxValueSpec => ({ name, type: 'float32', shape });
 const i64 = (name: string, values: number[]): OnnxInitializerSpec => ({
@@ -77,12 +87,20 @@ export function attentionModel(sig: GraphSignature): Uint8Array {
     nodes.push({ op: 'Transpose', inputs: [gather ? g : `${x}_split`], outputs: [`${x}_bnsh`], attrs: { perm: [0, 2, 1, 3] } });
     return `${x}_bnsh`;
   };
+  const half = sig.precision === 'float16';
+  const cast = (x: string, to: number, suffix: string): string => {
+    if (!half) return x;
+    nodes.push({ op: 'Cast', inputs: [x], outputs: [`${x}_${suffix}`], attrs: { to } });
+    return `${x}_${suffix}`;
+  };
+  const gqaInputs = [cast('query', ONNX_FLOAT16, 'f16'), joined('key'), joined('value'), bnsh('past_key'), bnsh('past_value')];
   nodes.push({
     op: 'GroupQueryAttention', domain: 'com.microsoft',
-    inputs: ['query', joined('key'), joined('value'), bnsh('past_key'), bnsh('past_value'), 'seqlens_k', 'total_sequence_length'],
+    inputs: [...gqaInputs.map((x, i) => (i === 0 ? x : cast(x, ONNX_FLOAT16, 'f16'))), 'seqlens_k', 'total_sequence_length'],
     // present_* are required outputs of the operator; left out of the graph's outputs, they never reach JS.
-    outputs: ['output', 'present_key', 'present_value'],
+    outputs: [half ? 'output_f16' : 'output', 'present_key', 'present_value'],
     attrs: { num_heads: heads * sig.group, kv_num_heads: heads, scale },
   });
-  return buildModel({ inputs, outputs: [f32('output', [1, 'new', qWidth])], nodes, initializers, name: 'duo_gqa', producer: '@capibara/core attention' });
+  if (half) nodes.push({ op: 'Cast', inputs: ['output_f16'], outputs: ['output'], attrs: { to: ONNX_FLOAT } });
+  return buildModel({ inputs, outputs: [f32('output', [1, 'new', qWidth])], nodes, initializers, name: half ? 'duo_gqa_f16' : 'duo_gqa', producer: '@capibara/core attention' });
 }

@@ -61,7 +61,7 @@ export class CudaGating {
    */
   constructor() {
     this.#cuda = cudaDevice('CudaGating');
-    this.#handle = this.#cuda.cudaGatingOpen();
+    this.#handle = this.#cuda.gatingOpen();
   }
 
   /** Whether {@link CudaGating.close} has run. */
@@ -93,7 +93,7 @@ export class CudaGating {
     if (groups > MAX_GROUPS) throw v.rangeError('groups.count', `integer in [1, ${MAX_GROUPS}] on the device`, groups);
     const sum16 = !cpuUsesTiles(k, experts, groups, bias !== null);
     this.#last = null;
-    this.#cuda.cudaGatingTopk(
+    this.#cuda.gatingTopk(
       handle, data, tokens, experts, k, scoring, bias, renormalize, routeScale, groups, topkGroups, groupScore, start, end, sum16, weights, indices,
     );
     this.#last = result;
@@ -120,7 +120,7 @@ export class CudaGating {
     }
     if (c.experts > MAX_DISPATCH_EXPERTS) throw v.rangeError('experts', `integer in [1, ${MAX_DISPATCH_EXPERTS}] on the device`, c.experts);
     const onDevice = routing === this.#last && this.#last !== null && this.#last.indices === c.indices;
-    const r = this.#cuda.cudaGatingDispatch(handle, onDevice ? null : c.indices, c.tokens, c.k, c.experts, c.capacity ?? -1, c.blockSize);
+    const r = this.#cuda.gatingDispatch(handle, onDevice ? null : c.indices, c.tokens, c.k, c.experts, c.capacity ?? -1, c.blockSize);
     return {
       experts: c.experts, tokens: c.tokens, k: c.k, capacity: c.capacity, blockSize: c.blockSize,
       loads: r.loads, counts: r.counts, offsets: r.offsets, permutation: r.permutation, slotPosition: r.slotPosition, dropped: r.dropped,
@@ -140,7 +140,7 @@ export class CudaGating {
     const h = this.#handle;
     this.#handle = null;
     this.#last = null;
-    this.#cuda.cudaClose(h);
+    this.#cuda.close(h);
   }
 
   /** {@link CudaGating.close}, for `using`. */

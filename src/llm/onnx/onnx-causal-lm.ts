@@ -13,6 +13,7 @@ import * as v from '../../validate';
 import { type CreatedSession, createSession, executionProviderNames, loadOrt } from '../../onnx/session';
 import { configInt, type ModelDir, readModelDir, tokenIds } from './model-dir';
 import { KVCache, type PastSlot } from './kv-cache';
+import { deviceKvSession, disposeOnDevice, onDevice } from './device-kv';
 import { Detokenizer } from './detokenizer';
 import { logProbability, Sampler } from './sampler';
 import type { LogitsOptions, OnnxCausalLMInfo, OnnxCausalLMOptions, OnnxGenerateResult } from './types';
@@ -66,6 +67,8 @@ export class OnnxCausalLM implements Generator {
 
   readonly #ort: typeof Ort;
   readonly #session: Ort.InferenceSession;
+  /** The model's past inputs, for freeing device-resident ones (device-kv.ts). */
+  readonly #slots: readonly PastSlot[];
   readonly #tokenizer: HFTokenizer;
   readonly #cache: KVCache;
   readonly #defaults: { temperature: number; topP: number };
@@ -76,6 +79,7 @@ export class OnnxCausalLM implements Generator {
   private constructor(ort: typeof Ort, session: Ort.InferenceSession, providers: string[], tokenizer: HFTokenizer, files: ModelDir, slots: PastSlot[], positionIds: boolean, vocabSize: number) {
     this.#ort = ort;
     this.#session = session;
+    this.#slots = slots;
     this.#tokenizer = tokenizer;
     this.executionProviders = providers;
     this.#cache = new KVCache(slots, ort.Tensor as never);
@@ -98,7 +102,11 @@ export class OnnxCausalLM implements Generator {
   }
 
   /**
-   * Loads a model folder (see the class description for its layout).
+   * Loads a model folder (see the class description for its layout). With an accelerator
+   * provider active (such as `'cuda'`), the session binds the `present.*` outputs to device memory
+   * (`preferredOutputLocation: 'gpu-buffer'`), so the KV cache is fed back between steps without
+   * a copy to the host (when ONNX Runtime refuses the option, the first session is kept). On the
+   * CPU provider nothing changes.
    *
    * @param dir The folder.
    * @param options Execution providers, threads and which ONNX file.
@@ -137,7 +145,10 @@ export class OnnxCausalLM implements Generator {
     const { session, providers } = created;
     try {
       const { slots, positionIds, vocabSize } = inspectGraph(session, files);
-      return new OnnxCausalLM(ort, session, providers, tokenizer, files, slots, positionIds, vocabSize);
+      // With an accelerator provider, a session whose KV outputs stay on the device (device-kv.ts).
+      const bound = await deviceKvSession(ort, files.modelPath, providers, threads, slots);
+      if (bound !== null) await session.release();
+      return new OnnxCausalLM(ort, bound ?? session, providers, tokenizer, files, slots, positionIds, vocabSize);
     } catch (err) {
       await session.release();
       throw err;
@@ -183,7 +194,7 @@ export class OnnxCausalLM implements Generator {
     const o = v.options<LogitsOptions>('options', options, LOGITS_KEYS);
     const reuse = o.reuseCache === undefined ? true : v.boolean('options.reuseCache', o.reuseCache);
     return this.#serial(async () => {
-      if (!reuse) this.#cache.clear();
+      if (!reuse) this.#dropCache();
       return Float32Array.from((await this.#extend([...tokenIds]))!);
     });
   }
@@ -259,7 +270,7 @@ export class OnnxCausalLM implements Generator {
   close(): Promise<void> {
     return this.#guard.close(async () => {
       await this.#queue.idle();
-      this.#cache.clear();
+      this.#dropCache();
       await this.#session.release();
     });
   }
@@ -342,6 +353,11 @@ export class OnnxCausalLM implements Generator {
    */
   async #extend(ids: number[], signal?: AbortSignal): Promise<Float32Array | null> {
     let done = this.#cache.reusable(ids);
+    // Device-resident past tensors cannot be cut to a shorter prefix without a download: rerun it.
+    if (done < this.#cache.ids.length && this.#pastOnDevice()) {
+      this.#dropCache();
+      done = 0;
+    }
     let logits: Float32Array | null = null;
     while (done < ids.length) {
       if (signal?.aborted) return null;
@@ -350,6 +366,17 @@ export class OnnxCausalLM implements Generator {
       done = end;
     }
     return logits;
+  }
+
+  /** Whether the cached past tensors are on the device (IO binding, device-kv.ts). */
+  #pastOnDevice(): boolean {
+    return this.#cache.ids.length > 0 && Object.values(this.#cache.feeds(this.#cache.ids.length)).some(onDevice);
+  }
+
+  /** Empties the cache, freeing device-resident tensors at once. */
+  #dropCache(): void {
+    if (this.#cache.ids.length > 0) disposeOnDevice(Object.values(this.#cache.feeds(this.#cache.ids.length)));
+    this.#cache.clear();
   }
 
   // One model run over ids[start, end) with the cache holding ids[0, start).
@@ -365,13 +392,17 @@ export class OnnxCausalLM implements Generator {
       feeds['position_ids'] = new Tensor('int64', pos, [1, n]);
     }
     let outputs: Ort.InferenceSession.ReturnType;
+    const past = this.#slots.map((s) => feeds[s.input]!);
     try {
       outputs = await this.#session.run(feeds);
     } catch (err) {
+      disposeOnDevice(past);
       this.#cache.clear();
       throw new Error(`OnnxCausalLM: ONNX Runtime failed running ${n} tokens after ${start}: ${(err as Error).message}`);
     }
     this.#cache.update(ids.slice(0, end), outputs);
+    // The step's past is consumed: free what of it is on the device now (not left for the GC, which cannot see device memory).
+    disposeOnDevice(past, new Set(this.#slots.map((s) => outputs[s.output]!)));
     const logits = outputs['logits']!;
     const V = this.info.vocabSize;
     const row = (n - 1) * V;

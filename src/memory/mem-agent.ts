@@ -1,31 +1,31 @@
 /**
  * MemAgent: a durable, compressed, indexed memory for agents, with hybrid retrieval under a
- * token budget, on SQLite or PostgreSQL. This file is the facade (one cohesive class, its public
- * methods documented in full, hence its length): it holds the in-memory state (indexes, BM25, the
- * embedding matrix, the query cache) and the order of writes, and leaves argument checks
- * (checks.ts), the SQLite side (item-store.ts, item-row.ts, pages.ts), capacity planning
- * (eviction.ts), deduplication (dedup.ts) and search (search.ts, retrieval.ts) to their modules.
+ * token budget, on SQLite or PostgreSQL. This file is the facade, its public methods documented
+ * in full: it checks arguments (checks.ts), holds the in-memory state (indexes, BM25, the
+ * embedding matrix, the query cache) and the guard, and leaves the write path (writes.ts: what
+ * each write changes, in which order), the stores (item-store.ts, item-row.ts, pages.ts for
+ * SQLite; pg-*.ts for PostgreSQL), capacity planning (eviction.ts), deduplication (dedup.ts),
+ * search (search.ts, retrieval.ts) and the metrics (metrics.ts) to their modules.
  * @module
  */
 import { Bm25Index } from '../text/index';
 // ClosedError is imported for the doc link.
 import { CloseGuard, type ClosedError } from '../toolkit/closing';
-import { SerialQueue } from '../toolkit/serial-queue';
 import * as v from '../validate';
-import { checkOptions, checkQuery, checkStore, checkUpdate, checkVector, type MemAgentConfig, storedFields, TYPES } from './checks';
+import { checkOptions, checkQuery, checkStore, checkUpdate, checkVector, type MemAgentConfig } from './checks';
 // MemAgentCorruptionError is imported for the doc links.
 import type { CorruptItem, MemAgentCorruptionError } from './corruption';
-import { contentHash, nearDuplicate, oldestLive } from './dedup';
-import { EmbeddingMatrix, ItemIndex, type ItemRecord, isLive } from './item-index';
+import { EmbeddingMatrix, ItemIndex, isLive } from './item-index';
 import { type ItemBackend, ItemStore, type PreparedText } from './item-store';
 import type {
-  MemAgentMetrics, MemAgentOpenOptions, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, RetrievedChunk, StoreOptions,
+  MemAgentMetrics, MemAgentOpenOptions, MemAgentOptions, MemoryEvent, MemoryItem, MemoryQuery, MemoryUpdate, RetrievalResult, StoreOptions,
 } from './mem-agent-types';
+import { memAgentMetrics, newCounters } from './metrics';
 import { openPostgres, type OpenedPostgres } from './pg-open';
 import type { PgItemStore } from './pg-store';
 import { QueryCache, search } from './search';
 import type { MemoryPriority, MemoryType } from './types';
-import { ItemWrites, prepareText } from './writes';
+import { ItemWrites, prepareText, WriteQueue } from './writes';
 
 // Options objects made by MemAgent.open for a PostgreSQL store, with what they opened.
 const OPENED = new WeakMap<object, OpenedPostgres>();
@@ -87,10 +87,10 @@ export class MemAgent {
   readonly #cache: QueryCache;
   readonly #clock: () => number;
   readonly #timer: NodeJS.Timeout | undefined;
-  readonly #queue = new SerialQueue();
+  readonly #queue: WriteQueue;
   readonly #writes: ItemWrites;
   readonly #guard = new CloseGuard('MemAgent');
-  readonly #stats = { hits: 0, misses: 0, searches: 0, searchMs: 0, merged: 0, evicted: 0, expired: 0, accessWriteFailures: 0 };
+  readonly #stats = newCounters();
   #corrupt: CorruptItem[];
 
   /**
@@ -122,6 +122,7 @@ export class MemAgent {
     this.#clock = o.clock;
     const dims = o.embedder.dimensions;
     this.#pg = opened?.store;
+    this.#queue = new WriteQueue(this.#pg, () => this.#cache.clear());
     this.#store = opened?.store ?? new ItemStore(o.path, { synchronous: o.synchronous, codec: o.codec, dimensions: dims, readonly: o.readonly });
     this.#matrix = new EmbeddingMatrix(dims);
     try {
@@ -170,7 +171,7 @@ export class MemAgent {
    */
   async discardCorrupt(): Promise<number> {
     this.#writable('discardCorrupt');
-    return this.#write('discardCorrupt', null, () => {
+    return this.#queue.run('discardCorrupt', null, () => {
       const items = this.#corrupt;
       this.#store.discard(items, this.#clock());
       this.#corrupt = [];
@@ -200,16 +201,7 @@ export class MemAgent {
   async storeMemory(content: string, type: MemoryType, priority: MemoryPriority, tags: string[] = [], options: StoreOptions = {}): Promise<string> {
     this.#writable('storeMemory');
     const req = checkStore(content, type, priority, tags, options);
-    return this.#write('storeMemory', this.#prepare(req.content), (prepared) => {
-      const now = this.#clock();
-      const fields = storedFields(req, now);
-      const hash = contentHash(req.content, fields);
-      const exact = oldestLive(this.#index.byHash.get(hash), this.#index.items, now);
-      if (exact !== undefined) return this.#writes.merge(exact, fields, null, now, 'duplicate');
-      const near = nearDuplicate(prepared, fields, this.#index.items.values(), this.#matrix, this.#o.dedupThreshold, now);
-      if (near !== undefined) return this.#writes.merge(near, fields, { ...prepared, hash }, now, 'near-duplicate');
-      return this.#writes.insert(prepared, hash, fields, now);
-    });
+    return this.#queue.run('storeMemory', this.#prepare(req.content), (prepared) => this.#writes.store(req, prepared, this.#o.dedupThreshold, this.#clock()));
   }
 
   /**
@@ -247,25 +239,11 @@ export class MemAgent {
     this.#writable('updateMemory');
     v.string('id', id);
     const u = checkUpdate(update);
-    return this.#write('updateMemory', u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
+    return this.#queue.run('updateMemory', u.content === undefined ? null : this.#prepare(u.content), (prepared) => {
       const now = this.#clock();
       const seq = this.#live(id, now);
       if (seq === undefined) return null;
-      const old = this.#index.items.get(seq)!;
-      const next: ItemRecord = {
-        ...old,
-        type: u.type ?? old.type,
-        priority: u.priority ?? old.priority,
-        importance: u.importance ?? old.importance,
-        tags: u.tags ?? old.tags,
-        metadata: u.metadata ?? old.metadata,
-        expiresAt: u.expiresAt === undefined ? old.expiresAt : u.expiresAt,
-        pinned: u.pinned ?? old.pinned,
-        updatedAt: now,
-        lastAccessed: now,
-      };
-      next.hash = contentHash(prepared?.content ?? this.#store.content(seq, old.id), next);
-      this.#writes.apply(old, next, prepared, now, null);
+      this.#writes.update(seq, u, prepared, now);
       return this.#store.view(this.#index.items.get(seq)!);
     });
   }
@@ -285,12 +263,11 @@ export class MemAgent {
   async deleteMemory(id: string): Promise<boolean> {
     this.#writable('deleteMemory');
     v.string('id', id);
-    return this.#write('deleteMemory', null, () => {
+    return this.#queue.run('deleteMemory', null, () => {
       const now = this.#clock();
       const seq = this.#live(id, now);
       if (seq === undefined) return false;
-      this.#store.transaction(() => this.#store.softDelete(this.#index.items.get(seq)!, now, null));
-      this.#writes.forget(seq);
+      this.#writes.delete(seq, now);
       return true;
     });
   }
@@ -423,20 +400,7 @@ export class MemAgent {
       found = search(ctx, q, vec, this.#clock());
       this.#cache.set(key, found);
     }
-    const now = this.#clock();
-    if (!this.#o.readonly) {
-      try {
-        this.#store.touch(found.hits.map((h) => h.seq), now);
-      } catch {
-        this.#stats.accessWriteFailures++; // best effort: the results do not depend on it
-      }
-    }
-    const chunks = found.hits.map(({ seq, explain }): RetrievedChunk => {
-      const rec = this.#index.items.get(seq)!;
-      rec.lastAccessed = now;
-      rec.accessCount++;
-      return { ...this.#store.view(rec), score: explain.total, explain };
-    });
+    const chunks = this.#writes.accessed(found.hits, this.#clock(), this.#o.readonly);
     const searchTimeMs = performance.now() - t0;
     this.#stats.searches++;
     this.#stats.searchMs += searchTimeMs;
@@ -456,16 +420,9 @@ export class MemAgent {
    */
   async sweep(): Promise<number> {
     this.#writable('sweep');
-    return this.#write('sweep', null, () => {
+    return this.#queue.run('sweep', null, () => {
       const now = this.#clock();
-      const expired = [...this.#index.items.values()].filter((r) => !isLive(r, now));
-      this.#store.transaction(() => {
-        for (const r of expired) this.#store.softDelete(r, now, 'expired');
-        this.#store.purge(now - this.#o.retainDeletedMs);
-      });
-      for (const r of expired) this.#writes.forget(r.seq);
-      this.#stats.expired += expired.length;
-      return expired.length;
+      return this.#writes.sweep(now, now - this.#o.retainDeletedMs);
     });
   }
 
@@ -481,29 +438,16 @@ export class MemAgent {
    */
   getMetrics(): MemAgentMetrics {
     this.#guard.check();
-    const byType = Object.fromEntries(TYPES.map((t) => [t, this.#index.byType.get(t)?.size ?? 0])) as Record<MemoryType, number>;
-    const t = this.#store.totals();
-    const n = this.#index.items.size;
-    const dims = this.#matrix.dims;
-    const s = this.#stats;
-    return {
-      tokensUsed: this.#index.tokens,
-      tokensAvailable: this.maxTokens,
-      items: n,
-      itemsByType: byType,
-      compression: { codec: this.#o.codec, rawBytes: t.rawBytes, storedBytes: t.storedBytes, ratio: t.storedBytes === 0 ? 1 : t.rawBytes / t.storedBytes },
-      embeddings: { dimensions: dims, bytes: n * (dims + 4), float32Bytes: n * dims * 4 },
-      cacheHitRate: s.hits + s.misses === 0 ? 0 : s.hits / (s.hits + s.misses),
-      cacheHits: s.hits,
-      cacheMisses: s.misses,
-      searches: s.searches,
-      meanSearchMs: s.searches === 0 ? 0 : s.searchMs / s.searches,
-      merged: s.merged,
-      evicted: s.evicted,
-      expired: s.expired,
+    return memAgentMetrics({
+      index: this.#index,
+      maxTokens: this.maxTokens,
+      codec: this.#o.codec,
+      dimensions: this.#matrix.dims,
+      totals: this.#store.totals(),
+      counters: this.#stats,
       corruptItems: this.#corrupt.length,
-      accessWriteFailures: s.accessWriteFailures + (this.#pg?.touchFailures ?? 0),
-    };
+      storeAccessWriteFailures: this.#pg?.touchFailures ?? 0,
+    });
   }
 
   /**
@@ -534,26 +478,6 @@ export class MemAgent {
    */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  /**
-   * Writes apply one at a time in call order: each takes its place in the queue when called,
-   * while its async part (`prepare`: token count, embedding) runs at once, concurrently with
-   * the writes ahead of it. close() waits for every write called before it.
-   */
-  #write<P, T>(op: string, prepare: Promise<P> | null, work: (prepared: P) => T): Promise<T> {
-    prepare?.catch(() => undefined); // its failure is reported by the job
-    return this.#queue.run(async () => {
-      const prepared = (await prepare) as P;
-      const run = () => {
-        try {
-          return work(prepared);
-        } finally {
-          this.#cache.clear();
-        }
-      };
-      return this.#pg === undefined ? run() : this.#pg.write(op, run);
-    });
   }
 
   /** Throws ClosedError once closed, and for a write on a read-only store. */

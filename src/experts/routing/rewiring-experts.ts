@@ -18,11 +18,12 @@ import { type PendingDecision, PendingDecisions } from './pending-decisions';
 import { checkProfile } from './profile';
 import { ProfileScorer } from './profile-scorer';
 import { readRouterState, RoutingCounters } from './router-state';
+import { decide, type DecisionInputs } from './route-decision';
 import { checkContext, checkOutcome, resolveRewiringOptions, restoringOptions, type RewiringExpertsOptions } from './rewiring-options';
 import { type HealthView, linkSharedState, SharedHealth } from './shared-health';
 import type { SharedRoutingState } from './shared-state';
 import { saveState } from './state-file';
-import { type Candidate, createStrategy, type Strategy, strategyFromJSON } from './strategies';
+import { createStrategy, type Strategy, strategyFromJSON } from './strategies';
 import type { ExpertProfile, RoutingContext, RoutingDecision, RoutingMetrics, RoutingOutcome, RoutingStrategy } from './types';
 
 
@@ -95,6 +96,8 @@ export class RewiringExperts extends EventEmitter {
   readonly #fallbacks: FallbackOrder;
   // What routeWithFallback needs of this router.
   readonly #fallbackRouter: FallbackRouter;
+  // What a decision reads of this router.
+  readonly #decision: DecisionInputs;
 
   /**
    * Creates a router over `options.experts` (default: the seed's six).
@@ -142,6 +145,15 @@ export class RewiringExperts extends EventEmitter {
       emitter: this,
       replica: this.#idPrefix.slice(0, -1),
     });
+    this.#decision = {
+      strategy: this.strategy,
+      policy: this.#policy,
+      health: this.#health,
+      graph: this.#graph,
+      fallbacks: this.#fallbacks,
+      inFlight: (id) => this.#pending.inFlight(id),
+      capacity: (id) => this.#experts.get(id)!.capacity,
+    };
     this.#fallbackRouter = {
       routeQuery: (text, context) => this.routeQuery(text, context),
       pending: this.#pending,
@@ -273,54 +285,10 @@ export class RewiringExperts extends EventEmitter {
     if (commit) this.#pending.expire(now);
     const scored = this.#scorer.score(text, ctx);
     if (scored.ids.length === 0) throw new RangeError('RewiringExperts.routeQuery: no expert to route to (none registered, or all excluded)');
-    const bias = this.#bias;
-    const n = scored.ids.length;
-    const all: Candidate[] = new Array<Candidate>(n);
-    const available: Candidate[] = [];
-    for (let i = 0; i < n; i++) {
-      const id = scored.ids[i]!;
-      const relevance = bias === undefined ? scored.relevance[i]! : Math.min(1, Math.max(0, scored.relevance[i]! + (bias.get(id) ?? 0)));
-      const c = { id, relevance, inFlight: this.#pending.inFlight(id), capacity: this.#experts.get(id)!.capacity };
-      all[i] = c;
-      if (this.#health.isAvailable(id)) available.push(c);
-    }
-    let candidates = available;
-    const degraded = candidates.length === 0;
-    if (degraded) candidates = all;
-    const ranking = this.#policy.rank(candidates, scored.features, ctx, now);
-    const best = ranking[0]!;
-    const rest = new Array<string>(ranking.length - 1);
-    for (let k = 1; k < ranking.length; k++) rest[k - 1] = ranking[k]!.id;
-    const order = this.#fallbacks;
-    let fallbacks = order.select(this.#graph, best.id, rest);
-    if (!degraded && fallbacks.length < order.max && candidates.length < all.length) {
-      // Experts cooling down come last: routeWithFallback can wait for them.
-      const cooling = this.#policy.rank(all.filter((c) => !candidates.includes(c)), scored.features, ctx, now);
-      fallbacks = [...fallbacks, ...order.select(this.#graph, best.id, cooling.map((r) => r.id))].slice(0, order.max);
-    }
-    const i = scored.ids.indexOf(best.id);
-    const part = scored.parts[i]!;
-    const decision: RoutingDecision = {
-      id: `${this.#idPrefix}${(this.#idCount++).toString(36)}`,
-      expertId: best.id,
-      score: best.score,
-      fallbacks,
-      strategy: this.strategy,
-      reasons: {
-        relevance: scored.relevance[i]!,
-        cosine: part.cosine,
-        bm25: part.bm25,
-        domainBonus: part.domainBonus,
-        strategy: best.reasons,
-        inFlight: this.#pending.inFlight(best.id),
-        health: degraded ? 'degraded' : 'available',
-        ...(bias === undefined ? {} : { bias: bias.get(best.id) ?? 0 }),
-      },
-      ranking: ranking.map((r) => ({ id: r.id, score: r.score })),
-    };
-    if (!commit) return { ...decision, id: '' };
-    this.#pending.add(decision.id, best.id, fallbacks, scored.features, now);
-    this.#counters.route(best.id);
+    const decision = decide(this.#decision, this.#bias, scored, ctx, now, commit ? `${this.#idPrefix}${(this.#idCount++).toString(36)}` : '');
+    if (!commit) return decision;
+    this.#pending.add(decision.id, decision.expertId, decision.fallbacks, scored.features, now);
+    this.#counters.route(decision.expertId);
     // Checked first: no arguments array, no listener walk on the hot path when nobody listens.
     if (this.listenerCount('routed') > 0) emitSafely(this, 'routed', decision, text, ctx);
     return decision;

@@ -7,7 +7,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import type { RewiringExperts, RoutingDecision } from '../routing/index';
+import type { RewiringExperts } from '../routing/index';
 import { CloseGuard } from '../../toolkit/closing';
 import { reportError } from '../../toolkit/listeners';
 import * as v from '../../validate';
@@ -142,14 +142,8 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
       ...(this.dynamicExpertAllocation ? { allocate: (p, at) => this.#allocate(p.targetUtilization, p.rebalancingStrategy, at) } : {}),
     });
     if (s.balancing !== undefined) {
-      const balancer = new RequestBalancer(s.balancing, this.#registry.activeIds());
-      this.#balancer = balancer;
-      const onRouted = (d: RoutingDecision) => {
-        const bias = balancer.observe(d.expertId, (id) => this.#registry.get(id)?.replicas ?? 1);
-        if (bias !== undefined) this.router.setRelevanceBias(bias);
-      };
-      this.router.on('routed', onRouted);
-      this.#detach.push(() => this.router.off('routed', onRouted));
+      this.#balancer = new RequestBalancer(s.balancing, this.#registry.activeIds());
+      this.#detach.push(this.#balancer.attach(this.router, (id) => this.#registry.get(id)?.replicas ?? 1));
     }
     this.#view = {
       router: this.router,
@@ -478,8 +472,7 @@ export class MoEControlAPI extends EventEmitter implements ExpertPoolControl {
     this.#guard.closeSync(() => {
       this.#lifecycle.close();
       for (const c of [...this.#children]) c.close();
-      for (const d of this.#detach) d();
-      if (this.#balancer !== undefined) this.router.setRelevanceBias(null);
+      for (const d of this.#detach) d(); // the balancer's removes its bias from the router
       if (this.#ownRouter !== undefined) {
         this.#routerClosed = this.#ownRouter.close();
         // Awaited by Symbol.asyncDispose and by router.close(); close() itself returns at once.

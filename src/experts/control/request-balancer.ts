@@ -4,6 +4,7 @@
  * @module
  */
 import { BiasBalancer } from '../gating/index';
+import type { RewiringExperts, RoutingDecision } from '../routing/index';
 
 /** Resolved {@link LoadBalancingOptions}. */
 export interface BalancerSettings {
@@ -53,6 +54,22 @@ export class RequestBalancer {
     // Anti-windup: a bias held at its bound does not keep growing while the imbalance lasts.
     if (b.some((x) => Math.abs(x) > max)) this.#rebuild(Array.from(b, (x) => Math.min(max, Math.max(-max, x))));
     return this.bias();
+  }
+
+  /**
+   * Feeds the balancer with `router`'s routed queries and applies each new bias to it; returns
+   * the detach, which also removes the bias from the router.
+   */
+  attach(router: RewiringExperts, replicas: (id: string) => number): () => void {
+    const onRouted = (d: RoutingDecision) => {
+      const bias = this.observe(d.expertId, replicas);
+      if (bias !== undefined) router.setRelevanceBias(bias);
+    };
+    router.on('routed', onRouted);
+    return () => {
+      router.off('routed', onRouted);
+      router.setRelevanceBias(null);
+    };
   }
 
   /** The current bias per active expert. */

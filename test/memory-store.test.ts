@@ -234,6 +234,15 @@ describeBackends('MemAgent', (backend) => {
       await Promise.all([m.close(), off.close()]);
     });
 
+    it('reads history synchronously on SQLite; on PostgreSQL history() points to getHistory()', async () => {
+      const m = await open();
+      const id = await m.storeMemory('an audited note', MemoryType.SEMANTIC, MemoryPriority.LOW);
+      if (backend.name === 'sqlite') expect(m.history(id)).toEqual(await m.getHistory(id));
+      else expect(() => m.history(id)).toThrow(new Error('MemAgent.history: the items live in PostgreSQL, which answers asynchronously: use await memory.getHistory(id)'));
+      expect((await m.getHistory(id)).map((e) => e.event)).toEqual(['ADD']);
+      await m.close();
+    });
+
     it('keeps ADD / UPDATE / DELETE with old and new values, after the item is purged too', async () => {
       const c = clock();
       const m = await open({ clock: c.fn, retainDeletedMs: 10 });

@@ -280,6 +280,7 @@ export class MemAgent {
    *
    * @param id The item.
    * @returns Its events (empty for an unknown id).
+   * @throws Error on PostgreSQL, whose history is read asynchronously: use {@link MemAgent.getHistory}.
    *
    * @example
    * ```ts

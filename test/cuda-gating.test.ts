@@ -3,10 +3,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { CudaGating } from '../src/experts/gating/cuda-gating';
 import { dispatchPlan } from '../src/experts/gating/dispatch-plan';
-import { type TopkGatingOptions, topkGating } from '../src/experts/gating/topk-gating';
+import { topkGating } from '../src/experts/gating/topk-gating';
 import { ClosedError } from '../src/toolkit/closing';
 import { CUDA_AVAILABLE, CUDA_SKIP } from './support/cuda';
-import { normal, rng, ties } from './support/random';
+import { GATING_CASES as CASES, caseInputs } from './support/gating-cases';
+import { normal, rng } from './support/random';
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let worst = 0;
@@ -14,37 +15,12 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return worst;
 }
 
-/** Cases over the CPU kernel's paths: token tiles and rows, fast and general, groups, masks, ranges. */
-const CASES: { name: string; tokens: number; experts: number; options: Omit<TopkGatingOptions, 'experts'>; bias?: boolean; mask?: number }[] = [
-  { name: 'softmax E=8 k=2', tokens: 4096, experts: 8, options: { k: 2 } },
-  { name: 'softmax E=64 k=8 (tiles)', tokens: 4096, experts: 64, options: { k: 8 } },
-  { name: 'softmax E=64 k=6 not renormalised', tokens: 3000, experts: 64, options: { k: 6, renormalize: false } },
-  { name: 'softmax E=160 k=6 (rows: the normaliser in 16 partials)', tokens: 2048, experts: 160, options: { k: 6, renormalize: false } },
-  { name: 'softmax E=600 k=2 (rows)', tokens: 1024, experts: 600, options: { k: 2 } },
-  { name: 'sigmoid E=64 k=4', tokens: 2048, experts: 64, options: { k: 4, scoring: 'sigmoid' } },
-  {
-    name: 'DeepSeek-V3: sigmoid, bias, 8 groups top-4, route scale 2.5',
-    tokens: 4096, experts: 256, bias: true, options: { k: 8, scoring: 'sigmoid', routeScale: 2.5, groups: { count: 8, topkGroups: 4 } },
-  },
-  { name: 'softmax with bias E=128 k=8, groups scored by max', tokens: 2048, experts: 128, bias: true, options: { k: 8, groups: { count: 16, topkGroups: 3, score: 'max' } } },
-  { name: 'softmax + bias E=2048 k=16 (rows)', tokens: 512, experts: 2048, bias: true, options: { k: 16, renormalize: false } },
-  { name: 'k=32, expert range [16, 48)', tokens: 1024, experts: 64, options: { k: 32, expertRange: [16, 48] } },
-  { name: 'masked experts (-Infinity), some rows all masked', tokens: 1024, experts: 32, options: { k: 4 }, mask: 0.6 },
-  { name: 'ties (small integer logits)', tokens: 2048, experts: 16, options: { k: 3, scoring: 'sigmoid' }, bias: false },
-];
-
 describe.skipIf(!CUDA_AVAILABLE)(`CudaGating.topk equals topkGating${CUDA_SKIP}`, () => {
   const gate = CUDA_AVAILABLE ? new CudaGating() : (null as unknown as CudaGating);
   afterAll(() => gate?.close());
 
-  it.each(CASES)('$name', ({ tokens, experts, options, bias, mask, name }) => {
-    const r = rng(tokens * 31 + experts);
-    const logits = name.startsWith('ties') ? ties(r, tokens * experts, 4) : normal(r, tokens * experts, 2);
-    if (mask !== undefined) {
-      for (let i = 0; i < logits.length; i++) if (r() < mask) logits[i] = -Infinity;
-      logits.fill(-Infinity, 0, experts); // token 0: every expert masked
-    }
-    const o = { ...options, experts, ...(bias ? { bias: normal(r, experts, 0.05) } : {}) };
+  it.each(CASES)('$name', (c) => {
+    const { logits, options: o } = caseInputs(c);
     const cpu = topkGating(logits, o);
     const dev = gate.topk(logits, o);
     expect(dev.indices).toEqual(cpu.indices);

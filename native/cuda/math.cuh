@@ -1,14 +1,33 @@
 // Device ports of native/common/vec.h's exp and sigmoid, operation for operation, so that device
-// scores equal the CPU kernels' (the same polynomial, the same range reduction).
+// scores equal the CPU kernels' (the same polynomial, the same range reduction). Host-callable too:
+// test/cuda-gating-host.test.ts runs the gating row logic on the host against the CPU kernel.
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstring>
+
+#define CAPIBARA_HD __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define CAPIBARA_LDG(p) __ldg(p)
+#else
+#define CAPIBARA_LDG(p) (*(p))
+#endif
 
 namespace capibara {
 namespace cuda {
 
-__device__ __forceinline__ float Pow2(int n) { return __int_as_float((n + 127) << 23); }
+CAPIBARA_HD float Pow2(int n) {
+#ifdef __CUDA_ARCH__
+  return __int_as_float((n + 127) << 23);
+#else
+  const int bits = (n + 127) << 23;
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+#endif
+}
 
-__device__ __forceinline__ float ExpReduced(float x, float* n) {
+CAPIBARA_HD float ExpReduced(float x, float* n) {
   const float magic = 12582912.0f;
   const float fn = (x * 1.44269504088896341f + magic) - magic;
   float r = x - fn * 0.693359375f;
@@ -24,7 +43,7 @@ __device__ __forceinline__ float ExpReduced(float x, float* n) {
 }
 
 // exp(x) for x <= 0; 0 below -87.3 and for -Infinity.
-__device__ __forceinline__ float ExpNonPositive(float x) {
+CAPIBARA_HD float ExpNonPositive(float x) {
   const float lo = -87.3365447f;
   if (x < lo) return 0.f;
   float fn;
@@ -32,7 +51,7 @@ __device__ __forceinline__ float ExpNonPositive(float x) {
   return p * Pow2(static_cast<int>(fn));
 }
 
-__device__ __forceinline__ float Exp(float x) {
+CAPIBARA_HD float Exp(float x) {
   const float lo = -87.3365447f;
   if (x < lo) return 0.f;
   float fn;
@@ -42,7 +61,7 @@ __device__ __forceinline__ float Exp(float x) {
   return p * Pow2(n1) * Pow2(n - n1);
 }
 
-__device__ __forceinline__ float Sigmoid(float x) { return 1.f / (1.f + Exp(0.f - x)); }
+CAPIBARA_HD float Sigmoid(float x) { return 1.f / (1.f + Exp(0.f - x)); }
 
 }  // namespace cuda
 }  // namespace capibara

@@ -74,14 +74,16 @@ export class CudaKvStore {
 
   /**
    * Stores a step and attends its queries (causally, each over what its heads keep). A chunk is
-   * taken in pieces of at most `maxRollback + 1` tokens: storing a piece must not overwrite ring
-   * slots its first query still reads.
+   * taken in pieces of at most `maxRollback + 1` tokens (and 1,024): storing a piece must not
+   * overwrite ring slots its first query still reads. The kernel is a decode kernel: a long
+   * prompt's queries each scan their positions, correct but not a prefill kernel's speed.
    */
   attend(s: CudaStep, q: Float32Array, queryHeads: number, scale: number, lse: Float32Array | null): Float32Array {
     const h = this.#open();
     const { kvHeads, headDim: d, ring, recent } = this.#shape;
     const out = new Float32Array(s.n * queryHeads * d);
-    const piece = Math.max(1, ring - recent + 1);
+    // At most 1,024 queries a launch (the kernel's grid takes queries in its z dimension).
+    const piece = Math.max(1, Math.min(1024, ring - recent + 1));
     for (let t = 0; t < s.n; t += piece) {
       const n = Math.min(piece, s.n - t);
       const pos0 = this.#length[s.layer]!;

@@ -44,7 +44,11 @@ describe('native loader', () => {
     expect(msg).toContain(`Could not load the @capibara/core native addon for ${process.platform}-${process.arch}`);
     expect(msg).toContain(`${join(dir, 'build', 'Release', 'capibara.node')}: file not found`);
     expect(msg).toContain(`${join(dir, 'build', 'Debug', 'capibara.node')}: file not found`);
-    expect(msg).toContain('npm run build:native (needs CMake >= 3.15 and a C++17 compiler');
+    expect(msg).toContain(`${join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'capibara.node')}: file not found`);
+    // Commands that work in an app that installed the package, then the one of a checkout.
+    expect(msg).toContain("Run the package's install script (npm install --ignore-scripts skips it): npm rebuild @capibara/core (");
+    expect(msg).toContain('npm rebuild @capibara/core --build-from-source (needs CMake >= 3.15 and a C++17 compiler');
+    expect(msg).toContain('in a checkout of the repository: npm run build:native.');
   });
 
   it('reports a broken override with its real error, and loads a good one', () => {

@@ -1,7 +1,7 @@
 // DuoAttention decode on the device (flash-decoding split-K). Each KV head's rows live in one
 // device buffer of float16 or bfloat16: a retrieval head's row p is position p; a streaming head
 // keeps `sink` rows and a ring of `ring` rows (position p >= sink at row sink + (p - sink) % ring).
-// A block takes one KV head, up to 8 of its query heads (GQA: they share every key load), one
+// A block takes one KV head, up to 4 or 8 of its query heads (GQA: they share every key load), one
 // query and one split of the positions that query sees; it scores a tile of 128 keys (a thread
 // per key, 16-byte loads), updates a running max and sum per query head, and accumulates the
 // values (a thread per pair of columns). A second kernel merges the splits by their log-sum-exp.
@@ -18,7 +18,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 128;  // also the keys per tile
-constexpr int kGroup = 8;      // query heads per block
 constexpr float kNegInf = -__builtin_huge_valf();
 
 __device__ __forceinline__ float2 ToFloat2(__half2 x) { return __half22float2(x); }
@@ -78,7 +77,7 @@ __global__ void StoreKernel(const void* src_k, const void* src_v, KvHeadTable he
   }
 }
 
-template <typename T>
+template <typename T, int kGroup>
 __global__ void __launch_bounds__(kThreads) PartialKernel(const float* __restrict__ q, KvHeadTable heads, AttendParams p,
                                                           float* __restrict__ partial) {
   extern __shared__ float shared[];
@@ -128,6 +127,7 @@ __global__ void __launch_bounds__(kThreads) PartialKernel(const float* __restric
         const int64_t row = vis.Row(tile + threadIdx.x);
         rows[threadIdx.x] = row;
         const uint4* kr = reinterpret_cast<const uint4*>(kbase + row * D);
+#pragma unroll 4
         for (int32_t c = 0; c < D / 8; ++c) {
           const uint4 raw = __ldg(kr + c);
           const T2* pair = reinterpret_cast<const T2*>(&raw);
@@ -175,6 +175,7 @@ __global__ void __launch_bounds__(kThreads) PartialKernel(const float* __restric
         acc[g][0] *= a;
         acc[g][1] *= a;
       }
+#pragma unroll 4
       for (int32_t j = kg; j < n; j += nkg) {
         const float2 vf = ToFloat2(reinterpret_cast<const T2*>(vbase + rows[j] * D)[col]);
 #pragma unroll
@@ -251,12 +252,18 @@ int64_t AttendScratch(const AttendParams& p) {
 cudaError_t Attend(const float* q, const KvHeadTable& heads, const AttendParams& p, float* scratch, float* out,
                    float* lse, cudaStream_t stream) {
   const int32_t G = p.query_heads / p.kv_heads;
-  const int32_t gchunks = (G + kGroup - 1) / kGroup;
+  const int32_t group = QueryHeadsPerBlock(G);
+  const int32_t gchunks = (G + group - 1) / group;
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.kv_heads),
                   static_cast<unsigned>(p.queries * gchunks));
-  const size_t shared = sizeof(float) * (kGroup * p.dim + kGroup * kThreads + 2 * kGroup * kThreads + 3 * kGroup);
-  if (p.type == KvType::kF16) PartialKernel<__half><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
-  else PartialKernel<__nv_bfloat16><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
+  const size_t shared = sizeof(float) * (group * p.dim + group * kThreads + 2 * group * kThreads + 3 * group);
+  if (p.type == KvType::kF16) {
+    if (group == 4) PartialKernel<__half, 4><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
+    else PartialKernel<__half, 8><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
+  } else {
+    if (group == 4) PartialKernel<__nv_bfloat16, 4><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
+    else PartialKernel<__nv_bfloat16, 8><<<grid, kThreads, shared, stream>>>(q, heads, p, scratch);
+  }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   CombineKernel<<<static_cast<unsigned>(p.queries * p.query_heads), 128, 0, stream>>>(scratch, p, out, lse);

@@ -516,7 +516,8 @@ Napi::Value KvAttendJs(const Napi::CallbackInfo& info) {
   const int64_t most = any_retrieval ? last : std::min<int64_t>(last, static_cast<int64_t>(kv->sink) + p.recent);
   if (any_retrieval && last > L.capacity) ThrowRange(env, "Expected the queries' positions to be stored before cudaKvAttend");
   // Enough split-K blocks to fill the device about eight times over, each at least 128 positions.
-  const int64_t gchunks = (p.query_heads / p.kv_heads + 7) / 8;
+  const int64_t group = QueryHeadsPerBlock(p.query_heads / p.kv_heads);
+  const int64_t gchunks = (p.query_heads / p.kv_heads + group - 1) / group;
   const int64_t others = static_cast<int64_t>(p.kv_heads) * gchunks * p.queries;
   const int64_t want = std::max<int64_t>(1, (8 * static_cast<int64_t>(kv->sms) + others - 1) / others);
   int64_t split = (most + want - 1) / want;

@@ -80,6 +80,8 @@ struct AttendParams {
   int32_t split = 512;  // positions per split-K block
   int32_t splits = 1;   // ceil(most visible positions / split)
 };
+// Query heads a block of the decode kernel takes (of the `group` sharing one KV head): 4 or 8.
+inline int32_t QueryHeadsPerBlock(int32_t group) { return group <= 4 ? 4 : 8; }
 // Partial results need splits * queries * query_heads * (dim + 2) floats of scratch.
 int64_t AttendScratch(const AttendParams& p);
 // out [queries, query_heads, dim] float32; lse [queries, query_heads] or null.

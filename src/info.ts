@@ -30,7 +30,16 @@ export interface CudaInfo {
   /** The driver's CUDA version (same numbering); null without a driver. */
   driverVersion: number | null;
   /** The devices found, in CUDA's order (device 0 runs the kernels). */
-  devices: { name: string; computeCapability: string; multiProcessors: number; memoryBytes: number }[];
+  devices: {
+    /** The device's name, e.g. `'NVIDIA H100 80GB HBM3'`. */
+    name: string;
+    /** Compute capability, e.g. `'9.0'` (sm_90). */
+    computeCapability: string;
+    /** Streaming multiprocessors. */
+    multiProcessors: number;
+    /** Device memory in bytes. */
+    memoryBytes: number;
+  }[];
 }
 
 /**

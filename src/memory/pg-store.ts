@@ -24,12 +24,10 @@ import type { MemoryEvent, MemoryItem } from './mem-agent-types';
 import type { Compression, PageTotals } from './pages';
 import { createPool, isConnectionError, Mutex, poolName, query, queries, type ResolvedPostgres } from './pg-connection';
 import { maintainPages } from './pg-pages';
+import { PgTouches } from './pg-touches';
 import { ensurePgSchema, quoteIdent } from './pg-schema';
 import { changesQuery, fetchAll, type MirrorHooks, readChanges, type Snapshot, syncChanges } from './pg-sync';
 import type { ItemWrites } from './writes';
-
-/** Access statistics are written at most this often (ms), each time for every retrieval since. */
-const TOUCH_DELAY_MS = 50;
 
 const FIELDS = [
   'id', 'type', 'priority', 'importance', 'tags', 'metadata', 'user_id', 'agent_id', 'session_id', 'created_at', 'updated_at',
@@ -71,13 +69,7 @@ export class PgItemStore {
   #totals: PageTotals = { rawBytes: 0, storedBytes: 0 };
   #tx: Tx | undefined;
   #dirty = false;
-  #touches = new Map<number, { at: number; n: number }>();
-  /** Retrievals whose statistics wait in `#touches`. */
-  #touchCalls = 0;
-  #flushing: Promise<void> | null = null;
-  #touchTimer: NodeJS.Timeout | undefined;
-  /** Retrievals whose access statistics could not be written (best effort), as SQLite's store counts them. */
-  touchFailures = 0;
+  readonly #touches: PgTouches;
 
   private constructor(pool: Pool, owned: boolean, o: ResolvedPostgres, codec: Compression, dims: number, readonly: boolean, skip: boolean) {
     this.#pool = pool;
@@ -88,6 +80,12 @@ export class PgItemStore {
     this.readonly = readonly;
     this.#skip = skip;
     this.label = `PostgreSQL at ${poolName(pool)} (schema '${o.schema}')`;
+    this.#touches = new PgTouches(pool, this.#s);
+  }
+
+  /** Retrievals whose access statistics could not be written (best effort), as SQLite's store counts them. */
+  get touchFailures(): number {
+    return this.#touches.failures;
   }
 
   /** Connects, creates or migrates the schema, checks it and reads every live item. */
@@ -353,51 +351,9 @@ export class PgItemStore {
     for (const c of items) this.#quarantined.delete(c.row);
   }
 
-  /** Records retrievals: sent in the background, those of TOUCH_DELAY_MS coalesced into one statement (best effort). */
+  /** Records a retrieval: sent in the background with the others of its batch (pg-touches.ts). */
   touch(seqs: readonly number[], now: number): void {
-    if (this.readonly || seqs.length === 0) return;
-    this.#touchCalls++;
-    for (const seq of seqs) {
-      const t = this.#touches.get(seq);
-      if (t === undefined) this.#touches.set(seq, { at: now, n: 1 });
-      else {
-        t.at = Math.max(t.at, now);
-        t.n++;
-      }
-    }
-    this.#scheduleTouches();
-  }
-
-  // One statement at most every TOUCH_DELAY_MS: retrievals in between add to the same batch.
-  #scheduleTouches(): void {
-    if (this.#touchTimer !== undefined || this.#flushing !== null || this.#touches.size === 0) return;
-    this.#touchTimer = setTimeout(() => {
-      this.#touchTimer = undefined;
-      this.#flushing = this.#flushTouches().finally(() => {
-        this.#flushing = null;
-        this.#scheduleTouches();
-      });
-    }, TOUCH_DELAY_MS);
-    this.#touchTimer.unref();
-  }
-
-  async #flushTouches(): Promise<void> {
-    if (this.#touches.size > 0) {
-      const batch = this.#touches;
-      const calls = this.#touchCalls;
-      this.#touches = new Map();
-      this.#touchCalls = 0;
-      const seqs = [...batch.keys()];
-      try {
-        // Its own version, so that other processes' next sync carries the new statistics.
-        await query(this.#pool, `WITH v AS (UPDATE ${this.#s}.memagent_state SET version = version + 1 RETURNING version)
-          UPDATE ${this.#s}.memagent_items i SET last_accessed = GREATEST(i.last_accessed, x.at), access_count = i.access_count + x.n, touch_seq = v.version
-          FROM v, unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(seq, at, n) WHERE i.seq = x.seq AND i.deleted_at IS NULL`,
-        [seqs, seqs.map((s) => batch.get(s)!.at), seqs.map((s) => batch.get(s)!.n)]);
-      } catch {
-        this.touchFailures += calls;
-      }
-    }
+    if (!this.readonly) this.#touches.add(seqs, now);
   }
 
   /** An item's events, oldest first (reads the database). */
@@ -432,10 +388,7 @@ export class PgItemStore {
     // After any refresh in progress: ending a pool while a connection is being handed out can hang.
     const release = await this.#lock.acquire();
     try {
-      clearTimeout(this.#touchTimer);
-      this.#touchTimer = undefined;
-      await this.#flushing;
-      await this.#flushTouches();
+      await this.#touches.close();
       if (this.#owned) await this.#pool.end().catch(() => undefined);
     } finally {
       release();

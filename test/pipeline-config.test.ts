@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPipeline, checkPipelineConfig, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
-import { makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { buildPipeline, checkPipelineConfig, HeadPattern, LlamaDecoder, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
+import { makeTinyHfModel, makeTinyModel } from '../scripts/make-tiny-model.mjs';
 import { hasPostgres, type PostgresServer, startPostgres } from './support/postgres-server';
 import { hasRedisServer, type RedisServer, startRedisServer } from './support/redis-server';
 
@@ -28,8 +28,8 @@ describe('the config schema', () => {
     ['no experts', {}, new TypeError('Expected an object for config.experts but received undefined')],
     ['empty experts', { experts: {} }, new RangeError('Expected an object with at least 1 entry for config.experts but received object')],
     ['an unknown top-level key', { experts: { tiny }, memroy: {} }, new TypeError("Unknown option 'memroy' in config (expected one of: $schema, experts, routing, memory, budgets, thinking, defaults, server)")],
-    ['no backend', { experts: { tiny: { path: 'x' } } }, new TypeError("Expected one of 'onnx', 'openai' for config.experts.tiny.backend but received undefined")],
-    ['an unknown backend', { experts: { tiny: { backend: 'llamacpp' } } }, new RangeError("Expected one of 'onnx', 'openai' for config.experts.tiny.backend but received 'llamacpp' of type string")],
+    ['no backend', { experts: { tiny: { path: 'x' } } }, new TypeError("Expected one of 'onnx', 'llama', 'openai' for config.experts.tiny.backend but received undefined")],
+    ['an unknown backend', { experts: { tiny: { backend: 'llamacpp' } } }, new RangeError("Expected one of 'onnx', 'llama', 'openai' for config.experts.tiny.backend but received 'llamacpp' of type string")],
     ['threads out of range', { experts: { tiny: { ...tiny, threads: 0 } } }, new RangeError('Expected integer in [1, 256] for config.experts.tiny.threads but received 0 of type number')],
     ['an option of the other backend', { experts: { tiny: { ...tiny, baseURL: 'http://x' } } }, new TypeError("Unknown option 'baseURL' in config.experts.tiny (expected one of: backend, path, threads, executionProviders, modelFile, chatTemplate, contextLength, profile)")],
     ['an openai expert without a model', { experts: { remote: { backend: 'openai', baseURL: 'http://x' } } }, new TypeError('Expected non-empty string for config.experts.remote.model but received undefined')],
@@ -146,4 +146,43 @@ describe.skipIf(!hasPostgres || !hasRedisServer)('building a replica from a conf
       await Promise.all([one.close(), two.close()]);
     }
   }, 60_000);
+});
+
+describe('a Llama-family expert decoded with DuoAttention', () => {
+  it('builds from the config with its pattern files; the trace reports the attention inside decoding', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'capibara-pipeline-llama-'));
+    try {
+      await makeTinyHfModel(join(root, 'tiny-hf'), {});
+      // Layer 0 streams KV head 1, layer 1 streams KV head 0: half the cache streams.
+      await HeadPattern.fromMask([[true, false], [false, true]], { layers: 2, kvHeads: 2, sink: 4, recent: 8 }).save(join(root, 'pattern'));
+      const config = checkPipelineConfig({
+        experts: { duo: { backend: 'llama', path: './tiny-hf', headPattern: './pattern', threads: 1, storage: 'float16' } },
+        defaults: { maxTokens: 24, temperature: 0 },
+      });
+      const built = await buildPipeline(config, { baseDir: root });
+      try {
+        const duo = built.pipeline.expert('duo').generator as LlamaDecoder;
+        expect(duo).toBeInstanceOf(LlamaDecoder);
+        expect([duo.sink, duo.recent, duo.headPattern.retrievalCount]).toEqual([4, 8, 2]);
+        const r = await built.pipeline.run({ prompt: Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ') });
+        const a = r.trace.stages[3]!.stage === 'generation' ? r.trace.stages[3]!.attention : undefined;
+        expect(a).toBeDefined();
+        expect(a!.ms).toBeGreaterThan(0);
+        expect(a!.denseMs).toBeGreaterThan(0);
+        // Past sink + recent tokens the streaming heads hold 12 positions each, the others all of them.
+        expect(a!.kvBytes).toEqual(duo.kvBytes().used);
+        expect(a!.kvBytes).toBeLessThan(a!.kvBytesFull);
+      } finally {
+        await built.close();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a bad storage names the key', () => {
+    expect(() => checkPipelineConfig({ experts: { duo: { backend: 'llama', path: 'x', storage: 'fp8' } } })).toThrow(
+      new RangeError("Expected one of 'float32', 'float16', 'bf16', 'int8' for config.experts.duo.storage but received 'fp8' of type string"),
+    );
+  });
 });

@@ -44,6 +44,24 @@ const onnxExpert = {
   },
 } as const;
 
+const llamaExpert = {
+  type: 'object',
+  description: 'A Hugging Face Llama-family model folder decoded by LlamaDecoder: dense layers in ONNX Runtime, attention (DuoAttention) on the KV cache.',
+  additionalProperties: false,
+  required: ['backend', 'path'],
+  properties: {
+    backend: { const: 'llama' },
+    path: { ...nonEmpty, description: 'The model folder (config.json, model.safetensors, tokenizer.json), relative to the config file.' },
+    threads: { type: 'integer', minimum: 1, maximum: 256, description: 'Threads of ONNX Runtime and of the attention kernel.' },
+    headPattern: { ...nonEmpty, description: 'DuoAttention pattern files (capibara calibrate writes them), relative to the config file; default every head full.' },
+    sink: { ...positiveInt, description: "Sink tokens of a streaming head; default the pattern's, else 64." },
+    recent: { ...positiveInt, description: "Recent tokens of a streaming head; default the pattern's, else 256." },
+    storage: { enum: ['float32', 'float16', 'bf16', 'int8'], description: 'How the KV cache stores keys and values; default float32.' },
+    maxTokens: { ...positiveInt, description: "Most tokens the KV cache holds; default the model's max_position_embeddings." },
+    ...common,
+  },
+} as const;
+
 const openaiExpert = {
   type: 'object',
   description: 'Any OpenAI-compatible /v1/completions server (OpenAICompatibleGenerator).',
@@ -88,7 +106,7 @@ export const PIPELINE_CONFIG_SCHEMA: Readonly<Record<string, unknown>> = {
       type: 'object',
       description: 'The experts by id (1 to 128 characters), each a backend.',
       minProperties: 1,
-      additionalProperties: { oneOf: [onnxExpert, openaiExpert], discriminator: { propertyName: 'backend' } },
+      additionalProperties: { oneOf: [onnxExpert, llamaExpert, openaiExpert], discriminator: { propertyName: 'backend' } },
     },
     routing: {
       type: 'object',

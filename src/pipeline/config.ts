@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BudgetForcing, EnforcementLevel, RedisBudgetStore, ResourceType } from '../budget/index';
 import { RewiringExperts, RoutingStrategy } from '../experts/routing/index';
-import { type Generator, OnnxCausalLM, OpenAICompatibleGenerator } from '../llm/index';
+import { type Generator, LlamaDecoder, OnnxCausalLM, OpenAICompatibleGenerator } from '../llm/index';
 import { MemAgent } from '../memory/index';
 import { SqliteThinkingStore } from '../thinking/index';
 import * as v from '../validate';
@@ -40,11 +40,13 @@ export interface ExpertProfileConfig {
 }
 
 /**
- * An expert of the config: a local ONNX model or an OpenAI-compatible server.
+ * An expert of the config: a local ONNX model, a Llama-family folder decoded with DuoAttention,
+ * or an OpenAI-compatible server.
  *
  * @example
  * ```ts
  * const local: ExpertConfig = { backend: 'onnx', path: './models/tiny', threads: 2 };
+ * const duo: ExpertConfig = { backend: 'llama', path: './models/qwen2.5-0.5b', headPattern: './patterns/qwen2.5-0.5b', storage: 'bf16' };
  * const remote: ExpertConfig = { backend: 'openai', baseURL: 'http://127.0.0.1:8001', model: 'Qwen/Qwen3-8B', apiKeyEnv: 'VLLM_KEY' };
  * ```
  */
@@ -63,6 +65,30 @@ export type ExpertConfig =
       /** Jinja chat template; default the folder's. */
       chatTemplate?: string;
       /** Context length; default the model's. */
+      contextLength?: number;
+      /** The router's view of it. */
+      profile?: ExpertProfileConfig;
+    }
+  | {
+      /** A Hugging Face Llama-family folder run by {@link LlamaDecoder} (DuoAttention on its KV cache). */
+      backend: 'llama';
+      /** The model folder (config.json, model.safetensors, tokenizer.json), relative to the config file. */
+      path: string;
+      /** Threads of ONNX Runtime and of the attention kernel. */
+      threads?: number;
+      /** DuoAttention pattern files (as `capibara calibrate` writes them), relative to the config file; default every head full. */
+      headPattern?: string;
+      /** Sink tokens of a streaming head. */
+      sink?: number;
+      /** Recent tokens of a streaming head. */
+      recent?: number;
+      /** How the KV cache stores keys and values. */
+      storage?: 'float32' | 'float16' | 'bf16' | 'int8';
+      /** Most tokens the KV cache holds. */
+      maxTokens?: number;
+      /** Jinja chat template; default the folder's. */
+      chatTemplate?: string;
+      /** Context length; default the cache's. */
       contextLength?: number;
       /** The router's view of it. */
       profile?: ExpertProfileConfig;
@@ -459,6 +485,21 @@ async function loadExpert(id: string, e: ExpertConfig, at: (p: string) => string
         ...(e.threads === undefined ? {} : { threads: e.threads }),
         ...(e.executionProviders === undefined ? {} : { executionProviders: e.executionProviders }),
         ...(e.modelFile === undefined ? {} : { modelFile: e.modelFile }),
+      });
+    } catch (err) {
+      throw new Error(`Expert '${id}': ${(err as Error).message}`, { cause: err });
+    }
+    opened.push(model);
+    generator = model;
+    const own = ChatTemplate.fromModelDir(dir);
+    chatTemplate = e.chatTemplate === undefined ? own : new ChatTemplate(e.chatTemplate, own.specialTokens);
+  } else if (e.backend === 'llama') {
+    const dir = at(e.path);
+    let model: LlamaDecoder;
+    try {
+      model = await LlamaDecoder.load(dir, {
+        ...pick(e, ['threads', 'sink', 'recent', 'storage', 'maxTokens']),
+        ...(e.headPattern === undefined ? {} : { headPattern: at(e.headPattern) }),
       });
     } catch (err) {
       throw new Error(`Expert '${id}': ${(err as Error).message}`, { cause: err });

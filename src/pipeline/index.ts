@@ -2,7 +2,7 @@ export { type ChatMessage, ChatTemplate, type ChatTemplateOptions } from './chat
 export { OptimizationPipeline, type PipelineStats } from './pipeline';
 export { MEMORY_HEADING } from './request';
 export {
-  BudgetRefusedError, type BudgetTrace, type ExpertSpec, type GenerationTrace, type MemoryTrace, type MultiRoundRequest, type OptimizationPipelineOptions,
+  type AttentionTrace, BudgetRefusedError, type BudgetTrace, type ExpertSpec, type GenerationTrace, type MemoryTrace, type MultiRoundRequest, type OptimizationPipelineOptions,
   type PipelineBudgetOptions, type PipelineDefaults, type PipelineEventSource, type PipelineMemoryOptions, type PipelineMetrics, type PipelineRequest,
   type PipelineResult, type PipelineRunOptions, type PipelineThinkingOptions, type PipelineTrace, type RoutingTrace, type StageTrace, type StoreTrace,
   type ThinkingBoundsRequest,

@@ -4,7 +4,7 @@
  * can charge exactly what was generated and tell generation time from its own overhead.
  * @module
  */
-import type { GenerateOptions, GenerateResult, Generator, GeneratorPrompt } from '../llm/index';
+import type { GenerateOptions, GenerateResult, Generator, GeneratorPrompt, LlamaGenerateResult } from '../llm/index';
 
 /** What one run's generate calls added up to. */
 export interface RunStats {
@@ -22,10 +22,14 @@ export interface RunStats {
   /** Set when a turn could not be had: the run fails with it, the expert is not blamed. */
   turnError: unknown;
   turnFailed: boolean;
+  /** Attention kernel time of calls whose result reports it (a `LlamaDecoder`), ms. */
+  attentionMs: number | undefined;
+  /** Dense-layer time of those calls, ms. */
+  denseMs: number | undefined;
 }
 
 export function newStats(): RunStats {
-  return { calls: 0, tokens: 0, generationMs: 0, waitMs: 0, generatorError: undefined, generatorFailed: false, turnError: undefined, turnFailed: false };
+  return { calls: 0, tokens: 0, generationMs: 0, waitMs: 0, generatorError: undefined, generatorFailed: false, turnError: undefined, turnFailed: false, attentionMs: undefined, denseMs: undefined };
 }
 
 /** A Generator over `inner` for one run of one expert. */
@@ -62,6 +66,11 @@ export class RunGenerator implements Generator {
     try {
       const r = await this.inner.generate(prompt, options);
       this.stats.tokens += r.tokens;
+      const timed = r as Partial<LlamaGenerateResult>;
+      if (typeof timed.attentionMs === 'number' && typeof timed.denseMs === 'number') {
+        this.stats.attentionMs = (this.stats.attentionMs ?? 0) + timed.attentionMs;
+        this.stats.denseMs = (this.stats.denseMs ?? 0) + timed.denseMs;
+      }
       return r;
     } catch (err) {
       this.stats.generatorFailed = true;

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ResourceType } from '../budget/index';
-import type { GeneratorPrompt } from '../llm/index';
+import { type GeneratorPrompt, LlamaDecoder } from '../llm/index';
 import { MemoryType } from '../memory/index';
 import * as v from '../validate';
 import { type Generated, generate } from './generate';
@@ -359,6 +359,10 @@ export class Run {
       finishReason: out.finishReason,
     });
     delete this.#generation.reason;
+    if (st.attentionMs !== undefined && expert.generator instanceof LlamaDecoder) {
+      const kv = expert.generator.kvBytes();
+      this.#generation.attention = { ms: st.attentionMs, denseMs: st.denseMs!, kvBytes: kv.used, kvBytesFull: kv.full };
+    }
     if (out.thinkingTokens !== undefined) this.#generation.thinkingTokens = out.thinkingTokens;
     if (out.session !== undefined) {
       Object.assign(this.#generation, {

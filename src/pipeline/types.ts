@@ -5,7 +5,7 @@
  */
 import type { BudgetDecision, BudgetForcing } from '../budget/index';
 import type { RewiringExperts, RoutingContext, RoutingStrategy } from '../experts/routing/index';
-import type { FinishReason, Generator, GeneratorPrompt } from '../llm/index';
+import type { FinishReason, Generator, GeneratorPrompt, LlamaDecoder } from '../llm/index';
 import type { MemAgent, MemoryPriority } from '../memory/index';
 import type { ReasoningType, ThinkingMode, ThinkingStopReason, ThinkingStore } from '../thinking/index';
 import type { ChatMessage, ChatTemplate } from './chat-template';
@@ -446,6 +446,27 @@ export interface BudgetTrace {
  * console.log(g?.mode, g?.tokens, g?.finishReason);
  * ```
  */
+/**
+ * What attention cost in a run's generation on a {@link LlamaDecoder}: the pipeline's
+ * "(attention)" stage, which runs inside the expert's decode loop.
+ *
+ * @example
+ * ```ts
+ * const a = r.trace.stages[3].attention;
+ * if (a) console.log(`attention ${a.ms.toFixed(1)} ms, KV ${a.kvBytes} of ${a.kvBytesFull} bytes`);
+ * ```
+ */
+export interface AttentionTrace {
+  /** Wall time of the attention kernel calls of the run's generate calls, ms (part of the generation's `ms`). */
+  ms: number;
+  /** Wall time of the dense layers (ONNX Runtime) of those calls, ms. */
+  denseMs: number;
+  /** Bytes the decoder's KV cache holds after the run ({@link LlamaDecoder.kvBytes} `used`). */
+  kvBytes: number;
+  /** Bytes it would hold with every head full, for the same tokens (`full`). */
+  kvBytesFull: number;
+}
+
 export interface GenerationTrace {
   /** `'generation'`. */
   stage: 'generation';
@@ -478,6 +499,11 @@ export interface GenerationTrace {
    * prompt for the budget reservation.
    */
   encodeMs?: number;
+  /**
+   * The attention inside decoding, when the expert is a {@link LlamaDecoder} (DuoAttention on
+   * its split KV cache); absent for other generators.
+   */
+  attention?: AttentionTrace;
   /** The multi-round session's id. */
   sessionId?: string;
   /** Rounds run (multi-round). */

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPipeline, checkPipelineConfig, HeadPattern, LlamaDecoder, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
+import { buildPipeline, CapibaraMetrics, checkPipelineConfig, HeadPattern, LlamaDecoder, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
 import { makeTinyHfModel, makeTinyModel } from '../scripts/make-tiny-model.mjs';
 import { hasPostgres, type PostgresServer, startPostgres } from './support/postgres-server';
 import { hasRedisServer, type RedisServer, startRedisServer } from './support/redis-server';
@@ -159,7 +159,8 @@ describe('a Llama-family expert decoded with DuoAttention', () => {
         experts: { duo: { backend: 'llama', path: './tiny-hf', headPattern: './pattern', threads: 1, storage: 'float16' } },
         defaults: { maxTokens: 24, temperature: 0 },
       });
-      const built = await buildPipeline(config, { baseDir: root });
+      const metrics = new CapibaraMetrics();
+      const built = await buildPipeline(config, { baseDir: root, metrics });
       try {
         const duo = built.pipeline.expert('duo').generator as LlamaDecoder;
         expect(duo).toBeInstanceOf(LlamaDecoder);
@@ -172,8 +173,13 @@ describe('a Llama-family expert decoded with DuoAttention', () => {
         // Past sink + recent tokens the streaming heads hold 12 positions each, the others all of them.
         expect(a!.kvBytes).toEqual(duo.kvBytes().used);
         expect(a!.kvBytes).toBeLessThan(a!.kvBytesFull);
+        const text = await metrics.metrics();
+        expect(text).toContain(`capibara_attention_kv_cache_bytes{expert="duo",heads="duo"} ${a!.kvBytes}\n`);
+        expect(text).toContain(`capibara_attention_kv_cache_bytes{expert="duo",heads="full"} ${a!.kvBytesFull}\n`);
+        expect(text).toContain(`capibara_attention_decode_seconds_total{expert="duo"} ${a!.ms / 1000}\n`);
       } finally {
         await built.close();
+        await metrics.close();
       }
     } finally {
       rmSync(root, { recursive: true, force: true });

@@ -421,6 +421,12 @@ export class CapibaraMetrics {
           this.#inc('capibara_llm_generated_tokens_total', { expert }, n('tokens') ?? 0);
           this.#inc('capibara_llm_prompt_tokens_total', { expert }, n('promptTokens') ?? 0);
           this.#observe('capibara_llm_generation_duration_seconds', s.ms / 1000, { expert });
+          const attention = s['attention'] as { ms: number; kvBytes: number; kvBytesFull: number } | undefined;
+          if (attention !== undefined && attention !== null && typeof attention === 'object') {
+            this.#inc('capibara_attention_decode_seconds_total', { expert }, attention.ms / 1000);
+            this.#set('capibara_attention_kv_cache_bytes', attention.kvBytes, { expert, heads: 'duo' });
+            this.#set('capibara_attention_kv_cache_bytes', attention.kvBytesFull, { expert, heads: 'full' });
+          }
           if (s['mode'] === 'thinking') {
             this.#inc('capibara_thinking_sessions_total', { kind: 's1', stop_reason: str('finishReason') === 'length' ? 'answer-length' : 'answered' });
             this.#inc('capibara_thinking_tokens_total', {}, n('thinkingTokens') ?? 0);

@@ -11,7 +11,9 @@ import { topkGating } from '../src/experts/gating/topk-gating';
 import { GATING_CASES, caseInputs } from './support/gating-cases';
 
 const ROOT = join(__dirname, '..');
-const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
+// nvcc and the check program are not built with ASan: keep the sanitizer run's preload away from them.
+const { LD_PRELOAD: _preload, ...CHILD_ENV } = process.env;
+const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8', env: CHILD_ENV });
 const SKIP = nvcc.status === 0 ? '' : ` (skipped: nvcc not found: ${nvcc.error?.message ?? nvcc.stderr})`;
 let dir: string;
 let bin: string;
@@ -37,7 +39,7 @@ function runHost(logits: Float32Array, o: ReturnType<typeof caseInputs>['options
   const request = join(dir, 'request.bin');
   const result = join(dir, 'result.bin');
   writeFileSync(request, Buffer.concat([Buffer.from(head), ...(bias ? [Buffer.from(bias.buffer)] : []), Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength)]));
-  const run = spawnSync(bin, [request, result]);
+  const run = spawnSync(bin, [request, result], { env: CHILD_ENV });
   if (run.status !== 0) throw new Error(`gating host check exited with ${run.status}: ${String(run.stderr)}`);
   const out = readFileSync(result);
   const n = T * o.k;
@@ -53,7 +55,7 @@ describe.skipIf(SKIP !== '')(`device gating logic (host build) equals the CPU ke
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'capibara-gating-host-'));
     bin = join(dir, 'gating-host');
-    const c = spawnSync('nvcc', ['-std=c++17', '-O2', '-I', join(ROOT, 'native'), join(ROOT, 'test/support/cuda-gating-host.cu'), '-o', bin], { encoding: 'utf8' });
+    const c = spawnSync('nvcc', ['-std=c++17', '-O2', '-I', join(ROOT, 'native'), join(ROOT, 'test/support/cuda-gating-host.cu'), '-o', bin], { encoding: 'utf8', env: CHILD_ENV });
     if (c.status !== 0) throw new Error(`nvcc failed: ${c.stderr}`);
   }, 120_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

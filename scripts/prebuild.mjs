@@ -1,7 +1,7 @@
 // `npm run prebuild` (and `prepack`, so `npm pack` and `npm publish` ship it): builds the addons
 // with cmake-js into build-prebuild/ (never build/, which a checkout's tests load) and copies
 // them, stripped, into prebuildify's layout, prebuilds/<platform>-<arch>/: capibara.node and the
-// bench-only capibara_bench.node. Node-API (binary.napi_versions), so one file serves every
+// bench-only capibara_bench.node, CPU only (see below). Node-API (binary.napi_versions), so one file serves every
 // Node.js >= 20.19 on that platform, and the kernels pick their ISA at run time, so one x64 file
 // serves every x64 CPU. Then it loads the copy in a fresh process and prints what it needs from
 // the C/C++ runtime (the GLIBC/GLIBCXX versions, where objdump is installed).
@@ -27,7 +27,14 @@ function run(cmd, args) {
 }
 
 const cmakeJs = join(require.resolve('cmake-js/package.json'), '..', 'bin', 'cmake-js');
-run(process.execPath, [cmakeJs, 'compile', '--runtime', 'node', '--out', OUT, ...process.argv.slice(2)]);
+// CPU only, on every build machine alike (CMake would add the CUDA kernels wherever nvcc is found):
+// GPU users compile with the CUDA toolkit (npm rebuild @capibara/core --build-from-source). A
+// later --CDCAPIBARA_CUDA=ON on the command line overrides it.
+// Configured every time, so that the options given now hold (a `compile` of a configured folder
+// keeps its cache), then built: incremental when nothing changed.
+const args = ['--runtime', 'node', '--out', OUT, '--CDCAPIBARA_CUDA=OFF', ...process.argv.slice(2)];
+run(process.execPath, [cmakeJs, 'configure', ...args]);
+run(process.execPath, [cmakeJs, 'build', ...args]);
 
 const dest = join(ROOT, 'prebuilds', tuple);
 mkdirSync(dest, { recursive: true });
@@ -42,7 +49,8 @@ for (const name of ADDONS) {
 // Loads it as a user's process would, with nothing of the build around.
 const file = join(dest, 'capibara.node');
 const probe = `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(file)});
-  console.log(JSON.stringify({ abi: m.exports.abiVersion, napi: m.exports.napiVersion, isa: m.exports.kernelIsa }))`;
+  const cuda = m.exports.cuda ? m.exports.cuda.info().compiled : false;
+  console.log(JSON.stringify({ abi: m.exports.abiVersion, napi: m.exports.napiVersion, isa: m.exports.kernelIsa, cuda }))`;
 const loaded = JSON.parse(execFileSync(process.execPath, ['-e', probe], { encoding: 'utf8' }));
 const napi = require('../package.json').binary.napi_versions[0];
 if (loaded.napi !== napi) {
@@ -64,4 +72,4 @@ if (objdump.status === 0) {
   if (parts.length > 0) needs = `; needs ${parts.join(', ')}`;
 }
 const sizes = ADDONS.map((n) => `${n} ${(statSync(join(dest, n)).size / 1024).toFixed(0)} KiB`).join(', ');
-console.log(`prebuild: prebuilds/${tuple}: ${sizes}; Node-API ${loaded.napi}, kernels on ${loaded.isa} here${needs}`);
+console.log(`prebuild: prebuilds/${tuple}: ${sizes}; Node-API ${loaded.napi}, kernels on ${loaded.isa} here, CUDA ${loaded.cuda ? 'compiled in' : 'not compiled'}${needs}`);

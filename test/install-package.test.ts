@@ -141,10 +141,12 @@ describe.skipIf(skipReason !== null)('the packed package installed into a fresh 
     expect(existsSync(join(installed(appIgnore), 'build'))).toBe(false);
     cpSync(join(root, 'test', 'fixtures', 'install', 'native-entries.cjs'), join(appIgnore, 'native-entries.cjs'));
     const out = execFileSync(process.execPath, ['native-entries.cjs'], { cwd: appIgnore, env: env(), encoding: 'utf8' });
-    const r = JSON.parse(out) as { file: string; exported: string[]; called: string[]; errors: Record<string, number> };
+    const r = JSON.parse(out) as { file: string; exported: string[]; called: string[]; noDevice: string[]; cuda: { compiled: boolean; reason: string } };
     expect(r.file).toBe(join(installed(appIgnore), 'prebuilds', tuple, 'capibara.node'));
-    expect(r.exported.length).toBeGreaterThanOrEqual(16);
+    expect(r.exported.length).toBeGreaterThanOrEqual(17);
     expect(r.called).toEqual(r.exported);
+    // The prebuilt addon is CPU only (scripts/prebuild.mjs): GPU users compile it with the CUDA toolkit.
+    expect([r.cuda.compiled, r.cuda.reason, r.noDevice]).toEqual([false, 'not compiled: built with CAPIBARA_CUDA=OFF', []]);
   });
 
   it('its install script takes the prebuilt addon and compiles nothing', () => {

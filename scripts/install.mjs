@@ -7,12 +7,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { delimiter, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const tuple = `${process.platform}-${process.arch}`;
 const say = (line) => console.log(`@capibara/core: ${line}`);
+
+function onPath(name) {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir && existsSync(join(dir, name)));
+}
 
 // prebuildify's folders: linux-x64, or several architectures in one (darwin-x64+arm64); one
 // architecture first. Same choice as the loader (src/native.ts).
@@ -43,6 +47,8 @@ function tryPrebuild() {
   const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8' });
   if (r.status === 0) {
     say(`using the prebuilt addon ${relative(ROOT, file)} (kernels on ${r.stdout} on this CPU)`);
+    // The prebuilt addon is CPU only (scripts/prebuild.mjs); the CUDA kernels are compiled in here.
+    if (onPath('nvcc')) say('it has no CUDA kernels; with the CUDA toolkit found (nvcc), `npm rebuild @capibara/core --build-from-source` compiles them in');
     return null;
   }
   const reason = (r.stderr.split('\n').find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status}`).trim();

@@ -125,6 +125,26 @@ describeBackends('MemAgent: opened read-only', (backend) => {
   });
 });
 
+describeBackends('MemAgent: access statistics', (backend) => {
+  it('repeated retrievals add up in the store, written in batches before the next write and at close', async () => {
+    const m = await backend.open({ sweepIntervalMs: 0, dedupThreshold: 2 }, 'touches');
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await m.storeMemory(prose(i), MemoryType.EPISODIC, MemoryPriority.LOW, ['river']));
+    for (let i = 0; i < 7; i++) await m.retrieveMemory({ queryText: 'Entry 2 keepers', topK: 2 }); // cache hits count too
+    await m.retrieveMemory({ queryText: 'capybara river rain', topK: 4 });
+    await m.storeMemory('a note written after the retrievals', MemoryType.WORKING, MemoryPriority.LOW);
+    for (let i = 0; i < 3; i++) await m.retrieveMemory({ queryText: 'Entry 1 keepers', topK: 1 });
+    const stats = (agent: MemAgent) => ids.map((id) => [agent.getMemory(id)!.lastAccessed, agent.getMemory(id)!.accessCount]);
+    const seen = stats(m);
+    expect(seen.reduce((a, [, c]) => a + c!, 0)).toBe(7 * 2 + 4 + 3);
+    await m.close();
+    const again = await backend.open({ sweepIntervalMs: 0, dedupThreshold: 2 }, 'touches');
+    expect(stats(again)).toEqual(seen);
+    expect(again.getMetrics().accessWriteFailures).toBe(0);
+    await again.close();
+  });
+});
+
 describe('MemAgent: read-only files', () => {
   it('says a missing file cannot be opened read-only', async () => {
     expect(await message(() => open({ path: join(dir, 'absent.db'), readonly: true }))).toMatch(/^MemAgent: cannot open .*absent\.db read-only: /);

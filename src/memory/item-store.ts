@@ -42,6 +42,8 @@ export interface ItemBackend {
   update(before: MemoryItem, next: ItemRecord, p: PreparedText | null, reason: string | null, now: number): void;
   softDelete(r: ItemRecord, now: number, reason: string | null): void;
   touch(seqs: readonly number[], now: number): void;
+  /** Retrievals whose access statistics could not be written (they are written in the background). */
+  readonly touchFailures: number;
   purge(before: number): void;
   totals(): PageTotals;
 }
@@ -57,6 +59,9 @@ const UPDATED = [
   'type', 'priority', 'importance', 'tags', 'metadata', 'updated_at', 'last_accessed', 'expires_at', 'pinned', 'content_hash',
 ] as const satisfies ReadonlyArray<keyof ItemColumns>;
 
+/** Longest time retrievals' access statistics wait in memory before they are written, ms. */
+export const TOUCH_FLUSH_MS = 1000;
+
 /**
  * One MemAgent database: items, texts and history.
  * @internal
@@ -68,6 +73,11 @@ export class ItemStore implements ItemBackend {
   readonly #db: BetterSqlite3.Database;
   readonly #pages: PageStore;
   readonly #sql;
+  /** Access statistics of retrievals not written yet: seq → last access and how many (see touch). */
+  readonly #touches = new Map<number, { at: number; count: number }>();
+  #touchRetrievals = 0;
+  #touchTimer: ReturnType<typeof setTimeout> | undefined;
+  #touchFailures = 0;
 
   /**
    * Opens (or creates) the database and checks that it holds embeddings of `o.dimensions`.
@@ -156,6 +166,7 @@ export class ItemStore implements ItemBackend {
 
   /** Runs `body` as one write transaction; on failure nothing it did remains, in SQLite or here. */
   transaction(body: () => void): void {
+    this.flushTouches();
     try {
       this.#db.transaction(body)();
     } catch (err) {
@@ -196,11 +207,47 @@ export class ItemStore implements ItemBackend {
     this.#sql.event.run(r.id, 'DELETE', reason, JSON.stringify(this.view(r)), null, now);
   }
 
-  /** Records a retrieval of these items at `now` (its own transaction). */
+  /**
+   * Records a retrieval of these items at `now`. A commit per retrieval would cost as much as
+   * the search itself, so the statistics wait in memory and are written in one transaction
+   * within {@link TOUCH_FLUSH_MS}, before the next write, or at close.
+   */
   touch(seqs: readonly number[], now: number): void {
-    this.#db.transaction(() => {
-      for (const seq of seqs) this.#sql.touch.run(now, seq);
-    })();
+    for (const seq of seqs) {
+      const t = this.#touches.get(seq);
+      if (t === undefined) this.#touches.set(seq, { at: now, count: 1 });
+      else {
+        t.at = now;
+        t.count++;
+      }
+    }
+    this.#touchRetrievals++;
+    if (this.#touchTimer === undefined) {
+      this.#touchTimer = setTimeout(() => this.flushTouches(), TOUCH_FLUSH_MS);
+      this.#touchTimer.unref();
+    }
+  }
+
+  get touchFailures(): number {
+    return this.#touchFailures;
+  }
+
+  /** Writes the waiting access statistics; a failure loses them, counted per retrieval (best effort). */
+  flushTouches(): void {
+    clearTimeout(this.#touchTimer);
+    this.#touchTimer = undefined;
+    if (this.#touches.size === 0) return;
+    const batch = [...this.#touches];
+    const retrievals = this.#touchRetrievals;
+    this.#touches.clear();
+    this.#touchRetrievals = 0;
+    try {
+      this.#db.transaction(() => {
+        for (const [seq, t] of batch) this.#sql.touch.run(t.at, t.count, seq);
+      })();
+    } catch {
+      this.#touchFailures += retrievals;
+    }
   }
 
   /** Deletes items soft-deleted at or before `before` and repacks mostly-empty pages. */
@@ -229,6 +276,7 @@ export class ItemStore implements ItemBackend {
   }
 
   close(): void {
+    this.flushTouches();
     this.#file.close();
   }
 
@@ -255,7 +303,7 @@ function statements(db: BetterSqlite3.Database) {
     location: db.prepare<[number], { bytes: number; text: Buffer | null; page_id: number | null; page_offset: number | null }>(
       'SELECT bytes, text, page_id, page_offset FROM items WHERE seq = ?',
     ),
-    touch: db.prepare<[number, number]>('UPDATE items SET last_accessed = ?, access_count = access_count + 1 WHERE seq = ?'),
+    touch: db.prepare<[number, number, number]>('UPDATE items SET last_accessed = ?, access_count = access_count + ? WHERE seq = ?'),
     softDelete: db.prepare<[number, number]>('UPDATE items SET deleted_at = ? WHERE seq = ?'),
     purgeable: db.prepare<[number], { seq: number; text_bytes: number | null }>(
       'SELECT seq, CASE WHEN text IS NULL THEN NULL ELSE bytes END AS text_bytes FROM items WHERE deleted_at IS NOT NULL AND deleted_at <= ?',

@@ -55,8 +55,9 @@ const OPENED = new WeakMap<object, OpenedPostgres>();
  * **Retrieval.** Structured filters (types, tags, priority, creation time, scope, a metadata
  * filter) select candidates through indexes; {@link RankingWeights} rank them; results are
  * packed into `maxTokens`. Returned items get their `lastAccessed` and `accessCount` updated,
- * in the file too on a best-effort basis: a failed write of these statistics (a full disk)
- * does not fail the retrieval ({@link MemAgentMetrics.accessWriteFailures}). A query cache
+ * in the store too on a best-effort basis: written in the background in batches (within a
+ * second, before the next write, and at close), a failed write of these statistics (a full
+ * disk) fails no retrieval ({@link MemAgentMetrics.accessWriteFailures}). A query cache
  * (LRU) answers repeated queries until the next write.
  *
  * **Capacity.** Live items hold at most `maxTokens` tokens. A write that would pass it first
@@ -447,7 +448,7 @@ export class MemAgent {
       totals: this.#store.totals(),
       counters: this.#stats,
       corruptItems: this.#corrupt.length,
-      storeAccessWriteFailures: this.#pg?.touchFailures ?? 0,
+      storeAccessWriteFailures: this.#store.touchFailures,
     });
   }
 

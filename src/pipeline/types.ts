@@ -438,15 +438,6 @@ export interface BudgetTrace {
 }
 
 /**
- * The generation stage of a trace.
- *
- * @example
- * ```ts
- * const g = result.trace.stages.find((s): s is GenerationTrace => s.stage === 'generation');
- * console.log(g?.mode, g?.tokens, g?.finishReason);
- * ```
- */
-/**
  * What attention cost in a run's generation on a {@link LlamaDecoder}: the pipeline's
  * "(attention)" stage, which runs inside the expert's decode loop.
  *
@@ -467,6 +458,15 @@ export interface AttentionTrace {
   kvBytesFull: number;
 }
 
+/**
+ * The generation stage of a trace.
+ *
+ * @example
+ * ```ts
+ * const g = result.trace.stages.find((s): s is GenerationTrace => s.stage === 'generation');
+ * console.log(g?.mode, g?.tokens, g?.finishReason);
+ * ```
+ */
 export interface GenerationTrace {
   /** `'generation'`. */
   stage: 'generation';

@@ -1,8 +1,8 @@
 // The package's install script (`npm install`, `npm rebuild @capibara/core`), as node-gyp-build's:
 // the prebuilt addon for this platform (prebuilds/<platform>-<arch>/capibara.node, shipped in the
 // package) is used when it loads here; otherwise the addon is compiled from native/ with cmake-js
-// into build/ (CMake >= 3.15 and a C++17 compiler). It compiles anyway with
-// `--build-from-source` (npm_config_build_from_source=true) and in a checkout of the repository
+// into build/ (CMake >= 3.15 and a C++17 compiler). It compiles anyway with `--build-from-source`
+// (npm_config_build_from_source=true) or CAPIBARA_BUILD_FROM_SOURCE=1, and in a checkout of the repository
 // (a .git folder), where native/ is what is being worked on. Nothing is downloaded.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -48,7 +48,7 @@ function tryPrebuild() {
   if (r.status === 0) {
     say(`using the prebuilt addon ${relative(ROOT, file)} (kernels on ${r.stdout} on this CPU)`);
     // The prebuilt addon is CPU only (scripts/prebuild.mjs); the CUDA kernels are compiled in here.
-    if (onPath('nvcc')) say('it has no CUDA kernels; with the CUDA toolkit found (nvcc), `npm rebuild @capibara/core --build-from-source` compiles them in');
+    if (onPath('nvcc')) say('it has no CUDA kernels; with the CUDA toolkit found (nvcc), `CAPIBARA_BUILD_FROM_SOURCE=1 npm rebuild @capibara/core` compiles them in');
     return null;
   }
   const reason = (r.stderr.split('\n').find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status}`).trim();
@@ -78,7 +78,8 @@ function compile(why) {
   }
 }
 
-if (process.env.npm_config_build_from_source === 'true') compile('--build-from-source');
+// npm 11 passes --build-from-source on but warns that its next major will not: CAPIBARA_BUILD_FROM_SOURCE=1 lasts.
+if (process.env.npm_config_build_from_source === 'true' || process.env.CAPIBARA_BUILD_FROM_SOURCE === '1') compile('build from source asked for');
 else if (existsSync(join(ROOT, '.git'))) compile('a checkout of the repository');
 else {
   const why = tryPrebuild();

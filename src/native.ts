@@ -264,7 +264,7 @@ function load(): { binding: NativeBinding; file: string } {
     ...failures,
     'Possible solutions:',
     '  - Run the package\'s install script (npm install --ignore-scripts skips it): npm rebuild @capibara/core (it takes the prebuilt addon where one loads here, else compiles it).',
-    '  - Compile it for this machine: npm rebuild @capibara/core --build-from-source (needs CMake >= 3.15 and a C++17 compiler with GCC/Clang vector extensions: g++ 9+ or clang++ 10+; on Windows clang-cl, as MSVC cl cannot compile them); in a checkout of the repository: npm run build:native.',
+    '  - Compile it for this machine: npm rebuild @capibara/core --build-from-source, or CAPIBARA_BUILD_FROM_SOURCE=1 npm rebuild @capibara/core (needs CMake >= 3.15 and a C++17 compiler with GCC/Clang vector extensions: g++ 9+ or clang++ 10+; on Windows clang-cl, as MSVC cl cannot compile them); in a checkout of the repository: npm run build:native.',
     '  - Point CAPIBARA_NATIVE_PATH at a built capibara.node.',
     '  - Run Node.js without --no-addons, on Node.js >= 20.19.',
   ].join('\n');

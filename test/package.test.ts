@@ -47,7 +47,7 @@ describe('native loader', () => {
     expect(msg).toContain(`${join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'capibara.node')}: file not found`);
     // Commands that work in an app that installed the package, then the one of a checkout.
     expect(msg).toContain("Run the package's install script (npm install --ignore-scripts skips it): npm rebuild @capibara/core (");
-    expect(msg).toContain('npm rebuild @capibara/core --build-from-source (needs CMake >= 3.15 and a C++17 compiler');
+    expect(msg).toContain('npm rebuild @capibara/core --build-from-source, or CAPIBARA_BUILD_FROM_SOURCE=1 npm rebuild @capibara/core (needs CMake >= 3.15 and a C++17 compiler');
     expect(msg).toContain('in a checkout of the repository: npm run build:native.');
   });
 

@@ -98,5 +98,5 @@ describe('RedisBudgetStore lets the process exit', () => {
       expect(result.afterMs).toBeLessThan(1500);
     });
   });
-  it.skipIf(hasRedisServer)(`on a real Redis: ${redisSkipReason}`, () => undefined);
+  if (!hasRedisServer) it.skip(`on a real Redis: ${redisSkipReason}`, () => undefined);
 });

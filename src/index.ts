@@ -5,7 +5,9 @@
  * Parts: MoE gating and request routing with its control plane, DuoAttention, MemAgent memory,
  * budgets (resource and s1 thinking budgets), LLM backends, an OpenAI-compatible server and
  * multi-round thinking (Think Twice), and the OptimizationPipeline that chains them in the serving
- * path with Prometheus metrics. docs/ARCHITECTURE.md describes the layers.
+ * path with Prometheus metrics. docs/ARCHITECTURE.md describes the layers. The addon ships
+ * prebuilt for Linux x64 and compiles elsewhere (README, Installing in an app);
+ * `@capibara/core/testing` holds tiny-model builders for an app's tests.
  *
  * @example
  * ```ts

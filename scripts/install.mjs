@@ -51,7 +51,7 @@ function tryPrebuild() {
     if (onPath('nvcc')) say('it has no CUDA kernels; with the CUDA toolkit found (nvcc), `CAPIBARA_BUILD_FROM_SOURCE=1 npm rebuild @capibara/core` compiles them in');
     return null;
   }
-  const reason = (r.stderr.split('\n').find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status}`).trim();
+  const reason = (r.stderr.split('\n').find((l) => /^\w*Error\b/.test(l)) ?? r.error?.message ?? `exit ${r.status}`).trim();
   return `the prebuilt ${relative(ROOT, file)} does not load here (${reason})`;
 }
 

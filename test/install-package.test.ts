@@ -214,7 +214,17 @@ describe.skipIf(skipReason !== null)('the packed package installed into a fresh 
     expect(rebuild.status).not.toBe(0);
     expect(rebuild.stdout).toContain(`@capibara/core: compiling the addon from native/ (no prebuilt addon for ${tuple} in the package)`);
     expect(rebuild.stderr).toContain('It needs CMake >= 3.15 and a C++17 compiler');
+    // A prebuilt addon that does not load here (a damaged file standing in for a binary built for
+    // another C library or a newer glibc): the loader says why, the install script compiles instead.
+    mkdirSync(join(dir, 'prebuilds', tuple), { recursive: true });
+    writeFileSync(join(dir, 'prebuilds', tuple, 'capibara.node'), 'not a shared object');
+    const damaged = load();
+    expect(damaged.stderr).toMatch(new RegExp(`- ${join(dir, 'prebuilds', tuple, 'capibara.node').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*(invalid ELF header|too short)`));
+    const rebuild2 = npm(appIgnore, ['rebuild', '@capibara/core', '--foreground-scripts']);
+    expect(rebuild2.status).not.toBe(0);
+    expect(rebuild2.stdout).toMatch(new RegExp(`@capibara/core: compiling the addon from native/ \\(the prebuilt prebuilds/${tuple}/capibara.node does not load here \\(Error: .+\\)\\)`));
     // With the prebuilt addon back, the same command takes it, and the package loads.
+    rmSync(join(dir, 'prebuilds'), { recursive: true });
     renameSync(join(work, 'prebuilds-aside'), join(dir, 'prebuilds'));
     expect(ok(npm(appIgnore, ['rebuild', '@capibara/core', '--foreground-scripts']), 'npm rebuild')).toContain('@capibara/core: using the prebuilt addon');
     expect(load().status).toBe(0);

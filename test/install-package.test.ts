@@ -56,7 +56,8 @@ function registrySkipReason(): string | null {
 const skipReason = registrySkipReason();
 
 describe.skipIf(skipReason !== null)('the packed package installed into a fresh app', () => {
-  const work = mkdtempSync(join(tmpdir(), 'capibara-install-'));
+  // vitest collects a skipped describe too: the folder is made only when the tests run.
+  const work = skipReason === null ? mkdtempSync(join(tmpdir(), 'capibara-install-')) : join(tmpdir(), 'capibara-install-skipped');
   const appIgnore = join(work, 'app-ignore-scripts');
   const appScripts = join(work, 'app-scripts');
   // PATH with node, npm and sh only: no cc, c++, g++, clang, cmake or make.

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPipeline, CapibaraMetrics, checkPipelineConfig, HeadPattern, LlamaDecoder, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
+import { buildPipeline, CapibaraMetrics, checkPipelineConfig, ClosedError, HeadPattern, LlamaDecoder, loadPipelineConfig, OnnxCausalLM, PIPELINE_CONFIG_SCHEMA, type PipelineTrace } from '../src/index';
 import { makeTinyHfModel, makeTinyModel } from '../scripts/make-tiny-model.mjs';
 import { hasPostgres, type PostgresServer, startPostgres } from './support/postgres-server';
 import { hasRedisServer, type RedisServer, startRedisServer } from './support/redis-server';
@@ -98,9 +98,13 @@ describe('building from a config', () => {
       await built.close();
     }
     // The SQLite files were closed: they open again.
-    const again = await buildPipeline(checked, { baseDir });
-    expect(again.pipeline.memory!.getMetrics().items).toBe(2);
-    await again.close();
+    {
+      // Symbol.asyncDispose closes as close() does: the files open once more afterwards.
+      await using again = await buildPipeline(checked, { baseDir });
+      expect(again.pipeline.memory!.getMetrics().items).toBe(2);
+    }
+    const third = await buildPipeline(checked, { baseDir });
+    await third.close();
   });
 
   it('a missing API-key variable names the expert and the key', async () => {
@@ -179,7 +183,8 @@ describe('a Llama-family expert decoded with DuoAttention', () => {
         expect(text).toContain(`capibara_attention_decode_seconds_total{expert="duo"} ${a!.ms / 1000}\n`);
       } finally {
         await built.close();
-        await metrics.close();
+        metrics[Symbol.dispose]();
+        expect(() => metrics.observePipeline(built.pipeline)).toThrow(ClosedError);
       }
     } finally {
       rmSync(root, { recursive: true, force: true });

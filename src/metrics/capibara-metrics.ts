@@ -465,6 +465,11 @@ export class CapibaraMetrics {
     });
   }
 
+  /** {@link CapibaraMetrics.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   #once(x: object): boolean {
     if (x === null || typeof x !== 'object') throw v.typeError('the observed object', 'an object', x);
     if (this.#observed.has(x)) return false;

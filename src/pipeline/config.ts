@@ -290,6 +290,8 @@ export interface BuiltPipeline {
   server: ServerConfig;
   /** Closes the pipeline, then everything the build opened (models, router, memory, budgets and their store, thinking store). */
   close(): Promise<void>;
+  /** {@link BuiltPipeline.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -459,15 +461,12 @@ export async function buildPipeline(
     const owned = [...opened];
     opened.length = 0;
     let closing: Promise<void> | undefined;
-    return {
-      pipeline,
-      server: c.server ?? {},
-      close: () =>
-        (closing ??= (async () => {
-          await pipeline.close();
-          for (const x of owned.reverse()) await Promise.resolve(x.close());
-        })()),
-    };
+    const close = () =>
+      (closing ??= (async () => {
+        await pipeline.close();
+        for (const x of owned.reverse()) await Promise.resolve(x.close());
+      })());
+    return { pipeline, server: c.server ?? {}, close, [Symbol.asyncDispose]: close };
   } catch (err) {
     await closeAll();
     throw err;

@@ -3,7 +3,7 @@
 // cannot skew the next. Each child writes its result as JSON to the file named by
 // CAPIBARA_BENCH_OUT; this script prints each table as soon as its benchmark ends, shows a
 // progress bar with an ETA (from the last run's durations, else the average so far) while the
-// next one runs, and saves everything under bench/results/. It builds nothing: benchmarks
+// next one runs, and saves everything under bench/results/ (see RESULTS_DIR). It builds nothing: benchmarks
 // measure what `npm run build` produced.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
+// Results go beside the benchmarks in a checkout; an installed package may be read-only, so
+// there they go to ./capibara-bench-results (CAPIBARA_BENCH_RESULTS overrides both).
+const RESULTS_DIR =
+  process.env.CAPIBARA_BENCH_RESULTS ?? (existsSync(path.join(ROOT, '.git')) ? path.join(BENCH_DIR, 'results') : path.resolve('capibara-bench-results'));
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -59,7 +63,7 @@ function printTable(rows) {
 
 // Seconds each benchmark took in the latest earlier run of the same kind (quick or not): the ETA's basis.
 function lastDurations() {
-  const dir = path.join(BENCH_DIR, 'results');
+  const dir = RESULTS_DIR;
   if (!existsSync(dir)) return new Map();
   for (const f of readdirSync(dir).filter((x) => /^bench-.*\.json$/.test(x)).sort().reverse()) {
     try {
@@ -159,7 +163,7 @@ const report = {
   results,
   failures,
 };
-const resultsDir = path.join(BENCH_DIR, 'results');
+const resultsDir = RESULTS_DIR;
 mkdirSync(resultsDir, { recursive: true });
 // ISO time with ':' replaced, so the name is valid on every file system.
 const file = path.join(resultsDir, `bench-${report.startedAt.replace(/:/g, '-')}.json`);

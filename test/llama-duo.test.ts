@@ -75,6 +75,23 @@ describe('streaming heads attend exactly sink + recent', () => {
   });
 });
 
+describe('compact KV storage', () => {
+  it.each([['float16', 2e-2], ['bf16', 1e-1]] as const)('a %s cache stays near float32 and holds fewer bytes', async (storage, tolerance) => {
+    const seq = ids(60, 6);
+    const f32 = await LlamaDecoder.load(model.dir, { headPattern: PATTERN, threads: 1 });
+    const small = await LlamaDecoder.load(model.dir, { headPattern: PATTERN, threads: 1, storage });
+    const a = await f32.logits(seq, { lastPositions: 20 });
+    const b = await small.logits(seq, { lastPositions: 20 });
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeGreaterThan(0);
+    expect(worst).toBeLessThan(tolerance);
+    expect(small.kvBytes().used * 2).toBe(f32.kvBytes().used);
+    await f32.close();
+    await small.close();
+  });
+});
+
 describe('rollback and prefix reuse with a pattern', () => {
   it('give the tokens of a fresh run', async () => {
     const d = await LlamaDecoder.load(model.dir, { headPattern: PATTERN, threads: 1, maxRollback: 16 });

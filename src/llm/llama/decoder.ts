@@ -1,7 +1,8 @@
 /**
  * A Llama-family decoder (Llama 2/3, Qwen2/2.5, Mistral without a sliding window) whose dense
  * parts run in ONNX Runtime and whose attention runs in the addon on DuoAttention's split KV
- * cache, as a {@link Generator}.
+ * cache, as a {@link Generator}. Over 500 lines as one cohesive thing: the class's public
+ * members, each under its TSDoc and example, and the generation loop they share.
  * @module
  */
 import { availableParallelism } from 'node:os';
@@ -19,49 +20,17 @@ import { StopStream } from '../stop-stream';
 import { Detokenizer } from '../onnx/detokenizer';
 import { logProbability, Sampler } from '../onnx/sampler';
 import type { LlamaConfig } from './config';
-import { idsOf, readLlamaFolder } from './folder';
+import { idsOf, readLlamaFolder, resolvePattern } from './folder';
 import { type Capture, Forward, type Timing } from './forward';
 import { SafetensorsFolder } from './safetensors';
-import type { LlamaCalibrateOptions, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions } from './types';
+import type {
+  KvCacheBytes, LlamaCalibrateOptions, LlamaDecoderInfo, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions,
+} from './types';
 import { loadWeights } from './weights';
 
 const LOAD_KEYS = ['headPattern', 'sink', 'recent', 'threads', 'maxTokens', 'maxRollback', 'prefillChunk', 'storage'] as const;
 const LOGITS_KEYS = ['reuseCache', 'lastPositions'] as const;
 const CALIBRATE_KEYS = ['retrievalRatio', 'sink', 'recent', 'method', 'lastQueries', 'onProgress', 'signal'] as const;
-
-/**
- * The model's shape as generation sees it.
- *
- * @example
- * ```ts
- * console.log(decoder.info.contextLength, decoder.info.eosTokenIds);
- * ```
- */
-export interface LlamaDecoderInfo {
-  /** Number of logits per position. */
-  vocabSize: number;
-  /** Decoder layers. */
-  layers: number;
-  /** Most tokens of prompt + output: the KV cache's `maxTokens`; generation stops with `'length'` there. */
-  contextLength: number;
-  /** Ids that end generation (`eos_token_id` of generation_config.json, else of config.json). */
-  eosTokenIds: number[];
-}
-
-/**
- * KV cache bytes of a {@link LlamaDecoder} ({@link LlamaDecoder.kvBytes}).
- *
- * @example
- * ```ts
- * const { used, full }: KvCacheBytes = decoder.kvBytes();
- * ```
- */
-export interface KvCacheBytes {
-  /** Bytes of keys and values the cache holds now (`DuoKVCache.bytesUsed`). */
-  used: number;
-  /** Bytes a cache with every head full would hold for the same tokens (`DuoKVCache.bytesFullCache`). */
-  full: number;
-}
 
 /**
  * A Llama-family decoder from a Hugging Face model folder (`config.json`, `model.safetensors`
@@ -545,23 +514,4 @@ export class LlamaDecoder implements Generator {
       out.decodeMs = performance.now() - t0;
     }
   }
-}
-
-/** The head pattern of a load: all heads full, a HeadPattern of the model's shape, or pattern files checked against config.json. */
-async function resolvePattern(given: unknown, configPath: string, c: LlamaConfig): Promise<HeadPattern> {
-  if (given === undefined) return HeadPattern.allRetrieval(c.layers, c.kvHeads);
-  if (typeof given === 'string') {
-    try {
-      return await HeadPattern.load(given, { modelConfig: configPath });
-    } catch (err) {
-      throw new RangeError(`LlamaDecoder.load: options.headPattern ${given}: ${(err as Error).message}`, { cause: err });
-    }
-  }
-  if (!(given instanceof HeadPattern)) throw v.typeError('options.headPattern', 'HeadPattern or a path to pattern files', given);
-  if (given.layers !== c.layers || given.kvHeads !== c.kvHeads) {
-    throw new RangeError(
-      `LlamaDecoder.load: options.headPattern has ${given.layers} layers × ${given.kvHeads} KV heads but ${configPath} has ${c.layers} × ${c.kvHeads} (num_hidden_layers × num_key_value_heads)`,
-    );
-  }
-  return given;
 }

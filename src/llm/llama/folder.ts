@@ -5,6 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { HeadPattern } from '../../attention/index';
+import * as v from '../../validate';
 import { type LlamaConfig, parseLlamaConfig } from './config';
 
 /** What a load reads besides the weights. @internal */
@@ -53,4 +55,23 @@ export function idsOf(f: LlamaFolder, key: string): number[] {
   const raw = f.generation[key] ?? f.rawConfig[key];
   const list = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
   return list.filter((x): x is number => Number.isInteger(x) && (x as number) >= 0);
+}
+
+/** The head pattern of a load: all heads full, a HeadPattern of the model's shape, or pattern files checked against config.json. @internal */
+export async function resolvePattern(given: unknown, configPath: string, c: LlamaConfig): Promise<HeadPattern> {
+  if (given === undefined) return HeadPattern.allRetrieval(c.layers, c.kvHeads);
+  if (typeof given === 'string') {
+    try {
+      return await HeadPattern.load(given, { modelConfig: configPath });
+    } catch (err) {
+      throw new RangeError(`LlamaDecoder.load: options.headPattern ${given}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (!(given instanceof HeadPattern)) throw v.typeError('options.headPattern', 'HeadPattern or a path to pattern files', given);
+  if (given.layers !== c.layers || given.kvHeads !== c.kvHeads) {
+    throw new RangeError(
+      `LlamaDecoder.load: options.headPattern has ${given.layers} layers × ${given.kvHeads} KV heads but ${configPath} has ${c.layers} × ${c.kvHeads} (num_hidden_layers × num_key_value_heads)`,
+    );
+  }
+  return given;
 }

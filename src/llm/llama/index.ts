@@ -1,5 +1,7 @@
 export {
   type LinearRopeScaling, type Llama3RopeScaling, type LlamaConfig, type LlamaFamily, type NoRopeScaling, type RopeConfig, type RopeScaling,
 } from './config';
-export { type KvCacheBytes, LlamaDecoder, type LlamaDecoderInfo } from './decoder';
-export type { LlamaCalibrateOptions, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions } from './types';
+export { LlamaDecoder } from './decoder';
+export type {
+  KvCacheBytes, LlamaCalibrateOptions, LlamaDecoderInfo, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions,
+} from './types';

@@ -98,3 +98,37 @@ export interface LlamaCalibrateOptions {
   /** Aborts between model runs with an `AbortError`. */
   signal?: AbortSignal;
 }
+
+/**
+ * The model's shape as generation sees it.
+ *
+ * @example
+ * ```ts
+ * console.log(decoder.info.contextLength, decoder.info.eosTokenIds);
+ * ```
+ */
+export interface LlamaDecoderInfo {
+  /** Number of logits per position. */
+  vocabSize: number;
+  /** Decoder layers. */
+  layers: number;
+  /** Most tokens of prompt + output: the KV cache's `maxTokens`; generation stops with `'length'` there. */
+  contextLength: number;
+  /** Ids that end generation (`eos_token_id` of generation_config.json, else of config.json). */
+  eosTokenIds: number[];
+}
+
+/**
+ * KV cache bytes of a {@link LlamaDecoder} ({@link LlamaDecoder.kvBytes}).
+ *
+ * @example
+ * ```ts
+ * const { used, full }: KvCacheBytes = decoder.kvBytes();
+ * ```
+ */
+export interface KvCacheBytes {
+  /** Bytes of keys and values the cache holds now (`DuoKVCache.bytesUsed`). */
+  used: number;
+  /** Bytes a cache with every head full would hold for the same tokens (`DuoKVCache.bytesFullCache`). */
+  full: number;
+}

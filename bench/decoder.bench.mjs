@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { makeTinyHfModel, makeTinyModel } from '../scripts/make-tiny-model.mjs';
+import { agreement, repeatTo, tokens } from './quality.mjs';
 
 const require = createRequire(import.meta.url);
 if (!existsSync(new URL('../lib/index.js', import.meta.url))) {
@@ -45,45 +46,6 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const log = (s) => process.stderr.write(`decoder: ${s}\n`);
-
-/** The first `n` ids of `ids` repeated. */
-function repeatTo(ids, n) {
-  const out = [];
-  while (out.length < n) out.push(...ids.slice(0, n - out.length));
-  return out;
-}
-const tokens = (model, text, n) => repeatTo(model.encode(text), n);
-
-/** Top-1 agreement and mean KL(p ‖ q) in float64 over rows of logits. */
-function agreement(full, duo, V) {
-  const rows = full.length / V;
-  let same = 0;
-  let kl = 0;
-  for (let r = 0; r < rows; r++) {
-    const p = full.subarray(r * V, (r + 1) * V);
-    const q = duo.subarray(r * V, (r + 1) * V);
-    const lse = (x) => {
-      let m = -Infinity;
-      for (const v of x) m = Math.max(m, v);
-      let s = 0;
-      for (const v of x) s += Math.exp(v - m);
-      return m + Math.log(s);
-    };
-    const lp = lse(p);
-    const lq = lse(q);
-    let sum = 0;
-    let ap = 0;
-    let aq = 0;
-    for (let i = 0; i < V; i++) {
-      sum += Math.exp(p[i] - lp) * (p[i] - lp - (q[i] - lq));
-      if (p[i] > p[ap]) ap = i;
-      if (q[i] > q[aq]) aq = i;
-    }
-    kl += sum;
-    if (ap === aq) same++;
-  }
-  return { top1: same / rows, kl: kl / rows };
-}
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'capibara-bench-decoder-'));
 const rows = [];

@@ -476,30 +476,18 @@ export async function buildPipeline(
 async function loadExpert(id: string, e: ExpertConfig, at: (p: string) => string, opened: Array<{ close(): unknown }>): Promise<ExpertSpec> {
   let generator: Generator;
   let chatTemplate: ChatTemplate;
-  if (e.backend === 'onnx') {
+  if (e.backend === 'onnx' || e.backend === 'llama') {
+    // A local model folder: loaded (errors naming the expert), closed with the pipeline, its own chat template.
     const dir = at(e.path);
-    let model: OnnxCausalLM;
+    let model: OnnxCausalLM | LlamaDecoder;
     try {
-      model = await OnnxCausalLM.load(dir, {
-        ...(e.threads === undefined ? {} : { threads: e.threads }),
-        ...(e.executionProviders === undefined ? {} : { executionProviders: e.executionProviders }),
-        ...(e.modelFile === undefined ? {} : { modelFile: e.modelFile }),
-      });
-    } catch (err) {
-      throw new Error(`Expert '${id}': ${(err as Error).message}`, { cause: err });
-    }
-    opened.push(model);
-    generator = model;
-    const own = ChatTemplate.fromModelDir(dir);
-    chatTemplate = e.chatTemplate === undefined ? own : new ChatTemplate(e.chatTemplate, own.specialTokens);
-  } else if (e.backend === 'llama') {
-    const dir = at(e.path);
-    let model: LlamaDecoder;
-    try {
-      model = await LlamaDecoder.load(dir, {
-        ...pick(e, ['threads', 'sink', 'recent', 'storage', 'maxTokens']),
-        ...(e.headPattern === undefined ? {} : { headPattern: at(e.headPattern) }),
-      });
+      model =
+        e.backend === 'onnx'
+          ? await OnnxCausalLM.load(dir, pick(e, ['threads', 'executionProviders', 'modelFile']))
+          : await LlamaDecoder.load(dir, {
+              ...pick(e, ['threads', 'sink', 'recent', 'storage', 'maxTokens']),
+              ...(e.headPattern === undefined ? {} : { headPattern: at(e.headPattern) }),
+            });
     } catch (err) {
       throw new Error(`Expert '${id}': ${(err as Error).message}`, { cause: err });
     }

@@ -139,7 +139,7 @@ describe('LlamaDecoder.load: errors', () => {
       w['model.norm.weight'] = new Int8Array(64);
       writeFileSync(join(d, 'model.safetensors'), encodeSafetensors(Object.entries(w).map(([n, data]) => [n, { dtype: n === 'model.norm.weight' ? 'I8' : 'F32', shape: s[n]!, data }])));
     });
-    await expect(LlamaDecoder.load(int8)).rejects.toThrow(`${int8}/model.safetensors: tensor 'model.norm.weight' is I8; F32, F16 and BF16 weights are supported`);
+    await expect(LlamaDecoder.load(int8)).rejects.toThrow(`${int8}/model.safetensors: tensor 'model.norm.weight' is I8; F32, F16 and BF16 tensors are supported`);
     const none = await variant((d) => rmSync(join(d, 'model.safetensors')));
     await expect(LlamaDecoder.load(none)).rejects.toThrow(`${none}: no weights: expected model.safetensors or model.safetensors.index.json (a sharded model)`);
     const badShard = await variant(async (d) => {

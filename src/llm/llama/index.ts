@@ -5,3 +5,5 @@ export { LlamaDecoder } from './decoder';
 export type {
   KvCacheBytes, LlamaCalibrateOptions, LlamaDecoderInfo, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions,
 } from './types';
+/** @internal */
+export { readHeader as readSafetensorsHeader, readTensor as readSafetensorsTensor, type TensorEntry as SafetensorsEntry } from './safetensors';

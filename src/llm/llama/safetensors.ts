@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fromFloat16 } from '../../attention/index';
 
 /** Where one tensor lies. @internal */
 export interface TensorEntry {
@@ -84,7 +85,7 @@ export class SafetensorsFolder {
           throw new Error(`${source}: cannot open ${file}: ${(err as Error).message}`, { cause: err });
         }
         handles.set(file, fh);
-        for (const [name, e] of await readHeader(fh, file)) {
+        for (const [name, e] of (await readHeader(fh, file)).entries) {
           if (weightMap !== undefined && join(dir, weightMap[name] ?? '') !== file) continue; // the index decides where a tensor lives
           entries.set(name, e);
         }
@@ -121,25 +122,7 @@ export class SafetensorsFolder {
     if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
       throw new Error(`${e.file}: tensor '${name}' has shape ${shapeText(e.shape)}, expected ${shapeText(shape)}`);
     }
-    const width = WIDTH[e.dtype];
-    if (width === undefined) throw new Error(`${e.file}: tensor '${name}' is ${e.dtype}; F32, F16 and BF16 weights are supported`);
-    const count = shape.reduce((a, b) => a * b, 1);
-    if (e.bytes !== count * width) {
-      throw new Error(`${e.file}: tensor '${name}' holds ${e.bytes} bytes, not the ${count * width} its shape ${shapeText(e.shape)} of ${e.dtype} needs`);
-    }
-    const fh = this.#handles.get(e.file)!;
-    const out = new Float32Array(count);
-    if (e.dtype === 'F32') {
-      await readExactly(fh, new Uint8Array(out.buffer), e.offset, e.file, name);
-      return out;
-    }
-    const half = new Uint16Array(count);
-    await readExactly(fh, new Uint8Array(half.buffer), e.offset, e.file, name);
-    if (e.dtype === 'BF16') {
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < count; i++) bits[i] = half[i]! << 16;
-    } else for (let i = 0; i < count; i++) out[i] = halfToFloat(half[i]!);
-    return out;
+    return readTensor(this.#handles.get(e.file)!, e, name);
   }
 
   /** Closes the files. */
@@ -158,7 +141,13 @@ async function readExactly(fh: FileHandle, into: Uint8Array, position: number, f
   }
 }
 
-async function readHeader(fh: FileHandle, file: string): Promise<Map<string, TensorEntry>> {
+/**
+ * Parses and checks the header of the safetensors file open as `fh`: each tensor's place, and
+ * the `__metadata__` strings.
+ * @throws Error naming `file` when it is not a safetensors file or an entry is malformed.
+ * @internal
+ */
+export async function readHeader(fh: FileHandle, file: string): Promise<{ entries: Map<string, TensorEntry>; metadata: Record<string, string> }> {
   const size = (await fh.stat()).size;
   const head = new Uint8Array(8);
   if ((await fh.read(head, 0, 8, 0)).bytesRead !== 8) throw new Error(`${file} is not a safetensors file: shorter than 8 bytes`);
@@ -183,15 +172,34 @@ async function readHeader(fh: FileHandle, file: string): Promise<Map<string, Ten
     }
     entries.set(name, { file, dtype: info.dtype, shape: info.shape as number[], offset: 8 + n + b!, bytes: e! - b! });
   }
-  return entries;
+  const metadata = parsed['__metadata__'];
+  return { entries, metadata: metadata !== null && typeof metadata === 'object' ? (metadata as Record<string, string>) : {} };
 }
 
-/** IEEE half bits → number. */
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f === 0 ? s * Infinity : NaN;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
+/**
+ * Reads tensor `name` at `e` from `fh` as float32 (F32 in place, F16 and BF16 widened).
+ * @throws Error naming the file and the tensor: another type, a size its shape does not need, a short file.
+ * @internal
+ */
+export async function readTensor(fh: FileHandle, e: TensorEntry, name: string): Promise<Float32Array> {
+  const width = WIDTH[e.dtype];
+  if (width === undefined) throw new Error(`${e.file}: tensor '${name}' is ${e.dtype}; F32, F16 and BF16 tensors are supported`);
+  const count = e.shape.reduce((a, b) => a * b, 1);
+  if (e.bytes !== count * width) {
+    throw new Error(`${e.file}: tensor '${name}' holds ${e.bytes} bytes, not the ${count * width} its shape ${shapeText(e.shape)} of ${e.dtype} needs`);
+  }
+  const out = new Float32Array(count);
+  if (e.dtype === 'F32') {
+    await readExactly(fh, new Uint8Array(out.buffer), e.offset, e.file, name);
+    return out;
+  }
+  const half = new Uint16Array(count);
+  await readExactly(fh, new Uint8Array(half.buffer), e.offset, e.file, name);
+  if (e.dtype === 'BF16') {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) bits[i] = half[i]! << 16;
+    return out;
+  }
+  return fromFloat16(half, out);
 }
+

@@ -3,11 +3,12 @@
  * files, `generation_config.json`, and opens the safetensors weights.
  * @module
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeadPattern } from '../../attention/index';
 import * as v from '../../validate';
 import { type LlamaConfig, parseLlamaConfig } from './config';
+import { idsOf as idsIn, readModelJSON } from '../onnx/model-dir';
 
 /** What a load reads besides the weights. @internal */
 export interface LlamaFolder {
@@ -19,42 +20,27 @@ export interface LlamaFolder {
   tokenizerConfig: Record<string, unknown>;
 }
 
+const CALLER = 'LlamaDecoder.load';
+const NEEDS = 'config.json, tokenizer.json and model.safetensors (or its index)';
+
 /** @internal */
 export function readLlamaFolder(dir: string): LlamaFolder {
   if (!existsSync(dir)) throw new Error(`LlamaDecoder.load: model folder ${dir} does not exist`);
   const configPath = join(dir, 'config.json');
-  const rawConfig = readJSON(dir, 'config.json', true)!;
+  const rawConfig = readModelJSON(CALLER, dir, 'config.json', NEEDS)!;
   return {
     configPath,
     rawConfig,
     config: parseLlamaConfig(rawConfig, configPath),
-    generation: readJSON(dir, 'generation_config.json', false) ?? {},
-    tokenizerJson: readJSON(dir, 'tokenizer.json', true)!,
-    tokenizerConfig: readJSON(dir, 'tokenizer_config.json', false) ?? {},
+    generation: readModelJSON(CALLER, dir, 'generation_config.json') ?? {},
+    tokenizerJson: readModelJSON(CALLER, dir, 'tokenizer.json', NEEDS)!,
+    tokenizerConfig: readModelJSON(CALLER, dir, 'tokenizer_config.json') ?? {},
   };
-}
-
-function readJSON(dir: string, name: string, required: boolean): Record<string, unknown> | undefined {
-  const path = join(dir, name);
-  if (!existsSync(path)) {
-    if (required) throw new Error(`LlamaDecoder.load: ${path} not found; the model folder needs config.json, tokenizer.json and model.safetensors (or its index)`);
-    return undefined;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new Error(`LlamaDecoder.load: ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`LlamaDecoder.load: ${path} must hold a JSON object`);
-  return json as Record<string, unknown>;
 }
 
 /** The ids of `key` in generation_config, else config: a number or an array of numbers. @internal */
 export function idsOf(f: LlamaFolder, key: string): number[] {
-  const raw = f.generation[key] ?? f.rawConfig[key];
-  const list = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
-  return list.filter((x): x is number => Number.isInteger(x) && (x as number) >= 0);
+  return idsIn(f.generation, f.rawConfig, key);
 }
 
 /** The head pattern of a load: all heads full, a HeadPattern of the model's shape, or pattern files checked against config.json. @internal */

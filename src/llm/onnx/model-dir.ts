@@ -30,34 +30,45 @@ export function readModelDir(dir: string, modelFile: string | undefined): ModelD
   }
   return {
     modelPath,
-    config: readJSON(dir, 'config.json', true)!,
-    generation: readJSON(dir, 'generation_config.json', false) ?? {},
-    tokenizerJson: readJSON(dir, 'tokenizer.json', true)!,
-    tokenizerConfig: readJSON(dir, 'tokenizer_config.json', false) ?? {},
+    config: readModelJSON('OnnxCausalLM.load', dir, 'config.json', 'model.onnx, config.json and tokenizer.json')!,
+    generation: readModelJSON('OnnxCausalLM.load', dir, 'generation_config.json') ?? {},
+    tokenizerJson: readModelJSON('OnnxCausalLM.load', dir, 'tokenizer.json', 'model.onnx, config.json and tokenizer.json')!,
+    tokenizerConfig: readModelJSON('OnnxCausalLM.load', dir, 'tokenizer_config.json') ?? {},
   };
 }
 
-function readJSON(dir: string, name: string, required: boolean): Record<string, unknown> | undefined {
+/**
+ * JSON object file `name` of model folder `dir`, undefined when it is absent and optional.
+ * `needs` ends the message of a required file that is missing (what the folder must hold);
+ * messages start with `caller`.
+ * @internal
+ */
+export function readModelJSON(caller: string, dir: string, name: string, needs?: string): Record<string, unknown> | undefined {
   const path = join(dir, name);
   if (!existsSync(path)) {
-    if (required) throw new Error(`OnnxCausalLM.load: ${path} not found; the model folder needs model.onnx, config.json and tokenizer.json`);
+    if (needs !== undefined) throw new Error(`${caller}: ${path} not found; the model folder needs ${needs}`);
     return undefined;
   }
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`OnnxCausalLM.load: ${path} is not valid JSON: ${(err as Error).message}`);
+    throw new Error(`${caller}: ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`OnnxCausalLM.load: ${path} must hold a JSON object`);
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${caller}: ${path} must hold a JSON object`);
   return json as Record<string, unknown>;
+}
+
+/** The ids of `key` in generation_config, else config: a number or an array of numbers. @internal */
+export function idsOf(generation: Record<string, unknown>, config: Record<string, unknown>, key: string): number[] {
+  const raw = generation[key] ?? config[key];
+  const list = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
+  return list.filter((x): x is number => Number.isInteger(x) && (x as number) >= 0);
 }
 
 /** The ids of `key` in generation_config, else config: a number or an array of numbers. */
 export function tokenIds(files: ModelDir, key: string): number[] {
-  const raw = files.generation[key] ?? files.config[key];
-  const list = Array.isArray(raw) ? raw : raw === undefined || raw === null ? [] : [raw];
-  return list.filter((x): x is number => Number.isInteger(x) && (x as number) >= 0);
+  return idsOf(files.generation, files.config, key);
 }
 
 /** A positive integer field of config.json, or undefined. */

@@ -25,7 +25,9 @@ if (!existsSync(new URL('../lib/index.js', import.meta.url))) {
 const { HeadPattern, LlamaDecoder, OnnxCausalLM } = require('../lib/index.js');
 
 const QUICK = process.argv.includes('--quick');
-const CONTEXTS = QUICK ? [1024, 2048] : [4096, 16384, 32768];
+// --contexts=32768,16384 measures only those (the quality part still runs).
+const CONTEXTS_ARG = process.argv.find((a) => a.startsWith('--contexts='));
+const CONTEXTS = CONTEXTS_ARG ? CONTEXTS_ARG.slice(11).split(',').map(Number) : QUICK ? [1024, 2048] : [4096, 16384, 32768];
 const DECODE = QUICK ? 8 : 24; // tokens timed per generate call
 const ROUNDS = QUICK ? 1 : 5;
 const SINK = 64;

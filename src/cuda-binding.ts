@@ -5,7 +5,7 @@
  * and otherwise throws one Error that says why (not compiled, no driver, no device).
  * @module
  */
-import { native } from './native';
+import { native, type NativeDispatch } from './native';
 
 /** Why CUDA is or is not usable, as the addon's probe found it (see `NativeInfo.cuda`). */
 export type CudaStatus = 'available' | 'not-compiled' | 'no-driver' | 'no-device' | 'error';
@@ -26,15 +26,6 @@ export interface CudaHandle {
   readonly __brand: 'CudaHandle';
 }
 
-/** Raw result of `cuda.gatingDispatch`, as the CPU `gatingDispatch`'s. */
-export interface RawCudaDispatch {
-  loads: Int32Array;
-  counts: Int32Array;
-  offsets: Int32Array;
-  permutation: Int32Array;
-  slotPosition: Int32Array;
-  dropped: Int32Array;
-}
 
 /** The device entry points (native/cuda/device_binding.cc); every call waits for the device. */
 export interface CudaDeviceBinding {
@@ -47,7 +38,7 @@ export interface CudaDeviceBinding {
   /** indices null: the last topk's, still on the device. capacity -1 = dropless. */
   gatingDispatch(
     handle: CudaHandle, indices: Int32Array | null, tokens: number, k: number, experts: number, capacity: number, blockSize: number,
-  ): RawCudaDispatch;
+  ): NativeDispatch; // the CPU gatingDispatch's arrays
   /** Milliseconds per rerun of the last topk (0), the softmax + sort baseline on its logits (1) or the last dispatch (2). */
   gatingTime(handle: CudaHandle, which: 0 | 1 | 2, iterations: number): number;
   /** type: 0 float16, 1 bfloat16; streaming [layers * kvHeads], 1 = streaming head. */

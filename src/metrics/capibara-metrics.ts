@@ -422,7 +422,7 @@ export class CapibaraMetrics {
           this.#inc('capibara_llm_prompt_tokens_total', { expert }, n('promptTokens') ?? 0);
           this.#observe('capibara_llm_generation_duration_seconds', s.ms / 1000, { expert });
           const attention = s['attention'] as { ms: number; kvBytes: number; kvBytesFull: number } | undefined;
-          if (attention !== undefined && attention !== null && typeof attention === 'object') {
+          if (typeof attention === 'object' && attention !== null) {
             this.#inc('capibara_attention_decode_seconds_total', { expert }, attention.ms / 1000);
             this.#set('capibara_attention_kv_cache_bytes', attention.kvBytes, { expert, heads: 'duo' });
             this.#set('capibara_attention_kv_cache_bytes', attention.kvBytesFull, { expert, heads: 'full' });

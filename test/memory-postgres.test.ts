@@ -199,6 +199,33 @@ describe.skipIf(!hasPostgres)('MemAgent on PostgreSQL, shared', () => {
     }
   });
 
+  it('a connection that breaks between checkout and its first query does not crash the process', async () => {
+    // The race seen when the server dies: the pool hands out an idle connection whose reset
+    // arrives before the store's first query on it, and the connection emits 'error'.
+    const { Pool } = await import('pg');
+    const pool = new Pool({ connectionString: url, max: 4 });
+    pool.on('error', () => undefined);
+    const connect = pool.connect.bind(pool) as () => Promise<import('pg').PoolClient>;
+    let emitted = 0;
+    (pool as { connect: unknown }).connect = async () => {
+      const c = await connect();
+      setImmediate(() => {
+        c.emit('error', new Error('read ECONNRESET'));
+        emitted++;
+      });
+      return c;
+    };
+    const m = await MemAgent.open({ sweepIntervalMs: 0, postgres: { pool, schema: `reset_${n++}` } });
+    try {
+      const id = await m.storeMemory('stored over a connection that reported a reset', MemoryType.SEMANTIC, MemoryPriority.LOW);
+      expect(m.getMemory(id)!.content).toBe('stored over a connection that reported a reset');
+      expect(emitted).toBeGreaterThan(0);
+    } finally {
+      await m.close();
+      await pool.end();
+    }
+  });
+
   it('three processes share one memory; one SIGKILLed mid-write loses nothing it reported', async () => {
     const s = `procs_${n++}`;
     const lib = path.resolve(__dirname, '../lib/index.js');

@@ -29,6 +29,9 @@ import { ensurePgSchema, quoteIdent } from './pg-schema';
 import { changesQuery, fetchAll, type MirrorHooks, readChanges, type Snapshot, syncChanges } from './pg-sync';
 import type { ItemWrites } from './writes';
 
+/** Connections given an 'error' listener (once each: a pool hands the same ones out again). */
+const GUARDED = new WeakSet<PoolClient>();
+
 const FIELDS = [
   'id', 'type', 'priority', 'importance', 'tags', 'metadata', 'user_id', 'agent_id', 'session_id', 'created_at', 'updated_at',
   'last_accessed', 'access_count', 'expires_at', 'pinned', 'content_hash', 'tokens', 'bytes',
@@ -400,11 +403,20 @@ export class PgItemStore {
   }
 
   async #connect(op: string): Promise<PoolClient> {
+    let c: PoolClient;
     try {
-      return await this.#pool.connect();
+      c = await this.#pool.connect();
     } catch (err) {
       throw this.#error(op, err, op === 'open' ? 'nothing was opened' : 'nothing was sent');
     }
+    // The pool listens for errors of idle connections only: one checked out whose socket breaks
+    // between two queries (the server killed) emits 'error', which would crash the process. Its
+    // next query fails instead, and it is released as broken.
+    if (!GUARDED.has(c)) {
+      GUARDED.add(c);
+      c.on('error', () => undefined);
+    }
+    return c;
   }
 
   // Reads the changes since the last version seen.

@@ -28,7 +28,8 @@ import type {
 } from './types';
 import { loadWeights } from './weights';
 
-const LOAD_KEYS = ['headPattern', 'sink', 'recent', 'threads', 'maxTokens', 'maxRollback', 'prefillChunk', 'storage'] as const;
+const LOAD_KEYS = ['headPattern', 'sink', 'recent', 'threads', 'maxTokens', 'maxRollback', 'prefillChunk', 'storage', 'weights'] as const;
+const WEIGHT_TYPES = ['float32', 'int8', 'int4'] as const;
 const LOGITS_KEYS = ['reuseCache', 'lastPositions'] as const;
 const CALIBRATE_KEYS = ['retrievalRatio', 'sink', 'recent', 'method', 'lastQueries', 'onProgress', 'signal'] as const;
 
@@ -132,6 +133,7 @@ export class LlamaDecoder implements Generator {
     const o = v.options<LlamaDecoderOptions>('options', options, LOAD_KEYS);
     const threads = o.threads === undefined ? availableParallelism() : v.integer('options.threads', o.threads, 1, 256);
     const prefillChunk = o.prefillChunk === undefined ? 512 : v.integer('options.prefillChunk', o.prefillChunk, 1, 65536);
+    const weightType = o.weights === undefined ? 'float32' : v.oneOf('options.weights', o.weights, WEIGHT_TYPES);
     const folder = readLlamaFolder(dir);
     const c = folder.config;
     const pattern = await resolvePattern(o.headPattern, folder.configPath, c);
@@ -159,7 +161,7 @@ export class LlamaDecoder implements Generator {
     } finally {
       await st.close();
     }
-    const forward = await Forward.create(loadOrt(), c, weights, threads);
+    const forward = await Forward.create(loadOrt(), c, weights, weightType, threads);
     return new LlamaDecoder(forward, tokenizer, c, pattern, cacheOptions, folder.generation, idsOf(folder, 'eos_token_id'), prefillChunk, threads);
   }
 

@@ -9,12 +9,14 @@ import type { DuoKVCache } from '../../attention/index';
 import { buildModel } from '../../onnx/graph';
 import { createSession } from '../../onnx/session';
 import type { LlamaConfig } from './config';
-import { decoderGraph, HEAD, POST, PRE } from './graphs';
+import { decoderGraph, EMBED_LIMIT } from './graphs';
+import type { LlamaWeightType } from './types';
 import { inverseFrequencies, ropeRows } from './rope';
-import type { LayerWeights, LlamaWeights } from './weights';
+import type { LlamaWeights } from './weights';
 
 type Feeds = Record<string, Ort.Tensor>;
-type Sessions = { first: Ort.InferenceSession; middle: Ort.InferenceSession; last: Ort.InferenceSession };
+/** A session and the weights it takes as inputs (none unless its graph passed EMBED_LIMIT). */
+type Stage = { session: Ort.InferenceSession; feeds: Feeds };
 
 /** Where a pass's time went, added to by {@link Forward.run}. @internal */
 export interface Timing {
@@ -25,68 +27,49 @@ export interface Timing {
 /** Receives a layer's attention inputs of a pass (q, k after RoPE). @internal */
 export type Capture = (layer: number, q: Float32Array, k: Float32Array, v: Float32Array) => void;
 
-/** The three sessions and the weight feeds of every layer. @internal */
+/** The `layers + 1` sessions of graphs.ts: `stages[0]` is `first`, `stages[i]` joins layers i − 1 and i, the last one ends with `lm_head`. @internal */
 export class Forward {
   readonly #ort: typeof Ort;
   readonly #c: LlamaConfig;
   readonly #embed: Float32Array;
-  readonly #sessions: Sessions;
-  readonly #pre: Feeds[];
-  readonly #post: Feeds[];
-  readonly #head: Feeds;
+  readonly #stages: Stage[];
   readonly #invFreq: Float32Array;
   readonly #threads: number;
 
-  private constructor(ort: typeof Ort, c: LlamaConfig, w: LlamaWeights, sessions: Sessions, threads: number) {
+  private constructor(ort: typeof Ort, c: LlamaConfig, embed: Float32Array, stages: Stage[], threads: number) {
     this.#ort = ort;
     this.#c = c;
-    this.#embed = w.embed;
-    this.#sessions = sessions;
+    this.#embed = embed;
+    this.#stages = stages;
     this.#threads = threads;
-    const { Tensor } = ort;
-    const { hidden: H, intermediate: I, queryHeads: NH, kvHeads: KV, headDim: D, vocabSize: V } = c;
-    const t = (data: Float32Array, dims: number[]) => new Tensor('float32', data, dims);
-    const pre = (l: LayerWeights): Feeds => {
-      const f: Feeds = { [PRE.norm]: t(l.inputNorm, [H]), [PRE.q]: t(l.q, [NH * D, H]), [PRE.k]: t(l.k, [KV * D, H]), [PRE.v]: t(l.v, [KV * D, H]) };
-      if (l.qBias) f[PRE.qBias] = t(l.qBias, [NH * D]);
-      if (l.kBias) f[PRE.kBias] = t(l.kBias, [KV * D]);
-      if (l.vBias) f[PRE.vBias] = t(l.vBias, [KV * D]);
-      return f;
-    };
-    const post = (l: LayerWeights): Feeds => {
-      const f: Feeds = {
-        [POST.o]: t(l.o, [H, NH * D]), [POST.norm]: t(l.postNorm, [H]), [POST.gate]: t(l.gate, [I, H]), [POST.up]: t(l.up, [I, H]), [POST.down]: t(l.down, [H, I]),
-      };
-      if (l.oBias) f[POST.oBias] = t(l.oBias, [H]);
-      if (l.gateBias) f[POST.gateBias] = t(l.gateBias, [I]);
-      if (l.upBias) f[POST.upBias] = t(l.upBias, [I]);
-      if (l.downBias) f[POST.downBias] = t(l.downBias, [H]);
-      return f;
-    };
-    this.#pre = w.layers.map(pre);
-    this.#post = w.layers.map(post);
-    this.#head = { [HEAD.norm]: t(w.norm, [H]), [HEAD.lmHead]: t(w.lmHead, [V, H]) };
-    this.#invFreq = inverseFrequencies(D, c.rope);
+    this.#invFreq = inverseFrequencies(c.headDim, c.rope);
   }
 
-  /** Builds the graphs and their sessions (CPU, `threads` intra-op threads). */
-  static async create(ort: typeof Ort, c: LlamaConfig, w: LlamaWeights, threads: number): Promise<Forward> {
-    const sessions: Partial<Sessions> = {};
+  /**
+   * Builds the graphs and their sessions (CPU, `threads` intra-op threads), one at a time so
+   * only one graph's encoded bytes exist at once; the weights are ORT's afterwards, but the
+   * embedding. `limit`: a graph's embedded float32 bytes (graphs.ts EMBED_LIMIT).
+   */
+  static async create(ort: typeof Ort, c: LlamaConfig, w: LlamaWeights, type: LlamaWeightType, threads: number, limit = EMBED_LIMIT): Promise<Forward> {
+    const stages: Stage[] = [];
     try {
-      for (const kind of ['first', 'middle', 'last'] as const) {
-        if (kind === 'middle' && c.layers === 1) continue;
-        const bytes = buildModel(decoderGraph(kind, c));
-        sessions[kind] = (await createSession(ort, bytes, { providers: ['cpu'], threads, warningType: 'LlamaDecoderWarning', what: `the ${kind} graph` })).session;
+      for (let i = 0; i <= c.layers; i++) {
+        const kind = i === 0 ? 'first' : i === c.layers ? 'last' : 'middle';
+        const parts = { pre: w.layers[i], post: w.layers[i - 1], ...(kind === 'last' ? { head: { norm: w.norm, lmHead: w.lmHead } } : {}) };
+        const graph = decoderGraph(kind, c, parts, type, limit);
+        const what = kind === 'middle' ? `the graph of layers ${i - 1}–${i}` : `the ${kind} graph`;
+        const { session } = await createSession(ort, buildModel(graph.spec), { providers: ['cpu'], threads, warningType: 'LlamaDecoderWarning', what });
+        stages.push({ session, feeds: Object.fromEntries(graph.feeds.map((f) => [f.name, new ort.Tensor('float32', f.data, f.dims)])) });
       }
     } catch (err) {
-      await Promise.all(Object.values(sessions).map((s) => s.release()));
+      await Promise.all(stages.map((s) => s.session.release()));
       throw err;
     }
-    return new Forward(ort, c, w, sessions as Sessions, threads);
+    return new Forward(ort, c, w.embed, stages, threads);
   }
 
   async release(): Promise<void> {
-    await Promise.all(Object.values(this.#sessions).map((s) => s?.release()));
+    await Promise.all(this.#stages.map((s) => s.session.release()));
   }
 
   /**
@@ -107,7 +90,8 @@ export class Forward {
     ropeRows(this.#invFreq, start, n, cos, sin);
     const rope: Feeds = { cos: new Tensor('float32', cos, [n, D]), sin: new Tensor('float32', sin, [n, D]) };
     let xt: Ort.Tensor = new Tensor('float32', x, [n, H]);
-    let out = await this.#sessions.first.run({ x: xt, ...rope, ...this.#pre[0] });
+    const stages = this.#stages;
+    let out = await stages[0]!.session.run({ x: xt, ...rope, ...stages[0]!.feeds });
     let dense = performance.now() - t0;
     let attention = 0;
     const attend = { queryHeads: NH, threads: this.#threads };
@@ -123,11 +107,11 @@ export class Forward {
         attention += t1 - t0;
         if (l === c.layers - 1) {
           const r = new Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
-          out = await this.#sessions.last.run({ x: xt, attn, rows: r, ...this.#post[l], ...this.#head });
+          out = await stages[l + 1]!.session.run({ x: xt, attn, rows: r, ...stages[l + 1]!.feeds });
           dense += performance.now() - t1;
           return out['logits']!.data as Float32Array;
         }
-        out = await this.#sessions.middle.run({ x: xt, attn, ...rope, ...this.#post[l], ...this.#pre[l + 1] });
+        out = await stages[l + 1]!.session.run({ x: xt, attn, ...rope, ...stages[l + 1]!.feeds });
         xt = out['x_out']!;
         dense += performance.now() - t1;
       }

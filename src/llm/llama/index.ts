@@ -3,7 +3,7 @@ export {
 } from './config';
 export { LlamaDecoder } from './decoder';
 export type {
-  KvCacheBytes, LlamaCalibrateOptions, LlamaDecoderInfo, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions,
+  KvCacheBytes, LlamaCalibrateOptions, LlamaDecoderInfo, LlamaDecoderOptions, LlamaGenerateResult, LlamaLogitsOptions, LlamaWeightType,
 } from './types';
 /** @internal */
 export { readHeader as readSafetensorsHeader, readTensor as readSafetensorsTensor, type TensorEntry as SafetensorsEntry } from './safetensors';

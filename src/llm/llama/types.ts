@@ -6,6 +6,22 @@ import type { CalibrationMethod, HeadPattern, KvCacheStorage } from '../../atten
 import type { OnnxGenerateResult } from '../onnx/types';
 
 /**
+ * How the decoder holds its linear layers' weights (projections, MLP, `lm_head`; the embedding
+ * and norms stay float32): `'float32'` as read, or quantised at load to `'int8'` or `'int4'` —
+ * per block of 32 input features, symmetric, one float32 scale mapping the block's largest
+ * magnitude to ±127 or ±7 (llama.cpp's Q8_0 / Q4_0) — and run by ONNX Runtime's `MatMulNBits`,
+ * which also rounds the activations to 8 bits per block and sums in integers (accuracy level
+ * 4). With `'int4'`, `lm_head` is kept at 8 bits, as llama.cpp keeps its output tensor finer.
+ * Quantised weights read 3.6× (int8) to 6.4× (int4) fewer bytes per token than float32.
+ *
+ * @example
+ * ```ts
+ * const decoder = await LlamaDecoder.load('./models/llama', { weights: 'int8' });
+ * ```
+ */
+export type LlamaWeightType = 'float32' | 'int8' | 'int4';
+
+/**
  * Options of {@link LlamaDecoder.load}.
  *
  * @example
@@ -38,6 +54,11 @@ export interface LlamaDecoderOptions {
   prefillChunk?: number;
   /** How the KV cache stores keys and values (see `DuoKVCacheOptions.storage`); default `'float32'`. */
   storage?: KvCacheStorage;
+  /**
+   * How the linear layers' weights are held (see {@link LlamaWeightType}); default `'float32'`,
+   * the weights as read (fp16 and bf16 widened), whose logits equal the whole-model ONNX run.
+   */
+  weights?: LlamaWeightType;
 }
 
 /**

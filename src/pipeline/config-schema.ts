@@ -57,6 +57,7 @@ const llamaExpert = {
     sink: { ...positiveInt, description: "Sink tokens of a streaming head; default the pattern's, else 64." },
     recent: { ...positiveInt, description: "Recent tokens of a streaming head; default the pattern's, else 256." },
     storage: { enum: ['float32', 'float16', 'bf16', 'int8'], description: 'How the KV cache stores keys and values; default float32.' },
+    weights: { enum: ['float32', 'int8', 'int4'], description: 'How the linear layers hold their weights: as read, or quantised at load per block of 32 (Q8_0 / Q4_0); default float32.' },
     maxTokens: { ...positiveInt, description: "Most tokens the KV cache holds; default the model's max_position_embeddings." },
     ...common,
   },

@@ -84,6 +84,8 @@ export type ExpertConfig =
       recent?: number;
       /** How the KV cache stores keys and values. */
       storage?: 'float32' | 'float16' | 'bf16' | 'int8';
+      /** How the linear layers hold their weights (`LlamaDecoderOptions.weights`). */
+      weights?: 'float32' | 'int8' | 'int4';
       /** Most tokens the KV cache holds. */
       maxTokens?: number;
       /** Jinja chat template; default the folder's. */
@@ -485,7 +487,7 @@ async function loadExpert(id: string, e: ExpertConfig, at: (p: string) => string
         e.backend === 'onnx'
           ? await OnnxCausalLM.load(dir, pick(e, ['threads', 'executionProviders', 'modelFile']))
           : await LlamaDecoder.load(dir, {
-              ...pick(e, ['threads', 'sink', 'recent', 'storage', 'maxTokens']),
+              ...pick(e, ['threads', 'sink', 'recent', 'storage', 'weights', 'maxTokens']),
               ...(e.headPattern === undefined ? {} : { headPattern: at(e.headPattern) }),
             });
     } catch (err) {

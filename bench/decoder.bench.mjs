@@ -3,12 +3,13 @@
 // by scripts/make-tiny-model.mjs (seeded random weights: the text is noise, the work is a real
 // Llama forward). One thread everywhere. For each model and context length (4K, 16K, 32K tokens):
 // decode tokens/s of (a) OnnxCausalLM, (b) LlamaDecoder with every head full, (c) Duo 50 % and
-// (d) Duo 25 % retrieval heads (sink 64, recent 256), KV bytes per token, and the share of model
-// time spent in attention. Contenders run in rotating order within each round, so load from the
+// (d) Duo 25 % retrieval heads (sink 64, recent 256), and (b8)–(d8) the same three with int8
+// weights (MatMulNBits), KV bytes per token, and the share of model time spent in attention. Contenders run in rotating order within each round, so load from the
 // rest of the machine hits them alike. Quality: heads calibrated on one text (GPL-3, through
 // LlamaDecoder.calibrate), scored on another (GFDL-1.3 + LGPL-3): top-1 agreement and mean
 // KL(full ‖ duo) of the next-token distributions over the last 2,000 positions of a 6,096-token
-// sequence (4K+ context). Runs standalone or under bench/run.mjs.
+// sequence (4K+ context); the same for int8 and int4 weights against float32 weights, every head
+// full. Runs standalone or under bench/run.mjs.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
@@ -40,7 +41,16 @@ const MODELS = [
   { name: 'wide (8 layers, d=512, 8/2 heads of 64)', options: { layers: 8, hidden: 512, heads: 8, kvHeads: 2, intermediate: 1536 } },
 ];
 const TEXTS = '/usr/share/common-licenses';
-const CONTENDERS = ['(a) OnnxCausalLM', '(b) decoder, full', '(c) Duo 50 %', '(d) Duo 25 %'];
+// `base`: the contender whose tokens/s the "vs (b)" column divides by (the full decoder with the same weights).
+const CONTENDERS = [
+  { what: '(a) OnnxCausalLM' },
+  { what: '(b) decoder, full', base: 1 },
+  { what: '(c) Duo 50 %', ratio: 50, base: 1 },
+  { what: '(d) Duo 25 %', ratio: 25, base: 1 },
+  { what: '(b8) decoder, full, int8 weights', weights: 'int8', base: 4 },
+  { what: '(c8) Duo 50 %, int8 weights', ratio: 50, weights: 'int8', base: 4 },
+  { what: '(d8) Duo 25 %, int8 weights', ratio: 25, weights: 'int8', base: 4 },
+];
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -83,16 +93,25 @@ try {
       rows.push({ model: spec.name, context: `${QUALITY_CONTEXT}+`, what: `quality, Duo ${ratio} % vs full (${SCORED} positions)`, top1: q.top1, kl: q.kl });
       log(`${spec.name}: Duo ${ratio} % top-1 ${(q.top1 * 100).toFixed(1)} %, KL ${q.kl.toExponential(3)}`);
     }
+    for (const weights of ['int8', 'int4']) {
+      const quantized = await LlamaDecoder.load(dir, { threads: 1, weights });
+      const q = agreement(fullLogits, await quantized.logits(scoreText, { lastPositions: SCORED }), quantized.info.vocabSize);
+      await quantized.close();
+      rows.push({ model: spec.name, context: `${QUALITY_CONTEXT}+`, what: `quality, ${weights} weights vs float32, every head full (${SCORED} positions)`, top1: q.top1, kl: q.kl });
+      log(`${spec.name}: ${weights} weights top-1 ${(q.top1 * 100).toFixed(1)} %, KL ${q.kl.toExponential(3)}`);
+    }
 
     for (const context of CONTEXTS) {
       const maxTokens = context + DECODE + 8;
       const prompt = repeatTo(scoreText.concat(calibrationText), context);
-      const models = [
-        await OnnxCausalLM.load(dir, { threads: 1 }),
-        await LlamaDecoder.load(dir, { threads: 1, maxTokens }),
-        await LlamaDecoder.load(dir, { threads: 1, maxTokens, headPattern: patterns[50], sink: SINK, recent: RECENT }),
-        await LlamaDecoder.load(dir, { threads: 1, maxTokens, headPattern: patterns[25], sink: SINK, recent: RECENT }),
-      ];
+      const models = [];
+      for (const c of CONTENDERS) {
+        if (c.base === undefined) models.push(await OnnxCausalLM.load(dir, { threads: 1 }));
+        else {
+          const duo = c.ratio === undefined ? {} : { headPattern: patterns[c.ratio], sink: SINK, recent: RECENT };
+          models.push(await LlamaDecoder.load(dir, { threads: 1, maxTokens, ...duo, ...(c.weights ? { weights: c.weights } : {}) }));
+        }
+      }
       const prefillS = [];
       for (const m of models) {
         t0 = performance.now();
@@ -107,7 +126,7 @@ try {
           const c = (round + j) % models.length;
           // The cache holds the prompt and the last call's tokens: only the prompt's last token and the new ones run.
           const r = await models[c].generate(prompt, { maxTokens: DECODE + 1, temperature: 0 });
-          if (r.tokens !== DECODE + 1 || r.cachedTokens !== context - 1) throw new Error(`decoder: ${CONTENDERS[c]} generated ${r.tokens} tokens from ${r.cachedTokens} cached`);
+          if (r.tokens !== DECODE + 1 || r.cachedTokens !== context - 1) throw new Error(`decoder: ${CONTENDERS[c].what} generated ${r.tokens} tokens from ${r.cachedTokens} cached`);
           speed[c].push((DECODE * 1000) / r.decodeMs);
           if (r.attentionMs !== undefined) share[c].push(r.attentionMs / (r.attentionMs + r.denseMs));
         }
@@ -118,7 +137,7 @@ try {
       );
       for (let c = 0; c < models.length; c++) {
         rows.push({
-          model: spec.name, context: String(context), what: CONTENDERS[c], tokensPerSecond: tps[c], vsA: tps[c] / tps[0], vsB: tps[c] / tps[1],
+          model: spec.name, context: String(context), what: CONTENDERS[c].what, tokensPerSecond: tps[c], vsA: tps[c] / tps[0], vsB: CONTENDERS[c].base === undefined ? tps[c] / tps[1] : tps[c] / tps[CONTENDERS[c].base],
           kvBytesPerToken: kvPerToken[c], attentionShare: c === 0 ? null : median(share[c]), prefillSeconds: prefillS[c], samples: speed[c].length,
         });
       }

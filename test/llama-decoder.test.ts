@@ -4,11 +4,11 @@
  * chunked or not; and the Generator contract (sampling, stops, streaming, abort, counts,
  * logprobs, prefix reuse, truncate) giving what OnnxCausalLM gives.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClosedError, LlamaDecoder, OnnxCausalLM } from '../src/index';
+import { ClosedError, DuoKVCache, LlamaDecoder, OnnxCausalLM } from '../src/index';
 import { makeTinyHfModel, makeTinyModel } from '../scripts/make-tiny-model.mjs';
 
 let root: string;
@@ -170,6 +170,33 @@ describe('the Generator contract', () => {
     await expect(decoder.truncate(1000)).rejects.toThrow(new RangeError('Expected at most 5 tokens (the cached tokens) for tokens but received 1000'));
     const again = await decoder.generate(PROMPT, { maxTokens: 16, temperature: 0 });
     expect([again.cachedTokens, again.tokenIds]).toEqual([5, first.tokenIds]);
+  });
+
+  it('attends a long prefill chunk on a worker thread and decode steps inline, with the same logits', async () => {
+    const ids = Array.from({ length: 1100 }, (_, i) => 5 + ((i * 37) % 300));
+    const inline = await LlamaDecoder.load(dir, { threads: 1, prefillChunk: 100 });
+    const chunked = await LlamaDecoder.load(dir, { threads: 1, prefillChunk: 1024 });
+    const sync = vi.spyOn(DuoKVCache.prototype, 'attend');
+    const async = vi.spyOn(DuoKVCache.prototype, 'attendAsync');
+    try {
+      const want = await inline.logits(ids, { lastPositions: 4 });
+      expect([sync.mock.calls.length, async.mock.calls.length]).toEqual([11 * 2, 0]);
+      sync.mockClear();
+      // 1024 × 1024 query × key pairs per layer (2^20): a worker thread; the last 76 rows and a decode step: inline.
+      const got = await chunked.logits(ids, { lastPositions: 4 });
+      expect([sync.mock.calls.length, async.mock.calls.length]).toEqual([2, 2]);
+      let m = 0;
+      for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(want[i]! - got[i]!));
+      expect(m).toBeLessThan(1e-5);
+      sync.mockClear();
+      await chunked.generate([...ids, 9], { maxTokens: 2, temperature: 0 });
+      expect([sync.mock.calls.length, async.mock.calls.length]).toEqual([4, 2]);
+    } finally {
+      sync.mockRestore();
+      async.mockRestore();
+      await inline.close();
+      await chunked.close();
+    }
   });
 
   it('checks its arguments with the shared messages, and refuses calls once closed', async () => {

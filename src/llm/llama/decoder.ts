@@ -51,7 +51,8 @@ const CALIBRATE_KEYS = ['retrievalRatio', 'sink', 'recent', 'method', 'lastQueri
  * streaming heads no longer hold the window that needs (further back than `maxRollback`), the
  * prompt is run from the start instead. Prefill runs in chunks of `prefillChunk` tokens; the
  * cache's attention is exact per chunk, so chunking never changes the result. Calls run one
- * at a time; attention calls are synchronous (a long prefill chunk holds the event loop).
+ * at a time; a prefill chunk's attention (past 2^20 query × key pairs a layer) runs on a worker
+ * thread, so the event loop stays free, while decode steps attend inline.
  *
  * @example
  * ```ts

@@ -18,6 +18,13 @@ type Feeds = Record<string, Ort.Tensor>;
 /** A session and the weights it takes as inputs (none unless its graph passed EMBED_LIMIT). */
 type Stage = { session: Ort.InferenceSession; feeds: Feeds };
 
+/**
+ * Query × key pairs of a layer's step past which it attends on a worker thread (about a
+ * millisecond of kernel work per KV head and up), so a long prefill chunk does not hold the event
+ * loop; smaller steps — decode up to 1M cached tokens — attend inline, without the thread hop.
+ */
+const ASYNC_PAIRS = 1 << 20;
+
 /** Where a pass's time went, added to by {@link Forward.run}. @internal */
 export interface Timing {
   attentionMs: number;
@@ -102,7 +109,8 @@ export class Forward {
         const v = out['v']!.data as Float32Array;
         capture?.(l, q, k, v);
         t0 = performance.now();
-        const attn = new Tensor('float32', cache.attend(l, q, k, v, attend), [n, NH * D]);
+        const big = n * (start + n) >= ASYNC_PAIRS;
+        const attn = new Tensor('float32', big ? await cache.attendAsync(l, q, k, v, attend) : cache.attend(l, q, k, v, attend), [n, NH * D]);
         const t1 = performance.now();
         attention += t1 - t0;
         if (l === c.layers - 1) {

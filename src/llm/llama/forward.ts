@@ -92,10 +92,12 @@ export class Forward {
     let t0 = performance.now();
     const x = new Float32Array(n * H);
     for (let i = 0; i < n; i++) x.set(this.#embed.subarray(ids[i]! * H, (ids[i]! + 1) * H), i * H);
-    const cos = new Float32Array(n * D);
-    const sin = new Float32Array(n * D);
+    const cos = new Float32Array((n * D) / 2);
+    const sin = new Float32Array((n * D) / 2);
     ropeRows(this.#invFreq, start, n, cos, sin);
-    const rope: Feeds = { cos: new Tensor('float32', cos, [n, D]), sin: new Tensor('float32', sin, [n, D]) };
+    const pos = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) pos[i] = BigInt(i);
+    const rope: Feeds = { cos: new Tensor('float32', cos, [n, D / 2]), sin: new Tensor('float32', sin, [n, D / 2]), pos: new Tensor('int64', pos, [1, n]) };
     let xt: Ort.Tensor = new Tensor('float32', x, [n, H]);
     const stages = this.#stages;
     let out = await stages[0]!.session.run({ x: xt, ...rope, ...stages[0]!.feeds });

@@ -69,13 +69,15 @@ export function decoderGraph(kind: GraphKind, c: LlamaConfig, w: GraphWeights, t
     initializers.push({ name, type: 'float32', dims, data });
     return name;
   };
-  const eps = 'rms_norm_eps';
-  initializers.push({ name: eps, type: 'float32', dims: [], data: Float32Array.of(c.rmsNormEps) });
 
   // nn.Linear: y = x Wᵀ + b, W [out, in] as Hugging Face stores it (MatMulNBits' [N, K] too).
   const linear = (x: string, name: string, weight: Float32Array, out: number, inp: number, bias: Float32Array | undefined, result?: string, head = false) => {
     const b = bias === undefined ? undefined : param(`${name}_bias`, bias, [out]);
-    if (type === 'float32') return node('Gemm', b === undefined ? [x, param(name, weight, [out, inp])] : [x, param(name, weight, [out, inp]), b], { transB: 1 }, result);
+    if (type === 'float32') {
+      const ins = [x, param(name, weight, [out, inp])];
+      if (b !== undefined) ins.push(b);
+      return node('Gemm', ins, { transB: 1 }, result);
+    }
     const bits = type === 'int8' || head ? 8 : 4;
     const q = quantizeBlocks(weight, out, inp, bits);
     initializers.push(
@@ -86,12 +88,25 @@ export function decoderGraph(kind: GraphKind, c: LlamaConfig, w: GraphWeights, t
     if (b === undefined) return node('MatMulNBits', [x, `${name}_q`, `${name}_scales`], attrs, result, 'com.microsoft');
     return node('Add', [node('MatMulNBits', [x, `${name}_q`, `${name}_scales`], attrs, undefined, 'com.microsoft'), b], undefined, result);
   };
-  // The op sequence of the exported models (scripts/make-tiny-model.mjs), so both round alike.
-  const rmsNorm = (x: string, name: string, weight: Float32Array) => {
-    const ms = node('ReduceMean', [node('Mul', [x, x])], { axes: [-1], keepdims: 1 });
-    const inv = node('Reciprocal', [node('Sqrt', [node('Add', [ms, eps])])]);
-    return node('Mul', [node('Mul', [x, inv]), param(name, weight, [H])]);
+  // Several linears of one input as one (their weights stacked by rows: one pass over x, one node),
+  // then split back; quantisation is per row, so stacking changes no value.
+  const stacked = (x: string, name: string, parts: { weight: Float32Array; rows: number; bias?: Float32Array | undefined }[], inp: number) => {
+    const rows = parts.reduce((a, p) => a + p.rows, 0);
+    const weight = new Float32Array(rows * inp);
+    const bias = parts.some((p) => p.bias) ? new Float32Array(rows) : undefined;
+    let at = 0;
+    for (const p of parts) {
+      weight.set(p.weight, at * inp);
+      if (p.bias) bias!.set(p.bias, at);
+      at += p.rows;
+    }
+    const outs = parts.map((_, i) => `${name}_${i}`);
+    nodes.push({ op: 'Split', inputs: [linear(x, name, weight, rows, inp, bias), i64(`${name}_split`, parts.map((p) => p.rows))], outputs: outs, attrs: { axis: -1 } });
+    return outs;
   };
+  // RMSNorm as one fused node (ONNX Runtime's SimplifiedLayerNormalization: x / sqrt(mean(x²) + ε) · w).
+  const rmsNorm = (x: string, name: string, weight: Float32Array) =>
+    node('SimplifiedLayerNormalization', [x, param(name, weight, [H])], { axis: -1, epsilon: { float: c.rmsNormEps } });
 
   const x = input('x', ['n', H]);
   let h = x;
@@ -100,8 +115,8 @@ export function decoderGraph(kind: GraphKind, c: LlamaConfig, w: GraphWeights, t
     const attn = input('attn', ['n', NH * D]);
     h = node('Add', [x, linear(attn, 'post.o', l.o, H, NH * D, l.oBias)]);
     const m = rmsNorm(h, 'post.norm', l.postNorm);
-    const gate = linear(m, 'post.gate', l.gate, I, H, l.gateBias);
-    const act = node('Mul', [node('Mul', [gate, node('Sigmoid', [gate])]), linear(m, 'post.up', l.up, I, H, l.upBias)]);
+    const [gate, up] = stacked(m, 'post.gate_up', [{ weight: l.gate, rows: I, bias: l.gateBias }, { weight: l.up, rows: I, bias: l.upBias }], H);
+    const act = node('Mul', [node('Mul', [gate!, node('Sigmoid', [gate!])]), up!]);
     h = node('Add', [h, linear(act, 'post.down', l.down, H, I, l.downBias)]);
   }
   if (kind === 'last') {
@@ -115,26 +130,24 @@ export function decoderGraph(kind: GraphKind, c: LlamaConfig, w: GraphWeights, t
       nodes.push({ op: 'Identity', inputs: [h], outputs: ['x_out'] });
       output('x_out', ['n', H]);
     }
-    const cos = node('Unsqueeze', [input('cos', ['n', D]), i64('axis1', [1])]);
-    const sin = node('Unsqueeze', [input('sin', ['n', D]), i64('axis1', [1])]);
     const normed = rmsNorm(h, 'pre.norm', l.inputNorm);
-    // Hugging Face's rotate_half RoPE on [n, heads, D]: x·cos + cat(−x₂, x₁)·sin.
+    // Hugging Face's rotate_half RoPE (x·cos + cat(−x₂, x₁)·sin) as com.microsoft RotaryEmbedding on
+    // [1, n, heads × D]: `pos` [1, n] picks row t of the chunk's `cos` / `sin` [n, D / 2] for token t.
+    for (const name of ['cos', 'sin']) input(name, ['n', D / 2]);
+    input('pos', [1, 'n'], 'int64');
+    const axis0 = i64('axis0', [0]);
     const rope = (flat: string, heads: number, out: string) => {
-      const shaped = node('Reshape', [flat, i64(`shape_${heads}`, [0, heads, D])]);
-      const halves = [`${out}_lo`, `${out}_hi`];
-      nodes.push({ op: 'Split', inputs: [shaped], outputs: halves, attrs: { axis: -1 } });
-      const rotated = node('Concat', [node('Neg', [halves[1]!]), halves[0]!], { axis: -1 });
-      const y = node('Add', [node('Mul', [shaped, cos]), node('Mul', [rotated, sin])]);
-      node('Reshape', [y, i64(`flat_${heads}`, [0, heads * D])], undefined, out);
+      const y = node('RotaryEmbedding', [node('Unsqueeze', [flat, axis0]), 'pos', 'cos', 'sin'], { interleaved: 0, num_heads: heads }, undefined, 'com.microsoft');
+      node('Squeeze', [y, axis0], undefined, out);
     };
-    rope(linear(normed, 'pre.q', l.q, NH * D, H, l.qBias), NH, 'q');
-    rope(linear(normed, 'pre.k', l.k, KV * D, H, l.kBias), KV, 'k');
-    linear(normed, 'pre.v', l.v, KV * D, H, l.vBias, 'v');
+    const [q, k, v] = stacked(normed, 'pre.qkv', [{ weight: l.q, rows: NH * D, bias: l.qBias }, { weight: l.k, rows: KV * D, bias: l.kBias }, { weight: l.v, rows: KV * D, bias: l.vBias }], H);
+    rope(q!, NH, 'q');
+    rope(k!, KV, 'k');
+    nodes.push({ op: 'Identity', inputs: [v!], outputs: ['v'] });
     output('q', ['n', NH * D]);
     output('k', ['n', KV * D]);
     output('v', ['n', KV * D]);
   }
   const unique = [...new Map(initializers.map((i) => [i.name, i])).values()];
-  const domains = type === 'float32' ? {} : { domains: { 'com.microsoft': 1 } };
-  return { spec: { inputs, outputs, nodes, initializers: unique, opset: 17, name: `llama-${kind}`, producer: '@capibara/core LlamaDecoder', ...domains }, feeds };
+  return { spec: { inputs, outputs, nodes, initializers: unique, opset: 17, name: `llama-${kind}`, producer: '@capibara/core LlamaDecoder' }, feeds };
 }

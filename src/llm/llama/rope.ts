@@ -34,23 +34,18 @@ export function inverseFrequencies(headDim: number, rope: RopeConfig): Float32Ar
 }
 
 /**
- * Fills `cos` and `sin` (`[n, headDim]`) for positions `start .. start + n - 1`: angle
- * `fround(p × inv_freq[i])` in columns `i` and `i + headDim / 2`.
+ * Fills `cos` and `sin` (`[n, headDim / 2]`) for positions `start .. start + n - 1`: angle
+ * `fround(p × inv_freq[i])` in column `i` (rotate_half uses each for columns i and i + headDim / 2).
  * @internal
  */
 export function ropeRows(invFreq: Float32Array, start: number, n: number, cos: Float32Array, sin: Float32Array): void {
   const half = invFreq.length;
-  const d = 2 * half;
   for (let t = 0; t < n; t++) {
     const p = Math.fround(start + t);
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(p * invFreq[i]!);
-      const c = Math.cos(angle);
-      const s = Math.sin(angle);
-      cos[t * d + i] = c;
-      cos[t * d + i + half] = c;
-      sin[t * d + i] = s;
-      sin[t * d + i + half] = s;
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
     }
   }
 }

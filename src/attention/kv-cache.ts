@@ -428,6 +428,16 @@ export class DuoKVCache {
     for (const l of this.#layers) l.truncate(n);
   }
 
+  /**
+   * The host memory `layer`'s retrieval heads are stored in (keys, then values; whole buffers,
+   * empty for a `'cuda'` cache): benchmarks read these very bytes for their bandwidth floor, as
+   * equal allocations can read at different speeds on a VM.
+   * @internal
+   */
+  storageOf(layer: number): ArrayBufferView[] {
+    return this.#cuda === null ? this.#layer(layer).retrievalBuffers() : [];
+  }
+
   /** Forgets every token (buffers are kept for reuse). */
   reset(): void {
     this.#idle('reset');

@@ -228,6 +228,11 @@ export class KvLayer {
     return Float64Array.from(rows);
   }
 
+  /** The retrieval heads' key and value storage, whole buffers (what a decode step reads in place). */
+  retrievalBuffers(): KvBuffer[] {
+    return [this.#fullK, this.#fullV];
+  }
+
   /** The layer's buffers in the kernel's order, then a step's k and v (and int8's float32 rows). */
   #buffers(k: KvBuffer, v: KvBuffer): KvBuffer[] {
     const list: KvBuffer[] = [this.#fullK, this.#fullV, this.#streamK, this.#streamV, k, v];

@@ -184,8 +184,8 @@ export async function makeTinyHfModel(dir, options = {}) {
   return { dir, config, weights: stored };
 }
 
-// Hugging Face shapes: nn.Linear [out, in]; norms and biases [n].
-function shapeOf(c, name) {
+/** A tensor's Hugging Face shape under config.json `c`: nn.Linear [out, in]; norms and biases [n]. */
+export function shapeOf(c, name) {
   const H = c.hidden_size;
   const D = c.head_dim;
   if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') return [c.vocab_size, H];

@@ -15,7 +15,7 @@ import { Forward } from '../src/llm/llama/forward';
 import { QUANT_BLOCK, quantizeBlocks } from '../src/llm/llama/quantize';
 import { SafetensorsFolder } from '../src/llm/llama/safetensors';
 import { loadWeights } from '../src/llm/llama/weights';
-import { makeTinyHfModel } from '../scripts/make-tiny-model.mjs';
+import { makeTinyHfModel, shapeOf } from '../scripts/make-tiny-model.mjs';
 import { llamaReference } from './support/llama-reference';
 
 let root: string;
@@ -100,10 +100,9 @@ describe('LlamaDecoder weights option', () => {
       const got = await d.logits(IDS, { lastPositions: IDS.length });
       const weights: Record<string, Float32Array> = {};
       for (const [name, w] of Object.entries(model.weights)) {
-        const shape = name === 'lm_head.weight' ? [d.config.vocabSize, d.config.hidden] : undefined;
         if (!LINEAR.test(name)) weights[name] = w;
         else {
-          const [rows, cols] = shape ?? shapeOf(name, d.config);
+          const [rows, cols] = shapeOf(model.config, name) as [number, number];
           weights[name] = dequantized(w, rows, cols, name === 'lm_head.weight' ? headBits : bits);
         }
       }
@@ -161,12 +160,3 @@ describe('LlamaDecoder weights option', () => {
     await expect(LlamaDecoder.load(model.dir, { weights: 8 as never })).rejects.toThrow(TypeError);
   });
 });
-
-function shapeOf(name: string, c: { hidden: number; intermediate: number; queryHeads: number; kvHeads: number; headDim: number }): [number, number] {
-  const { hidden: H, intermediate: I, queryHeads: NH, kvHeads: KV, headDim: D } = c;
-  if (name.endsWith('q_proj.weight')) return [NH * D, H];
-  if (name.endsWith('k_proj.weight') || name.endsWith('v_proj.weight')) return [KV * D, H];
-  if (name.endsWith('o_proj.weight')) return [H, NH * D];
-  if (name.endsWith('down_proj.weight')) return [H, I];
-  return [I, H];
-}

@@ -85,8 +85,8 @@ export function decoderGraph(kind: GraphKind, c: LlamaConfig, w: GraphWeights, t
       { name: `${name}_scales`, type: 'float32', dims: [out * q.blocksPerRow], data: q.scales },
     );
     const attrs = { K: inp, N: out, bits, block_size: QUANT_BLOCK, accuracy_level: 4 };
-    if (b === undefined) return node('MatMulNBits', [x, `${name}_q`, `${name}_scales`], attrs, result, 'com.microsoft');
-    return node('Add', [node('MatMulNBits', [x, `${name}_q`, `${name}_scales`], attrs, undefined, 'com.microsoft'), b], undefined, result);
+    const y = node('MatMulNBits', [x, `${name}_q`, `${name}_scales`], attrs, b === undefined ? result : undefined, 'com.microsoft');
+    return b === undefined ? y : node('Add', [y, b], undefined, result);
   };
   // Several linears of one input as one (their weights stacked by rows: one pass over x, one node),
   // then split back; quantisation is per row, so stacking changes no value.

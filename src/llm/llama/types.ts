@@ -71,7 +71,10 @@ export interface LlamaDecoderOptions {
  * ```
  */
 export interface LlamaGenerateResult extends OnnxGenerateResult {
-  /** Wall time of the attention kernel calls (on the KV cache) of this call, in milliseconds. */
+  /**
+   * Wall time of the attention calls on the KV cache of this call, in milliseconds: inline kernel
+   * calls, and for prefill chunks past 2^20 query × key pairs a layer the awaited worker-thread call.
+   */
   attentionMs: number;
   /** Wall time of the ONNX Runtime runs (projections, MLP, norms, `lm_head`) and the embedding lookup of this call, in milliseconds. */
   denseMs: number;

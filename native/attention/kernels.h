@@ -7,7 +7,8 @@
 // the cache's block layout. A block holds kBlockKeys = 64 consecutive positions of one KV head,
 // keys dimension-major so that one vector instruction scores 16 keys (vLLM's paged-attention key
 // layout, ../shared/ANCHORS.md: no horizontal sum per key), values in chunks of columns so that
-// the kernel reads every byte of a block front to back (the hardware prefetchers then keep up):
+// the kernel reads every byte of a block front to back (the hardware prefetchers then keep up
+// within a page; the kernel touches the next block's pages ahead, attend_rows.inc kAheadOf):
 //
 //   kBlockF32, kBlockF16  keys   [dim][64]             a row of 64 keys per dimension
 //                         values [chunk][64][width]    chunks of 64 columns (the last narrower):

@@ -23,7 +23,8 @@ flags=(-O3 -std=c++17 -Wno-psabi -pthread)
 g++ "${flags[@]}" -I"$work/a" -c "$work/a/attention/attend.cc" -o "$work/a.o" &
 g++ "${flags[@]}" -I"$work/b" -Dcapibara=capb -c "$work/b/attention/attend.cc" -o "$work/b.o" &
 wait
-g++ "${flags[@]}" -I"$work/a" -I"$work" "$root/scripts/attention-ab/ab.cc" "$work/a.o" "$work/b.o" -o "$work/ab"
+g++ "${flags[@]}" -I"$root/native" -c "$root/native/bench/floors.cc" -o "$work/floors.o"
+g++ "${flags[@]}" -I"$work/a" -I"$work" "$root/scripts/attention-ab/ab.cc" "$work/a.o" "$work/b.o" "$work/floors.o" -o "$work/ab"
 for ((i = 0; i < ${REPEATS:-2}; i++)); do
   for f in $formats; do
     for c in ${CONTEXTS:-4096 32768 131072}; do
